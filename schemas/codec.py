@@ -1,0 +1,239 @@
+"""Avro single-object encoding (C3 01 + CRC-64-AVRO fingerprint + body) for events and commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+from suqiu.domain.commands import COMMAND_TYPES
+from suqiu.domain.events import EVENT_TYPES, Event
+from suqiu.domain.model import Actor, Enterprise, Role
+
+AVRO_DIR = Path(__file__).parent / "avro"
+HISTORY_DIR = Path(__file__).parent / "history"
+MAGIC = b"\xc3\x01"
+HEADER = 10
+HASH_SIZE = 32
+GENESIS = bytes(HASH_SIZE)
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a message we can read; the reason goes to the dead-letter headers."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaInfo:
+    """One schema as served at /v1/schemas: full name, kind, release, fingerprint and JSON."""
+
+    name: str
+    kind: str
+    version: str
+    fingerprint: str
+    schema: dict[str, Any]
+    parsed: Any = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def header(self) -> bytes:
+        return MAGIC + bytes.fromhex(self.fingerprint)
+
+
+def _camel(type_name: str) -> str:
+    return "".join(p.capitalize() for p in type_name.split("_"))
+
+
+_BRANCH_TO_TYPE = {f"suqiu.commands.{_camel(t)}": t for t in COMMAND_TYPES}
+
+
+def load_schema_set(root: Path, version: str) -> list[SchemaInfo]:
+    """Every top-level schema under `root`, with the shared envelope inlined."""
+    envelope = json.loads((root / "events" / "Envelope.avsc").read_text("utf-8"))
+    out: list[SchemaInfo] = []
+    for path in sorted((root / "events").glob("*.avsc")):
+        if path.stem == "Envelope":
+            continue
+        raw = json.loads(path.read_text("utf-8"))
+        raw["fields"] = [
+            {**f, "type": envelope} if f["type"] == "suqiu.events.Envelope" else f for f in raw["fields"]
+        ]
+        out.append(_info(raw, "event", version))
+    for path in sorted((root / "commands").glob("*.avsc")):
+        out.append(_info(json.loads(path.read_text("utf-8")), "command", version))
+    return out
+
+
+def _info(raw: dict[str, Any], kind: str, version: str) -> SchemaInfo:
+    parsed = parse_schema(raw, _write_hint=False)
+    fp = fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
+    return SchemaInfo(f"{raw['namespace']}.{raw['name']}", kind, version, fp, raw, parsed)
+
+
+class Codec:
+    """Encodes and decodes every message type; reads any released schema version."""
+
+    def __init__(self) -> None:
+        current = load_schema_set(AVRO_DIR, "current")
+        self.current: dict[str, SchemaInfo] = {s.name: s for s in current}
+        self.by_fingerprint: dict[str, SchemaInfo] = {s.fingerprint: s for s in current}
+        for release in sorted(p for p in HISTORY_DIR.glob("v*") if p.is_dir()):
+            for s in load_schema_set(release, release.name):
+                self.by_fingerprint.setdefault(s.fingerprint, s)
+        self._fields = {n: [f.name for f in dataclasses.fields(c)] for n, c in EVENT_TYPES.items()}
+
+    # -- events ---------------------------------------------------------------------------
+
+    def encode_event(self, event: Event, prev_hash: bytes) -> tuple[bytes, bytes]:
+        """The framed bytes of `event` chained to `prev_hash`, and its hash."""
+        info = self.current[f"suqiu.events.{event.event_type}"]
+        record = self._event_record(event)
+        record["hash"] = GENESIS
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, info.parsed, record)
+        unhashed = buf.getvalue()[:-HASH_SIZE]
+        digest = chain_hash(prev_hash, unhashed)
+        return info.header + unhashed + digest, digest
+
+    def decode_event(self, data: bytes) -> Event:
+        info, record = self._read(data, "event")
+        name = info.name.rsplit(".", 1)[1]
+        env = record["envelope"]
+        cls = EVENT_TYPES[name]
+        values = {f: record[f] for f in self._fields[name]}
+        if "enterprise" in values:
+            values["enterprise"] = Enterprise(**values["enterprise"])
+        return Event(
+            event_id=str(env["event_id"]), case_id=env["case_id"], seq=env["seq"],
+            occurred_at=env["occurred_at"], recorded_at=env["recorded_at"],
+            actor=Actor(env["actor"]["system"], Role(env["actor"]["role"]),
+                        env["actor"]["department"], env["actor"]["person"]),
+            command_id=env["command_id"], correlation_id=env["correlation_id"],
+            causation_id=env["causation_id"], schema_version=env["schema_version"],
+            payload=cls(**values),
+        )
+
+    def decode_event_record(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """The event's record name and its fields as Avro gives them (for JSON views)."""
+        info, record = self._read(data, "event")
+        return info.name.rsplit(".", 1)[1], record
+
+    def _event_record(self, event: Event) -> dict[str, Any]:
+        a = event.actor
+        record: dict[str, Any] = {
+            "envelope": {
+                "event_id": event.event_id, "case_id": event.case_id, "seq": event.seq,
+                "event_type": event.event_type, "occurred_at": event.occurred_at,
+                "recorded_at": event.recorded_at,
+                "actor": {"system": a.system, "role": a.role.value, "department": a.department, "person": a.person},
+                "command_id": event.command_id, "correlation_id": event.correlation_id,
+                "causation_id": event.causation_id, "schema_version": event.schema_version,
+            }
+        }
+        for f in self._fields[event.event_type]:
+            value = getattr(event.payload, f)
+            record[f] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        return record
+
+    # -- commands and results -------------------------------------------------------------
+
+    def encode_command(
+        self, type_name: str, body: dict[str, Any], *, command_id: str, actor: Actor,
+        case_id: str | None = None, expected_seq: int | None = None, correlation_id: str | None = None,
+    ) -> bytes:
+        info = self.current["suqiu.commands.Command"]
+        record = {
+            "command_id": command_id, "case_id": case_id, "expected_seq": expected_seq,
+            "actor": {"system": actor.system, "role": actor.role.value, "department": actor.department,
+                      "person": actor.person},
+            "correlation_id": correlation_id,
+            "body": (f"suqiu.commands.{_camel(type_name)}", body),
+        }
+        return self._write(info, record)
+
+    def decode_command(self, data: bytes) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(command type, the command's envelope fields, the body fields)."""
+        _, record = self._read(data, "command", name="suqiu.commands.Command")
+        branch, body = record.pop("body")
+        return _BRANCH_TO_TYPE[branch], record, {k: v for k, v in body.items() if v is not None}
+
+    def encode_result(self, result: dict[str, Any]) -> bytes:
+        error = result.get("error")
+        record = {
+            "command_id": result["command_id"], "case_id": result.get("case_id"), "status": result["status"],
+            "seq": result.get("seq"), "event_ids": list(result.get("event_ids", [])),
+            "error": None if error is None else {
+                "code": error["code"], "message": error["message"],
+                "details_json": json.dumps(error.get("details", {}), ensure_ascii=False, default=str),
+            },
+        }
+        return self._write(self.current["suqiu.commands.CommandResult"], record)
+
+    def decode_result(self, data: bytes) -> dict[str, Any]:
+        _, record = self._read(data, "command", name="suqiu.commands.CommandResult")
+        if record["error"] is not None:
+            record["error"]["details"] = json.loads(record["error"].pop("details_json"))
+        return record
+
+    # -- framing --------------------------------------------------------------------------
+
+    def _write(self, info: SchemaInfo, record: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        buf.write(info.header)
+        fastavro.schemaless_writer(buf, info.parsed, record)
+        return buf.getvalue()
+
+    def _read(self, data: bytes, kind: str, name: str | None = None) -> tuple[SchemaInfo, dict[str, Any]]:
+        if len(data) < HEADER or data[:2] != MAGIC:
+            raise DecodeError("not Avro single-object encoding (no C3 01 marker)")
+        fp = data[2:HEADER].hex()
+        writer = self.by_fingerprint.get(fp)
+        if writer is None:
+            raise DecodeError(f"unknown schema fingerprint {fp}")
+        if writer.kind != kind or (name is not None and writer.name != name):
+            raise DecodeError(f"schema {writer.name} is not a {name or kind}")
+        reader = self.current.get(writer.name, writer)
+        try:
+            record = fastavro.schemaless_reader(
+                io.BytesIO(data[HEADER:]), writer.parsed,
+                None if reader is writer else reader.parsed, return_record_name=True,
+            )
+        except Exception as exc:  # fastavro raises many types for truncated or bad bodies
+            raise DecodeError(f"undecodable {writer.name} body: {exc}") from exc
+        if not isinstance(record, dict):
+            raise DecodeError(f"{writer.name} body is not a record")
+        return writer, record
+
+
+def chain_hash(prev_hash: bytes, unhashed: bytes) -> bytes:
+    """hash = SHA-256(prev_hash || Avro body of the event without its hash field)."""
+    return hashlib.sha256(prev_hash + unhashed).digest()
+
+
+def unhashed_body(framed: bytes) -> bytes:
+    return framed[HEADER:-HASH_SIZE]
+
+
+def stored_hash(framed: bytes) -> bytes:
+    return framed[-HASH_SIZE:]
+
+
+def to_json_value(value: Any) -> Any:
+    """Avro-decoded values as JSON: instants in ISO 8601 UTC, bytes in hex."""
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: to_json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json_value(v) for v in value]
+    return value
+
+

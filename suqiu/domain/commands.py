@@ -1,0 +1,317 @@
+"""Commands: what actors ask for. Parsed from plain dicts (JSON or Avro) with field-named errors."""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from datetime import datetime
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
+
+from suqiu.domain.errors import invalid
+from suqiu.domain.model import Actor, Enterprise
+
+TEXT = 2000
+LONG_TEXT = 20000
+
+
+def _text(limit: int = TEXT, *, required: bool = True) -> Any:
+    return field(metadata={"max": limit, "required": required})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandMeta:
+    """The envelope of a command, filled by the shell: who, when, which case, which ids."""
+
+    command_id: str
+    case_id: str
+    actor: Actor
+    issued_at: datetime
+    event_ids: tuple[str, ...]
+    expected_seq: int | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    """Base of all commands; `type` is the name used over HTTP and Kafka."""
+
+    type: ClassVar[str] = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Submit(Command):
+    """受理: a new appeal."""
+
+    type: ClassVar[str] = "submit"
+    source_system: str = _text(64)
+    source_ref: str = _text(128)
+    enterprise: Enterprise
+    channel: str = _text(32)
+    category: str = _text(32)
+    priority: str = _text(16)
+    jurisdiction: str = _text(64)
+    title: str = _text(200)
+    content: str = _text(LONG_TEXT)
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dispatch(Command):
+    """派单 to a department."""
+
+    type: ClassVar[str] = "dispatch"
+    department: str = _text(64)
+    note: str = _text(required=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accept(Command):
+    """签收 by the assigned department."""
+
+    type: ClassVar[str] = "accept"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Return(Command):
+    """退回: not this department's matter."""
+
+    type: ClassVar[str] = "return"
+    reason: str = _text()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transfer(Command):
+    """转办 to another department."""
+
+    type: ClassVar[str] = "transfer"
+    department: str = _text(64)
+    reason: str = _text()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestMaterials(Command):
+    """补充材料: ask the enterprise for materials; the clock pauses."""
+
+    type: ClassVar[str] = "request_materials"
+    items: tuple[str, ...] = ()
+    note: str = _text(required=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupplyMaterials(Command):
+    type: ClassVar[str] = "supply_materials"
+    note: str = _text(required=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestExtension(Command):
+    """延期申请."""
+
+    type: ClassVar[str] = "request_extension"
+    working_days: int = field(default=0, metadata={"required": True})
+    reason: str = _text()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GrantExtension(Command):
+    type: ClassVar[str] = "grant_extension"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DenyExtension(Command):
+    type: ClassVar[str] = "deny_extension"
+    reason: str = _text()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Escalate(Command):
+    """上报 to an upper-level system."""
+
+    type: ClassVar[str] = "escalate"
+    target_system: str = _text(64)
+    reason: str = _text()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordUpperLevelReply(Command):
+    """The upper-level system's answer (system role: the federation bridge)."""
+
+    type: ClassVar[str] = "upper_level_reply"
+    upper_case_id: str = _text(64)
+    content: str = _text(LONG_TEXT)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply(Command):
+    """答复 with the handling result."""
+
+    type: ClassVar[str] = "reply"
+    content: str = _text(LONG_TEXT)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Close(Command):
+    """办结."""
+
+    type: ClassVar[str] = "close"
+    outcome: str = _text(32)
+    note: str = _text(required=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Feedback(Command):
+    """评价 by the enterprise."""
+
+    type: ClassVar[str] = "feedback"
+    rating: str = _text(32)
+    comment: str = _text(required=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reopen(Command):
+    """重办."""
+
+    type: ClassVar[str] = "reopen"
+    reason: str = _text()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Urge(Command):
+    """催办."""
+
+    type: ClassVar[str] = "urge"
+    note: str = _text(required=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Withdraw(Command):
+    """撤回 by the enterprise."""
+
+    type: ClassVar[str] = "withdraw"
+    reason: str = _text()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordSlaWarning(Command):
+    """临期预警, issued by the SLA timers."""
+
+    type: ClassVar[str] = "record_sla_warning"
+    clock: str = _text(16)
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordSlaBreach(Command):
+    """超期, issued by the SLA timers."""
+
+    type: ClassVar[str] = "record_sla_breach"
+    clock: str = _text(16)
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenSupervision(Command):
+    """督办 after a breach stayed open."""
+
+    type: ClassVar[str] = "open_supervision"
+    clock: str = _text(16)
+    reason: str = _text()
+
+
+COMMAND_TYPES: dict[str, type[Command]] = {
+    c.type: c
+    for c in (
+        Submit, Dispatch, Accept, Return, Transfer, RequestMaterials, SupplyMaterials,
+        RequestExtension, GrantExtension, DenyExtension, Escalate, RecordUpperLevelReply,
+        Reply, Close, Feedback, Reopen, Urge, Withdraw, RecordSlaWarning, RecordSlaBreach,
+        OpenSupervision,
+    )
+}
+LIFECYCLE_TYPES = frozenset(COMMAND_TYPES) - {"submit"}
+
+
+def parse_command(type_name: str, body: typing.Mapping[str, Any]) -> Command:
+    """Build a command from a dict, rejecting unknown, missing and mistyped fields by name."""
+    cls = COMMAND_TYPES.get(type_name)
+    if cls is None:
+        raise invalid("type", f"unknown command type {type_name!r}", allowed=sorted(COMMAND_TYPES))
+    return typing.cast(Command, _build(cls, body, prefix=""))
+
+
+def _build(cls: type[Any], body: typing.Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(body, typing.Mapping):
+        raise invalid(prefix.rstrip(".") or "body", "must be an object")
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        raise invalid(prefix + unknown[0], "unknown field", allowed=sorted(known))
+    values: dict[str, Any] = {}
+    for name, f in known.items():
+        path = prefix + name
+        optional = _is_optional(hints[name])
+        raw = body.get(name)
+        if raw is None:
+            if f.metadata.get("required", True) and not optional and not _has_default(f, hints[name]):
+                raise invalid(path, "is required")
+            continue
+        values[name] = _coerce(hints[name], raw, path, f.metadata)
+    return cls(**values)
+
+
+def _has_default(f: Any, hint: Any) -> bool:
+    # Text fields always carry metadata; other fields are optional only when typed so or
+    # defaulting to an empty tuple (a list the caller may omit).
+    return f.default is not MISSING and f.default is not None and not f.metadata
+
+
+def _is_optional(hint: Any) -> bool:
+    return get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint)
+
+
+def _coerce(hint: Any, raw: Any, path: str, meta: typing.Mapping[str, Any]) -> Any:
+    if _is_optional(hint):
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    if hint is str:
+        if not isinstance(raw, str):
+            raise invalid(path, "must be a string")
+        value = raw.strip()
+        if meta.get("required", True) and not value:
+            raise invalid(path, "must not be empty")
+        if len(value) > meta.get("max", TEXT):
+            raise invalid(path, f"longer than {meta.get('max', TEXT)} characters")
+        return value
+    if hint is int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise invalid(path, "must be an integer")
+        return raw
+    if hint is datetime:
+        return parse_instant(raw, path)
+    if get_origin(hint) is tuple:
+        if not isinstance(raw, list | tuple) or not all(isinstance(x, str) and x.strip() for x in raw):
+            raise invalid(path, "must be a list of non-empty strings")
+        if len(raw) > 100:
+            raise invalid(path, "more than 100 items")
+        return tuple(x.strip()[:TEXT] for x in raw)
+    if hint is Enterprise:
+        return _build(Enterprise, raw, prefix=path + ".")
+    raise TypeError(f"no coercion for {hint!r}")  # a programming error, not bad input
+
+
+def parse_instant(raw: Any, path: str) -> datetime:
+    """An ISO 8601 instant with an explicit offset; naive times are ambiguous and refused."""
+    if isinstance(raw, datetime):
+        value = raw
+    elif isinstance(raw, str):
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError:
+            raise invalid(path, "is not an ISO 8601 date-time") from None
+    else:
+        raise invalid(path, "must be an ISO 8601 date-time string")
+    if value.tzinfo is None:
+        raise invalid(path, "needs a UTC offset, e.g. +08:00")
+    # Events carry millisecond instants (Avro timestamp-millis); truncate once, here.
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)

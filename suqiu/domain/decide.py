@@ -1,0 +1,319 @@
+"""decide(case, command, meta, context) -> events: the lifecycle rules, pure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from suqiu.domain import commands as c
+from suqiu.domain import events as e
+from suqiu.domain.errors import DomainError, invalid
+from suqiu.domain.model import (
+    CATEGORIES, CHANNELS, CLOCKS, OPEN, OUTCOMES, PRIORITIES, RATINGS, Case, Role, Status,
+)
+from suqiu.domain.refdata import Context
+from suqiu.domain.uscc import uscc_problem
+
+S = Status
+DISPATCHING = frozenset({Role.DISPATCHER, Role.ADMIN})
+SUBMITTING = frozenset({Role.INTAKE, Role.SYSTEM, Role.ADMIN})
+ENTERPRISE_SIDE = frozenset({Role.ENTERPRISE, Role.INTAKE})
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Who may issue a command and in which states; `text` is quoted in every rejection."""
+
+    roles: frozenset[Role]
+    states: frozenset[Status]
+    text: str
+    own_department: bool = False
+
+
+RULES: dict[str, Rule] = {
+    "dispatch": Rule(DISPATCHING, frozenset({S.SUBMITTED, S.RETURNED}), "派单 only from submitted or after a return"),
+    "accept": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.DISPATCHED}), "签收 only a dispatched case", True),
+    "return": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.DISPATCHED, S.ACCEPTED}), "退回 only a dispatched or accepted case", True),
+    "transfer": Rule(DISPATCHING, frozenset({S.DISPATCHED, S.ACCEPTED}), "转办 only a dispatched or accepted case"),
+    "request_materials": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.ACCEPTED}), "补充材料 only on an accepted case", True),
+    "supply_materials": Rule(ENTERPRISE_SIDE, frozenset({S.SUSPENDED}), "materials only for a suspended case"),
+    "request_extension": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.ACCEPTED}), "延期 only on an accepted case", True),
+    "grant_extension": Rule(DISPATCHING, frozenset({S.ACCEPTED}), "延期 decisions only on an accepted case"),
+    "deny_extension": Rule(DISPATCHING, frozenset({S.ACCEPTED}), "延期 decisions only on an accepted case"),
+    "escalate": Rule(DISPATCHING, frozenset({S.ACCEPTED, S.RETURNED}), "上报 only an accepted or returned case"),
+    "upper_level_reply": Rule(frozenset({Role.SYSTEM}), frozenset({S.ESCALATED}), "upper-level answers only for an escalated case"),
+    "reply": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.ACCEPTED}), "答复 only an accepted case", True),
+    "close": Rule(DISPATCHING, OPEN, "办结 only a replied case (duplicate/withdrawn: any open case)"),
+    "feedback": Rule(ENTERPRISE_SIDE, frozenset({S.CLOSED}), "评价 only a closed case"),
+    "reopen": Rule(DISPATCHING, frozenset({S.CLOSED}), "重办 only a closed case"),
+    "urge": Rule(DISPATCHING, OPEN, "催办 only an open case"),
+    "withdraw": Rule(ENTERPRISE_SIDE, OPEN, "撤回 only an open case"),
+    "record_sla_warning": Rule(frozenset({Role.SYSTEM}), OPEN, "SLA events only on an open case"),
+    "record_sla_breach": Rule(frozenset({Role.SYSTEM}), OPEN, "SLA events only on an open case"),
+    "open_supervision": Rule(frozenset({Role.SYSTEM, Role.DISPATCHER}), OPEN, "督办 only an open case"),
+}
+
+
+def decide(case: Case, command: c.Command, meta: c.CommandMeta, ctx: Context) -> list[e.Event]:
+    """The events `command` produces on `case`, or DomainError naming the rule it breaks.
+
+    An empty list means the command was already satisfied (an SLA mark repeated).
+    """
+    if meta.actor.role is Role.AUDITOR:
+        raise DomainError("forbidden", "auditors are read-only", rule="auditor read-only", role="auditor")
+    if meta.expected_seq is not None and meta.expected_seq != case.seq:
+        raise DomainError(
+            "conflict",
+            f"expected_seq {meta.expected_seq} does not match the case's seq {case.seq}",
+            expected_seq=meta.expected_seq, actual_seq=case.seq,
+        )
+    if isinstance(command, c.Submit):
+        payloads: list[e.EventPayload] = [_submit(case, command, meta, ctx)]
+    else:
+        if case.status is Status.NEW:
+            raise DomainError("not_found", f"no case {meta.case_id}", case_id=meta.case_id)
+        _authorize(case, command.type, meta)
+        payloads = list(_HANDLERS[type(command)](case, command, meta, ctx))
+    occurred = meta.issued_at
+    if isinstance(command, c.Submit) and command.occurred_at is not None:
+        occurred = command.occurred_at
+    if len(payloads) > len(meta.event_ids):
+        raise ValueError("not enough event ids supplied for the events decided")
+    return [
+        e.Event(
+            event_id=meta.event_ids[i],
+            case_id=meta.case_id,
+            seq=case.seq + i + 1,
+            occurred_at=occurred,
+            recorded_at=meta.issued_at,
+            actor=meta.actor,
+            command_id=meta.command_id,
+            correlation_id=meta.correlation_id or meta.command_id,
+            causation_id=meta.causation_id or meta.command_id,
+            payload=p,
+        )
+        for i, p in enumerate(payloads)
+    ]
+
+
+def _authorize(case: Case, type_name: str, meta: c.CommandMeta) -> None:
+    rule = RULES[type_name]
+    role = meta.actor.role
+    if role not in rule.roles:
+        raise DomainError(
+            "forbidden", f"role {role.value} may not {type_name}",
+            rule=f"{type_name} is for {', '.join(sorted(r.value for r in rule.roles))}", role=role.value,
+        )
+    if case.status not in rule.states:
+        raise DomainError(
+            "invalid_state", f"{type_name} is not allowed when the case is {case.status.value}: {rule.text}",
+            state=case.status.value, rule=rule.text,
+        )
+    if rule.own_department and role is Role.DEPARTMENT and case.department != meta.actor.department:
+        raise DomainError(
+            "forbidden", f"department {meta.actor.department} may act only on cases assigned to it",
+            rule="department scoping: the case is assigned to another department",
+            department=meta.actor.department,
+        )
+
+
+def _check_vocab(field: str, value: str, allowed: frozenset[str]) -> None:
+    if value not in allowed:
+        raise invalid(field, f"unknown value {value!r}", allowed=sorted(allowed))
+
+
+def _submit(case: Case, cmd: c.Submit, meta: c.CommandMeta, ctx: Context) -> e.EventPayload:
+    if meta.actor.role not in SUBMITTING:
+        raise DomainError("forbidden", f"role {meta.actor.role.value} may not submit",
+                          rule="submit is for intake, system, admin", role=meta.actor.role.value)
+    if case.status is not Status.NEW:
+        raise DomainError("conflict", f"case {meta.case_id} already exists", case_id=meta.case_id)
+    problem = uscc_problem(cmd.enterprise.uscc)
+    if problem:
+        raise invalid("enterprise.uscc", problem, value=cmd.enterprise.uscc)
+    _check_vocab("channel", cmd.channel, CHANNELS)
+    _check_vocab("category", cmd.category, CATEGORIES)
+    _check_vocab("priority", cmd.priority, PRIORITIES)
+    if cmd.jurisdiction not in ctx.jurisdictions:
+        raise invalid("jurisdiction", f"unknown jurisdiction {cmd.jurisdiction!r}")
+    if cmd.occurred_at is not None and cmd.occurred_at > meta.issued_at:
+        raise invalid("occurred_at", "is in the future")
+    return e.AppealSubmitted(
+        enterprise=cmd.enterprise, channel=cmd.channel, category=cmd.category, priority=cmd.priority,
+        jurisdiction=cmd.jurisdiction, title=cmd.title, content=cmd.content,
+        source_system=cmd.source_system, source_ref=cmd.source_ref,
+    )
+
+
+def _known_department(ctx: Context, code: str) -> None:
+    if code not in ctx.departments:
+        raise invalid("department", f"unknown department {code!r}")
+
+
+def _dispatch(case: Case, cmd: c.Dispatch, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    _known_department(ctx, cmd.department)
+    goal = ctx.policy.goal(case.category, case.priority)
+    now = meta.issued_at
+    # A re-dispatch after a return keeps the resolution clock: the enterprise waits all the same.
+    resolve_due = case.resolve_due or ctx.policy.after(goal, now, goal.resolve_minutes)
+    return [e.AppealDispatched(
+        department=cmd.department, note=cmd.note or None,
+        accept_due=ctx.policy.after(goal, now, goal.accept_minutes), resolve_due=resolve_due,
+    )]
+
+
+def _accept(case: Case, cmd: c.Accept, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    return [e.AppealAccepted(department=_assigned(case))]
+
+
+def _return(case: Case, cmd: c.Return, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    return [e.AppealReturned(department=_assigned(case), reason=cmd.reason)]
+
+
+def _transfer(case: Case, cmd: c.Transfer, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    _known_department(ctx, cmd.department)
+    if cmd.department == case.department:
+        raise invalid("department", "is already the assigned department")
+    goal = ctx.policy.goal(case.category, case.priority)
+    return [e.AppealTransferred(
+        from_department=_assigned(case), to_department=cmd.department, reason=cmd.reason,
+        accept_due=ctx.policy.after(goal, meta.issued_at, goal.accept_minutes),
+    )]
+
+
+def _request_materials(case: Case, cmd: c.RequestMaterials, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    if not cmd.items:
+        raise invalid("items", "name at least one item to supply")
+    return [e.MaterialsRequested(items=list(cmd.items), note=cmd.note or None)]
+
+
+def _supply_materials(case: Case, cmd: c.SupplyMaterials, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    assert case.paused_at is not None and case.resolve_due is not None
+    goal = ctx.policy.goal(case.category, case.priority)
+    paused = ctx.policy.working_minutes(goal, case.paused_at, meta.issued_at)
+    return [e.MaterialsSupplied(
+        note=cmd.note or None, paused_from=case.paused_at,
+        resolve_due=ctx.policy.after(goal, case.resolve_due, paused),
+    )]
+
+
+def _request_extension(case: Case, cmd: c.RequestExtension, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    if not 1 <= cmd.working_days <= 30:
+        raise invalid("working_days", "must be between 1 and 30")
+    if case.extension_pending_days is not None:
+        raise DomainError("invalid_state", "an extension request is already pending",
+                          state=case.status.value, rule="one pending 延期 request at a time")
+    if case.extensions_granted >= ctx.policy.max_extensions:
+        raise DomainError("invalid_state", f"at most {ctx.policy.max_extensions} extension(s) per case",
+                          state=case.status.value, rule="延期 at most once unless policy says otherwise")
+    return [e.ExtensionRequested(working_days=cmd.working_days, reason=cmd.reason)]
+
+
+def _pending_extension(case: Case) -> int:
+    if case.extension_pending_days is None:
+        raise DomainError("invalid_state", "no extension request is pending",
+                          state=case.status.value, rule="延期 decisions need a pending request")
+    return case.extension_pending_days
+
+
+def _grant_extension(case: Case, cmd: c.GrantExtension, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    days = _pending_extension(case)
+    assert case.resolve_due is not None
+    goal = ctx.policy.goal(case.category, case.priority)
+    return [e.ExtensionGranted(working_days=days, resolve_due=ctx.policy.after(goal, case.resolve_due, ctx.policy.days(days)))]
+
+
+def _deny_extension(case: Case, cmd: c.DenyExtension, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    _pending_extension(case)
+    return [e.ExtensionDenied(reason=cmd.reason)]
+
+
+def _escalate(case: Case, cmd: c.Escalate, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    if cmd.target_system == meta.actor.system:
+        raise invalid("target_system", "must be another system than this one")
+    return [e.AppealEscalated(target_system=cmd.target_system, reason=cmd.reason, upper_case_id=None)]
+
+
+def _upper_level_reply(case: Case, cmd: c.RecordUpperLevelReply, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    return [e.UpperLevelReplied(upper_case_id=cmd.upper_case_id, content=cmd.content)]
+
+
+def _reply(case: Case, cmd: c.Reply, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    goal = ctx.policy.goal(case.category, case.priority)
+    return [e.AppealReplied(
+        department=_assigned(case), content=cmd.content,
+        follow_up_due=ctx.policy.after(goal, meta.issued_at, goal.follow_up_minutes),
+    )]
+
+
+def _close(case: Case, cmd: c.Close, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    _check_vocab("outcome", cmd.outcome, OUTCOMES)
+    if cmd.outcome not in ("duplicate", "withdrawn") and case.status is not Status.REPLIED:
+        raise DomainError(
+            "invalid_state",
+            f"close with outcome {cmd.outcome} is not allowed when the case is {case.status.value}: {RULES['close'].text}",
+            state=case.status.value, rule=RULES["close"].text,
+        )
+    return [e.AppealClosed(outcome=cmd.outcome, note=cmd.note or None)]
+
+
+def _feedback(case: Case, cmd: c.Feedback, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    _check_vocab("rating", cmd.rating, RATINGS)
+    if case.rating is not None:
+        raise DomainError("invalid_state", "this closure is already rated",
+                          state=case.status.value, rule="one 评价 per closure")
+    return [e.FeedbackReceived(rating=cmd.rating, comment=cmd.comment or None)]
+
+
+def _reopen(case: Case, cmd: c.Reopen, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    department = _assigned(case)
+    goal = ctx.policy.goal(case.category, case.priority)
+    now = meta.issued_at
+    return [e.AppealReopened(
+        reason=cmd.reason, department=department,
+        accept_due=ctx.policy.after(goal, now, goal.accept_minutes),
+        resolve_due=ctx.policy.after(goal, now, goal.resolve_minutes),
+    )]
+
+
+def _urge(case: Case, cmd: c.Urge, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    return [e.Urged(note=cmd.note or None)]
+
+
+def _withdraw(case: Case, cmd: c.Withdraw, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    return [e.AppealClosed(outcome="withdrawn", note=cmd.reason)]
+
+
+def _sla_mark(kind: str) -> Callable[[Case, Any, c.CommandMeta, Context], list[e.EventPayload]]:
+    def handler(case: Case, cmd: Any, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+        _check_vocab("clock", cmd.clock, CLOCKS)
+        if (cmd.clock, kind) in case.sla_marks:
+            return []
+        if kind == "supervision":
+            if (cmd.clock, "breach") not in case.sla_marks:
+                raise DomainError("invalid_state", f"no open breach on the {cmd.clock} clock",
+                                  state=case.status.value, rule="督办 follows a breach")
+            return [e.SupervisionOpened(clock=cmd.clock, reason=cmd.reason)]
+        if kind == "warning":
+            return [e.SlaWarning(clock=cmd.clock, due_at=cmd.due_at)]
+        return [e.SlaBreached(clock=cmd.clock, due_at=cmd.due_at)]
+    return handler
+
+
+def _assigned(case: Case) -> str:
+    if case.department is None:
+        raise DomainError("invalid_state", "the case has no assigned department",
+                          state=case.status.value, rule="needs an assigned department")
+    return case.department
+
+
+_HANDLERS: dict[type[c.Command], Callable[[Case, Any, c.CommandMeta, Context], Sequence[e.EventPayload]]] = {
+    c.Dispatch: _dispatch, c.Accept: _accept, c.Return: _return, c.Transfer: _transfer,
+    c.RequestMaterials: _request_materials, c.SupplyMaterials: _supply_materials,
+    c.RequestExtension: _request_extension, c.GrantExtension: _grant_extension,
+    c.DenyExtension: _deny_extension, c.Escalate: _escalate, c.RecordUpperLevelReply: _upper_level_reply,
+    c.Reply: _reply, c.Close: _close, c.Feedback: _feedback, c.Reopen: _reopen, c.Urge: _urge,
+    c.Withdraw: _withdraw, c.RecordSlaWarning: _sla_mark("warning"),
+    c.RecordSlaBreach: _sla_mark("breach"), c.OpenSupervision: _sla_mark("supervision"),
+}

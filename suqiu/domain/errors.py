@@ -1,0 +1,26 @@
+"""Domain rejections: every refusal names its rule, the state and the field it concerns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A command the domain refuses; nothing is stored.
+
+    `code` is one of: invalid_input, unauthorized, forbidden, not_found, invalid_state,
+    conflict, duplicate_content. The shells map codes to HTTP statuses and Kafka results.
+    """
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+def invalid(field: str, message: str, **details: Any) -> DomainError:
+    return DomainError("invalid_input", f"{field}: {message}", field=field, **details)

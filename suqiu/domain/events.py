@@ -1,0 +1,217 @@
+"""Events: immutable facts. One frozen payload class per Avro record type, one envelope for all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
+from suqiu.domain.model import Actor, Enterprise
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class EventPayload:
+    """Base of every event's own fields; the class name is the Avro record name."""
+
+    name: ClassVar[str] = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """The envelope every event carries (domain.md, 'Event envelope')."""
+
+    event_id: str
+    case_id: str
+    seq: int
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: Actor
+    command_id: str
+    correlation_id: str
+    causation_id: str
+    payload: EventPayload
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def event_type(self) -> str:
+        return type(self.payload).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class AppealSubmitted(EventPayload):
+    """受理."""
+
+    enterprise: Enterprise
+    channel: str
+    category: str
+    priority: str
+    jurisdiction: str
+    title: str
+    content: str
+    source_system: str
+    source_ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppealDispatched(EventPayload):
+    """派单, with the deadlines the SLA policy gives."""
+
+    department: str
+    note: str | None
+    accept_due: datetime
+    resolve_due: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AppealAccepted(EventPayload):
+    """签收."""
+
+    department: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppealReturned(EventPayload):
+    """退回."""
+
+    department: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppealTransferred(EventPayload):
+    """转办: the acceptance clock restarts for the new department, the resolution clock does not."""
+
+    from_department: str
+    to_department: str
+    reason: str
+    accept_due: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MaterialsRequested(EventPayload):
+    """补充材料: the SLA clock pauses."""
+
+    items: list[str]
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MaterialsSupplied(EventPayload):
+    """The clock resumes; the resolution deadline moves by the business time paused."""
+
+    note: str | None
+    paused_from: datetime
+    resolve_due: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionRequested(EventPayload):
+    """延期申请."""
+
+    working_days: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionGranted(EventPayload):
+    working_days: int
+    resolve_due: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionDenied(EventPayload):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppealEscalated(EventPayload):
+    """上报; `upper_case_id` links the case created in the upper-level system, once known."""
+
+    target_system: str
+    reason: str
+    upper_case_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UpperLevelReplied(EventPayload):
+    upper_case_id: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppealReplied(EventPayload):
+    """答复; starts the follow-up (回访) clock."""
+
+    department: str
+    content: str
+    follow_up_due: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AppealClosed(EventPayload):
+    """办结."""
+
+    outcome: str
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackReceived(EventPayload):
+    """评价."""
+
+    rating: str
+    comment: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AppealReopened(EventPayload):
+    """重办: back to the last department with a fresh resolution cycle."""
+
+    reason: str
+    department: str
+    accept_due: datetime
+    resolve_due: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Urged(EventPayload):
+    """催办."""
+
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SlaWarning(EventPayload):
+    """临期预警."""
+
+    clock: str
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SlaBreached(EventPayload):
+    """超期."""
+
+    clock: str
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisionOpened(EventPayload):
+    """督办."""
+
+    clock: str
+    reason: str
+
+
+EVENT_TYPES: dict[str, type[EventPayload]] = {
+    c.__name__: c
+    for c in (
+        AppealSubmitted, AppealDispatched, AppealAccepted, AppealReturned, AppealTransferred,
+        MaterialsRequested, MaterialsSupplied, ExtensionRequested, ExtensionGranted,
+        ExtensionDenied, AppealEscalated, UpperLevelReplied, AppealReplied, AppealClosed,
+        FeedbackReceived, AppealReopened, Urged, SlaWarning, SlaBreached, SupervisionOpened,
+    )
+}

@@ -1,0 +1,108 @@
+"""Vocabularies, the actor and the case state (the aggregate the events build)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    INTAKE = "intake"
+    DISPATCHER = "dispatcher"
+    DEPARTMENT = "department"
+    ENTERPRISE = "enterprise"
+    AUDITOR = "auditor"
+    SYSTEM = "system"
+    ADMIN = "admin"
+
+
+class Status(StrEnum):
+    """Case states; `returned` (退回待派) waits for the dispatcher after a department declines."""
+
+    NEW = "new"
+    SUBMITTED = "submitted"
+    DISPATCHED = "dispatched"
+    ACCEPTED = "accepted"
+    RETURNED = "returned"
+    SUSPENDED = "suspended"
+    ESCALATED = "escalated"
+    REPLIED = "replied"
+    CLOSED = "closed"
+    WITHDRAWN = "withdrawn"
+
+
+TERMINAL = frozenset({Status.CLOSED, Status.WITHDRAWN})
+OPEN = frozenset(s for s in Status if s not in TERMINAL and s is not Status.NEW)
+
+CHANNELS = frozenset(
+    {"hotline", "web", "app", "visit", "symposium", "workstation", "leader_visit", "letter", "upper_level"}
+)
+CATEGORIES = frozenset(
+    {
+        "approval", "policy", "finance", "labor", "land_planning", "environment",
+        "infrastructure", "tax", "legal_ip", "market", "other",
+    }
+)
+PRIORITIES = frozenset({"normal", "urgent"})
+OUTCOMES = frozenset({"resolved", "explained", "unresolvable", "duplicate", "withdrawn"})
+RATINGS = frozenset({"satisfied", "basically_satisfied", "unsatisfied"})
+CLOCKS = frozenset({"accept", "resolve", "follow_up"})
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who issued a command: system (deployment), role, department (for departments), person."""
+
+    system: str
+    role: Role
+    department: str | None = None
+    person: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Enterprise:
+    uscc: str
+    name: str
+    contact_name: str | None = None
+    contact_phone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """A case as its events have built it; `seq` is the last applied event's number."""
+
+    case_id: str
+    seq: int = 0
+    status: Status = Status.NEW
+    enterprise: Enterprise | None = None
+    channel: str = ""
+    category: str = ""
+    priority: str = "normal"
+    jurisdiction: str = ""
+    title: str = ""
+    source_system: str = ""
+    source_ref: str = ""
+    submitted_at: datetime | None = None
+    department: str | None = None
+    accept_due: datetime | None = None
+    resolve_due: datetime | None = None
+    follow_up_due: datetime | None = None
+    accepted_at: datetime | None = None
+    replied_at: datetime | None = None
+    closed_at: datetime | None = None
+    paused_at: datetime | None = None
+    extension_pending_days: int | None = None
+    extensions_granted: int = 0
+    outcome: str | None = None
+    rating: str | None = None
+    escalated_to: str | None = None
+    reopen_count: int = 0
+    # Which SLA events this cycle already has, as (clock, kind); the decider treats a
+    # repeat as a no-op so timers may fire twice without a duplicate event.
+    sla_marks: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    supervised: bool = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN

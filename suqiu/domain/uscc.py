@@ -1,0 +1,33 @@
+"""Unified social credit code (统一社会信用代码) check, GB 32100-2015."""
+
+from __future__ import annotations
+
+ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+ORG_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def uscc_problem(code: str) -> str | None:
+    """Why `code` is not a valid USCC, or None when it is."""
+    if len(code) != 18:
+        return "must be 18 characters"
+    if any(c not in ALPHABET for c in code):
+        return "contains a character outside GB 32100 (0-9 and A-Y without I, O, S, V, Z)"
+    check = 31 - sum(ALPHABET.index(c) * w for c, w in zip(code[:17], WEIGHTS)) % 31
+    if ALPHABET[check % 31] != code[17]:
+        return "checksum (18th character) does not match"
+    org = code[8:17]
+    if any(c not in ORG_ALPHABET for c in org):
+        return "organisation code (characters 9-17) is malformed"
+    org_check = 11 - sum(ORG_ALPHABET.index(c) * w for c, w in zip(org[:8], ORG_WEIGHTS)) % 11
+    expected = {10: "X", 11: "0"}.get(org_check, str(org_check))
+    if org[8] != expected:
+        return "organisation code check digit (17th character) does not match"
+    return None
+
+
+def complete_uscc(first17: str) -> str:
+    """Append the GB 32100 check character; for fixtures and the demo."""
+    check = 31 - sum(ALPHABET.index(c) * w for c, w in zip(first17, WEIGHTS)) % 31
+    return first17 + ALPHABET[check % 31]

@@ -7,9 +7,10 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
@@ -227,13 +228,15 @@ def stored_hash(framed: bytes) -> bytes:
 def to_json_value(value: Any) -> Any:
     """Avro-decoded values as JSON: instants in ISO 8601 UTC, bytes in hex."""
     if isinstance(value, datetime):
-        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, dict):
         return {k: to_json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | frozenset | set):
         return [to_json_value(v) for v in value]
+    if isinstance(value, UUID):
+        return str(value)
     return value
 
 

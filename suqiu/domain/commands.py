@@ -16,7 +16,9 @@ LONG_TEXT = 20000
 
 
 def _text(limit: int = TEXT, *, required: bool = True) -> Any:
-    return field(metadata={"max": limit, "required": required})
+    if required:
+        return field(metadata={"max": limit, "required": True})
+    return field(default="", metadata={"max": limit, "required": False})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

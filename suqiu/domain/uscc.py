@@ -27,7 +27,9 @@ def uscc_problem(code: str) -> str | None:
     return None
 
 
-def complete_uscc(first17: str) -> str:
-    """Append the GB 32100 check character; for fixtures and the demo."""
+def complete_uscc(first16: str) -> str:
+    """Append the organisation-code check and the GB 32100 check character (fixtures, demo)."""
+    org_check = 11 - sum(ORG_ALPHABET.index(c) * w for c, w in zip(first16[8:16], ORG_WEIGHTS)) % 11
+    first17 = first16 + {10: "X", 11: "0"}.get(org_check, str(org_check))
     check = 31 - sum(ALPHABET.index(c) * w for c, w in zip(first17, WEIGHTS)) % 31
     return first17 + ALPHABET[check % 31]

@@ -1,0 +1,74 @@
+"""Kafka command intake: decode, execute through the shared command path, answer or dead-letter."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import structlog
+
+from schemas.codec import Codec, DecodeError
+from suqiu.config import Settings
+from suqiu.domain import DomainError
+from suqiu.domain.model import Actor, Role
+from suqiu.service import CommandRequest, CommandService
+
+log = structlog.get_logger(__name__)
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers
+
+
+class CommandIntake:
+    """Turns one command record into one outgoing record: a result, or the input dead-lettered."""
+
+    def __init__(self, settings: Settings, service: CommandService, codec: Codec) -> None:
+        self.settings = settings
+        self.service = service
+        self.codec = codec
+
+    async def handle(self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> Outgoing:
+        try:
+            type_name, meta, body = self.codec.decode_command(value or b"")
+            actor = Actor(meta["actor"]["system"], Role(meta["actor"]["role"]),
+                          meta["actor"]["department"], meta["actor"]["person"])
+        except (DecodeError, ValueError) as exc:
+            return self._dead_letter(key, value, headers, str(exc))
+        request = CommandRequest(
+            type_name, meta["command_id"], actor, body, case_id=meta["case_id"],
+            expected_seq=meta["expected_seq"], correlation_id=meta["correlation_id"],
+        )
+        bound = log.bind(command_id=request.command_id, case_id=request.case_id)
+        try:
+            result: dict[str, Any] = (await self._execute(request)).as_dict()
+        except DomainError as exc:
+            bound.info("kafka command refused", code=exc.code, reason=exc.message)
+            result = {"command_id": request.command_id, "case_id": request.case_id, "status": "rejected",
+                      "error": exc.as_dict()}
+        return Outgoing(self.settings.results_topic, request.command_id.encode(), self.codec.encode_result(result), [])
+
+    async def _execute(self, request: CommandRequest) -> Any:
+        # A database outage must not turn into lost or rejected commands: hold the partition and retry.
+        delay = 0.2
+        while True:
+            try:
+                return await self.service.execute(request)
+            except psycopg.OperationalError as exc:
+                log.warning("database unavailable, retrying command", command_id=request.command_id, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _dead_letter(self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]],
+                     reason: str) -> Outgoing:
+        log.warning("command dead-lettered", reason=reason, size=len(value or b""))
+        extra = [("suqiu.dlq.reason", reason.encode()), ("suqiu.dlq.source_topic", self.settings.commands_topic.encode())]
+        return Outgoing(self.settings.dlq_topic, key, value or b"", [*headers, *extra])

@@ -1,0 +1,162 @@
+"""Transactional outbox relay: stored events to appeals.events.v1, per-case order, at least once.
+
+One relay is active per database schema (an advisory lock); others wait as standbys. It
+drains on NOTIFY (no busy polling) and, because the embedded broker keeps nothing on disk,
+it checks that the broker still holds its epoch marker and republishes everything when not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+import psycopg
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from streams.topics import ensure_topics
+from suqiu.config import Settings
+from suqiu.store.events import NOTIFY_CHANNEL
+
+log = structlog.get_logger(__name__)
+LOCK_ID = 0x5351_0002
+
+
+class OutboxRelay:
+    def __init__(self, settings: Settings, *, batch: int = 1000, check_every: float = 5.0,
+                 idle_wait: float = 1.0) -> None:
+        assert settings.database_url and settings.kafka_bootstrap
+        self.settings = settings
+        self.topic = settings.events_topic
+        self.marker_topic = settings.topic("appeals.relay-epoch.v1")
+        self.batch = batch
+        self.check_every = check_every
+        self.idle_wait = idle_wait
+        self.published = 0  # in this run, for logs and tests
+        self.republished = 0
+
+    async def run(self) -> None:
+        """Relay until cancelled; reconnects after broker and database failures."""
+        while True:
+            try:
+                await self._run_once()
+            except asyncio.CancelledError:
+                raise
+            except (KafkaError, psycopg.OperationalError, OSError) as exc:
+                log.warning("relay interrupted, retrying", error=str(exc), topic=self.topic)
+                await asyncio.sleep(1.0)
+
+    async def _run_once(self) -> None:
+        assert self.settings.database_url and self.settings.kafka_bootstrap
+        async with await psycopg.AsyncConnection.connect(self.settings.database_url, autocommit=True) as conn:
+            await self._acquire(conn)
+            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap, acks="all", linger_ms=2,
+                max_batch_size=512 * 1024, request_timeout_ms=10000,
+            )
+            await producer.start()
+            try:
+                await self.check_broker(conn, producer)
+                loop = asyncio.get_running_loop()
+                next_check = loop.time() + self.check_every
+                while True:
+                    moved = await self._drain(conn, producer)
+                    if loop.time() >= next_check:
+                        await self.check_broker(conn, producer)
+                        next_check = loop.time() + self.check_every
+                    if moved < self.batch:
+                        async for _ in conn.notifies(timeout=self.idle_wait, stop_after=1):
+                            pass
+            finally:
+                await producer.stop()
+
+    async def _acquire(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        while True:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (LOCK_ID,))
+            row = await cur.fetchone()
+            if row and row[0]:
+                log.info("relay active", topic=self.topic)
+                return
+            await asyncio.sleep(1.0)
+
+    async def _drain(self, conn: psycopg.AsyncConnection[Any], producer: AIOKafkaProducer) -> int:
+        cur = await conn.execute(
+            "SELECT o.position, e.case_id, e.data, e.event_type, e.event_id::text FROM outbox o "
+            "JOIN events e USING (position) ORDER BY o.position LIMIT %s",
+            (self.batch,),
+        )
+        rows = await cur.fetchall()
+        if not rows:
+            return 0
+        # aiokafka keeps one batch in flight per partition, so per-key order holds across retries.
+        futures = [
+            await producer.send(
+                self.topic, value=bytes(data), key=case_id.encode(),
+                headers=[("event_type", event_type.encode()), ("event_id", event_id.encode())],
+            )
+            for _, case_id, data, event_type, event_id in rows
+        ]
+        await asyncio.gather(*futures)
+        positions = [r[0] for r in rows]
+        await conn.execute("DELETE FROM outbox WHERE position = ANY(%s)", (positions,))
+        self.published += len(rows)
+        log.debug("relayed", count=len(rows), last_position=positions[-1])
+        return len(rows)
+
+    async def broker_epochs(self) -> set[str]:
+        """The epoch tokens on the marker topic (empty when the topic is gone)."""
+        assert self.settings.kafka_bootstrap
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            if self.marker_topic not in await consumer.topics():
+                return set()
+            tp = TopicPartition(self.marker_topic, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            tokens: set[str] = set()
+            while True:
+                batch = await consumer.getmany(tp, timeout_ms=300)
+                if not batch.get(tp):
+                    return tokens
+                tokens.update(r.value.decode() for r in batch[tp] if r.value)
+        finally:
+            await consumer.stop()
+
+    async def check_broker(self, conn: psycopg.AsyncConnection[Any], producer: AIOKafkaProducer) -> bool:
+        """Republish the whole store when the broker no longer holds our epoch marker.
+
+        The embedded broker forgets everything on restart, and its ListOffsets answers are
+        not reliable, so the relay leaves a token on a marker topic and in PostgreSQL; a
+        broker without the token is a broker that lost what was published to it.
+        """
+        cur = await conn.execute("SELECT epoch FROM relay_state WHERE topic = %s", (self.topic,))
+        row = await cur.fetchone()
+        epoch = row[0] if row else None
+        if epoch is not None and epoch in await self.broker_epochs():
+            return False
+        log.warning("broker does not hold the relay's epoch: republishing the store", topic=self.topic,
+                    epoch=epoch)
+        await ensure_topics(self.settings, extra=[self.marker_topic])
+        new_epoch = uuid.uuid4().hex
+        await (await producer.send(self.marker_topic, value=new_epoch.encode(), partition=0))
+        async with conn.transaction():
+            await conn.execute("INSERT INTO outbox (position) SELECT position FROM events ON CONFLICT DO NOTHING")
+            await conn.execute(
+                "INSERT INTO relay_state (topic, epoch, republished_at) VALUES (%s, %s, now()) "
+                "ON CONFLICT (topic) DO UPDATE SET epoch = EXCLUDED.epoch, republished_at = now()",
+                (self.topic, new_epoch),
+            )
+        self.republished += 1
+        return True
+
+
+async def run_relay(settings: Settings) -> None:
+    relay = OutboxRelay(settings)
+    with contextlib.suppress(asyncio.CancelledError):
+        await relay.run()

@@ -1,0 +1,36 @@
+"""Create the contract topics (interface.md) with the configured prefix."""
+
+from __future__ import annotations
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from suqiu.config import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def contract_topics(settings: Settings) -> list[str]:
+    return [settings.events_topic, settings.commands_topic, settings.results_topic, settings.dlq_topic]
+
+
+async def ensure_topics(settings: Settings, replication: int = 1, extra: list[str] | None = None) -> list[str]:
+    """Create what is missing; returns the topics created now."""
+    assert settings.kafka_bootstrap
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for t in contract_topics(settings) if t not in existing]
+        markers = [t for t in extra or [] if t not in existing]
+        if wanted or markers:
+            try:
+                await admin.create_topics([NewTopic(t, settings.partitions, replication) for t in wanted]
+                                          + [NewTopic(t, 1, replication) for t in markers])
+            except TopicAlreadyExistsError:
+                pass  # created concurrently by another process
+            log.info("topics created", topics=wanted + markers, partitions=settings.partitions)
+        return wanted + markers
+    finally:
+        await admin.close()

@@ -1,0 +1,5 @@
+import sys
+
+from suqiu.cli import main
+
+sys.exit(main())

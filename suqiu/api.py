@@ -1,0 +1,218 @@
+"""The HTTP API of interface.md: JSON in, JSON out, every error in one shape, nothing stored on error."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from schemas.codec import to_json_value
+from suqiu.domain import Case, DomainError
+from suqiu.domain.clocks import sla_status
+from suqiu.domain.model import Actor
+from suqiu.runtime import Runtime
+from suqiu.service import CommandRequest
+from suqiu.store import events as store
+
+log = structlog.get_logger(__name__)
+MAX_BODY = 256 * 1024
+STATUS = {
+    "invalid_input": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid_state": 409,
+    "conflict": 409, "idempotency_mismatch": 409, "too_large": 413, "unavailable": 503,
+}
+RUNTIME = web.AppKey("runtime", Runtime)
+ACTOR = web.RequestKey("actor", Actor)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(code: str, message: str, **details: Any) -> web.Response:
+    return json_response({"error": {"code": code, "message": message, "details": details}}, STATUS.get(code, 500))
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(to_json_value(body), ensure_ascii=False), status=status,
+        content_type="application/json", charset="utf-8",
+    )
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        log.info("request refused", path=request.path, code=exc.code, reason=exc.message)
+        return error_response(exc.code, exc.message, **exc.details)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response("too_large", f"request body over {MAX_BODY} bytes", limit=MAX_BODY)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return error_response("not_found", f"no route {request.method} {request.path}")
+        if exc.status == 405:
+            return error_response("invalid_input", f"method {request.method} not allowed on {request.path}")
+        raise
+    except Exception:
+        log.exception("request failed", path=request.path)
+        return error_response("internal", "internal error; nothing was stored")
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in ("/v1/health",) or request.path.startswith("/v1/schemas"):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer ") or not header[7:].strip():
+        raise DomainError("unauthorized", "missing bearer key: send Authorization: Bearer <key>")
+    info = await request.app[RUNTIME].keys.resolve(header[7:].strip())
+    if info is None:
+        log.info("refused key", path=request.path, key_prefix=header[7:19])
+        raise DomainError("unauthorized", "unknown or revoked key")
+    request[ACTOR] = info.actor
+    return await handler(request)
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise DomainError("too_large", f"request body over {MAX_BODY} bytes", limit=MAX_BODY)
+    raw = await request.read()
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DomainError("invalid_input", f"body: not valid UTF-8 JSON ({exc})", field="body") from None
+    if not isinstance(body, dict):
+        raise DomainError("invalid_input", "body: must be a JSON object", field="body")
+    return body
+
+
+def _meta_fields(body: dict[str, Any]) -> tuple[str, int | None]:
+    command_id = body.pop("command_id", None)
+    if not isinstance(command_id, str) or not command_id.strip():
+        raise DomainError("invalid_input", "command_id: is required (a UUID chosen by the client)", field="command_id")
+    expected = body.pop("expected_seq", None)
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
+        raise DomainError("invalid_input", "expected_seq: must be an integer", field="expected_seq")
+    return command_id.strip(), expected
+
+
+async def submit(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    command_id, expected = _meta_fields(body)
+    if body.get("type") == "submit":
+        del body["type"]
+    result = await request.app[RUNTIME].service.execute(
+        CommandRequest("submit", command_id, request[ACTOR], body, expected_seq=expected,
+                       correlation_id=request.headers.get("X-Correlation-Id"))
+    )
+    return json_response(result.as_dict(), 201 if result.status == "created" else 200)
+
+
+async def command(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    command_id, expected = _meta_fields(body)
+    type_name = body.pop("type", None)
+    if not isinstance(type_name, str):
+        raise DomainError("invalid_input", "type: is required (dispatch, accept, ...)", field="type")
+    if type_name == "submit":
+        raise DomainError("invalid_input", "type: submit a new appeal with POST /v1/appeals", field="type")
+    result = await request.app[RUNTIME].service.execute(
+        CommandRequest(type_name, command_id, request[ACTOR], body, case_id=request.match_info["case_id"],
+                       expected_seq=expected, correlation_id=request.headers.get("X-Correlation-Id"))
+    )
+    return json_response(result.as_dict())
+
+
+async def get_case(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    case = await rt.service.load(request.match_info["case_id"])
+    if case.seq == 0:
+        raise DomainError("not_found", f"no case {case.case_id}", case_id=case.case_id)
+    return json_response(case_view(case, rt.clock.now()))
+
+
+def case_view(case: Case, now: datetime) -> dict[str, Any]:
+    view = dataclasses.asdict(case)
+    view["status"] = case.status.value
+    view["sla_marks"] = sorted(f"{clock}:{kind}" for clock, kind in case.sla_marks)
+    view["sla_status"] = sla_status(case, now)
+    return view
+
+
+async def history(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    case_id = request.match_info["case_id"]
+    async with rt.pool.connection() as conn:
+        rows = await store.read_history(conn, case_id)
+    if not rows:
+        raise DomainError("not_found", f"no case {case_id}", case_id=case_id)
+    out = []
+    for row in rows:
+        name, record = rt.codec.decode_event_record(row.data)
+        envelope = record.pop("envelope")
+        record.pop("hash")
+        out.append({**envelope, "event_type": name, "data": record, "hash": row.hash.hex(), "position": row.position})
+    return json_response({"case_id": case_id, "events": to_json_value(out)})
+
+
+async def schemas(request: web.Request) -> web.Response:
+    codec = request.app[RUNTIME].codec
+    return json_response({"schemas": [
+        {"fingerprint": s.fingerprint, "name": s.name, "kind": s.kind, "version": s.version}
+        for s in codec.by_fingerprint.values()
+    ]})
+
+
+async def schema(request: web.Request) -> web.Response:
+    info = request.app[RUNTIME].codec.by_fingerprint.get(request.match_info["fingerprint"].lower())
+    if info is None:
+        raise DomainError("not_found", f"no schema with fingerprint {request.match_info['fingerprint']}")
+    return json_response({"fingerprint": info.fingerprint, "name": info.name, "kind": info.kind,
+                          "version": info.version, "schema": info.schema})
+
+
+async def departments(request: web.Request) -> web.Response:
+    ctx = request.app[RUNTIME].context
+    return json_response({"departments": [dataclasses.asdict(d) for d in sorted(ctx.departments.values(), key=lambda d: d.code)]})
+
+
+async def health(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    checks: dict[str, Any] = {}
+    try:
+        async with rt.pool.connection() as conn:
+            await conn.execute("SELECT 1")
+            cur = await conn.execute("SELECT count(*) FROM outbox")
+            row = await cur.fetchone()
+        checks["database"] = "ok"
+        checks["outbox_pending"] = row[0] if row else None
+    except Exception as exc:
+        checks["database"] = f"unreachable: {exc}"
+    probe = request.app.get(BROKER_PROBE)
+    checks["broker"] = await probe() if probe else "not configured"
+    healthy = checks["database"] == "ok" and checks["broker"] == "ok"
+    return json_response({"status": "ok" if healthy else "degraded", "checks": checks}, 200 if healthy else 503)
+
+
+BROKER_PROBE = web.AppKey("broker_probe", Callable[[], Awaitable[str]])  # type: ignore[arg-type]
+
+
+def create_app(runtime: Runtime, broker_probe: Callable[[], Awaitable[str]] | None = None) -> web.Application:
+    app = web.Application(middlewares=[errors, authenticate], client_max_size=MAX_BODY)
+    app[RUNTIME] = runtime
+    if broker_probe is not None:
+        app[BROKER_PROBE] = broker_probe
+    app.router.add_post("/v1/appeals", submit)
+    app.router.add_post("/v1/appeals/{case_id}/commands", command)
+    app.router.add_get("/v1/appeals/{case_id}", get_case)
+    app.router.add_get("/v1/appeals/{case_id}/history", history)
+    app.router.add_get("/v1/schemas", schemas)
+    app.router.add_get("/v1/schemas/{fingerprint}", schema)
+    app.router.add_get("/v1/departments", departments)
+    app.router.add_get("/v1/health", health)
+    return app
+
+

@@ -1,0 +1,76 @@
+"""Settings from SUQIU_* environment variables: the same names embedded and in docker-compose."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_bootstrap: str | None = None
+    database_url: str | None = None
+    system_id: str = "tj-binhai"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    sla_policy: str | None = None
+    topic_prefix: str = ""
+    partitions: int = 6
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            kafka_bootstrap=env.get("SUQIU_KAFKA_BOOTSTRAP") or None,
+            database_url=env.get("SUQIU_DATABASE_URL") or None,
+            system_id=env.get("SUQIU_SYSTEM_ID") or "tj-binhai",
+            http_host=env.get("SUQIU_HTTP_HOST") or "127.0.0.1",
+            http_port=int(env.get("SUQIU_HTTP_PORT") or 8080),
+            sla_policy=env.get("SUQIU_SLA_POLICY") or None,
+            topic_prefix=env.get("SUQIU_TOPIC_PREFIX") or "",
+            partitions=int(env.get("SUQIU_PARTITIONS") or 6),
+        )
+
+    def to_env(self) -> dict[str, str]:
+        env = {
+            "SUQIU_SYSTEM_ID": self.system_id,
+            "SUQIU_HTTP_HOST": self.http_host,
+            "SUQIU_HTTP_PORT": str(self.http_port),
+            "SUQIU_TOPIC_PREFIX": self.topic_prefix,
+            "SUQIU_PARTITIONS": str(self.partitions),
+        }
+        for key, value in (("SUQIU_KAFKA_BOOTSTRAP", self.kafka_bootstrap), ("SUQIU_DATABASE_URL", self.database_url),
+                           ("SUQIU_SLA_POLICY", self.sla_policy)):
+            if value:
+                env[key] = value
+        return env
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def require(self) -> Settings:
+        missing = [n for n, v in (("SUQIU_KAFKA_BOOTSTRAP", self.kafka_bootstrap),
+                                  ("SUQIU_DATABASE_URL", self.database_url)) if not v]
+        if missing:
+            raise SystemExit(f"set {' and '.join(missing)} (or use `suqiu up` for the embedded stack)")
+        return self
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def events_topic(self) -> str:
+        return self.topic("appeals.events.v1")
+
+    @property
+    def commands_topic(self) -> str:
+        return self.topic("appeals.commands.v1")
+
+    @property
+    def results_topic(self) -> str:
+        return self.topic("appeals.command-results.v1")
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.topic("appeals.dlq.v1")

@@ -1,0 +1,73 @@
+"""The shared resources of one process: DB pool, codec, reference data, the command service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+from schemas.codec import Codec
+from suqiu.calendar import china_workdays
+from suqiu.clock import Clock, SystemClock
+from suqiu.config import Settings
+from suqiu.domain.refdata import Context
+from suqiu.domain.sla import SlaPolicy, default_policy
+from suqiu.service import CommandService
+from suqiu.store import reference
+from suqiu.store.keys import KeyResolver
+
+log = structlog.get_logger(__name__)
+REFRESH_SECONDS = 30.0
+
+
+class Runtime:
+    """Open once per process; everything that talks to PostgreSQL goes through it."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, policy: SlaPolicy | None = None,
+                 pool_size: int = 10) -> None:
+        assert settings.database_url, "database_url is required"
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.codec = Codec()
+        self.policy = policy or default_policy(china_workdays())
+        self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            settings.database_url, min_size=2, max_size=pool_size, open=False, kwargs={"autocommit": True},
+        )
+        self._context = Context(policy=self.policy)
+        self.service = CommandService(self.pool, self.codec, lambda: self._context, self.clock)
+        self.keys = KeyResolver(self.pool)
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def open(self) -> Runtime:
+        await self.pool.open(wait=True, timeout=30)
+        await self.refresh()
+        self._refresher = asyncio.create_task(self._refresh_forever())
+        return self
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await self.pool.close()
+
+    @property
+    def context(self) -> Context:
+        return self._context
+
+    async def refresh(self) -> None:
+        """Reload departments and jurisdictions (they change rarely, by admins)."""
+        async with self.pool.connection() as conn:
+            departments, jurisdictions = await reference.load(conn)
+        self._context = Context(policy=self.policy, departments=departments, jurisdictions=jurisdictions)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            try:
+                await self.refresh()
+            except Exception:
+                log.warning("reference data refresh failed", exc_info=True)

@@ -1,0 +1,188 @@
+"""The command path shared by HTTP, Kafka and the SLA agents: parse, dedupe, decide, append."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+from schemas.codec import GENESIS, Codec, stored_hash
+from suqiu.clock import Clock, SystemClock
+from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve
+from suqiu.domain.commands import Submit, parse_command
+from suqiu.domain.model import Actor
+from suqiu.domain.refdata import Context
+from suqiu.store import events as store
+
+log = structlog.get_logger(__name__)
+CACHE_SIZE = 20_000
+RETRIES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRequest:
+    """A command as it arrives on any channel, before parsing."""
+
+    type: str
+    command_id: str
+    actor: Actor
+    body: Mapping[str, Any]
+    case_id: str | None = None
+    expected_seq: int | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """status: created (new case), accepted, duplicate (original result), unchanged (no-op)."""
+
+    status: str
+    command_id: str
+    case_id: str
+    seq: int
+    event_ids: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "command_id": self.command_id, "case_id": self.case_id,
+                "seq": self.seq, "event_ids": list(self.event_ids),
+                "event_id": self.event_ids[0] if self.event_ids else None}
+
+
+class CommandService:
+    """Executes commands against the store; keeps recently used cases decoded in memory."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool[Any], codec: Codec, context: Callable[[], Context],
+        clock: Clock | None = None, new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._pool = pool
+        self._codec = codec
+        self._context = context
+        self._clock = clock or SystemClock()
+        self._new_id = new_id
+        self._cases: OrderedDict[str, tuple[Case, bytes]] = OrderedDict()
+
+    async def execute(self, req: CommandRequest) -> CommandResult:
+        command = parse_command(req.type, req.body)
+        if not req.command_id or len(req.command_id) > 128:
+            raise DomainError("invalid_input", "command_id: is required (at most 128 characters)", field="command_id")
+        is_submit = isinstance(command, Submit)
+        if not is_submit and not req.case_id:
+            raise DomainError("invalid_input", "case_id: is required for lifecycle commands", field="case_id")
+        request_hash = _request_hash(req, command)
+        bound = log.bind(command_id=req.command_id, command_type=req.type)
+        async with self._pool.connection() as conn:
+            for _attempt in range(RETRIES):
+                prior = await store.find_command(conn, req.command_id)
+                if prior is not None:
+                    return _duplicate(prior, request_hash, req.command_id)
+                if isinstance(command, Submit):
+                    original = await store.find_source(conn, command.source_system, command.source_ref)
+                    if original is not None:
+                        return _as_duplicate(original)
+                    case_id, last_hash = self._new_id(), GENESIS
+                    case = Case(case_id=case_id)
+                else:
+                    assert req.case_id is not None
+                    case_id = req.case_id
+                    case, last_hash = await self._load(conn, case_id)
+                now = self._clock.now()
+                meta = CommandMeta(
+                    command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
+                    event_ids=(self._new_id(), self._new_id()), expected_seq=req.expected_seq,
+                    correlation_id=req.correlation_id, causation_id=req.causation_id,
+                )
+                events = decide(case, command, meta, self._context())
+                if not events:
+                    return CommandResult("unchanged", req.command_id, case_id, case.seq)
+                encoded, prev = [], last_hash
+                for ev in events:
+                    data, prev = self._codec.encode_event(ev, prev)
+                    encoded.append(store.Encoded(ev, data, prev))
+                result = CommandResult(
+                    "created" if is_submit else "accepted", req.command_id, case_id, events[-1].seq,
+                    tuple(ev.event_id for ev in events),
+                )
+                source = (command.source_system, command.source_ref) if isinstance(command, Submit) else None
+                try:
+                    await store.append(conn, encoded, command_id=req.command_id, request_hash=request_hash,
+                                       result=result.as_dict(), source=source)
+                except store.CaseConflict:
+                    self._cases.pop(case_id, None)
+                    if req.expected_seq is not None:
+                        raise DomainError(
+                            "conflict", f"expected_seq {req.expected_seq}: another command changed the case first",
+                            expected_seq=req.expected_seq,
+                        ) from None
+                    bound.info("append raced, retrying", case_id=case_id)
+                    continue
+                except store.DuplicateCommand:
+                    continue  # the next round finds the concurrent writer's result
+                for ev in events:
+                    case = evolve(case, ev)
+                self._remember(case_id, case, prev)
+                for ev in events:
+                    bound.info("event stored", case_id=case_id, event_id=ev.event_id, event_type=ev.event_type, seq=ev.seq)
+                return result
+        raise DomainError("conflict", "the case is changing too fast; retry the command", case_id=req.case_id)
+
+    async def load(self, case_id: str) -> Case:
+        async with self._pool.connection() as conn:
+            case, _ = await self._load(conn, case_id)
+        return case
+
+    async def _load(self, conn: Any, case_id: str) -> tuple[Case, bytes]:
+        cached = self._cases.get(case_id)
+        case, last = cached if cached is not None else (Case(case_id=case_id), GENESIS)
+        newer = await store.read_case(conn, case_id, case.seq)
+        for data in newer:
+            case = evolve(case, self._codec.decode_event(data))
+            last = stored_hash(data)
+        if case.seq:
+            self._remember(case_id, case, last)
+        return case, last
+
+    def _remember(self, case_id: str, case: Case, last: bytes) -> None:
+        self._cases[case_id] = (case, last)
+        self._cases.move_to_end(case_id)
+        if len(self._cases) > CACHE_SIZE:
+            self._cases.popitem(last=False)
+
+
+def _request_hash(req: CommandRequest, command: Any) -> bytes:
+    canonical = json.dumps(
+        {"type": req.type, "case_id": req.case_id, "actor": dataclasses.asdict(req.actor),
+         "command": dataclasses.asdict(command)},
+        sort_keys=True, ensure_ascii=False, default=_canonical,
+    )
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat()
+    return str(value)
+
+
+def _duplicate(prior: tuple[bytes, dict[str, Any]], request_hash: bytes, command_id: str) -> CommandResult:
+    if prior[0] != request_hash:
+        raise DomainError(
+            "idempotency_mismatch", f"command_id {command_id} was already used for a different command",
+            field="command_id", rule="a command_id names exactly one command",
+        )
+    return _as_duplicate(prior[1])
+
+
+def _as_duplicate(original: dict[str, Any]) -> CommandResult:
+    return CommandResult("duplicate", original["command_id"], original["case_id"], original["seq"],
+                         tuple(original["event_ids"]))

@@ -1,0 +1,161 @@
+"""`suqiu up`: the embedded stack as child processes, stopped cleanly on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import structlog
+
+from streams.topics import ensure_topics
+from suqiu.config import Settings
+from suqiu.domain.model import Role
+from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres, _die_with_parent, _stop, free_port
+from suqiu.store import reference
+from suqiu.store.keys import create_key
+from suqiu.store.migrate import migrate
+
+log = structlog.get_logger(__name__)
+UP_LABEL = "suqiu-up"
+ROLE_DEPARTMENTS = {Role.DEPARTMENT: "bh-market"}
+
+
+def issue_keys(dsn: str, system_id: str) -> dict[str, dict[str, Any]]:
+    """One fresh key per role; the keys of the previous `suqiu up` are revoked."""
+    keys: dict[str, dict[str, Any]] = {}
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+        conn.execute("UPDATE api_keys SET revoked_at = now() WHERE label = %s AND revoked_at IS NULL", (UP_LABEL,))
+        for role in (Role.INTAKE, Role.DISPATCHER, Role.DEPARTMENT, Role.ENTERPRISE, Role.AUDITOR, Role.ADMIN):
+            department = ROLE_DEPARTMENTS.get(role)
+            keys[role.value] = {"key": create_key(conn, system_id, role, department, UP_LABEL), "department": department}
+    return keys
+
+
+class Stack:
+    """Starts what is not configured, then the worker and the API as child processes."""
+
+    def __init__(self, settings: Settings, state_dir: Path) -> None:
+        self.settings = settings
+        self.state_dir = state_dir
+        self.broker: EmbeddedBroker | None = None
+        self.postgres: EmbeddedPostgres | None = None
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> Settings:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        if not s.database_url:
+            self.postgres = EmbeddedPostgres(self.state_dir / "postgres")
+            s = s.with_(database_url=self.postgres.start())
+        if not s.kafka_bootstrap:
+            self.broker = EmbeddedBroker()
+            s = s.with_(kafka_bootstrap=self.broker.start())
+        if s.http_port == 8080 and not _port_free(s.http_host, 8080):
+            s = s.with_(http_port=free_port())
+        assert s.database_url
+        migrate(s.database_url)
+        with psycopg.connect(s.database_url, autocommit=True) as conn:
+            reference.seed(conn)
+        asyncio.run(ensure_topics(s))
+        env = {**os.environ, **s.to_env()}
+        for role in ("worker", "api"):
+            self.children.append(subprocess.Popen(
+                [sys.executable, "-m", "suqiu", role], env=env, preexec_fn=_die_with_parent))
+        self.settings = s
+        self._wait_http()
+        return s
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+
+    def _wait_http(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in self.children:
+                if child.poll() is not None:
+                    raise RuntimeError(f"{child.args[-1]} exited with code {child.returncode} while starting")
+            try:
+                urllib.request.urlopen(f"{self.http_url}/v1/schemas", timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("the HTTP API did not come up")
+
+    def write_files(self, keys: dict[str, dict[str, Any]]) -> None:
+        endpoints = {"http": self.http_url, "kafka_bootstrap": self.settings.kafka_bootstrap,
+                     "database_url": self.settings.database_url}
+        (self.state_dir / "endpoints.json").write_text(json.dumps(endpoints, indent=2) + "\n")
+        keys_file = self.state_dir / "keys.json"
+        keys_file.write_text(json.dumps(keys, indent=2) + "\n")
+        keys_file.chmod(0o600)
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            _stop(child, signal.SIGTERM, timeout=20)
+        if self.broker:
+            self.broker.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex((host, port)) != 0
+
+
+def run_up(settings: Settings, *, state_dir: str, demo: bool) -> int:
+    stop_requested = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, request_stop)
+    stack = Stack(settings, Path(state_dir))
+    try:
+        s = stack.start()
+        assert s.database_url
+        keys = issue_keys(s.database_url, s.system_id)
+        stack.write_files(keys)
+        lines = [
+            "Suqiu is up.",
+            f"  HTTP API         {stack.http_url}/v1",
+            f"  Kafka bootstrap  {s.kafka_bootstrap}   (topics prefix {s.topic_prefix!r})",
+            f"  PostgreSQL       {s.database_url}",
+            f"  State directory  {Path(state_dir).resolve()} (endpoints.json, keys.json)",
+            "  API keys (Authorization: Bearer <key>):",
+            *(f"    {role:<11} {k['key']}" + (f"  (department {k['department']})" if k["department"] else "")
+              for role, k in keys.items()),
+            "Ctrl-C stops everything.",
+        ]
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+        if demo:
+            from suqiu.demo import play
+
+            asyncio.run(play(stack.http_url, keys, s.database_url))
+        while True:
+            time.sleep(0.5)
+            for child in stack.children:
+                if child.poll() is not None:
+                    log.error("a component stopped unexpectedly", component=child.args[-1], code=child.returncode)
+                    return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+        sys.stdout.write("Suqiu stopped.\n")

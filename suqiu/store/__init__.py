@@ -1,0 +1,1 @@
+"""PostgreSQL: migrations, the event store, reference data and API keys."""

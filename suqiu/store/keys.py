@@ -1,0 +1,66 @@
+"""API keys: secrets shown once, stored as SHA-256, each mapped to system, role, department."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from suqiu.domain.model import Actor, Role
+
+CACHE_SECONDS = 5.0  # how long a revoked key may still pass: the price of not querying per request
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    prefix: str
+    actor: Actor
+
+
+def digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def create_key(
+    conn: psycopg.Connection[Any], system_id: str, role: Role, department: str | None = None, label: str | None = None
+) -> str:
+    """Store a new key and return its secret (the only time it is seen)."""
+    if (role is Role.DEPARTMENT) != (department is not None):
+        raise ValueError("a department key needs a department, and only a department key has one")
+    secret = f"sq_{role.value[:4]}_{secrets.token_urlsafe(24)}"
+    conn.execute(
+        "INSERT INTO api_keys (key_hash, key_prefix, system_id, role, department, label) VALUES (%s, %s, %s, %s, %s, %s)",
+        (digest(secret), secret[:12], system_id, role.value, department, label),
+    )
+    return secret
+
+
+class KeyResolver:
+    """Looks up bearer secrets with a short cache."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+        self._cache: dict[bytes, tuple[float, KeyInfo | None]] = {}
+
+    async def resolve(self, secret: str) -> KeyInfo | None:
+        h = digest(secret)
+        hit = self._cache.get(h)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT key_prefix, system_id, role, department FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
+                (h,),
+            )
+            row = await cur.fetchone()
+        info = None if row is None else KeyInfo(row[0], Actor(row[1], Role(row[2]), row[3]))
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[h] = (now, info)
+        return info

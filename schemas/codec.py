@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -204,6 +204,7 @@ class Codec:
             record = fastavro.schemaless_reader(
                 io.BytesIO(data[HEADER:]), writer.parsed,
                 None if reader is writer else reader.parsed, return_record_name=True,
+                return_record_name_override=True,
             )
         except Exception as exc:  # fastavro raises many types for truncated or bad bodies
             raise DecodeError(f"undecodable {writer.name} body: {exc}") from exc
@@ -228,7 +229,7 @@ def stored_hash(framed: bytes) -> bytes:
 def to_json_value(value: Any) -> Any:
     """Avro-decoded values as JSON: instants in ISO 8601 UTC, bytes in hex."""
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, dict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -25,11 +27,10 @@ async def ensure_topics(settings: Settings, replication: int = 1, extra: list[st
         wanted = [t for t in contract_topics(settings) if t not in existing]
         markers = [t for t in extra or [] if t not in existing]
         if wanted or markers:
-            try:
+            # Another process may create them concurrently; that is as good.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([NewTopic(t, settings.partitions, replication) for t in wanted]
                                           + [NewTopic(t, 1, replication) for t in markers])
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another process
             log.info("topics created", topics=wanted + markers, partitions=settings.partitions)
         return wanted + markers
     finally:

@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--state-dir", default=".suqiu", help="embedded data, endpoints.json and keys.json")
     sub.add_parser("worker", help="a Faust worker: command intake, outbox relay, agents")
     sub.add_parser("api", help="the HTTP API alone")
+    sub.add_parser("relay", help="the outbox relay alone (every worker also runs one; one is active at a time)")
     mig = sub.add_parser("migrate", help="create/upgrade the database schema; safe to run twice")
     mig.add_argument("--seed", action="store_true", help="also load the Tianjin-like reference data")
     args = parser.parse_args(argv)
@@ -34,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         from suqiu.server import serve
 
         return asyncio.run(serve(settings.require()))
+    if args.command == "relay":
+        from streams.relay import run_relay
+
+        asyncio.run(run_relay(settings.require()))
+        return 0
     if args.command == "migrate":
         return run_migrate(settings, seed=args.seed)
     return 2

@@ -6,8 +6,8 @@ import asyncio
 import signal
 
 import structlog
-from aiokafka import AIOKafkaClient
 from aiohttp import web
+from aiokafka import AIOKafkaClient
 
 from suqiu.api import create_app
 from suqiu.config import Settings

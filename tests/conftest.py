@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,7 +30,7 @@ from suqiu.store.migrate import migrate
 logs.configure("WARNING")
 SYSTEM = "tj-binhai"
 # A Tuesday 10:00 in Tianjin: clocks in tests start inside working hours.
-T0 = datetime(2026, 7, 21, 2, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 7, 21, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,16 @@ from suqiu.domain import commands as c
 from suqiu.domain import events as e
 from suqiu.domain.errors import DomainError, invalid
 from suqiu.domain.model import (
-    CATEGORIES, CHANNELS, CLOCKS, OPEN, OUTCOMES, PRIORITIES, RATINGS, Case, Role, Status,
+    CATEGORIES,
+    CHANNELS,
+    CLOCKS,
+    OPEN,
+    OUTCOMES,
+    PRIORITIES,
+    RATINGS,
+    Case,
+    Role,
+    Status,
 )
 from suqiu.domain.refdata import Context
 from suqiu.domain.uscc import uscc_problem

@@ -14,13 +14,13 @@ def uscc_problem(code: str) -> str | None:
         return "must be 18 characters"
     if any(c not in ALPHABET for c in code):
         return "contains a character outside GB 32100 (0-9 and A-Y without I, O, S, V, Z)"
-    check = 31 - sum(ALPHABET.index(c) * w for c, w in zip(code[:17], WEIGHTS)) % 31
+    check = 31 - sum(ALPHABET.index(c) * w for c, w in zip(code[:17], WEIGHTS, strict=False)) % 31
     if ALPHABET[check % 31] != code[17]:
         return "checksum (18th character) does not match"
     org = code[8:17]
     if any(c not in ORG_ALPHABET for c in org):
         return "organisation code (characters 9-17) is malformed"
-    org_check = 11 - sum(ORG_ALPHABET.index(c) * w for c, w in zip(org[:8], ORG_WEIGHTS)) % 11
+    org_check = 11 - sum(ORG_ALPHABET.index(c) * w for c, w in zip(org[:8], ORG_WEIGHTS, strict=False)) % 11
     expected = {10: "X", 11: "0"}.get(org_check, str(org_check))
     if org[8] != expected:
         return "organisation code check digit (17th character) does not match"
@@ -29,7 +29,7 @@ def uscc_problem(code: str) -> str | None:
 
 def complete_uscc(first16: str) -> str:
     """Append the organisation-code check and the GB 32100 check character (fixtures, demo)."""
-    org_check = 11 - sum(ORG_ALPHABET.index(c) * w for c, w in zip(first16[8:16], ORG_WEIGHTS)) % 11
+    org_check = 11 - sum(ORG_ALPHABET.index(c) * w for c, w in zip(first16[8:16], ORG_WEIGHTS, strict=False)) % 11
     first17 = first16 + {10: "X", 11: "0"}.get(org_check, str(org_check))
-    check = 31 - sum(ALPHABET.index(c) * w for c, w in zip(first17, WEIGHTS)) % 31
+    check = 31 - sum(ALPHABET.index(c) * w for c, w in zip(first17, WEIGHTS, strict=False)) % 31
     return first17 + ALPHABET[check % 31]

@@ -39,16 +39,15 @@ SEED_DEPARTMENTS = [
 
 def seed(conn: psycopg.Connection[Any]) -> None:
     """Insert the Tianjin-like reference data; existing rows are kept as they are."""
-    with conn.transaction():
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO jurisdictions (code, name, level, parent) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                SEED_JURISDICTIONS,
-            )
-            cur.executemany(
-                "INSERT INTO departments (code, name, jurisdiction) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                SEED_DEPARTMENTS,
-            )
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO jurisdictions (code, name, level, parent) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            SEED_JURISDICTIONS,
+        )
+        cur.executemany(
+            "INSERT INTO departments (code, name, jurisdiction) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            SEED_DEPARTMENTS,
+        )
 
 
 async def load(conn: psycopg.AsyncConnection[Any]) -> tuple[dict[str, Department], dict[str, Jurisdiction]]:

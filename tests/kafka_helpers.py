@@ -1,0 +1,56 @@
+"""Helpers for tests that talk to the real broker: run a Faust worker in-process, read topics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from streams.app import create_app
+from suqiu.config import Settings
+from suqiu.runtime import Runtime
+
+
+@contextlib.asynccontextmanager
+async def faust_worker(settings: Settings, runtime: Runtime | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+    """A fresh Faust app per test (faust #670), started and stopped on the test's loop."""
+    app = create_app(settings, runtime, **kwargs)
+    app.finalize()
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record on `topic` from the start, waiting until at least `expect` are there."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    out: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                out.extend(records)
+            if len(out) >= expect and not batch:
+                break
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send_and_wait(topic, value=value, key=key)
+    finally:
+        await producer.stop()

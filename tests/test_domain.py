@@ -1,0 +1,172 @@
+"""The pure core: USCC, command parsing, rules, and properties over random command sequences."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from suqiu.calendar import china_workdays
+from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve, replay_state
+from suqiu.domain.commands import parse_command
+from suqiu.domain.model import Actor, Role, Status
+from suqiu.domain.refdata import Context, Department, Jurisdiction
+from suqiu.domain.sla import CHINA, CalendarError, default_policy
+from suqiu.domain.uscc import complete_uscc, uscc_problem
+
+POLICY = default_policy(china_workdays())
+CTX = Context(
+    policy=POLICY,
+    departments={d: Department(d, d, "tj-binhai") for d in ("bh-market", "bh-hrss", "bh-planning")},
+    jurisdictions={"tj-binhai": Jurisdiction("tj-binhai", "滨海新区", "district", None)},
+)
+T0 = datetime(2026, 7, 21, 2, 0, tzinfo=UTC)
+SUBMIT = {
+    "source_system": "hotline", "source_ref": "R1",
+    "enterprise": {"uscc": "91110000600037341L", "name": "某公司"},
+    "channel": "hotline", "category": "approval", "priority": "normal", "jurisdiction": "tj-binhai",
+    "title": "标题", "content": "内容",
+}
+
+
+def meta(n: int, actor: Actor, at: datetime = T0) -> CommandMeta:
+    return CommandMeta(command_id=f"c{n}", case_id="case-1", actor=actor, issued_at=at,
+                       event_ids=(f"e{n}a", f"e{n}b"))
+
+
+def test_uscc_checksums() -> None:
+    assert uscc_problem("91110000600037341L") is None
+    assert uscc_problem("91110000600037341M") == "checksum (18th character) does not match"
+    assert uscc_problem("9111000060003734") == "must be 18 characters"
+    assert "outside GB 32100" in (uscc_problem("91110000600037341I") or "")
+    made = complete_uscc("91120116MA05JQ2X")
+    assert uscc_problem(made) is None and len(made) == 18
+
+
+def test_parse_names_the_field() -> None:
+    with pytest.raises(DomainError) as err:
+        parse_command("submit", {**SUBMIT, "enterprise": {"name": "x"}})
+    assert err.value.details["field"] == "enterprise.uscc"
+    with pytest.raises(DomainError) as err:
+        parse_command("request_extension", {"reason": "r", "working_days": "3"})
+    assert err.value.details["field"] == "working_days"
+    with pytest.raises(DomainError) as err:
+        parse_command("request_extension", {"reason": "r"})
+    assert err.value.details["field"] == "working_days"
+    cmd = parse_command("request_materials", {"items": ["a"]})
+    assert cmd.note == ""  # type: ignore[attr-defined]
+
+
+def test_business_calendar_across_national_day_and_its_makeup_saturday() -> None:
+    cal = POLICY.calendar
+    # 2026-09-30 (Wed) 16:30: 1 working hour left that day; 10-01..10-07 are holidays;
+    # Saturday 10-10 is a make-up working day (调休), Sunday 10-11 is not.
+    start = datetime(2026, 9, 30, 16, 30, tzinfo=CHINA)
+    assert cal.add(start, 3600) == datetime(2026, 9, 30, 17, 30, tzinfo=CHINA)
+    assert cal.add(start, 2 * 3600) == datetime(2026, 10, 8, 10, 0, tzinfo=CHINA)
+    day = cal.day_seconds
+    # 1 h on 9-30, then 10-08 and 10-09 (2 days), then the make-up Saturday 10-10.
+    assert cal.add(start, 3600 + 2 * day + 3600) == datetime(2026, 10, 10, 10, 0, tzinfo=CHINA)
+    assert cal.between(start, datetime(2026, 10, 10, 10, 0, tzinfo=CHINA)) == 3600 + 2 * day + 3600
+    assert cal.add(datetime(2026, 7, 21, 12, 30, tzinfo=CHINA), 0) == datetime(2026, 7, 21, 13, 30, tzinfo=CHINA)
+
+
+def test_unknown_year_is_a_loud_error_and_an_override_fixes_it() -> None:
+    with pytest.raises(CalendarError, match="2027"):
+        china_workdays()(date(2027, 3, 1))
+    known = china_workdays({date(2027, 1, 1): False, date(2027, 2, 7): True})
+    assert known(date(2027, 1, 1)) is False and known(date(2027, 2, 7)) is True
+    assert known(date(2027, 3, 1)) is True and known(date(2027, 3, 6)) is False
+
+
+def test_transfer_restarts_accept_clock_only_and_pause_credits_time() -> None:
+    disp, market = Actor("s", Role.DISPATCHER), Actor("s", Role.DEPARTMENT, "bh-market")
+    planning = Actor("s", Role.DEPARTMENT, "bh-planning")
+    case = Case(case_id="case-1")
+    steps: list[tuple[str, dict[str, Any], Actor, datetime]] = [
+        ("submit", SUBMIT, Actor("s", Role.INTAKE), T0),
+        ("dispatch", {"department": "bh-market"}, disp, T0),
+        ("transfer", {"department": "bh-planning", "reason": "r"}, disp, T0 + timedelta(hours=1)),
+    ]
+    for n, (t, body, actor, at) in enumerate(steps):
+        for ev in decide(case, parse_command(t, body), meta(n, actor, at), CTX):
+            case = evolve(case, ev)
+    assert case.resolve_due == datetime(2026, 7, 28, 10, 0, tzinfo=CHINA)  # unchanged by the transfer
+    # Transferred at 11:00: one working hour before lunch, one after 13:30.
+    assert case.accept_due == datetime(2026, 7, 21, 14, 30, tzinfo=CHINA)
+    for n, (t, body, actor, at) in enumerate([
+        ("accept", {}, planning, T0 + timedelta(hours=1)),
+        ("request_materials", {"items": ["图纸"]}, planning, datetime(2026, 7, 22, 9, 0, tzinfo=CHINA)),
+        ("supply_materials", {}, Actor("s", Role.ENTERPRISE), datetime(2026, 7, 23, 9, 0, tzinfo=CHINA)),
+    ], start=10):
+        for ev in decide(case, parse_command(t, body), meta(n, actor, at), CTX):
+            case = evolve(case, ev)
+    assert case.resolve_due == datetime(2026, 7, 29, 10, 0, tzinfo=CHINA)  # one working day credited
+    with pytest.raises(DomainError) as err:
+        decide(case, parse_command("accept", {}), meta(20, market), CTX)
+    assert err.value.code in ("forbidden", "invalid_state")
+
+
+# -- properties -------------------------------------------------------------------------
+
+ACTORS = {
+    "dispatcher": Actor("s", Role.DISPATCHER), "market": Actor("s", Role.DEPARTMENT, "bh-market"),
+    "hrss": Actor("s", Role.DEPARTMENT, "bh-hrss"), "enterprise": Actor("s", Role.ENTERPRISE),
+    "system": Actor("s", Role.SYSTEM), "auditor": Actor("s", Role.AUDITOR),
+}
+COMMANDS = [
+    ("dispatch", {"department": "bh-market"}), ("dispatch", {"department": "bh-hrss"}), ("accept", {}),
+    ("return", {"reason": "r"}), ("transfer", {"department": "bh-hrss", "reason": "r"}),
+    ("request_materials", {"items": ["x"]}), ("supply_materials", {}),
+    ("request_extension", {"working_days": 2, "reason": "r"}), ("grant_extension", {}),
+    ("deny_extension", {"reason": "r"}), ("escalate", {"target_system": "tj-city", "reason": "r"}),
+    ("upper_level_reply", {"upper_case_id": "u", "content": "c"}), ("reply", {"content": "c"}),
+    ("close", {"outcome": "resolved"}), ("close", {"outcome": "duplicate"}), ("feedback", {"rating": "satisfied"}),
+    ("reopen", {"reason": "r"}), ("urge", {}), ("withdraw", {"reason": "r"}),
+    ("record_sla_warning", {"clock": "resolve", "due_at": "2026-07-28T10:00:00+08:00"}),
+    ("record_sla_breach", {"clock": "resolve", "due_at": "2026-07-28T10:00:00+08:00"}),
+    ("open_supervision", {"clock": "resolve", "reason": "r"}),
+]
+steps = st.lists(st.tuples(st.sampled_from(COMMANDS), st.sampled_from(sorted(ACTORS)), st.integers(0, 600)),
+                 max_size=40)
+
+
+def run(sequence: list[Any]) -> tuple[Case, list[Any], list[tuple[Status, str]]]:
+    case, log, accepted = Case(case_id="case-1"), [], []
+    at = T0
+    for ev in decide(case, parse_command("submit", SUBMIT), meta(0, Actor("s", Role.INTAKE), at), CTX):
+        case = evolve(case, ev)
+        log.append(ev)
+    for n, ((type_name, body), who, minutes) in enumerate(sequence, start=1):
+        at = at + timedelta(minutes=minutes)
+        before = case.status
+        try:
+            events = decide(case, parse_command(type_name, body), meta(n, ACTORS[who], at), CTX)
+        except DomainError:
+            continue
+        for ev in events:
+            case = evolve(case, ev)
+            log.append(ev)
+        accepted.append((before, type_name))
+    return case, log, accepted
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps)
+def test_random_sequences_keep_seq_gapless_and_closed_cases_unreplied(sequence: list[Any]) -> None:
+    case, log, accepted = run(sequence)
+    assert [ev.seq for ev in log] == list(range(1, len(log) + 1))
+    assert case.seq == len(log)
+    assert all(not (before in (Status.CLOSED, Status.WITHDRAWN) and t == "reply") for before, t in accepted)
+    assert all(before is not Status.WITHDRAWN for before, _ in accepted)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps)
+def test_evolving_the_same_events_gives_the_same_state(sequence: list[Any]) -> None:
+    case, log, _ = run(sequence)
+    assert replay_state("case-1", log) == case
+    assert replay_state("case-1", list(log)) == replay_state("case-1", log)

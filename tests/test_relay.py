@@ -1,0 +1,124 @@
+"""The outbox relay under failure: killed mid-stream, and a broker that comes back empty."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import defaultdict
+
+from schemas.codec import Codec
+from streams.relay import OutboxRelay
+from streams.topics import ensure_topics
+from suqiu.config import Settings
+from suqiu.domain.model import Actor, Role
+from suqiu.embedded import EmbeddedBroker
+from suqiu.runtime import Runtime
+from suqiu.service import CommandRequest
+from tests.conftest import SYSTEM, submission
+from tests.kafka_helpers import read_topic
+
+DISPATCHER = Actor(SYSTEM, Role.DISPATCHER)
+
+
+async def write_cases(runtime: Runtime, cases: int, urges: int) -> int:
+    """Submit `cases` appeals, dispatch each and urge it `urges` times; returns events written."""
+    svc = runtime.service
+    ids = []
+    for _ in range(cases):
+        body = submission()
+        cid = body.pop("command_id")
+        ids.append((await svc.execute(CommandRequest("submit", cid, Actor(SYSTEM, Role.INTAKE), body))).case_id)
+    for case in ids:
+        await svc.execute(CommandRequest("dispatch", str(uuid.uuid4()), DISPATCHER, {"department": "bh-market"},
+                                         case_id=case))
+    for i in range(urges):
+        for case in ids:
+            await svc.execute(CommandRequest("urge", str(uuid.uuid4()), DISPATCHER, {"note": f"第{i}次"}, case_id=case))
+    return cases * (2 + urges)
+
+
+async def keep_writing(runtime: Runtime, cases: int, stop: asyncio.Event) -> int:
+    """Write urges round after round until `stop`; returns events written."""
+    written = await write_cases(runtime, cases, 0)
+    ids = await case_ids(runtime)
+    while not stop.is_set():
+        for case in ids[-cases:]:
+            await runtime.service.execute(CommandRequest("urge", str(uuid.uuid4()), DISPATCHER, {}, case_id=case))
+            written += 1
+    return written
+
+
+async def case_ids(runtime: Runtime) -> list[str]:
+    async with runtime.pool.connection() as conn:
+        cur = await conn.execute("SELECT case_id FROM events WHERE seq = 1 ORDER BY position")
+        return [r[0] for r in await cur.fetchall()]
+
+
+def assert_complete_and_ordered(records: list, expected: int) -> None:
+    """Every event present; per case, each first appearance follows its predecessor's."""
+    codec = Codec()
+    seen: dict[str, list[int]] = defaultdict(list)
+    for r in records:
+        ev = codec.decode_event(r.value)
+        assert ev.case_id == r.key.decode()
+        first = seen[ev.case_id]
+        if ev.seq in first:
+            continue  # an at-least-once repeat after a resend
+        assert ev.seq == len(first) + 1, f"{ev.case_id}: seq {ev.seq} arrived after {first[-3:]}"
+        first.append(ev.seq)
+    assert sum(len(v) for v in seen.values()) == expected
+
+
+async def test_relay_killed_mid_stream_and_restarted_loses_nothing(topics: Settings, runtime: Runtime) -> None:
+    s = topics
+    assert s.kafka_bootstrap
+    env = {**os.environ, **s.to_env()}
+    total = await write_cases(runtime, 40, 3)
+    stop = asyncio.Event()
+    relay = subprocess.Popen([sys.executable, "-m", "suqiu", "relay"], env=env, stderr=subprocess.DEVNULL)
+    writer = asyncio.create_task(keep_writing(runtime, 20, stop))
+    await asyncio.sleep(2.0)
+    relay.send_signal(signal.SIGKILL)  # no goodbye: whatever was in flight is in flight
+    relay.wait()
+    assert not writer.done(), "the kill must land while events are still being written"
+    await asyncio.sleep(1.0)
+    stop.set()
+    total += await writer
+    relay = subprocess.Popen([sys.executable, "-m", "suqiu", "relay"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        records = await read_topic(s.kafka_bootstrap, s.events_topic, total, timeout=60)
+    finally:
+        relay.terminate()
+        relay.wait()
+    assert_complete_and_ordered(records, total)
+
+
+async def test_broker_restarted_empty_gets_the_whole_history_again(settings: Settings, runtime: Runtime) -> None:
+    broker = EmbeddedBroker()
+    broker.start()
+    s = settings.with_(kafka_bootstrap=broker.bootstrap)
+    await ensure_topics(s)
+    relay = OutboxRelay(s, check_every=0.5)
+    task = asyncio.create_task(relay.run())
+    try:
+        first = await write_cases(runtime, 10, 2)
+        assert len(await read_topic(s.kafka_bootstrap or "", s.events_topic, first)) >= first
+        broker.stop()
+        # Commands keep being accepted while the broker is down: the store is the record.
+        during = await write_cases(runtime, 5, 1)
+        await asyncio.sleep(1.0)
+        broker = EmbeddedBroker(port=broker.port)
+        broker.start()
+        records = await read_topic(s.kafka_bootstrap or "", s.events_topic, first + during, timeout=60)
+        assert_complete_and_ordered(records, first + during)
+        assert relay.republished >= 2  # the first start, and the empty broker
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        broker.stop()

@@ -10,7 +10,7 @@ from suqiu import logs
 from suqiu.config import Settings
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="suqiu", description="Suqiu (诉求): enterprise appeals backend")
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -22,7 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("relay", help="the outbox relay alone (every worker also runs one; one is active at a time)")
     mig = sub.add_parser("migrate", help="create/upgrade the database schema; safe to run twice")
     mig.add_argument("--seed", action="store_true", help="also load the Tianjin-like reference data")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def subcommands() -> set[str]:
+    parser = build_parser()
+    return {name for a in parser._actions if isinstance(a, argparse._SubParsersAction) for name in a.choices}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     settings = Settings.from_env()
     if args.command == "up":
@@ -62,13 +71,19 @@ def run_migrate(settings: Settings, *, seed: bool) -> int:
     from suqiu.store.migrate import migrate
 
     if not settings.database_url:
-        print("set SUQIU_DATABASE_URL", file=sys.stderr)
+        sys.stderr.write("set SUQIU_DATABASE_URL\n")
         return 2
     applied = migrate(settings.database_url)
     if seed:
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             reference.seed(conn)
-    print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
+    created: list[str] = []
+    if settings.kafka_bootstrap:
+        from streams.topics import ensure_topics
+
+        created = asyncio.run(ensure_topics(settings))
+    sys.stdout.write(f"migrations applied: {', '.join(applied) or 'none (up to date)'}\n")
+    sys.stdout.write(f"topics created: {', '.join(created) or 'none'}\n")
     return 0
 
 

@@ -1,0 +1,1 @@
+"""The auditors' tool: rebuild and verify case histories from the event store."""

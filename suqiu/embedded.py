@@ -99,10 +99,17 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if user is not None:
             import shutil
+            import stat
 
-            from pgserver.utils import ensure_prefix_permissions
+            from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions
 
+            # As pgserver does: the unprivileged user must reach the data and run the binaries
+            # that pip installed as root.
+            read, execute = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
             ensure_prefix_permissions(self.data_dir)
+            ensure_prefix_permissions(POSTGRES_BIN_PATH)
+            ensure_folder_permissions(POSTGRES_BIN_PATH, execute | read)
+            ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
             shutil.chown(self.data_dir, user, user)
             self.data_dir.chmod(0o700)
         if not (self.data_dir / "PG_VERSION").exists():

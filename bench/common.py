@@ -1,0 +1,83 @@
+"""Shared set-up for benchmarks: a fresh embedded stack in a temporary directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from streams.topics import ensure_topics
+from suqiu.config import Settings
+from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres, _die_with_parent, free_port
+from suqiu.stack import issue_keys
+from suqiu.store import reference
+from suqiu.store.migrate import migrate
+
+
+@dataclass
+class BenchStack:
+    settings: Settings
+    keys: dict[str, dict[str, object]]
+    postgres: EmbeddedPostgres
+    broker: EmbeddedBroker
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **self.settings.to_env()}
+        proc = subprocess.Popen([sys.executable, "-m", "suqiu", "--log-level", "WARNING", *args], env=env,
+                                preexec_fn=_die_with_parent)
+        self.children.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.terminate()
+            child.wait(20)
+        self.broker.stop()
+        self.postgres.stop()
+
+
+def start_stack(partitions: int = 6) -> BenchStack:
+    tmp = Path(tempfile.mkdtemp(prefix="suqiu-bench-"))
+    pg = EmbeddedPostgres(tmp / "pg", durable=True)
+    broker = EmbeddedBroker()
+    s = Settings(database_url=pg.start(), kafka_bootstrap=broker.start(), http_port=free_port(), partitions=partitions)
+    assert s.database_url
+    migrate(s.database_url)
+    with psycopg.connect(s.database_url, autocommit=True) as conn:
+        reference.seed(conn)
+    asyncio.run(ensure_topics(s))
+    return BenchStack(s, issue_keys(s.database_url, s.system_id), pg, broker)
+
+
+def wait_http(port: int, timeout: float = 30) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/schemas", timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("API did not start")
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def summary(latencies_ms: list[float]) -> str:
+    return (f"p50 {pct(latencies_ms, 50):.1f} ms, p99 {pct(latencies_ms, 99):.1f} ms, "
+            f"mean {statistics.fmean(latencies_ms):.1f} ms")

@@ -1,0 +1,221 @@
+"""HTTP ingest: commands/s and acknowledgement latency, next to raw psycopg inserting the same rows.
+
+    python -m bench.ingest [--commands 20000] [--clients 32] [--api-procs 2] [--rate 500] [--seconds 10]
+
+Also reports publish lag (commit -> on appeals.events.v1) during the steady-rate phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import psycopg
+from aiokafka import AIOKafkaConsumer
+
+from bench.common import BenchStack, pct, start_stack, summary, wait_http
+from schemas.codec import GENESIS, Codec
+from suqiu import logs
+from suqiu.domain import events as e
+from suqiu.domain.model import Actor, Enterprise, Role
+from suqiu.store.events import NOTIFY_CHANNEL
+
+
+def submission() -> dict[str, Any]:
+    return {
+        "command_id": str(uuid.uuid4()), "source_system": "bench", "source_ref": uuid.uuid4().hex,
+        "enterprise": {"uscc": "91110000600037341L", "name": "天津某某科技有限公司"},
+        "channel": "hotline", "category": "approval", "priority": "normal", "jurisdiction": "tj-binhai",
+        "title": "施工许可审批进度", "content": "二期厂房施工许可已提交三周，希望了解审批进度。" * 3,
+    }
+
+
+async def raw_baseline(dsn: str, commands: int, clients: int) -> float:
+    """The same rows per command (command, event + outbox, notify) in one pipelined transaction."""
+    codec = Codec()
+    now = time.time()
+    from datetime import datetime, timezone
+
+    at = datetime.fromtimestamp(now, timezone.utc).replace(microsecond=0)
+    sample = e.Event(str(uuid.uuid4()), "raw", 1, at, at, Actor("tj-binhai", Role.INTAKE), "c", "c", "c",
+                     e.AppealSubmitted(Enterprise("91110000600037341L", "天津某某科技有限公司"), "hotline", "approval",
+                                       "normal", "tj-binhai", "施工许可审批进度", "内容" * 30, "bench", "r"))
+    data, digest = codec.encode_event(sample, GENESIS)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(commands):
+        queue.put_nowait(i)
+
+    async def client() -> None:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            while not queue.empty():
+                queue.get_nowait()
+                cid, case = str(uuid.uuid4()), f"raw-{uuid.uuid4()}"
+                async with conn.transaction(), conn.pipeline():
+                    await conn.execute("SELECT request_hash, result FROM commands WHERE command_id = %s", (cid,),
+                                       prepare=True)
+                    await conn.execute(
+                        "INSERT INTO commands (command_id, case_id, request_hash, result) VALUES (%s, %s, %s, %s)",
+                        (cid, case, digest, json.dumps({"status": "created"})), prepare=True)
+                    await conn.execute(
+                        "WITH e AS (INSERT INTO events (case_id, seq, event_id, event_type, command_id, occurred_at, "
+                        "recorded_at, data, hash) VALUES (%s, 1, %s, 'AppealSubmitted', %s, now(), now(), %s, %s) "
+                        "RETURNING position) INSERT INTO outbox (position) SELECT position FROM e",
+                        (case, str(uuid.uuid4()), cid, data, digest), prepare=True)
+                    await conn.execute("SELECT pg_notify(%s, 'raw')", (NOTIFY_CHANNEL,), prepare=True)
+
+    start = time.perf_counter()
+    await asyncio.gather(*[client() for _ in range(clients)])
+    elapsed = time.perf_counter() - start
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("DELETE FROM outbox WHERE position IN (SELECT position FROM events WHERE case_id LIKE 'raw-%')")
+        await conn.execute("DELETE FROM events WHERE case_id LIKE 'raw-%'")
+        await conn.execute("DELETE FROM commands WHERE case_id LIKE 'raw-%'")
+    return commands / elapsed
+
+
+class Load:
+    def __init__(self, session: aiohttp.ClientSession, base: str, keys: dict[str, Any]) -> None:
+        self.session, self.base = session, base
+        self.auth = {role: {"Authorization": f"Bearer {k['key']}"} for role, k in keys.items()}
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    async def post(self, role: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        t = time.perf_counter()
+        async with self.session.post(f"{self.base}/v1{path}", json=body, headers=self.auth[role]) as resp:
+            data: dict[str, Any] = await resp.json()
+            if resp.status >= 400:
+                self.errors += 1
+        self.latencies.append((time.perf_counter() - t) * 1000)
+        return data
+
+    async def case_flow(self) -> None:
+        """submit, dispatch, accept, urge: four commands on one case."""
+        case = (await self.post("intake", "/appeals", submission()))["case_id"]
+        path = f"/appeals/{case}/commands"
+        await self.post("dispatcher", path, {"type": "dispatch", "command_id": str(uuid.uuid4()), "department": "bh-market"})
+        await self.post("department", path, {"type": "accept", "command_id": str(uuid.uuid4())})
+        await self.post("dispatcher", path, {"type": "urge", "command_id": str(uuid.uuid4()), "note": "请加快"})
+
+
+async def closed_loop(base: str, keys: dict[str, Any], commands: int, clients: int) -> tuple[float, Load]:
+    flows = commands // 4
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(flows):
+        queue.put_nowait(i)
+    conn = aiohttp.TCPConnector(limit=clients * 2)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        load = Load(session, base, keys)
+
+        async def client() -> None:
+            while not queue.empty():
+                queue.get_nowait()
+                await load.case_flow()
+
+        start = time.perf_counter()
+        await asyncio.gather(*[client() for _ in range(clients)])
+        elapsed = time.perf_counter() - start
+    return flows * 4 / elapsed, load
+
+
+async def steady(base: str, keys: dict[str, Any], bootstrap: str, topic: str, rate: int, seconds: float) -> tuple[Load, list[float]]:
+    """Open loop at `rate` commands/s (submits and urges); publish lag from a live consumer."""
+    codec = Codec()
+    lags: list[float] = []
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", group_id=None)
+    await consumer.start()
+    await asyncio.sleep(1.0)
+    stop = asyncio.Event()
+
+    async def consume() -> None:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.time()
+            for records in batch.values():
+                for r in records:
+                    ev = codec.decode_event(r.value)
+                    lags.append((now - ev.recorded_at.timestamp()) * 1000)
+
+    consumer_task = asyncio.create_task(consume())
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+        load = Load(session, base, keys)
+        cases = []
+        for _ in range(50):
+            case = (await load.post("intake", "/appeals", submission()))["case_id"]
+            await load.post("dispatcher", f"/appeals/{case}/commands",
+                            {"type": "dispatch", "command_id": str(uuid.uuid4()), "department": "bh-market"})
+            cases.append(case)
+        load.latencies.clear()
+        lags.clear()
+        interval, tasks = 1.0 / rate, []
+        start = time.perf_counter()
+        n = int(rate * seconds)
+        for i in range(n):
+            target = start + i * interval
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if i % 2:
+                body = {"type": "urge", "command_id": str(uuid.uuid4()), "note": "steady"}
+                tasks.append(asyncio.create_task(load.post("dispatcher", f"/appeals/{cases[i % len(cases)]}/commands", body)))
+            else:
+                tasks.append(asyncio.create_task(load.post("intake", "/appeals", submission())))
+        await asyncio.gather(*tasks)
+    await asyncio.sleep(2.0)
+    stop.set()
+    await consumer_task
+    await consumer.stop()
+    return load, lags
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--commands", type=int, default=20000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--api-procs", type=int, default=2)
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    logs.configure("WARNING")
+    stack: BenchStack = start_stack()
+    try:
+        s = stack.settings
+        assert s.database_url and s.kafka_bootstrap
+        raw = asyncio.run(raw_baseline(s.database_url, args.commands, args.clients))
+        for _ in range(args.api_procs):
+            stack.spawn("api")
+        stack.spawn("relay")
+        wait_http(s.http_port)
+        base = f"http://127.0.0.1:{s.http_port}"
+        rate, load = asyncio.run(closed_loop(base, stack.keys, args.commands, args.clients))
+        steady_load, lags = asyncio.run(steady(base, stack.keys, s.kafka_bootstrap, s.events_topic, args.rate, args.seconds))
+        out = {
+            "raw_psycopg_commands_per_s": round(raw), "http_commands_per_s": round(rate),
+            "ratio_http_to_raw": round(rate / raw, 3), "closed_loop_errors": load.errors,
+            "closed_loop_p50_ms": round(pct(load.latencies, 50), 1), "closed_loop_p99_ms": round(pct(load.latencies, 99), 1),
+            "steady_rate": args.rate, "steady_p50_ms": round(pct(steady_load.latencies, 50), 1),
+            "steady_p99_ms": round(pct(steady_load.latencies, 99), 1), "steady_errors": steady_load.errors,
+            "publish_lag_p50_ms": round(pct(lags, 50), 1), "publish_lag_p99_ms": round(pct(lags, 99), 1),
+            "published_events_seen": len(lags),
+        }
+        lines = [
+            f"raw psycopg (same rows, {args.clients} connections): {raw:,.0f} commands/s",
+            f"HTTP API ({args.api_procs} processes, {args.clients} clients, {args.commands:,} commands): "
+            f"{rate:,.0f} commands/s = {rate / raw:.2f}x raw; {summary(load.latencies)}; errors {load.errors}",
+            f"steady {args.rate}/s for {args.seconds:.0f}s: {summary(steady_load.latencies)}; errors {steady_load.errors}",
+            f"publish lag commit->topic at {args.rate} events/s: p50 {pct(lags, 50):.1f} ms, p99 {pct(lags, 99):.1f} ms "
+            f"({len(lags)} events)",
+            json.dumps(out),
+        ]
+        print("\n".join(lines))  # noqa: T201 - a benchmark's output is its report
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import psycopg
 from streams.topics import ensure_topics
 from suqiu.config import Settings
 from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres, _die_with_parent, free_port
-from suqiu.stack import issue_keys
+from suqiu.stack import issue_keys, wait_for_http
 from suqiu.store import reference
 from suqiu.store.migrate import migrate
 
@@ -36,6 +35,9 @@ class BenchStack:
                                 preexec_fn=_die_with_parent)
         self.children.append(proc)
         return proc
+
+    def wait_http(self) -> None:
+        wait_for_http(f"http://127.0.0.1:{self.settings.http_port}", self.children)
 
     def stop(self) -> None:
         for child in self.children:
@@ -56,19 +58,6 @@ def start_stack(partitions: int = 6) -> BenchStack:
         reference.seed(conn)
     asyncio.run(ensure_topics(s))
     return BenchStack(s, issue_keys(s.database_url, s.system_id), pg, broker)
-
-
-def wait_http(port: int, timeout: float = 30) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/schemas", timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("API did not start")
 
 
 def pct(values: list[float], p: float) -> float:

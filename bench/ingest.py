@@ -12,13 +12,14 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import UTC
 from typing import Any
 
 import aiohttp
 import psycopg
 from aiokafka import AIOKafkaConsumer
 
-from bench.common import BenchStack, pct, start_stack, summary, wait_http
+from bench.common import BenchStack, pct, start_stack, summary
 from schemas.codec import GENESIS, Codec
 from suqiu import logs
 from suqiu.domain import events as e
@@ -39,9 +40,9 @@ async def raw_baseline(dsn: str, commands: int, clients: int) -> float:
     """The same rows per command (command, event + outbox, notify) in one pipelined transaction."""
     codec = Codec()
     now = time.time()
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    at = datetime.fromtimestamp(now, timezone.utc).replace(microsecond=0)
+    at = datetime.fromtimestamp(now, UTC).replace(microsecond=0)
     sample = e.Event(str(uuid.uuid4()), "raw", 1, at, at, Actor("tj-binhai", Role.INTAKE), "c", "c", "c",
                      e.AppealSubmitted(Enterprise("91110000600037341L", "天津某某科技有限公司"), "hotline", "approval",
                                        "normal", "tj-binhai", "施工许可审批进度", "内容" * 30, "bench", "r"))
@@ -190,7 +191,7 @@ def main() -> None:
         for _ in range(args.api_procs):
             stack.spawn("api")
         stack.spawn("relay")
-        wait_http(s.http_port)
+        stack.wait_http()
         base = f"http://127.0.0.1:{s.http_port}"
         rate, load = asyncio.run(closed_loop(base, stack.keys, args.commands, args.clients))
         steady_load, lags = asyncio.run(steady(base, stack.keys, s.kafka_bootstrap, s.events_topic, args.rate, args.seconds))
@@ -212,7 +213,7 @@ def main() -> None:
             f"({len(lags)} events)",
             json.dumps(out),
         ]
-        print("\n".join(lines))  # noqa: T201 - a benchmark's output is its report
+        print("\n".join(lines))
     finally:
         stack.stop()
 

@@ -78,18 +78,8 @@ class Stack:
     def http_url(self) -> str:
         return f"http://{self.settings.http_host}:{self.settings.http_port}"
 
-    def _wait_http(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for child in self.children:
-                if child.poll() is not None:
-                    raise RuntimeError(f"{child.args[-1]} exited with code {child.returncode} while starting")
-            try:
-                urllib.request.urlopen(f"{self.http_url}/v1/schemas", timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("the HTTP API did not come up")
+    def _wait_http(self) -> None:
+        wait_for_http(self.http_url, self.children)
 
     def write_files(self, keys: dict[str, dict[str, Any]]) -> None:
         endpoints = {"http": self.http_url, "kafka_bootstrap": self.settings.kafka_bootstrap,
@@ -106,6 +96,21 @@ class Stack:
             self.broker.stop()
         if self.postgres:
             self.postgres.stop()
+
+
+def wait_for_http(url: str, children: list[subprocess.Popen[bytes]], timeout: float = 60.0) -> None:
+    """Until the API at `url` answers; fails early when one of `children` dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in children:
+            if child.poll() is not None:
+                raise RuntimeError(f"{child.args[-1]} exited with code {child.returncode} while starting")
+        try:
+            urllib.request.urlopen(f"{url}/v1/schemas", timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the HTTP API at {url} did not come up")
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
+import random
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +28,7 @@ from suqiu.store import events as store
 
 log = structlog.get_logger(__name__)
 CACHE_SIZE = 20_000
-RETRIES = 5
+RETRIES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +74,30 @@ class CommandService:
         self._clock = clock or SystemClock()
         self._new_id = new_id
         self._cases: OrderedDict[str, tuple[Case, bytes]] = OrderedDict()
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def execute(self, req: CommandRequest) -> CommandResult:
         command = parse_command(req.type, req.body)
         if not req.command_id or len(req.command_id) > 128:
             raise DomainError("invalid_input", "command_id: is required (at most 128 characters)", field="command_id")
-        is_submit = isinstance(command, Submit)
-        if not is_submit and not req.case_id:
+        if not isinstance(command, Submit) and not req.case_id:
             raise DomainError("invalid_input", "case_id: is required for lifecycle commands", field="case_id")
         request_hash = _request_hash(req, command)
+        if req.case_id is None:
+            return await self._execute(req, command, request_hash)
+        # Writers on one case in this process queue here instead of losing the optimistic race
+        # against each other; the unique (case_id, seq) still arbitrates between processes.
+        lock = self._locks.get(req.case_id)
+        if lock is None:
+            lock = self._locks[req.case_id] = asyncio.Lock()
+        async with lock:
+            return await self._execute(req, command, request_hash)
+
+    async def _execute(self, req: CommandRequest, command: Any, request_hash: bytes) -> CommandResult:
+        is_submit = isinstance(command, Submit)
         bound = log.bind(command_id=req.command_id, command_type=req.type)
         async with self._pool.connection() as conn:
-            for _attempt in range(RETRIES):
+            for attempt in range(RETRIES):
                 prior = await store.find_command(conn, req.command_id)
                 if prior is not None:
                     return _duplicate(prior, request_hash, req.command_id)
@@ -124,7 +139,8 @@ class CommandService:
                             "conflict", f"expected_seq {req.expected_seq}: another command changed the case first",
                             expected_seq=req.expected_seq,
                         ) from None
-                    bound.info("append raced, retrying", case_id=case_id)
+                    bound.info("append raced, retrying", case_id=case_id, attempt=attempt)
+                    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                     continue
                 except store.DuplicateCommand:
                     continue  # the next round finds the concurrent writer's result

@@ -98,10 +98,10 @@ class CommandService:
         bound = log.bind(command_id=req.command_id, command_type=req.type)
         async with self._pool.connection() as conn:
             for attempt in range(RETRIES):
-                prior = await store.find_command(conn, req.command_id)
-                if prior is not None:
-                    return _duplicate(prior, request_hash, req.command_id)
                 if isinstance(command, Submit):
+                    prior = await store.find_command(conn, req.command_id)
+                    if prior is not None:
+                        return _duplicate(prior, request_hash, req.command_id)
                     original = await store.find_source(conn, command.source_system, command.source_ref)
                     if original is not None:
                         return _as_duplicate(original)
@@ -110,7 +110,11 @@ class CommandService:
                 else:
                     assert req.case_id is not None
                     case_id = req.case_id
-                    case, last_hash = await self._load(conn, case_id)
+                    case, last_hash = self._cached(case_id)
+                    prior, newer = await store.read_for_command(conn, req.command_id, case_id, case.seq)
+                    if prior is not None:
+                        return _duplicate(prior, request_hash, req.command_id)
+                    case, last_hash = self._apply(case, last_hash, newer)
                 now = self._clock.now()
                 meta = CommandMeta(
                     command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
@@ -158,14 +162,20 @@ class CommandService:
         return case
 
     async def _load(self, conn: Any, case_id: str) -> tuple[Case, bytes]:
+        case, last = self._cached(case_id)
+        return self._apply(case, last, await store.read_case(conn, case_id, case.seq))
+
+    def _cached(self, case_id: str) -> tuple[Case, bytes]:
         cached = self._cases.get(case_id)
-        case, last = cached if cached is not None else (Case(case_id=case_id), GENESIS)
-        newer = await store.read_case(conn, case_id, case.seq)
+        return cached if cached is not None else (Case(case_id=case_id), GENESIS)
+
+    def _apply(self, case: Case, last: bytes, newer: list[bytes]) -> tuple[Case, bytes]:
+        """Bring a (possibly cached) case up to date with events read after it."""
         for data in newer:
             case = evolve(case, self._codec.decode_event(data))
             last = stored_hash(data)
-        if case.seq:
-            self._remember(case_id, case, last)
+        if newer:
+            self._remember(case.case_id, case, last)
         return case, last
 
     def _remember(self, case_id: str, case: Case, last: bytes) -> None:

@@ -65,6 +65,21 @@ async def find_command(conn: psycopg.AsyncConnection[Any], command_id: str) -> t
     return None if row is None else (bytes(row[0]), row[1])
 
 
+async def read_for_command(
+    conn: psycopg.AsyncConnection[Any], command_id: str, case_id: str, after_seq: int
+) -> tuple[tuple[bytes, dict[str, Any]] | None, list[bytes]]:
+    """The command's earlier result, if any, and the case's newer events: one round trip."""
+    async with conn.pipeline():
+        prior = await conn.execute(
+            "SELECT request_hash, result FROM commands WHERE command_id = %s", (command_id,), prepare=True
+        )
+        newer = await conn.execute(
+            "SELECT data FROM events WHERE case_id = %s AND seq > %s ORDER BY seq", (case_id, after_seq), prepare=True
+        )
+    row = await prior.fetchone()
+    return (None if row is None else (bytes(row[0]), row[1])), [r[0] for r in await newer.fetchall()]
+
+
 async def find_source(conn: psycopg.AsyncConnection[Any], source_system: str, source_ref: str) -> dict[str, Any] | None:
     """The original result of the submit that created the case for this source reference."""
     cur = await conn.execute(

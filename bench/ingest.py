@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -39,10 +39,7 @@ def submission() -> dict[str, Any]:
 async def raw_baseline(dsn: str, commands: int, clients: int) -> float:
     """The same rows per command (command, event + outbox, notify) in one pipelined transaction."""
     codec = Codec()
-    now = time.time()
-    from datetime import datetime
-
-    at = datetime.fromtimestamp(now, UTC).replace(microsecond=0)
+    at = datetime.now(UTC).replace(microsecond=0)
     sample = e.Event(str(uuid.uuid4()), "raw", 1, at, at, Actor("tj-binhai", Role.INTAKE), "c", "c", "c",
                      e.AppealSubmitted(Enterprise("91110000600037341L", "天津某某科技有限公司"), "hotline", "approval",
                                        "normal", "tj-binhai", "施工许可审批进度", "内容" * 30, "bench", "r"))

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import faust
-import structlog
 from mode import Service
 
 from streams.intake import CommandIntake
-from streams.relay import OutboxRelay
+from streams.relay import run_relay
 from suqiu.config import Settings
 from suqiu.runtime import Runtime
-
-log = structlog.get_logger(__name__)
 
 
 class RuntimeService(Service):
@@ -34,7 +31,14 @@ class RuntimeService(Service):
         await self.runtime.close()
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None, *, relay: bool = True) -> faust.App:
+def _header_pairs(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None) -> list[tuple[str, bytes]]:
+    """Faust hands headers over as a mapping or as pairs, depending on the code path."""
+    if headers is None:
+        return []
+    return list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     """A Faust app for `settings`; pass a runtime to inject a clock or policy (tests)."""
     settings.require()
     app = faust.App(
@@ -55,24 +59,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *, relay: boo
     app.add_dependency(rt)
     commands = app.topic(settings.commands_topic, key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw")
-    intake: list[CommandIntake] = []
+    outputs = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
+               for name in (settings.results_topic, settings.dlq_topic)}
 
     @app.agent(commands, name="command-intake")
     async def command_intake(stream: faust.StreamT[bytes]) -> None:
         await rt.ready.wait()
         handler = CommandIntake(settings, rt.runtime.service, rt.runtime.codec)
-        intake.append(handler)
         async for event in stream.events():
-            out = await handler.handle(event.key, event.value, list((event.headers or {}).items())
-                                       if isinstance(event.headers, dict) else list(event.headers or []))
-            fut = await app.topic(out.topic, key_serializer="raw", value_serializer="raw").send(
-                key=out.key, value=out.value, headers=out.headers)
-            await fut
+            out = await handler.handle(event.key, event.value, _header_pairs(event.headers))
+            # Wait for the broker's ack before the offset moves on: a result is never only in a buffer.
+            await (await outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers))
 
-    if relay:
-        @app.task
-        async def outbox_relay() -> None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await OutboxRelay(settings).run()
+    @app.task
+    async def outbox_relay() -> None:
+        await run_relay(settings)
 
     return app

@@ -35,7 +35,6 @@ class OutboxRelay:
         self.batch = batch
         self.check_every = check_every
         self.idle_wait = idle_wait
-        self.published = 0  # in this run, for logs and tests
         self.republished = 0
 
     async def run(self) -> None:
@@ -103,7 +102,6 @@ class OutboxRelay:
         await asyncio.gather(*futures)
         positions = [r[0] for r in rows]
         await conn.execute("DELETE FROM outbox WHERE position = ANY(%s)", (positions,))
-        self.published += len(rows)
         log.debug("relayed", count=len(rows), last_position=positions[-1])
         return len(rows)
 

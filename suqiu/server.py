@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -16,7 +17,7 @@ from suqiu.runtime import Runtime
 log = structlog.get_logger(__name__)
 
 
-def broker_probe(bootstrap: str) -> object:
+def broker_probe(bootstrap: str) -> Callable[[], Awaitable[str]]:
     async def probe() -> str:
         client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
         try:
@@ -32,7 +33,7 @@ def broker_probe(bootstrap: str) -> object:
 async def serve(settings: Settings, runtime: Runtime | None = None) -> int:
     runtime = await (runtime or Runtime(settings)).open()
     assert settings.kafka_bootstrap
-    app = create_app(runtime, broker_probe(settings.kafka_bootstrap))  # type: ignore[arg-type]
+    app = create_app(runtime, broker_probe(settings.kafka_bootstrap))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=True, backlog=1024)

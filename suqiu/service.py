@@ -98,7 +98,7 @@ class CommandService:
         bound = log.bind(command_id=req.command_id, command_type=req.type)
         async with self._pool.connection() as conn:
             for attempt in range(RETRIES):
-                if isinstance(command, Submit):
+                if is_submit:
                     prior = await store.find_command(conn, req.command_id)
                     if prior is not None:
                         return _duplicate(prior, request_hash, req.command_id)
@@ -132,7 +132,7 @@ class CommandService:
                     "created" if is_submit else "accepted", req.command_id, case_id, events[-1].seq,
                     tuple(ev.event_id for ev in events),
                 )
-                source = (command.source_system, command.source_ref) if isinstance(command, Submit) else None
+                source = (command.source_system, command.source_ref) if is_submit else None
                 try:
                     await store.append(conn, encoded, command_id=req.command_id, request_hash=request_hash,
                                        result=result.as_dict(), source=source)
@@ -157,13 +157,10 @@ class CommandService:
         raise DomainError("conflict", "the case is changing too fast; retry the command", case_id=req.case_id)
 
     async def load(self, case_id: str) -> Case:
-        async with self._pool.connection() as conn:
-            case, _ = await self._load(conn, case_id)
-        return case
-
-    async def _load(self, conn: Any, case_id: str) -> tuple[Case, bytes]:
         case, last = self._cached(case_id)
-        return self._apply(case, last, await store.read_case(conn, case_id, case.seq))
+        async with self._pool.connection() as conn:
+            newer = await store.read_case(conn, case_id, case.seq)
+        return self._apply(case, last, newer)[0]
 
     def _cached(self, case_id: str) -> tuple[Case, bytes]:
         cached = self._cases.get(case_id)

@@ -142,7 +142,7 @@ def submission(**overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 async def api(runtime: Runtime, keys: dict[str, str], settings: Settings) -> AsyncIterator[Api]:
     assert settings.kafka_bootstrap
-    server = TestServer(create_app(runtime, broker_probe(settings.kafka_bootstrap)))  # type: ignore[arg-type]
+    server = TestServer(create_app(runtime, broker_probe(settings.kafka_bootstrap)))
     await server.start_server()
     async with aiohttp.ClientSession() as session:
         yield Api(session, str(server.make_url("")).rstrip("/"), keys)

@@ -15,9 +15,9 @@ from suqiu.runtime import Runtime
 
 
 @contextlib.asynccontextmanager
-async def faust_worker(settings: Settings, runtime: Runtime | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+async def faust_worker(settings: Settings, runtime: Runtime | None = None) -> AsyncIterator[Any]:
     """A fresh Faust app per test (faust #670), started and stopped on the test's loop."""
-    app = create_app(settings, runtime, **kwargs)
+    app = create_app(settings, runtime)
     app.finalize()
     await app.start()
     try:

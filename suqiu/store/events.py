@@ -12,6 +12,8 @@ from psycopg import errors
 from suqiu.domain.events import Event
 
 NOTIFY_CHANNEL = "suqiu_outbox"
+CASE_EVENTS_SQL = "SELECT data FROM events WHERE case_id = %s AND seq > %s ORDER BY seq"
+COMMAND_SQL = "SELECT request_hash, result FROM commands WHERE command_id = %s"
 
 
 class CaseConflict(Exception):
@@ -42,9 +44,7 @@ class StoredEvent:
 
 async def read_case(conn: psycopg.AsyncConnection[Any], case_id: str, after_seq: int = 0) -> list[bytes]:
     """The case's event bytes after `after_seq`, in order (an index range scan)."""
-    cur = await conn.execute(
-        "SELECT data FROM events WHERE case_id = %s AND seq > %s ORDER BY seq", (case_id, after_seq), prepare=True
-    )
+    cur = await conn.execute(CASE_EVENTS_SQL, (case_id, after_seq), prepare=True)
     return [r[0] for r in await cur.fetchall()]
 
 
@@ -58,11 +58,8 @@ async def read_history(conn: psycopg.AsyncConnection[Any], case_id: str) -> list
 
 
 async def find_command(conn: psycopg.AsyncConnection[Any], command_id: str) -> tuple[bytes, dict[str, Any]] | None:
-    cur = await conn.execute(
-        "SELECT request_hash, result FROM commands WHERE command_id = %s", (command_id,), prepare=True
-    )
-    row = await cur.fetchone()
-    return None if row is None else (bytes(row[0]), row[1])
+    cur = await conn.execute(COMMAND_SQL, (command_id,), prepare=True)
+    return _prior(await cur.fetchone())
 
 
 async def read_for_command(
@@ -70,14 +67,13 @@ async def read_for_command(
 ) -> tuple[tuple[bytes, dict[str, Any]] | None, list[bytes]]:
     """The command's earlier result, if any, and the case's newer events: one round trip."""
     async with conn.pipeline():
-        prior = await conn.execute(
-            "SELECT request_hash, result FROM commands WHERE command_id = %s", (command_id,), prepare=True
-        )
-        newer = await conn.execute(
-            "SELECT data FROM events WHERE case_id = %s AND seq > %s ORDER BY seq", (case_id, after_seq), prepare=True
-        )
-    row = await prior.fetchone()
-    return (None if row is None else (bytes(row[0]), row[1])), [r[0] for r in await newer.fetchall()]
+        prior = await conn.execute(COMMAND_SQL, (command_id,), prepare=True)
+        newer = await conn.execute(CASE_EVENTS_SQL, (case_id, after_seq), prepare=True)
+    return _prior(await prior.fetchone()), [r[0] for r in await newer.fetchall()]
+
+
+def _prior(row: tuple[Any, ...] | None) -> tuple[bytes, dict[str, Any]] | None:
+    return None if row is None else (bytes(row[0]), row[1])
 
 
 async def find_source(conn: psycopg.AsyncConnection[Any], source_system: str, source_ref: str) -> dict[str, Any] | None:

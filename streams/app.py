@@ -7,12 +7,18 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import faust
+import structlog
 from mode import Service
 
+from projections.projector import Projector
 from streams.intake import CommandIntake
+from streams.projecting import EventsConsumer
 from streams.relay import run_relay
+from streams.sla import SlaTimers
 from suqiu.config import Settings
 from suqiu.runtime import Runtime
+
+log = structlog.get_logger(__name__)
 
 
 class RuntimeService(Service):
@@ -59,6 +65,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     app.add_dependency(rt)
     commands = app.topic(settings.commands_topic, key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw")
+    events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")
     outputs = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
                for name in (settings.results_topic, settings.dlq_topic)}
 
@@ -70,6 +78,34 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             out = await handler.handle(event.key, event.value, _header_pairs(event.headers))
             # Wait for the broker's ack before the offset moves on: a result is never only in a buffer.
             await (await outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers))
+
+    @app.agent(events, name="read-models")
+    async def read_models(stream: faust.StreamT[bytes]) -> None:
+        await rt.ready.wait()
+        r = rt.runtime
+        consumer = EventsConsumer(settings, r.pool, r.codec, Projector(r.codec, lambda: r.policy, r.clock.now))
+        async for batch in stream.take_events(settings.projector_batch, within=0.05):
+            good, bad = consumer.decode([
+                (ev.message.topic, ev.message.partition, ev.message.offset, ev.key, ev.value,
+                 _header_pairs(ev.headers)) for ev in batch])
+            for out in bad:
+                await (await outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers))
+            if good:
+                await consumer.project(good)
+
+    @app.timer(interval=settings.timer_interval)
+    async def sla_timers() -> None:
+        if not rt.ready.is_set():
+            return
+        r = rt.runtime
+        timers = SlaTimers(r.pool, r.service, r.clock, settings.system_id)
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.events_topic}
+        try:
+            while await timers.fire_due(owned) >= timers.batch:
+                pass
+        except Exception:
+            # Every tick compares now with the stored deadlines, so the next one catches up.
+            log.warning("sla timer tick failed", exc_info=True)
 
     @app.task
     async def outbox_relay() -> None:

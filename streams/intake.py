@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import structlog
 
 from schemas.codec import Codec, DecodeError
+from streams.dlq import Outgoing, dead_letter
 from suqiu.config import Settings
 from suqiu.domain import DomainError
 from suqiu.domain.model import Actor, Role
 from suqiu.service import CommandRequest, CommandService
 
 log = structlog.get_logger(__name__)
-Headers = list[tuple[str, bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Headers
 
 
 class CommandIntake:
@@ -69,6 +60,4 @@ class CommandIntake:
 
     def _dead_letter(self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]],
                      reason: str) -> Outgoing:
-        log.warning("command dead-lettered", reason=reason, size=len(value or b""))
-        extra = [("suqiu.dlq.reason", reason.encode()), ("suqiu.dlq.source_topic", self.settings.commands_topic.encode())]
-        return Outgoing(self.settings.dlq_topic, key, value or b"", [*headers, *extra])
+        return dead_letter(self.settings.dlq_topic, self.settings.commands_topic, key, value, headers, reason)

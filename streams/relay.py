@@ -99,9 +99,18 @@ class OutboxRelay:
             )
             for _, case_id, data, event_type, event_id in rows
         ]
-        await asyncio.gather(*futures)
+        acks = await asyncio.gather(*futures)
+        heads: dict[int, int] = {}
+        for ack in acks:
+            heads[ack.partition] = max(heads.get(ack.partition, -1), ack.offset)
         positions = [r[0] for r in rows]
-        await conn.execute("DELETE FROM outbox WHERE position = ANY(%s)", (positions,))
+        async with conn.transaction(), conn.pipeline(), conn.cursor() as c:
+            await c.execute("DELETE FROM outbox WHERE position = ANY(%s)", (positions,))
+            # The heads let /v1/health report how far the read models trail the topic.
+            await c.executemany(
+                'INSERT INTO relay_offsets (topic, partition, "offset") VALUES (%s, %s, %s) '
+                'ON CONFLICT (topic, partition) DO UPDATE SET "offset" = EXCLUDED."offset"',
+                [(self.topic, p, o) for p, o in heads.items()])
         log.debug("relayed", count=len(rows), last_position=positions[-1])
         return len(rows)
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import structlog
 from aiohttp import web
 
+from projections import queries
 from schemas.codec import to_json_value
 from suqiu.domain import Case, DomainError
 from suqiu.domain.clocks import sla_status
-from suqiu.domain.model import Actor
+from suqiu.domain.model import Actor, Status
+from suqiu.domain.refdata import Jurisdiction
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
 from suqiu.store import events as store
@@ -174,9 +176,88 @@ async def schema(request: web.Request) -> web.Response:
                           "version": info.version, "schema": info.schema})
 
 
+async def list_appeals(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    q = request.query
+    unknown = sorted(set(q) - {"state", "department", "overdue", "limit", "after"})
+    if unknown:
+        raise DomainError("invalid_input", f"{unknown[0]}: unknown query parameter", field=unknown[0])
+    state = q.get("state")
+    if state is not None and state not in {s.value for s in Status if s is not Status.NEW}:
+        raise DomainError("invalid_input", f"state: unknown state {state!r}", field="state")
+    department = q.get("department")
+    if department is not None and department not in rt.context.departments:
+        raise DomainError("invalid_input", f"department: unknown department {department!r}", field="department")
+    overdue = {"true": True, "false": False, None: None}.get(q.get("overdue"), "bad")
+    if overdue == "bad":
+        raise DomainError("invalid_input", "overdue: must be true or false", field="overdue")
+    try:
+        limit = int(q.get("limit", "50"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 500:
+        raise DomainError("invalid_input", "limit: must be an integer from 1 to 500", field="limit")
+    after = q.get("after")
+    now = rt.clock.now()
+    async with rt.pool.connection() as conn:
+        if after is not None and not await queries.case_known(conn, after):
+            raise DomainError("invalid_input", f"after: unknown case id {after!r}", field="after")
+        rows = await queries.list_cases(conn, now, state=state, department=department,
+                                        overdue=overdue if isinstance(overdue, bool) else None,
+                                        limit=limit, after=after)
+    return json_response({"appeals": rows, "next": rows[-1]["case_id"] if len(rows) == limit else None})
+
+
 async def departments(request: web.Request) -> web.Response:
-    ctx = request.app[RUNTIME].context
-    return json_response({"departments": [dataclasses.asdict(d) for d in sorted(ctx.departments.values(), key=lambda d: d.code)]})
+    rt = request.app[RUNTIME]
+    async with rt.pool.connection() as conn:
+        counts = await queries.open_counts(conn, rt.clock.now())
+    empty = {"open": 0, "due_soon": 0, "overdue": 0}
+    return json_response({"departments": [
+        {**dataclasses.asdict(d), "load": counts.get(d.code, empty)}
+        for d in sorted(rt.context.departments.values(), key=lambda d: d.code)
+    ]})
+
+
+async def department_load(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    code = request.match_info["code"]
+    dept = rt.context.departments.get(code)
+    if dept is None:
+        raise DomainError("not_found", f"no department {code}", department=code)
+    now = rt.clock.now()
+    async with rt.pool.connection() as conn:
+        figures = await queries.figures(conn, [code], now)
+    return json_response({**dataclasses.asdict(dept), "as_of": now, **figures})
+
+
+async def jurisdiction_kpis(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    ctx = rt.context
+    code = request.match_info["code"]
+    if code not in ctx.jurisdictions:
+        raise DomainError("not_found", f"no jurisdiction {code}", jurisdiction=code)
+    nodes = subtree(ctx.jurisdictions, code)
+    members = sorted(d.code for d in ctx.departments.values() if d.jurisdiction in nodes)
+    now = rt.clock.now()
+    async with rt.pool.connection() as conn:
+        figures = await queries.figures(conn, members, now)
+    j = ctx.jurisdictions[code]
+    return json_response({"jurisdiction": dataclasses.asdict(j), "as_of": now, "departments": members,
+                          "jurisdictions": sorted(nodes), **figures})
+
+
+def subtree(tree: Mapping[str, Jurisdiction], root: str) -> set[str]:
+    """`root` and every node under it in the 辖区 tree."""
+    children: dict[str | None, list[str]] = {}
+    for j in tree.values():
+        children.setdefault(j.parent, []).append(j.code)
+    out, todo = set(), [root]
+    while todo:
+        node = todo.pop()
+        out.add(node)
+        todo.extend(children.get(node, []))
+    return out
 
 
 async def health(request: web.Request) -> web.Response:
@@ -185,10 +266,8 @@ async def health(request: web.Request) -> web.Response:
     try:
         async with rt.pool.connection() as conn:
             await conn.execute("SELECT 1")
-            cur = await conn.execute("SELECT count(*) FROM outbox")
-            row = await cur.fetchone()
+            checks["lag"] = await queries.lag(conn, rt.settings.events_topic)
         checks["database"] = "ok"
-        checks["outbox_pending"] = row[0] if row else None
     except Exception as exc:
         checks["database"] = f"unreachable: {exc}"
     probe = request.app.get(BROKER_PROBE)
@@ -207,11 +286,14 @@ def create_app(runtime: Runtime, broker_probe: Callable[[], Awaitable[str]] | No
         app[BROKER_PROBE] = broker_probe
     app.router.add_post("/v1/appeals", submit)
     app.router.add_post("/v1/appeals/{case_id}/commands", command)
+    app.router.add_get("/v1/appeals", list_appeals)
     app.router.add_get("/v1/appeals/{case_id}", get_case)
     app.router.add_get("/v1/appeals/{case_id}/history", history)
     app.router.add_get("/v1/schemas", schemas)
     app.router.add_get("/v1/schemas/{fingerprint}", schema)
     app.router.add_get("/v1/departments", departments)
+    app.router.add_get("/v1/departments/{code}/load", department_load)
+    app.router.add_get("/v1/jurisdictions/{code}/kpis", jurisdiction_kpis)
     app.router.add_get("/v1/health", health)
     return app
 

@@ -17,6 +17,8 @@ class Settings:
     sla_policy: str | None = None
     topic_prefix: str = ""
     partitions: int = 6
+    timer_interval: float = 0.5
+    projector_batch: int = 2000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -30,6 +32,8 @@ class Settings:
             sla_policy=env.get("SUQIU_SLA_POLICY") or None,
             topic_prefix=env.get("SUQIU_TOPIC_PREFIX") or "",
             partitions=int(env.get("SUQIU_PARTITIONS") or 6),
+            timer_interval=float(env.get("SUQIU_TIMER_INTERVAL") or 0.5),
+            projector_batch=int(env.get("SUQIU_PROJECTOR_BATCH") or 2000),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -39,6 +43,8 @@ class Settings:
             "SUQIU_HTTP_PORT": str(self.http_port),
             "SUQIU_TOPIC_PREFIX": self.topic_prefix,
             "SUQIU_PARTITIONS": str(self.partitions),
+            "SUQIU_TIMER_INTERVAL": str(self.timer_interval),
+            "SUQIU_PROJECTOR_BATCH": str(self.projector_batch),
         }
         for key, value in (("SUQIU_KAFKA_BOOTSTRAP", self.kafka_bootstrap), ("SUQIU_DATABASE_URL", self.database_url),
                            ("SUQIU_SLA_POLICY", self.sla_policy)):

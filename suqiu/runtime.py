@@ -10,11 +10,11 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from schemas.codec import Codec
-from suqiu.calendar import china_workdays
 from suqiu.clock import Clock, SystemClock
 from suqiu.config import Settings
 from suqiu.domain.refdata import Context
-from suqiu.domain.sla import SlaPolicy, default_policy
+from suqiu.domain.sla import SlaPolicy
+from suqiu.policy import load_policy
 from suqiu.service import CommandService
 from suqiu.store import reference
 from suqiu.store.keys import KeyResolver
@@ -32,7 +32,7 @@ class Runtime:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.codec = Codec()
-        self.policy = policy or default_policy(china_workdays())
+        self.policy = policy or load_policy(settings.sla_policy)
         self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             settings.database_url, min_size=2, max_size=pool_size, open=False, kwargs={"autocommit": True},
         )

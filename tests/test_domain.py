@@ -14,10 +14,11 @@ from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve, replay_
 from suqiu.domain.commands import parse_command
 from suqiu.domain.model import Actor, Role, Status
 from suqiu.domain.refdata import Context, Department, Jurisdiction
-from suqiu.domain.sla import CHINA, CalendarError, default_policy
+from suqiu.domain.sla import CHINA, CalendarError
 from suqiu.domain.uscc import complete_uscc, uscc_problem
+from suqiu.policy import load_policy
 
-POLICY = default_policy(china_workdays())
+POLICY = load_policy()
 CTX = Context(
     policy=POLICY,
     departments={d: Department(d, d, "tj-binhai") for d in ("bh-market", "bh-hrss", "bh-planning")},

@@ -1,12 +1,24 @@
-"""Which SLA clocks run for a case, and its SLA status at an instant."""
+"""Which SLA clocks run for a case, which timers they need, and the case's SLA status."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from suqiu.domain.model import Case, Status
+from suqiu.domain.sla import SlaPolicy
 
 _RESOLVING = frozenset({Status.DISPATCHED, Status.ACCEPTED, Status.RETURNED})
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """One SLA event a clock still owes: warning (临期预警), breach (超期) or supervision (督办)."""
+
+    clock: str
+    kind: str
+    fire_at: datetime
+    due_at: datetime
 
 
 def running_clocks(case: Case) -> dict[str, datetime]:
@@ -22,6 +34,33 @@ def running_clocks(case: Case) -> dict[str, datetime]:
     if case.status is Status.REPLIED and case.follow_up_due is not None:
         clocks["follow_up"] = case.follow_up_due
     return clocks
+
+
+def warning_at(case: Case, policy: SlaPolicy, clock: str, due: datetime) -> datetime:
+    """When the remaining time falls to (1 - warning share) of the goal."""
+    goal = policy.goal(case.category, case.priority)
+    return policy.before(goal, due, (1 - policy.warning_share) * policy.goal_minutes(goal, clock))
+
+
+def supervision_at(case: Case, policy: SlaPolicy, due: datetime) -> datetime:
+    """A breach still open this long after its deadline goes to 督办."""
+    return policy.after(policy.goal(case.category, case.priority), due, policy.supervision_after_minutes)
+
+
+def pending_timers(case: Case, policy: SlaPolicy) -> list[Timer]:
+    """The SLA events the running clocks still owe, each with the instant it falls due.
+
+    Derived from state alone, so any worker can recompute them after a restart or a rebalance.
+    """
+    timers: list[Timer] = []
+    for clock, due in running_clocks(case).items():
+        if (clock, "breach") not in case.sla_marks:
+            if (clock, "warning") not in case.sla_marks:
+                timers.append(Timer(clock, "warning", warning_at(case, policy, clock, due), due))
+            timers.append(Timer(clock, "breach", due, due))
+        elif (clock, "supervision") not in case.sla_marks:
+            timers.append(Timer(clock, "supervision", supervision_at(case, policy, due), due))
+    return timers
 
 
 def sla_status(case: Case, now: datetime) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from suqiu.domain import commands as c
 from suqiu.domain import events as e
+from suqiu.domain.clocks import running_clocks, warning_at
 from suqiu.domain.errors import DomainError, invalid
 from suqiu.domain.model import (
     CATEGORIES,
@@ -297,16 +298,26 @@ def _withdraw(case: Case, cmd: c.Withdraw, meta: c.CommandMeta, ctx: Context) ->
 def _sla_mark(kind: str) -> Callable[[Case, Any, c.CommandMeta, Context], list[e.EventPayload]]:
     def handler(case: Case, cmd: Any, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
         _check_vocab("clock", cmd.clock, CLOCKS)
-        if (cmd.clock, kind) in case.sla_marks:
+        due = running_clocks(case).get(cmd.clock)
+        # A timer may fire late, twice, or after the case moved on: only the current cycle counts.
+        if (cmd.clock, kind) in case.sla_marks or due is None:
             return []
         if kind == "supervision":
             if (cmd.clock, "breach") not in case.sla_marks:
                 raise DomainError("invalid_state", f"no open breach on the {cmd.clock} clock",
                                   state=case.status.value, rule="督办 follows a breach")
             return [e.SupervisionOpened(clock=cmd.clock, reason=cmd.reason)]
+        if cmd.due_at != due:
+            return []
+        fires = due if kind == "breach" else warning_at(case, ctx.policy, cmd.clock, due)
+        if meta.issued_at < fires:
+            raise DomainError("invalid_state", f"the {cmd.clock} clock's {kind} is not due before {fires.isoformat()}",
+                              state=case.status.value, rule=f"{kind} only once its time has come")
         if kind == "warning":
-            return [e.SlaWarning(clock=cmd.clock, due_at=cmd.due_at)]
-        return [e.SlaBreached(clock=cmd.clock, due_at=cmd.due_at)]
+            if (cmd.clock, "breach") in case.sla_marks:
+                return []
+            return [e.SlaWarning(clock=cmd.clock, due_at=due)]
+        return [e.SlaBreached(clock=cmd.clock, due_at=due)]
     return handler
 
 

@@ -24,16 +24,17 @@ def evolve(case: Case, event: e.Event) -> Case:
             )
         case e.AppealDispatched():
             return replace(
-                case, status=Status.DISPATCHED, department=p.department, accept_due=p.accept_due,
+                case, status=Status.DISPATCHED, department=p.department, assigned_at=at, accept_due=p.accept_due,
                 resolve_due=p.resolve_due, accepted_at=None, sla_marks=_without(case, "accept"),
             )
         case e.AppealAccepted():
             return replace(case, status=Status.ACCEPTED, accepted_at=at)
         case e.AppealReturned():
-            return replace(case, status=Status.RETURNED, department=None, accept_due=None, accepted_at=None)
+            return replace(case, status=Status.RETURNED, department=None, assigned_at=None, accept_due=None,
+                           accepted_at=None)
         case e.AppealTransferred():
             return replace(
-                case, status=Status.DISPATCHED, department=p.to_department, accept_due=p.accept_due,
+                case, status=Status.DISPATCHED, department=p.to_department, assigned_at=at, accept_due=p.accept_due,
                 accepted_at=None, sla_marks=_without(case, "accept"),
             )
         case e.MaterialsRequested():
@@ -63,7 +64,7 @@ def evolve(case: Case, event: e.Event) -> Case:
             return replace(case, rating=p.rating)
         case e.AppealReopened():
             return replace(
-                case, status=Status.DISPATCHED, department=p.department, accept_due=p.accept_due,
+                case, status=Status.DISPATCHED, department=p.department, assigned_at=at, accept_due=p.accept_due,
                 resolve_due=p.resolve_due, follow_up_due=None, accepted_at=None, replied_at=None,
                 closed_at=None, outcome=None, rating=None, reopen_count=case.reopen_count + 1,
                 sla_marks=frozenset(), supervised=False,

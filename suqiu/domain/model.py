@@ -85,6 +85,7 @@ class Case:
     source_ref: str = ""
     submitted_at: datetime | None = None
     department: str | None = None
+    assigned_at: datetime | None = None
     accept_due: datetime | None = None
     resolve_due: datetime | None = None
     follow_up_due: datetime | None = None

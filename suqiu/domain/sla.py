@@ -42,6 +42,22 @@ class BusinessCalendar:
             day, t = day + timedelta(days=1), 0.0
         raise CalendarError(f"no working time within {MAX_DAYS} days of {start.isoformat()}")
 
+    def sub(self, end: datetime, seconds: float) -> datetime:
+        """The instant `seconds` of working time before `end`."""
+        local = end.astimezone(CHINA)
+        day, t = local.date(), _secs(local.timetz()) + local.microsecond / 1e6
+        remaining = seconds
+        for _ in range(MAX_DAYS):
+            if self.is_workday(day):
+                for a, b in reversed(self.periods):
+                    lo, hi = _secs(a), min(_secs(b), t)
+                    if lo < hi:
+                        if remaining <= hi - lo:
+                            return _at(day, hi - remaining)
+                        remaining -= hi - lo
+            day, t = day - timedelta(days=1), 86400.0
+        raise CalendarError(f"no working time within {MAX_DAYS} days before {end.isoformat()}")
+
     def between(self, start: datetime, end: datetime) -> float:
         """Working seconds in [start, end); 0 when end is not after start."""
         if end <= start:
@@ -80,11 +96,13 @@ class SlaPolicy:
     warning_share: float = 0.8
     supervision_after_minutes: int = 240
     max_extensions: int = 1
+    version: str = "default"
 
     def goal(self, category: str, priority: str) -> Goal:
         return (
             self.goals.get((category, priority))
             or self.goals.get(("*", priority))
+            or self.goals.get((category, "*"))
             or self.default
         )
 
@@ -93,25 +111,23 @@ class SlaPolicy:
             return start + timedelta(minutes=minutes)
         return self.calendar.add(start, minutes * 60)
 
+    def before(self, goal: Goal, end: datetime, minutes: float) -> datetime:
+        if goal.wall_clock:
+            return end - timedelta(minutes=minutes)
+        return self.calendar.sub(end, minutes * 60)
+
     def working_minutes(self, goal: Goal, start: datetime, end: datetime) -> float:
         if goal.wall_clock:
             return max(0.0, (end - start).total_seconds() / 60)
         return self.calendar.between(start, end) / 60
 
+    def goal_minutes(self, goal: Goal, clock: str) -> int:
+        return {"accept": goal.accept_minutes, "resolve": goal.resolve_minutes,
+                "follow_up": goal.follow_up_minutes}[clock]
+
     def days(self, working_days: int) -> int:
         """Working days as working minutes on this calendar."""
         return working_days * self.calendar.day_seconds // 60
-
-
-def default_policy(is_workday: Callable[[date], bool]) -> SlaPolicy:
-    """domain.md defaults: accept 2 h (urgent 30 min), resolve 5 days (urgent 1), follow-up 2 days."""
-    cal = BusinessCalendar(is_workday)
-    day = cal.day_seconds // 60
-    return SlaPolicy(
-        calendar=cal,
-        default=Goal(accept_minutes=120, resolve_minutes=5 * day, follow_up_minutes=2 * day),
-        goals={("*", "urgent"): Goal(accept_minutes=30, resolve_minutes=day, follow_up_minutes=2 * day)},
-    )
 
 
 def _secs(t: time) -> int:

@@ -1,0 +1,97 @@
+"""SLA timers (时限): fire the warnings, breaches and supervisions that have fallen due.
+
+The projector keeps one row per owed SLA event in `sla_timers`; this compares "now" with
+those rows for the partitions this worker owns and sends each due one through the command
+path. Command ids are derived from (case, clock, kind, deadline), and the decider treats
+repeats as no-ops, so a timer firing twice (a rebalance, a restart) stores one event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+from suqiu.clock import Clock
+from suqiu.domain import DomainError
+from suqiu.domain.model import Actor, Role
+from suqiu.service import CommandRequest, CommandService
+
+log = structlog.get_logger(__name__)
+NAMESPACE = uuid.UUID("5d1c7a52-61a4-4d8e-9a43-3c1b0f0e5a51")
+COMMANDS = {"warning": "record_sla_warning", "breach": "record_sla_breach", "supervision": "open_supervision"}
+RETRY_AFTER = timedelta(seconds=60)
+
+
+def timer_command_id(case_id: str, clock: str, kind: str, due_at: datetime) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"{case_id}/{clock}/{kind}/{due_at.isoformat()}"))
+
+
+class SlaTimers:
+    """Fires due SLA timers for the partitions a worker owns; safe to run in every worker."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], service: CommandService, clock: Clock, system_id: str,
+                 *, batch: int = 500, concurrency: int = 32) -> None:
+        self.pool = pool
+        self.service = service
+        self.clock = clock
+        self.actor = Actor(system_id, Role.SYSTEM, person="sla-timer")
+        self.batch = batch
+        self.concurrency = concurrency
+
+    async def fire_due(self, partitions: Collection[int]) -> int:
+        """Fire what is due now; returns how many timers were handled."""
+        if not partitions:
+            return 0
+        now = self.clock.now()
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT case_id, clock, kind, fire_at, due_at FROM sla_timers "
+                "WHERE partition = ANY(%s) AND fire_at <= %s ORDER BY fire_at LIMIT %s",
+                (list(partitions), now, self.batch), prepare=True,
+            )
+            due = await cur.fetchall()
+        if not due:
+            return 0
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def fire(row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+            async with gate:
+                return await self._fire(*row)
+
+        outcomes = await asyncio.gather(*(fire(r) for r in due))
+        done = [r for r, retry in zip(due, outcomes, strict=True) if retry is None]
+        later = [retry for retry in outcomes if retry is not None]
+        async with self.pool.connection() as conn, conn.pipeline(), conn.cursor() as c:
+            # The fired row goes now; the projector would drop it anyway once the event is back.
+            await c.executemany("DELETE FROM sla_timers WHERE case_id = %s AND clock = %s AND kind = %s "
+                                "AND fire_at = %s", [r[:4] for r in done])
+            if later:
+                await c.executemany("UPDATE sla_timers SET fire_at = %s WHERE case_id = %s AND clock = %s "
+                                    "AND kind = %s", later)
+        return len(due)
+
+    async def _fire(self, case_id: str, clock: str, kind: str, fire_at: datetime,
+                    due_at: datetime) -> tuple[Any, ...] | None:
+        body: dict[str, Any] = {"clock": clock}
+        if kind == "supervision":
+            body["reason"] = f"{clock} deadline {due_at.isoformat()} breached and still open: 督办"
+        else:
+            body["due_at"] = due_at.isoformat()
+        command_id = timer_command_id(case_id, clock, kind, due_at)
+        try:
+            result = await self.service.execute(CommandRequest(COMMANDS[kind], command_id, self.actor, body,
+                                                               case_id=case_id))
+        except DomainError as exc:
+            # The projection may trail the store; try again later rather than lose the timer.
+            log.warning("sla timer refused", case_id=case_id, command_id=command_id, clock=clock, kind=kind,
+                        code=exc.code, reason=exc.message)
+            return (self.clock.now() + RETRY_AFTER, case_id, clock, kind)
+        log.info("sla timer fired", case_id=case_id, command_id=command_id, clock=clock, kind=kind,
+                 status=result.status, event_id=result.event_ids[0] if result.event_ids else None)
+        return None

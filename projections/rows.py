@@ -58,8 +58,9 @@ def facts(before: Case, ev: e.Event, after: Case, policy: SlaPolicy) -> list[Fac
                                 (ev.case_id, before.reopen_count)))
             return out
         case e.AppealAccepted():
-            return [Fact("UPDATE assignments SET accepted_at = %s WHERE case_id = %s AND seq = "
-                         "(SELECT max(seq) FROM assignments WHERE case_id = %s)", (at, ev.case_id, ev.case_id))]
+            # Pinned by the assignment's instant: the batch writes facts grouped by statement, not in order.
+            return [Fact("UPDATE assignments SET accepted_at = %s WHERE case_id = %s AND assigned_at = %s",
+                         (at, ev.case_id, before.assigned_at))]
         case e.AppealClosed():
             handling = None
             if before.replied_at is not None and before.assigned_at is not None:

@@ -59,6 +59,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         broker_heartbeat_interval=1.0,
         broker_rebalance_timeout=10.0,
         stream_wait_empty=False,
+        web_enabled=False,  # the HTTP API is suqiu api; N workers on one host must not fight over a port
         producer_acks=-1,
     )
     rt = RuntimeService(runtime or Runtime(settings))

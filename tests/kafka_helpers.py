@@ -10,14 +10,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from streams.app import create_app
+from suqiu.clock import Clock
 from suqiu.config import Settings
 from suqiu.runtime import Runtime
 
 
 @contextlib.asynccontextmanager
-async def faust_worker(settings: Settings, runtime: Runtime | None = None) -> AsyncIterator[Any]:
-    """A fresh Faust app per test (faust #670), started and stopped on the test's loop."""
-    app = create_app(settings, runtime)
+async def faust_worker(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Any]:
+    """A fresh Faust app with its own runtime (faust #670), started and stopped on the test's loop."""
+    app = create_app(settings, Runtime(settings, clock=clock))
     app.finalize()
     await app.start()
     try:

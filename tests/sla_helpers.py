@@ -36,7 +36,7 @@ def sla_events(settings: Settings, case_id: str) -> list[tuple[str, str]]:
                  "('SlaWarning', 'SlaBreached', 'SupervisionOpened') ORDER BY seq", case_id)
     from schemas.codec import Codec
     codec = Codec()
-    return [(r[0], getattr(codec.decode_event(bytes(r[1])).payload, "clock")) for r in rows]
+    return [(r[0], codec.decode_event(bytes(r[1])).payload.clock) for r in rows]
 
 
 def view_seq(settings: Settings, case_id: str) -> int:

@@ -35,7 +35,7 @@ def submit_body() -> dict[str, Any]:
 async def test_commands_over_kafka_get_results_and_same_rules_as_http(topics: Settings, runtime: Runtime) -> None:
     s, codec = topics, Codec()
     assert s.kafka_bootstrap
-    async with faust_worker(s, runtime):
+    async with faust_worker(s, runtime.clock):
         submit_id = str(uuid.uuid4())
         await produce(s.kafka_bootstrap, s.commands_topic, [
             (submit_id.encode(), codec.encode_command("submit", submit_body(), command_id=submit_id, actor=INTAKE)),
@@ -83,7 +83,7 @@ async def test_undecodable_commands_go_to_the_dlq_and_the_next_good_one_is_proce
 ) -> None:
     s, codec = topics, Codec()
     assert s.kafka_bootstrap
-    async with faust_worker(s, runtime):
+    async with faust_worker(s, runtime.clock):
         good_id = str(uuid.uuid4())
         unknown_fp = b"\xc3\x01" + b"\x01\x02\x03\x04\x05\x06\x07\x08" + b"\x00\x00"
         truncated = codec.encode_command("submit", submit_body(), command_id="t", actor=INTAKE)[:30]
@@ -110,7 +110,7 @@ async def test_every_stored_event_is_on_the_topic_byte_for_byte_in_case_order(
 ) -> None:
     s = topics
     assert s.kafka_bootstrap
-    async with faust_worker(s, runtime):
+    async with faust_worker(s, runtime.clock):
         cases = [(await api.submit())["case_id"] for _ in range(6)]
         for case in cases:
             await api.ok("dispatcher", case, "dispatch", department="bh-market")

@@ -21,7 +21,7 @@ def cst(*args: int) -> datetime:
 async def test_accept_clock_warns_breaches_and_supervises_once_each(
         topics: Settings, runtime: Runtime, api: Api, clock: ManualClock) -> None:
     s = topics.with_(timer_interval=0.05)
-    async with faust_worker(s, runtime):
+    async with faust_worker(s, runtime.clock):
         case = (await api.submit())["case_id"]
         await api.ok("dispatcher", case, "dispatch", department="bh-market")  # Tue 10:00, accept by 12:00
         await caught_up(s, case)
@@ -49,6 +49,90 @@ async def test_accept_clock_warns_breaches_and_supervises_once_each(
         clock.set(cst(2026, 7, 22, 17, 30))  # a day on: still exactly one of each
         await caught_up(s, case)
         status, body = await api.call("dispatcher", "GET", f"/appeals/{case}")
+        assert status == 200
         assert body["sla_status"] == "overdue" and body["supervised"] is True
         assert sla_events(s, case) == [("SlaWarning", "accept"), ("SlaBreached", "accept"),
                                        ("SupervisionOpened", "accept")]
+
+
+async def test_resolve_clock_holiday_pause_extension_and_transfer(
+        topics: Settings, runtime: Runtime, api: Api, clock: ManualClock) -> None:
+    s = topics.with_(timer_interval=0.05)
+
+    async def resolve_due(case: str) -> datetime:
+        await caught_up(s, case)
+        return query(s, "SELECT resolve_due FROM case_view WHERE case_id = %s", case)[0][0]
+
+    async with faust_worker(s, runtime.clock):
+        # Wed 30 Sep 2026 10:00, the day before the National Day holiday (1-7 Oct); Sat 10 Oct is a
+        # make-up working day (调休): 6 h that Wed + 8, 9, 10 (Sat) and 12 Oct + 1 h = Tue 13 Oct 10:00.
+        clock.set(cst(2026, 9, 30, 10, 0))
+        holiday, paused, extended, moved = [(await api.submit())["case_id"] for _ in range(4)]
+        for case in (holiday, paused, extended, moved):
+            await api.ok("dispatcher", case, "dispatch", department="bh-market")
+        assert await resolve_due(holiday) == cst(2026, 10, 13, 10, 0)
+        for case in (holiday, paused, extended):
+            await api.ok("bh-market", case, "accept")
+
+        # Transfer at 11:00: a new accept clock for the new department, the same resolve clock.
+        clock.set(cst(2026, 9, 30, 11, 0))
+        await api.ok("dispatcher", moved, "transfer", department="bh-hrss", reason="属人社局职责")
+        await caught_up(s, moved)
+        row = query(s, "SELECT accept_due, resolve_due FROM case_view WHERE case_id = %s", moved)[0]
+        assert row[0] == cst(2026, 9, 30, 14, 30)  # 11:00-12:00, then 13:30-14:30
+        assert row[1] == cst(2026, 10, 13, 10, 0)
+
+        # Materials requested Wed 11:00, supplied Thu 8 Oct 11:00: 1 + 4 + 2 = 7 working hours paused.
+        await api.ok("bh-market", paused, "request_materials", items=["营业执照副本"], note="请补充")
+        clock.set(cst(2026, 10, 8, 11, 0))
+        await api.ok("enterprise", paused, "supply_materials", note="已上传")
+        assert await resolve_due(paused) == cst(2026, 10, 14, 10, 0)
+        # An extension of 2 working days moves the resolve deadline to Thu 15 Oct 10:00.
+        await api.ok("bh-market", extended, "request_extension", working_days=2, reason="需现场核查")
+        await api.ok("dispatcher", extended, "grant_extension")
+        assert await resolve_due(extended) == cst(2026, 10, 15, 10, 0)
+
+        # Just before the holiday case's deadline: its resolve clock has only warned.
+        clock.set(cst(2026, 10, 13, 9, 59))
+        await eventually(lambda: sla_events(s, holiday), lambda v: ("SlaWarning", "resolve") in v)
+        assert ("SlaBreached", "resolve") not in sla_events(s, holiday)
+        clock.set(cst(2026, 10, 13, 10, 0))
+        got = await eventually(lambda: sla_events(s, holiday), lambda v: ("SlaBreached", "resolve") in v)
+        assert got == [("SlaWarning", "resolve"), ("SlaBreached", "resolve")]
+        # The paused and extended cases are not overdue yet; the transferred one breached acceptance.
+        for case in (paused, extended):
+            await caught_up(s, case)
+            assert ("SlaBreached", "resolve") not in sla_events(s, case)
+        await eventually(lambda: sla_events(s, moved), lambda v: ("SlaBreached", "accept") in v)
+        clock.set(cst(2026, 10, 14, 10, 0))
+        await eventually(lambda: sla_events(s, paused), lambda v: ("SlaBreached", "resolve") in v)
+        clock.set(cst(2026, 10, 15, 10, 0))
+        await eventually(lambda: sla_events(s, extended), lambda v: ("SlaBreached", "resolve") in v)
+        for case in (holiday, paused, extended, moved):
+            events = sla_events(s, case)
+            assert len(events) == len(set(events)), events
+
+
+async def test_worker_killed_and_restarted_misses_nothing_and_duplicates_nothing(
+        topics: Settings, runtime: Runtime, api: Api, clock: ManualClock) -> None:
+    s = topics.with_(timer_interval=0.05)
+    cases = []
+    async with faust_worker(s, runtime.clock):
+        for _ in range(6):
+            case = (await api.submit())["case_id"]
+            await api.ok("dispatcher", case, "dispatch", department="bh-market")
+            cases.append(case)
+        clock.set(cst(2026, 7, 21, 11, 40))  # past every warning
+        for case in cases:
+            await eventually(lambda c=case: sla_events(s, c), lambda v: len(v) == 1)
+    # The worker is gone; deadlines pass while nobody watches.
+    clock.set(cst(2026, 7, 21, 12, 5))
+    async with faust_worker(s, clock):
+        for case in cases:
+            got = await eventually(lambda c=case: sla_events(s, c), lambda v: len(v) == 2)
+            assert got == [("SlaWarning", "accept"), ("SlaBreached", "accept")]
+        await api.ok("bh-market", cases[0], "accept")
+        await caught_up(s, cases[0])
+    for case in cases:
+        assert len(sla_events(s, case)) == 2
+    assert query(s, "SELECT count(*) FROM sla_timers WHERE case_id = %s AND clock = 'accept'", cases[0])[0][0] == 0

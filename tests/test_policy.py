@@ -1,0 +1,79 @@
+"""The SLA policy file: goals, the calendar override for years chinesecalendar does not know, loud errors."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from suqiu.domain.sla import CHINA, CalendarError
+from suqiu.policy import PolicyError, load_policy
+
+
+def at(*args: int) -> datetime:
+    return datetime(*args, tzinfo=CHINA)
+
+
+def test_shipped_default_has_domain_goals() -> None:
+    p = load_policy()
+    normal, urgent, land = p.goal("approval", "normal"), p.goal("approval", "urgent"), p.goal("land_planning", "normal")
+    assert (normal.accept_minutes, normal.resolve_minutes, normal.follow_up_minutes) == (120, 5 * 420, 2 * 420)
+    assert (urgent.accept_minutes, urgent.resolve_minutes) == (30, 420)
+    assert land.resolve_minutes == 15 * 420 and p.goal("land_planning", "urgent").resolve_minutes == 420
+    assert p.warning_share == 0.8 and p.version == "default-1"
+
+
+def test_2027_works_through_the_override_file_and_an_unknown_year_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "cal-2027.toml").write_text(
+        '# Illustrative days, as an administrator would copy them from the State Council notice.\n'
+        'holidays = ["2027-01-01", "2027-02-08"]\nworkdays = ["2027-02-06"]\n', "utf-8")
+    (tmp_path / "policy.toml").write_text(
+        '[calendar]\noverride_file = "cal-2027.toml"\n[default]\naccept = "2h"\nresolve = "2d"\nfollow_up = "1d"\n'
+        '[[goal]]\npriority = "urgent"\naccept = "30m"\nresolve = "4h"\nwall_clock = true\n', "utf-8")
+    p = load_policy(tmp_path / "policy.toml")
+    cal = p.calendar
+    assert not cal.is_workday(date(2027, 1, 1)) and cal.is_workday(date(2027, 2, 6))  # a make-up Saturday
+    assert cal.is_workday(date(2027, 1, 4)) and not cal.is_workday(date(2027, 1, 9))
+    # Fri 5 Feb 2027 16:00 + 2 working days: 1.5 h Fri, 7 h on Sat 6 (调休), 5.5 h Tue 9 (Mon 8 off).
+    goal = p.goal("approval", "normal")
+    assert p.after(goal, at(2027, 2, 5, 16, 0), goal.resolve_minutes) == at(2027, 2, 9, 16, 0)
+    urgent = p.goal("approval", "urgent")
+    assert p.after(urgent, at(2027, 2, 5, 22, 0), urgent.resolve_minutes) == at(2027, 2, 6, 2, 0)  # wall clock
+    with pytest.raises(CalendarError, match="2028"):
+        p.after(goal, at(2028, 3, 1, 10, 0), 60)
+    with pytest.raises(CalendarError, match="2027"):
+        load_policy().after(load_policy().default, at(2027, 3, 1, 10, 0), 60)
+
+
+def test_before_is_the_inverse_of_after() -> None:
+    p = load_policy()
+    goal = p.default
+    start = at(2026, 9, 30, 10, 0)
+    for minutes in (1, 90, 420, 2100):
+        end = p.after(goal, start, minutes)
+        assert p.before(goal, end, minutes) == start
+    assert p.calendar.sub(at(2026, 10, 8, 9, 30), 3600) == at(2026, 9, 30, 17, 0)  # back over the holiday
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[default]\naccept = '2h'\n", "default.resolve is required"),
+    ("[default]\naccept = 'soon'\nresolve = '1d'\nfollow_up = '1d'\n", "default.accept: 'soon'"),
+    ("[default]\naccept = '2h'\nresolve = '1d'\nfollow_up = '1d'\n[[goal]]\ncategory = 'x'\n", "goal[0].category"),
+    ("warning_share = 1.5\n[default]\naccept = '2h'\nresolve = '1d'\nfollow_up = '1d'\n", "warning_share"),
+    ("[calendar]\nholidays = ['2027-13-01']\n[default]\naccept = '2h'\nresolve = '1d'\nfollow_up = '1d'\n", "holidays"),
+    ("not toml [", "not valid TOML"),
+])
+def test_a_bad_policy_names_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(text, "utf-8")
+    with pytest.raises(PolicyError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_policy(path)
+    with pytest.raises(PolicyError, match="cannot read"):
+        load_policy(tmp_path / "missing.toml")
+
+
+def test_supervision_delay_counts_working_time() -> None:
+    p = load_policy()
+    assert p.after(p.default, at(2026, 7, 21, 12, 0), p.supervision_after_minutes) == at(2026, 7, 21, 17, 30)
+    assert p.after(p.default, at(2026, 7, 21, 12, 0), 0) - at(2026, 7, 21, 12, 0) == timedelta(0)

@@ -1,0 +1,170 @@
+"""Read models and department figures, from a real Faust worker, checked against figures worked out by hand."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from projections.projector import Incoming, Projector
+from schemas.codec import Codec
+from suqiu.clock import ManualClock
+from suqiu.config import Settings
+from suqiu.runtime import Runtime
+from tests.conftest import Api
+from tests.kafka_helpers import faust_worker, produce, read_topic
+from tests.sla_helpers import caught_up, eventually, query
+
+CST = timedelta(hours=8)
+
+
+def cst(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC) - CST
+
+
+async def test_kpis_for_a_scripted_scenario_equal_the_figures_worked_out_by_hand(
+        topics: Settings, runtime: Runtime, api: Api, clock: ManualClock) -> None:
+    s = topics.with_(timer_interval=0.05)
+    async with faust_worker(s, clock):
+        # Tue 21 Jul 10:00: A, B, C to market regulation, D to the TEDA service centre (zone under Binhai).
+        a, b, c, d = [(await api.submit())["case_id"] for _ in range(4)]
+        for case in (a, b, c):
+            await api.ok("dispatcher", case, "dispatch", department="bh-market")  # accept by 12:00
+        await api.ok("dispatcher", d, "dispatch", department="teda-service")
+        clock.set(cst(2026, 7, 21, 10, 30))
+        await api.ok("bh-market", a, "accept")                    # on time
+        clock.set(cst(2026, 7, 21, 13, 45))
+        await api.ok("bh-market", b, "accept")                    # late: due 12:00; C is never accepted
+        clock.set(cst(2026, 7, 22, 11, 0))
+        await api.ok("bh-market", a, "reply", content="已协调加快审批")  # 2 + 4 + 2 = 8 working hours
+        await api.ok("dispatcher", a, "close", outcome="resolved", note="企业确认")
+        await api.ok("enterprise", a, "feedback", rating="satisfied", comment="")
+        clock.set(cst(2026, 7, 22, 15, 30))
+        await api.ok("bh-market", b, "reply", content="超出政策范围，已解释")  # 6 + 3 + 2 = 11 working hours
+        await api.ok("dispatcher", b, "close", outcome="explained", note="")
+        await api.ok("enterprise", b, "feedback", rating="unsatisfied", comment="未解决")
+        await api.ok("dispatcher", b, "reopen", reason="企业不满意，重办")  # new assignment, accept by 17:30
+        clock.set(cst(2026, 7, 22, 16, 0))
+        for case in (a, b, c, d):
+            await caught_up(s, case)
+
+        status, load = await api.call("dispatcher", "GET", "/departments/bh-market/load")
+        assert status == 200, load
+        assert {k: load[k] for k in ("open", "due_soon", "overdue", "accepted_today", "closed_today")} == {
+            "open": 2, "due_soon": 0, "overdue": 1, "accepted_today": 0, "closed_today": 2}
+        assert load["handling_working_hours"] == {"median": 9.5, "p90": 10.7}
+        # Response: A on time; B late; C overdue unaccepted; B's reopened assignment not yet due.
+        assert load["response_rate"] == round(1 / 3, 4)
+        assert load["on_time_rate"] == 1.0           # both replies before the 5-day deadline
+        assert load["resolution_rate"] == 0.5        # resolved A / handled A, B
+        assert load["satisfaction_rate"] == 0.5      # satisfied A / rated A, B
+        assert load["reopen_rate"] == 0.5            # B reopened
+
+        status, teda = await api.call("auditor", "GET", "/jurisdictions/tj-teda/kpis")
+        assert status == 200 and teda["departments"] == ["teda-construction", "teda-service"]
+        assert (teda["open"], teda["overdue"], teda["response_rate"]) == (1, 1, 0.0)
+        status, binhai = await api.call("auditor", "GET", "/jurisdictions/tj-binhai/kpis")
+        assert (binhai["open"], binhai["overdue"], binhai["closed_today"]) == (3, 2, 2)
+        assert binhai["response_rate"] == 0.25       # 1 of A, B, C, D
+
+        status, listing = await api.call("dispatcher", "GET", "/departments")
+        market = next(x for x in listing["departments"] if x["code"] == "bh-market")
+        assert market["load"] == {"open": 2, "due_soon": 0, "overdue": 1}
+
+        status, page = await api.call("dispatcher", "GET", "/appeals?department=bh-market&overdue=true")
+        assert [x["case_id"] for x in page["appeals"]] == [c] and page["appeals"][0]["sla_status"] == "overdue"
+        status, page = await api.call("dispatcher", "GET", "/appeals?state=closed")
+        assert [x["case_id"] for x in page["appeals"]] == [a]
+        seen, after = [], None
+        while True:
+            status, page = await api.call("auditor", "GET", "/appeals?limit=3" + (f"&after={after}" if after else ""))
+            seen += [x["case_id"] for x in page["appeals"]]
+            if not (after := page["next"]):
+                break
+        assert sorted(seen) == sorted([a, b, c, d]) and len(seen) == 4
+        for bad, field in (("state=open", "state"), ("limit=0", "limit"), ("overdue=yes", "overdue"),
+                           ("department=nope", "department"), ("after=nope", "after"), ("sort=x", "sort")):
+            status, err = await api.call("auditor", "GET", f"/appeals?{bad}")
+            assert status == 400 and err["error"]["details"]["field"] == field, (bad, err)
+        status, _ = await api.call("auditor", "GET", "/departments/nope/load")
+        assert status == 404
+
+        # The timers may still be adding SLA events for C and D; the lag drains to zero.
+        for _ in range(100):
+            status, health = await api.call(None, "GET", "/health")
+            if health["checks"]["lag"]["events"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert status == 200 and health["checks"]["lag"]["events"] == 0, health
+
+
+async def test_redelivered_events_change_nothing(topics: Settings, runtime: Runtime, api: Api) -> None:
+    s = topics
+    case = (await api.submit())["case_id"]
+    await api.ok("dispatcher", case, "dispatch", department="bh-market")
+    await api.ok("bh-market", case, "accept")
+    codec = Codec()
+    rows = query(s, "SELECT data FROM events WHERE case_id = %s ORDER BY seq", case)
+    batch = [Incoming(s.events_topic, 0, i, codec.decode_event(bytes(r[0]))) for i, r in enumerate(rows)]
+    projector = Projector(codec, lambda: runtime.policy, runtime.clock.now)
+    tables = ("case_view", "case_timeline", "sla_timers", "assignments")
+
+    def snapshot() -> dict[str, list[tuple[object, ...]]]:
+        return {t: query(s, f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables}
+
+    assert s.database_url
+    async with await psycopg.AsyncConnection.connect(s.database_url, autocommit=True) as conn:
+        # Only the last event arrives first: the projector fills the gap from the store.
+        assert await projector.apply(conn, batch[2:]) == 1
+        first = snapshot()
+        assert first["case_view"][0][1] == 3 and len(first["case_timeline"]) == 3
+        # A fresh projector (a restarted worker) sees the same events again, in one batch and singly.
+        again = Projector(codec, lambda: runtime.policy, runtime.clock.now)
+        assert await again.apply(conn, batch) == 0
+        for item in batch:
+            assert await again.apply(conn, [item]) == 0
+    assert snapshot() == first
+    assert query(s, "SELECT accepted_at IS NOT NULL FROM assignments WHERE case_id = %s", case) == [(True,)]
+
+
+async def test_undecodable_event_goes_to_the_dlq_and_projection_continues(
+        topics: Settings, runtime: Runtime, api: Api) -> None:
+    s = topics
+    assert s.kafka_bootstrap
+    async with faust_worker(s, runtime.clock):
+        await produce(s.kafka_bootstrap, s.events_topic, [(b"bad", b"\xc3\x01" + uuid.uuid4().bytes[:8] + b"junk"),
+                                                          (b"worse", b"not avro")])
+        case = (await api.submit())["case_id"]
+        await caught_up(s, case)
+        dlq = await read_topic(s.kafka_bootstrap, s.dlq_topic, 2)
+        assert sorted(r.key for r in dlq) == [b"bad", b"worse"]
+        reasons = [dict(r.headers)["suqiu.dlq.reason"].decode() for r in dlq]
+        assert all("undecodable event" in r for r in reasons), reasons
+        assert {dict(r.headers)["suqiu.dlq.source_topic"] for r in dlq} == {s.events_topic.encode()}
+
+
+async def test_two_workers_split_the_partitions_and_fire_each_timer_once(
+        topics: Settings, runtime: Runtime, api: Api, clock: ManualClock) -> None:
+    s = topics.with_(timer_interval=0.05)
+    cases = []
+    async with faust_worker(s, clock) as one, faust_worker(s, clock) as two:
+        owned = await eventually(
+            lambda: [{tp.partition for tp in w.assignor.assigned_actives() if tp.topic == s.events_topic}
+                     for w in (one, two)],
+            lambda v: bool(v[0]) and bool(v[1]) and not (v[0] & v[1]) and len(v[0] | v[1]) == s.partitions,
+            timeout=60)
+        assert owned[0] and owned[1] and not owned[0] & owned[1], owned
+        for _ in range(12):
+            case = (await api.submit())["case_id"]
+            await api.ok("dispatcher", case, "dispatch", department="bh-hrss")
+            cases.append(case)
+        clock.set(cst(2026, 7, 21, 12, 0))
+        for case in cases:
+            await eventually(lambda c=case: query(s, "SELECT count(*) FROM events WHERE case_id = %s AND "
+                                                     "event_type = 'SlaBreached'", c)[0][0], lambda n: n == 1)
+        for case in cases:
+            await caught_up(s, case)
+    counts = query(s, "SELECT event_type, count(*) FROM events WHERE event_type LIKE 'Sla%%' GROUP BY 1 ORDER BY 1")
+    assert counts == [("SlaBreached", 12), ("SlaWarning", 12)]

@@ -74,13 +74,15 @@ class Projector:
         while True:
             try:
                 async with conn.transaction():
-                    return await self._apply(conn, batch)
+                    return await self.apply_in(conn, batch)
             except psycopg.errors.SerializationFailure:
                 continue
             except psycopg.errors.DeadlockDetected:
                 await asyncio.sleep(0.01)
 
-    async def _apply(self, conn: psycopg.AsyncConnection[Any], batch: Sequence[Incoming]) -> int:
+    async def apply_in(self, conn: psycopg.AsyncConnection[Any], batch: Sequence[Incoming], *,
+                       checkpoint: bool = True) -> int:
+        """Apply inside the caller's transaction (a rebuild runs many batches in one)."""
         policy, now = self.policy(), self.clock()
         by_case: dict[str, list[Incoming]] = defaultdict(list)
         for item in batch:
@@ -127,7 +129,8 @@ class Projector:
                         await c.executemany(INSERT_TIMER, timers)
                     for sql, params in fact_rows.items():
                         await c.executemany(sql, params)
-            await self._checkpoint(conn, batch, applied, now)
+            if checkpoint:
+                await self._checkpoint(conn, batch, applied, now)
         return sum(applied.values())
 
     async def _checkpoint(self, conn: psycopg.AsyncConnection[Any], batch: Sequence[Incoming],

@@ -23,6 +23,8 @@ from suqiu.store.events import NOTIFY_CHANNEL
 
 log = structlog.get_logger(__name__)
 LOCK_ID = 0x5351_0002
+EPOCH_SQL = ("INSERT INTO relay_state (topic, epoch, republished_at) VALUES (%s, %s, now()) "
+             "ON CONFLICT (topic) DO UPDATE SET epoch = EXCLUDED.epoch, republished_at = now()")
 
 
 class OutboxRelay:
@@ -154,11 +156,7 @@ class OutboxRelay:
         await (await producer.send(self.marker_topic, value=new_epoch.encode(), partition=0))
         async with conn.transaction():
             await conn.execute("INSERT INTO outbox (position) SELECT position FROM events ON CONFLICT DO NOTHING")
-            await conn.execute(
-                "INSERT INTO relay_state (topic, epoch, republished_at) VALUES (%s, %s, now()) "
-                "ON CONFLICT (topic) DO UPDATE SET epoch = EXCLUDED.epoch, republished_at = now()",
-                (self.topic, new_epoch),
-            )
+            await conn.execute(EPOCH_SQL, (self.topic, new_epoch))
         self.republished += 1
         return True
 

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from schemas.codec import to_json_value
 from suqiu.clock import Clock
 from suqiu.domain import DomainError
 from suqiu.domain.model import Actor, Role
@@ -80,7 +81,7 @@ class SlaTimers:
                     due_at: datetime) -> tuple[Any, ...] | None:
         body: dict[str, Any] = {"clock": clock}
         if kind == "supervision":
-            body["reason"] = f"{clock} deadline {due_at.isoformat()} breached and still open: 督办"
+            body["reason"] = f"{clock} deadline {to_json_value(due_at)} breached and still open: 督办"
         else:
             body["due_at"] = due_at.isoformat()
         command_id = timer_command_id(case_id, clock, kind, due_at)

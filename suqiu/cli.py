@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("relay", help="the outbox relay alone (every worker also runs one; one is active at a time)")
     mig = sub.add_parser("migrate", help="create/upgrade the database schema; safe to run twice")
     mig.add_argument("--seed", action="store_true", help="also load the Tianjin-like reference data")
+    from replay.cli import add_parser
+
+    add_parser(sub)
     return parser
 
 
@@ -51,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "migrate":
         return run_migrate(settings, seed=args.seed)
+    if args.command == "replay":
+        from replay.cli import run
+
+        return run(args, settings)
     return 2
 
 

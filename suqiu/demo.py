@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import uuid
 from typing import Any
@@ -45,7 +46,8 @@ class Client:
         say(f"  {case_id[:8]} seq {result['seq']:>2}  {type_name:<17} {label}")
 
 
-async def play(http_url: str, keys: dict[str, dict[str, Any]], database_url: str, system_id: str = "tj-binhai") -> None:
+async def play(http_url: str, keys: dict[str, dict[str, Any]], database_url: str, system_id: str = "tj-binhai",
+               timeout: float = 240.0) -> None:
     secrets = {role: k["key"] for role, k in keys.items()}
     with psycopg.connect(database_url, autocommit=True) as conn:
         for dept in DEMO_DEPARTMENTS:
@@ -81,7 +83,7 @@ async def play(http_url: str, keys: dict[str, dict[str, Any]], database_url: str
         await c.do("dispatcher", a, "close", "办结: resolved", outcome="resolved", note="企业确认")
         await c.do("enterprise", a, "feedback", "评价: satisfied", rating="satisfied", comment="办理及时")
         say("Case B: returned by HR, re-dispatched, extension granted, unsatisfied, reopened")
-        await c.do("dispatcher", b, "dispatch", "派单 → 人社局", department="bh-market")
+        await c.do("dispatcher", b, "dispatch", "派单 → 市场监管局", department="bh-market")
         await c.do("bh-market", b, "return", "退回: 非本部门职责", reason="人才落户由人社局负责")
         await c.do("dispatcher", b, "dispatch", "派单 → 人社局", department="bh-hrss")
         await c.do("bh-hrss", b, "accept", "签收")
@@ -99,5 +101,44 @@ async def play(http_url: str, keys: dict[str, dict[str, Any]], database_url: str
         hist = await c.call("auditor", "GET", f"/appeals/{a}/history")
         say(f"Case A history: {len(hist['events'])} events, chain head {hist['events'][-1]['hash'][:16]}…")
         view = await c.call("auditor", "GET", f"/appeals/{u}")
-        say(f"Case C now: {view['status']} at {view['department']}, resolve due {view['resolve_due']}, SLA {view['sla_status']}")
+        say(f"Case C now: {view['status']} at {view['department']}, accept due {view['accept_due']}, SLA {view['sla_status']}")
+        await watch_sla(c, u, b, timeout)
+        await show_figures(c)
     say("demo finished; the stack keeps running until Ctrl-C")
+
+
+async def watch_sla(c: Client, urgent: str, reopened: str, timeout: float) -> None:
+    """Nobody accepts case C: the SLA timers warn, breach and open supervision (督办) on their own."""
+    say("Waiting for the SLA timers (demo policy: accept within 1 minute, 督办 1 minute after a breach)...")
+    wanted = {"SlaWarning", "SlaBreached", "SupervisionOpened"}
+    seen: set[tuple[str, int]] = set()
+    urgent_kinds: set[str] = set()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline and not wanted <= urgent_kinds:
+        await asyncio.sleep(2)
+        for case in (urgent, reopened):
+            for ev in (await c.call("auditor", "GET", f"/appeals/{case}/history"))["events"]:
+                if ev["event_type"] in wanted and (case, ev["seq"]) not in seen:
+                    seen.add((case, ev["seq"]))
+                    if case == urgent:
+                        urgent_kinds.add(ev["event_type"])
+                    say(f"  {case[:8]} seq {ev['seq']:>2}  {ev['event_type']:<17} clock {ev['data']['clock']:<9} "
+                        f"at {ev['occurred_at']} by the {ev['actor']['role']} timers")
+    if not wanted <= urgent_kinds:
+        say("  (timed out waiting for the SLA events: is the worker running?)")
+
+
+async def show_figures(c: Client) -> None:
+    """What a dispatcher sees: load per department and the zone's figures, from the read models."""
+    overdue = await c.call("dispatcher", "GET", "/appeals?overdue=true")
+    say(f"Overdue now: {len(overdue['appeals'])} case(s): "
+        + ", ".join(f"{a['case_id'][:8]} at {a['department']}" for a in overdue["appeals"]))
+    for dept in ("bh-eco", "bh-hrss", "bh-planning"):
+        f = await c.call("dispatcher", "GET", f"/departments/{dept}/load")
+        say(f"  {dept:<12} open {f['open']} due soon {f['due_soon']} overdue {f['overdue']} closed today "
+            f"{f['closed_today']} response {f['response_rate']} on-time {f['on_time_rate']} "
+            f"satisfaction {f['satisfaction_rate']}")
+    k = await c.call("auditor", "GET", "/jurisdictions/tj-binhai/kpis")
+    say(f"  滨海新区 rolled up over {len(k['departments'])} departments: open {k['open']} overdue {k['overdue']} "
+        f"resolution {k['resolution_rate']} reopen {k['reopen_rate']}")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,9 @@ def run_up(settings: Settings, *, state_dir: str, demo: bool) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, request_stop)
+    if demo and settings.sla_policy is None:
+        # Goals of minutes on wall-clock time: warnings, breaches and 督办 happen while you watch.
+        settings = settings.with_(sla_policy=str(resources.files("suqiu").joinpath("policies/demo.toml")))
     stack = Stack(settings, Path(state_dir))
     try:
         s = stack.start()
@@ -140,6 +144,7 @@ def run_up(settings: Settings, *, state_dir: str, demo: bool) -> int:
             f"  HTTP API         {stack.http_url}/v1",
             f"  Kafka bootstrap  {s.kafka_bootstrap}   (topics prefix {s.topic_prefix!r})",
             f"  PostgreSQL       {s.database_url}",
+            f"  SLA policy       {s.sla_policy or 'shipped default'}",
             f"  State directory  {Path(state_dir).resolve()} (endpoints.json, keys.json)",
             "  API keys (Authorization: Bearer <key>):",
             *(f"    {role:<11} {k['key']}" + (f"  (department {k['department']})" if k["department"] else "")

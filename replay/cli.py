@@ -1,0 +1,216 @@
+"""`suqiu replay …`: the auditors' tool. Reads the store; the topic and packages for cross-checks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from replay import export as packages
+from replay import history, verify
+from schemas.codec import Codec
+from suqiu.config import Settings
+from suqiu.domain.sla import CHINA
+
+
+def add_parser(sub: Any) -> None:
+    replay = sub.add_parser("replay", help="the auditors' tool: history, as-of, verify, export, rebuild, restore")
+    rs = replay.add_subparsers(dest="replay_command", required=True)
+    case = rs.add_parser("case", help="a case's whole history in order, or the case as it stood then")
+    case.add_argument("case_id")
+    case.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    when = case.add_mutually_exclusive_group()
+    when.add_argument("--as-of", type=_instant, help="e.g. 2026-07-23T15:00+08:00 (no zone means Asia/Shanghai)")
+    when.add_argument("--seq", type=int, help="the case after event N")
+    ver = rs.add_parser("verify", help="recompute hash chains; compare with the topic or an earlier export")
+    ver.add_argument("case_id", nargs="?")
+    ver.add_argument("--all", action="store_true", help="every case (the default without a case id)")
+    ver.add_argument("--against-topic", action="store_true", help="compare the store with appeals.events.v1")
+    ver.add_argument("--against-package", type=Path, metavar="DIR", help="compare with an export's chain heads")
+    ver.add_argument("--package", type=Path, metavar="DIR", help="check an audit package offline (no database)")
+    rs.add_parser("rebuild", help="drop and rebuild every read model from the store")
+    rs.add_parser("restore", help="republish the store into an empty broker")
+    exp = rs.add_parser("export", help="an audit package: events.jsonl, timeline.csv, manifest.json")
+    exp.add_argument("--from", dest="start", type=_instant, required=True)
+    exp.add_argument("--to", dest="end", type=_instant, required=True)
+    exp.add_argument("--department")
+    exp.add_argument("--jurisdiction", help="this jurisdiction and every node under it")
+    exp.add_argument("--out", type=Path, required=True)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 instant like 2026-07-23T15:00+08:00") from None
+    return t if t.tzinfo else t.replace(tzinfo=CHINA)
+
+
+def run(args: argparse.Namespace, settings: Settings, out: Console | None = None) -> int:
+    """Exit codes: 0 clean, 1 problems found (tampering, missing, different), 2 usage or setup."""
+    console = out or Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False)
+    cmd = args.replay_command
+    if cmd == "verify" and args.package is not None:
+        manifest, problems = packages.verify_package(args.package)
+        return _verdict(console, problems, f"package {args.package}: {manifest['counts']['cases']} cases, "
+                                            f"{manifest['counts']['events']} events")
+    if not settings.database_url:
+        err.print("set SUQIU_DATABASE_URL (see `suqiu up`'s endpoints.json)")
+        return 2
+    codec = Codec()
+    if cmd == "case":
+        return _case(console, settings, codec, args)
+    if cmd == "verify":
+        return _verify(console, settings, codec, args)
+    if cmd == "export":
+        return _export(console, settings, codec, args)
+    if cmd == "rebuild":
+        return asyncio.run(_rebuild(console, settings, codec))
+    if cmd == "restore":
+        if not settings.kafka_bootstrap:
+            err.print("set SUQIU_KAFKA_BOOTSTRAP")
+            return 2
+        return asyncio.run(_restore(console, settings))
+    return 2
+
+
+def _case(console: Console, settings: Settings, codec: Codec, args: argparse.Namespace) -> int:
+    assert settings.database_url
+    with psycopg.connect(settings.database_url) as conn:
+        stored = history.load(conn, codec, args.case_id)
+    if not stored:
+        Console(stderr=True).print(f"no case {args.case_id}")
+        return 2
+    if args.as_of is not None or args.seq is not None:
+        at = args.as_of or max(s.event.recorded_at for s in stored if s.event.seq <= args.seq)
+        state = history.case_json(history.as_of(stored, at=args.as_of, seq=args.seq), at)
+        console.print_json(json.dumps(state, ensure_ascii=False)) if args.format == "table" else \
+            console.out(json.dumps(state, ensure_ascii=False))
+        return 0
+    entries = [history.entry(s) for s in stored]
+    if args.format == "json":
+        console.out(history.to_jsonl(entries), end="")
+    elif args.format == "csv":
+        console.out(history.to_csv(entries), end="")
+    else:
+        table = Table(title=f"case {args.case_id}", show_lines=False)
+        for col in ("seq", "time (Asia/Shanghai)", "time (UTC)", "event", "actor", "reason", "deadlines", "SLA"):
+            table.add_column(col, overflow="fold")
+        for x in entries:
+            a = x["actor"]
+            actor = "/".join(v for v in (a["system"], a["role"], a["department"], a["person"]) if v)
+            table.add_row(str(x["seq"]), x["time_cst"][:19], x["time_utc"], x["event"], actor, x["reason"],
+                          "\n".join(f"{k} {_cst(v)}" for k, v in x["deadlines"].items()), x["sla"])
+        console.print(table)
+    return 0
+
+
+def _cst(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(CHINA).strftime("%m-%d %H:%M")
+
+
+def _verify(console: Console, settings: Settings, codec: Codec, args: argparse.Namespace) -> int:
+    assert settings.database_url
+    problems: list[verify.Problem] = []
+    with psycopg.connect(settings.database_url) as conn:
+        with _progress(console, "verifying chains") as tick:
+            report = verify.verify_store(conn, codec, args.case_id, progress=tick)
+        problems += report.problems
+        summary = f"{report.cases} case(s), {report.events} event(s) verified"
+        if args.case_id and report.events == 0:
+            problems.append(verify.Problem(args.case_id, 0, "missing", "no such case in the store"))
+        if args.against_package is not None:
+            manifest = json.loads((args.against_package / "manifest.json").read_text("utf-8"))
+            problems += verify.compare_heads(conn, manifest["cases"])
+            summary += f"; {len(manifest['cases'])} chain head(s) of {args.against_package} compared"
+        if args.against_topic:
+            if not settings.kafka_bootstrap:
+                Console(stderr=True).print("set SUQIU_KAFKA_BOOTSTRAP for --against-topic")
+                return 2
+            topic = asyncio.run(verify.read_topic_digests(settings.kafka_bootstrap, settings.events_topic))
+            diff = verify.compare_with_topic(verify.store_rows(conn), topic)
+            summary += f"; topic {settings.events_topic}: {diff.topic_records} record(s)"
+            problems += [verify.Problem(c, s, "missing on topic", f"event {e}") for c, s, e in diff.missing_on_topic]
+            problems += [verify.Problem(c, s, "different on topic", f"event {e}: bytes differ")
+                         for c, s, e in diff.different]
+            problems += [verify.Problem("-", 0, "missing in store", f"event {e} {why}")
+                         for e, why in diff.missing_in_store]
+    return _verdict(console, problems, summary)
+
+
+def _verdict(console: Console, problems: list[verify.Problem], summary: str) -> int:
+    for p in problems:
+        console.out(f"BROKEN {p}")
+    console.out(f"{summary}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
+
+
+def _export(console: Console, settings: Settings, codec: Codec, args: argparse.Namespace) -> int:
+    assert settings.database_url
+    with psycopg.connect(settings.database_url) as conn:
+        nodes = None
+        if args.jurisdiction:
+            rows = conn.execute(
+                "WITH RECURSIVE t AS (SELECT code FROM jurisdictions WHERE code = %s UNION "
+                "SELECT j.code FROM jurisdictions j JOIN t ON j.parent = t.code) SELECT code FROM t",
+                (args.jurisdiction,)).fetchall()
+            if not rows:
+                Console(stderr=True).print(f"--jurisdiction: unknown jurisdiction {args.jurisdiction!r}")
+                return 2
+            nodes = frozenset(r[0] for r in rows)
+        w = packages.Window(args.start.astimezone(UTC), args.end.astimezone(UTC), args.department, nodes)
+        with _progress(console, "exporting") as tick:
+            manifest = packages.export(conn, codec, w, args.out, progress=tick)
+    console.out(f"exported {manifest['counts']['events']} event(s) of {manifest['counts']['cases']} case(s) "
+                f"to {args.out}")
+    return 0
+
+
+async def _rebuild(console: Console, settings: Settings, codec: Codec) -> int:
+    from replay.rebuild import rebuild
+    from suqiu.clock import SystemClock
+    from suqiu.policy import load_policy
+
+    assert settings.database_url
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        cur = await conn.execute("SELECT count(*) FROM events")
+        row = await cur.fetchone()
+        with _progress(console, "rebuilding read models", total=row[0] if row else None) as tick:
+            n = await rebuild(conn, codec, load_policy(settings.sla_policy), SystemClock().now, settings.events_topic,
+                              settings.partitions, progress=tick)
+    console.out(f"rebuilt case views, timelines, SLA timers and department facts from {n} event(s)")
+    return 0
+
+
+async def _restore(console: Console, settings: Settings) -> int:
+    from replay.restore import restore
+
+    assert settings.database_url
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        with _progress(console, "republishing") as tick:
+            n = await restore(conn, settings, progress=tick)
+    console.out(f"republished {n} event(s) to {settings.events_topic}")
+    return 0
+
+
+@contextmanager
+def _progress(console: Console, what: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr when it is a terminal; silent in pipes and tests."""
+    if not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.advance(task, n)

@@ -1,0 +1,46 @@
+"""Disaster recovery for the memory-only broker: republish the whole store, in order per case."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaProducer
+
+from streams.relay import EPOCH_SQL
+from streams.topics import ensure_topics
+from suqiu.config import Settings
+
+
+async def restore(conn: psycopg.AsyncConnection[Any], settings: Settings, batch: int = 5000,
+                  progress: Callable[[int], None] | None = None) -> int:
+    """Publish every stored event (position order keeps each case's order), then mark the epoch
+    so the relay knows this broker holds the store and does not republish it again."""
+    assert settings.kafka_bootstrap
+    marker = settings.topic("appeals.relay-epoch.v1")
+    await ensure_topics(settings, extra=[marker])
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5,
+                                max_batch_size=512 * 1024)
+    await producer.start()
+    total = 0
+    try:
+        async with conn.transaction(), conn.cursor(name="restore") as cur:
+            cur.itersize = batch
+            await cur.execute("SELECT case_id, data, event_type, event_id::text FROM events ORDER BY position")
+            while rows := await cur.fetchmany(batch):
+                futures = [await producer.send(settings.events_topic, value=bytes(data), key=case_id.encode(),
+                                               headers=[("event_type", t.encode()), ("event_id", eid.encode())])
+                           for case_id, data, t, eid in rows]
+                for f in futures:
+                    await f
+                total += len(rows)
+                if progress is not None:
+                    progress(len(rows))
+        epoch = uuid.uuid4().hex
+        await (await producer.send(marker, value=epoch.encode(), partition=0))
+        await conn.execute(EPOCH_SQL, (settings.events_topic, epoch))
+    finally:
+        await producer.stop()
+    return total

@@ -1,0 +1,263 @@
+"""The auditors' tool against the real store and broker: tampering, as-of, rebuild, restore, packages."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import random
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from rich.console import Console
+
+from replay import cli as replay_cli
+from replay import history
+from schemas.codec import HASH_SIZE, HEADER, Codec, chain_hash
+from streams.topics import ensure_topics
+from suqiu.cli import build_parser
+from suqiu.clock import ManualClock
+from suqiu.config import Settings
+from suqiu.domain.evolve import replay_state
+from suqiu.domain.sla import CHINA
+from suqiu.runtime import Runtime
+from tests.conftest import Api
+from tests.kafka_helpers import faust_worker
+from tests.sla_helpers import caught_up, query
+
+
+async def replay(settings: Settings, *argv: str) -> tuple[int, str]:
+    """The CLI as an auditor runs it, in a thread: it starts event loops of its own."""
+    return await asyncio.to_thread(replay_sync, settings, *argv)
+
+
+def replay_sync(settings: Settings, *argv: str) -> tuple[int, str]:
+    buf = io.StringIO()
+    code = replay_cli.run(build_parser().parse_args(["replay", *argv]), settings,
+                          Console(file=buf, width=200, highlight=False))
+    return code, buf.getvalue()
+
+
+async def lifecycle(api: Api) -> str:
+    case = (await api.submit())["case_id"]
+    await api.ok("dispatcher", case, "dispatch", department="bh-market", note="请核实")
+    await api.ok("bh-market", case, "accept")
+    await api.ok("bh-market", case, "request_materials", items=["营业执照"], note="请补充")
+    await api.ok("enterprise", case, "supply_materials", note="已上传")
+    await api.ok("bh-market", case, "reply", content="已办结，许可证已核发。")
+    await api.ok("dispatcher", case, "close", outcome="resolved", note="企业确认")
+    return case
+
+
+def execute(settings: Settings, sql: str, *params: Any) -> None:
+    assert settings.database_url
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(sql, params)
+
+
+def rechain(settings: Settings, case_id: str) -> None:
+    """What a tamperer with superuser rights does to hide an edit: recompute every hash after it."""
+    rows = query(settings, "SELECT seq, data FROM events WHERE case_id = %s ORDER BY seq", case_id)
+    prev = bytes(32)
+    for seq, data in rows:
+        data = bytes(data)
+        body = data[HEADER:-HASH_SIZE]
+        prev = chain_hash(prev, body)
+        execute(settings, "UPDATE events SET data = %s, hash = %s WHERE case_id = %s AND seq = %s",
+                data[:HEADER] + body + prev, prev, case_id, seq)
+
+
+def edit_text(data: bytes, old: str, new: str) -> bytes:
+    a, b = old.encode(), new.encode()
+    assert len(a) == len(b) and a in data
+    return data.replace(a, b, 1)
+
+
+@pytest.mark.parametrize("tampering", ["edit", "delete", "insert", "swap"])
+async def test_every_kind_of_tampering_is_named_by_case_and_seq(
+        topics: Settings, runtime: Runtime, api: Api, tampering: str) -> None:
+    s = topics
+    clean = await lifecycle(api)
+    case = await lifecycle(api)
+    assert (await replay(s, "verify", "--all"))[0] == 0
+    if tampering == "edit":
+        data = bytes(query(s, "SELECT data FROM events WHERE case_id = %s AND seq = 6", case)[0][0])
+        execute(s, "UPDATE events SET data = %s WHERE case_id = %s AND seq = 6",
+                edit_text(data, "许可证已核发", "许可证未核发"), case)
+        expected = f"case {case} seq 6: chain broken"
+    elif tampering == "delete":
+        execute(s, "DELETE FROM outbox")
+        execute(s, "DELETE FROM events WHERE case_id = %s AND seq = 4", case)
+        expected = f"case {case} seq 4: missing"
+    elif tampering == "insert":
+        # A forged urge slipped in after seq 2, the later events renumbered to make room.
+        execute(s, "DELETE FROM outbox")
+        execute(s, "UPDATE events SET seq = seq + 1000 WHERE case_id = %s AND seq >= 3", case)
+        execute(s, "UPDATE events SET seq = seq - 999 WHERE case_id = %s AND seq > 1000", case)
+        forged = bytes(query(s, "SELECT data FROM events WHERE case_id = %s AND seq = 2", case)[0][0])
+        prev = bytes(query(s, "SELECT hash FROM events WHERE case_id = %s AND seq = 2", case)[0][0])
+        body = forged[HEADER:-HASH_SIZE]
+        h = chain_hash(prev, body)
+        execute(s, "INSERT INTO events (case_id, seq, event_id, event_type, command_id, occurred_at, recorded_at, "
+                   "data, hash) SELECT case_id, 3, %s, event_type, 'forged', occurred_at, recorded_at, %s, %s "
+                   "FROM events WHERE case_id = %s AND seq = 2",
+                str(uuid.uuid4()), forged[:HEADER] + body + h, h, case)
+        expected = f"case {case} seq 4: chain broken"
+    else:
+        execute(s, "UPDATE events SET seq = 1003 WHERE case_id = %s AND seq = 3", case)
+        execute(s, "UPDATE events SET seq = 3 WHERE case_id = %s AND seq = 4", case)
+        execute(s, "UPDATE events SET seq = 4 WHERE case_id = %s AND seq = 1003", case)
+        expected = f"case {case} seq 3: chain broken"
+    code, out = await replay(s, "verify", "--all")
+    assert code == 1, out
+    assert expected in out, out
+    assert clean not in out
+    code, out = await replay(s, "verify", case)
+    assert code == 1 and expected in out
+    assert (await replay(s, "verify", clean))[0] == 0
+
+
+async def test_as_of_equals_the_state_evolved_to_that_point(
+        topics: Settings, runtime: Runtime, api: Api, clock: ManualClock) -> None:
+    case = (await api.submit())["case_id"]
+    for step in ("dispatch", "accept", "reply", "close"):
+        clock.advance(timedelta(hours=1))
+        fields: dict[str, Any] = {"dispatch": {"department": "bh-market"}, "accept": {},
+                                  "reply": {"content": "好"}, "close": {"outcome": "resolved"}}[step]
+        await api.ok("dispatcher" if step in ("dispatch", "close") else "bh-market", case, step, **fields)
+    codec = Codec()
+    assert topics.database_url
+    with psycopg.connect(topics.database_url) as conn:
+        stored = history.load(conn, codec, case)
+    events = [x.event for x in stored]
+    for k in range(1, len(events) + 1):
+        expected = replay_state(case, events[:k])
+        assert history.as_of(stored, seq=k) == expected
+        assert history.as_of(stored, at=events[k - 1].recorded_at) == expected
+        code, out = await replay(topics, "case", case, "--seq", str(k), "--format", "json")
+        assert code == 0 and json.loads(out)["status"] == expected.status.value
+    at = events[2].recorded_at.astimezone(CHINA)
+    code, out = await replay(topics, "case", case, "--as-of", at.isoformat(), "--format", "json")
+    assert json.loads(out)["status"] == "accepted" and json.loads(out)["seq"] == 3
+    code, out = await replay(topics, "case", case)
+    assert code == 0 and "AppealAccepted" in out and "+08:00" not in out
+    code, out = await replay(topics, "case", case, "--format", "csv")
+    assert out.splitlines()[0].startswith("case_id,seq,time_cst") and len(out.splitlines()) == 6
+    code, out = await replay(topics, "case", case, "--format", "json")
+    assert [json.loads(x)["event"] for x in out.splitlines()][-1] == "AppealClosed"
+
+
+async def test_rebuild_equals_the_live_projections_after_a_long_run(
+        topics: Settings, runtime: Runtime, api: Api, clock: ManualClock) -> None:
+    s = topics.with_(timer_interval=0.05)
+    rng = random.Random(7)
+    cases = []
+    async with faust_worker(s, clock):
+        for i in range(24):
+            case = (await api.submit(category=rng.choice(["approval", "labor", "land_planning"]),
+                                     priority=rng.choice(["normal", "urgent"])))["case_id"]
+            cases.append(case)
+            dept = rng.choice(["bh-market", "bh-hrss"])
+            await api.ok("dispatcher", case, "dispatch", department=dept)
+            if i % 4 == 0:
+                continue  # left to breach
+            await api.ok(dept, case, "accept")
+            if i % 4 == 1:
+                await api.ok(dept, case, "request_materials", items=["材料"], note="")
+                continue
+            await api.ok(dept, case, "reply", content="答复")
+            await api.ok("dispatcher", case, "close", outcome=rng.choice(["resolved", "explained"]))
+            await api.ok("enterprise", case, "feedback", rating=rng.choice(["satisfied", "unsatisfied"]))
+            if i % 4 == 3:
+                await api.ok("dispatcher", case, "reopen", reason="重办")
+            clock.advance(timedelta(minutes=25))
+        # Wait for quiet: every due timer fired and its event projected.
+        live: dict[str, list[tuple[Any, ...]]] = {}
+        for _ in range(100):
+            for case in cases:
+                await caught_up(s, case)
+            due = query(s, "SELECT count(*) FROM sla_timers WHERE fire_at <= %s", clock.now())[0][0]
+            now = snapshot(s)
+            if due == 0 and now == live:
+                break
+            live = now
+            await asyncio.sleep(0.2)
+        assert live["case_view"] and live["closures"] and live["sla_timers"]
+        assert (await replay(s, "rebuild"))[0] == 0
+        assert snapshot(s) == live
+
+
+def snapshot(s: Settings) -> dict[str, list[tuple[Any, ...]]]:
+    tables = {"case_view": "updated_at", "case_timeline": "", "sla_timers": "", "assignments": "", "closures": ""}
+    out = {}
+    for table, skip in tables.items():
+        cols = [r[0] for r in query(s, "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                                       "AND table_schema = current_schema() ORDER BY ordinal_position", table)]
+        keep = ", ".join(c for c in cols if c != skip)
+        out[table] = query(s, f"SELECT {keep} FROM {table} ORDER BY 1, 2, 3")
+    return out
+
+
+async def test_restore_into_an_empty_broker_then_verify_against_topic_is_clean(
+        topics: Settings, runtime: Runtime, api: Api) -> None:
+    s = topics
+    for _ in range(3):
+        await lifecycle(api)
+    # An empty broker, as after the embedded one restarted: fresh topics under another prefix.
+    empty = s.with_(topic_prefix=f"restored{uuid.uuid4().hex[:6]}.")
+    await ensure_topics(empty)
+    code, out = await replay(empty, "verify", "--against-topic")
+    assert code == 1 and out.count("missing on topic") == 21
+    code, out = await replay(empty, "restore")
+    assert code == 0 and "republished 21 event(s)" in out
+    code, out = await replay(empty, "verify", "--all", "--against-topic")
+    assert code == 0, out
+    assert "21 event(s) verified" in out and "OK" in out
+    # A record on the topic the store does not have is listed too.
+    execute(s, "DELETE FROM outbox")
+    last = query(s, "SELECT case_id, max(seq) FROM events GROUP BY case_id LIMIT 1")[0]
+    execute(s, "DELETE FROM events WHERE case_id = %s AND seq = %s", *last)
+    code, out = await replay(empty, "verify", "--against-topic")
+    assert code == 1 and "missing in store" in out
+
+
+async def test_exported_package_verifies_offline_and_catches_edits_and_rewritten_chains(
+        topics: Settings, runtime: Runtime, api: Api, tmp_path: Path) -> None:
+    s = topics
+    a, b = await lifecycle(api), await lifecycle(api)
+    pkg = tmp_path / "pkg"
+    code, out = await replay(s, "export", "--from", "2026-07-01T00:00+08:00", "--to", "2026-08-01T00:00+08:00",
+                       "--department", "bh-market", "--jurisdiction", "tj-binhai", "--out", str(pkg))
+    assert code == 0 and "14 event(s) of 2 case(s)" in out
+    manifest = json.loads((pkg / "manifest.json").read_text("utf-8"))
+    assert set(manifest["cases"]) == {a, b} and manifest["counts"] == {"cases": 2, "events": 14}
+    assert "许可证已核发" in (pkg / "timeline.csv").read_text("utf-8")
+    offline = s.with_(database_url=None)
+    assert await replay(offline, "verify", "--package", str(pkg)) == (0, f"package {pkg}: 2 cases, 14 events: OK\n")
+    assert (await replay(s, "verify", "--all", "--against-package", str(pkg)))[0] == 0
+    # Nothing for a department that never had these cases.
+    code, out = await replay(s, "export", "--from", "2026-07-01T00:00+08:00", "--to", "2026-08-01T00:00+08:00",
+                       "--department", "bh-eco", "--out", str(tmp_path / "none"))
+    assert "0 event(s) of 0 case(s)" in out
+
+    # A superuser rewrites case A's reply and re-chains it: the store alone looks clean...
+    data = bytes(query(s, "SELECT data FROM events WHERE case_id = %s AND seq = 6", a)[0][0])
+    execute(s, "UPDATE events SET data = %s WHERE case_id = %s AND seq = 6",
+            edit_text(data, "许可证已核发", "许可证未核发"), a)
+    rechain(s, a)
+    assert (await replay(s, "verify", "--all"))[0] == 0
+    # ...but not against the earlier export's chain heads.
+    code, out = await replay(s, "verify", "--all", "--against-package", str(pkg))
+    assert code == 1 and f"case {a} seq 7: rewritten" in out and b not in out
+
+    # One byte changed in the package itself.
+    raw = bytearray((pkg / "events.jsonl").read_bytes())
+    i = raw.index(b'"avro": "') + 40
+    raw[i] = ord("A") if raw[i] != ord("A") else ord("B")
+    (pkg / "events.jsonl").write_bytes(bytes(raw))
+    code, out = await replay(offline, "verify", "--package", str(pkg))
+    assert code == 1 and "file changed: events.jsonl" in out and "chain broken" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 from suqiu.domain import events as e
 from suqiu.domain.model import Case, Status
@@ -13,70 +14,69 @@ def evolve(case: Case, event: e.Event) -> Case:
     """Apply one event; events must arrive in seq order with no gap."""
     if event.seq != case.seq + 1:
         raise ValueError(f"case {case.case_id}: event seq {event.seq} does not follow {case.seq}")
+    # One replace per event: this runs for every event a projector or the command path reads.
+    return replace(case, seq=event.seq, **_changes(case, event))
+
+
+def _changes(case: Case, event: e.Event) -> dict[str, Any]:
     p, at = event.payload, event.occurred_at
-    case = replace(case, seq=event.seq)
     match p:
         case e.AppealSubmitted():
-            return replace(
-                case, status=Status.SUBMITTED, enterprise=p.enterprise, channel=p.channel,
+            return dict(status=Status.SUBMITTED, enterprise=p.enterprise, channel=p.channel,
                 category=p.category, priority=p.priority, jurisdiction=p.jurisdiction, title=p.title,
                 source_system=p.source_system, source_ref=p.source_ref, submitted_at=at,
             )
         case e.AppealDispatched():
-            return replace(
-                case, status=Status.DISPATCHED, department=p.department, assigned_at=at, accept_due=p.accept_due,
+            return dict(status=Status.DISPATCHED, department=p.department, assigned_at=at, accept_due=p.accept_due,
                 resolve_due=p.resolve_due, accepted_at=None, sla_marks=_without(case, "accept"),
             )
         case e.AppealAccepted():
-            return replace(case, status=Status.ACCEPTED, accepted_at=at)
+            return dict(status=Status.ACCEPTED, accepted_at=at)
         case e.AppealReturned():
-            return replace(case, status=Status.RETURNED, department=None, assigned_at=None, accept_due=None,
+            return dict(status=Status.RETURNED, department=None, assigned_at=None, accept_due=None,
                            accepted_at=None)
         case e.AppealTransferred():
-            return replace(
-                case, status=Status.DISPATCHED, department=p.to_department, assigned_at=at, accept_due=p.accept_due,
+            return dict(status=Status.DISPATCHED, department=p.to_department, assigned_at=at, accept_due=p.accept_due,
                 accepted_at=None, sla_marks=_without(case, "accept"),
             )
         case e.MaterialsRequested():
-            return replace(case, status=Status.SUSPENDED, paused_at=at)
+            return dict(status=Status.SUSPENDED, paused_at=at)
         case e.MaterialsSupplied():
-            return replace(case, status=Status.ACCEPTED, paused_at=None, resolve_due=p.resolve_due)
+            return dict(status=Status.ACCEPTED, paused_at=None, resolve_due=p.resolve_due)
         case e.ExtensionRequested():
-            return replace(case, extension_pending_days=p.working_days)
+            return dict(extension_pending_days=p.working_days)
         case e.ExtensionGranted():
             # The moved deadline earns its own warning; a breach already recorded stays.
-            return replace(
-                case, extension_pending_days=None, extensions_granted=case.extensions_granted + 1,
+            return dict(extension_pending_days=None, extensions_granted=case.extensions_granted + 1,
                 resolve_due=p.resolve_due, sla_marks=case.sla_marks - {("resolve", "warning")},
             )
         case e.ExtensionDenied():
-            return replace(case, extension_pending_days=None)
+            return dict(extension_pending_days=None)
         case e.AppealEscalated():
-            return replace(case, status=Status.ESCALATED, escalated_to=p.target_system)
+            return dict(status=Status.ESCALATED, escalated_to=p.target_system)
         case e.UpperLevelReplied():
-            return replace(case, status=Status.REPLIED, replied_at=at)
+            return dict(status=Status.REPLIED, replied_at=at)
         case e.AppealReplied():
-            return replace(case, status=Status.REPLIED, replied_at=at, follow_up_due=p.follow_up_due)
+            return dict(status=Status.REPLIED, replied_at=at, follow_up_due=p.follow_up_due)
         case e.AppealClosed():
             status = Status.WITHDRAWN if p.outcome == "withdrawn" else Status.CLOSED
-            return replace(case, status=status, outcome=p.outcome, closed_at=at, rating=None)
+            return dict(status=status, outcome=p.outcome, closed_at=at, rating=None)
         case e.FeedbackReceived():
-            return replace(case, rating=p.rating)
+            return dict(rating=p.rating)
         case e.AppealReopened():
-            return replace(
-                case, status=Status.DISPATCHED, department=p.department, assigned_at=at, accept_due=p.accept_due,
+            return dict(status=Status.DISPATCHED, department=p.department, assigned_at=at, accept_due=p.accept_due,
                 resolve_due=p.resolve_due, follow_up_due=None, accepted_at=None, replied_at=None,
                 closed_at=None, outcome=None, rating=None, reopen_count=case.reopen_count + 1,
                 sla_marks=frozenset(), supervised=False,
             )
         case e.Urged():
-            return case
+            return {}
         case e.SlaWarning():
-            return replace(case, sla_marks=case.sla_marks | {(p.clock, "warning")})
+            return dict(sla_marks=case.sla_marks | {(p.clock, "warning")})
         case e.SlaBreached():
-            return replace(case, sla_marks=case.sla_marks | {(p.clock, "breach")})
+            return dict(sla_marks=case.sla_marks | {(p.clock, "breach")})
         case e.SupervisionOpened():
-            return replace(case, sla_marks=case.sla_marks | {(p.clock, "supervision")}, supervised=True)
+            return dict(sla_marks=case.sla_marks | {(p.clock, "supervision")}, supervised=True)
     raise TypeError(f"unknown event payload {type(p).__name__}")
 
 

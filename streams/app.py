@@ -14,7 +14,7 @@ from projections.projector import Projector
 from streams.intake import CommandIntake
 from streams.projecting import EventsConsumer
 from streams.relay import run_relay
-from streams.sla import SlaTimers
+from streams.sla import SlaTimers, roll_out_policy
 from suqiu.config import Settings
 from suqiu.runtime import Runtime
 
@@ -107,6 +107,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         except Exception:
             # Every tick compares now with the stored deadlines, so the next one catches up.
             log.warning("sla timer tick failed", exc_info=True)
+
+    @app.task
+    async def sla_policy() -> None:
+        await rt.ready.wait()
+        r = rt.runtime
+        if r.policy_document is None:
+            return  # a policy injected by a test or a benchmark: nothing to register
+        try:
+            await roll_out_policy(r.pool, r.service, r.policy, r.policy_document, r.clock, settings.system_id)
+        except Exception:
+            log.warning("sla policy roll-out failed; the next worker start retries it", exc_info=True)
 
     @app.task
     async def outbox_relay() -> None:

@@ -21,6 +21,8 @@ from schemas.codec import to_json_value
 from suqiu.clock import Clock
 from suqiu.domain import DomainError
 from suqiu.domain.model import Actor, Role
+from suqiu.domain.sla import SlaPolicy
+from suqiu.policy import load_policy
 from suqiu.service import CommandRequest, CommandService
 
 log = structlog.get_logger(__name__)
@@ -96,3 +98,57 @@ class SlaTimers:
         log.info("sla timer fired", case_id=case_id, command_id=command_id, clock=clock, kind=kind,
                  status=result.status, event_id=result.event_ids[0] if result.event_ids else None)
         return None
+
+
+OPEN_CLOCK_STATES = ("dispatched", "accepted", "returned", "suspended", "replied")
+
+
+async def roll_out_policy(pool: AsyncConnectionPool[Any], service: CommandService, policy: SlaPolicy,
+                          document: str, clock: Clock, system_id: str) -> int:
+    """Register the running policy; when it is new, move every open case's deadlines to its goals.
+
+    Each case gets an ApplySlaPolicy command carrying the goals it replaces, so the change is an
+    event in every affected history; closed cases are not touched. Safe to run in every worker.
+    """
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT version, rolled_out_at FROM sla_policy_versions "
+                                 "ORDER BY activated_at DESC LIMIT 1")
+        latest = await cur.fetchone()
+        if latest is not None and latest[0] == policy.version and latest[1] is not None:
+            return 0
+        if latest is None or latest[0] != policy.version:
+            await conn.execute(
+                "INSERT INTO sla_policy_versions (version, document, activated_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (version) DO UPDATE SET activated_at = EXCLUDED.activated_at, rolled_out_at = NULL",
+                (policy.version, document, clock.now()))
+        cur = await conn.execute("SELECT version, document FROM sla_policy_versions WHERE version <> %s "
+                                 "ORDER BY activated_at DESC LIMIT 1", (policy.version,))
+        prior = await cur.fetchone()
+        rows: list[tuple[Any, ...]] = []
+        if prior is not None:
+            cur = await conn.execute("SELECT case_id, category, priority FROM case_view WHERE status = ANY(%s)",
+                                     (list(OPEN_CLOCK_STATES),))
+            rows = list(await cur.fetchall())
+    if prior is not None:
+        previous = load_policy(text=prior[1])
+        actor = Actor(system_id, Role.SYSTEM, person="sla-policy")
+        gate = asyncio.Semaphore(16)
+
+        async def apply(case_id: str, category: str, priority: str) -> None:
+            goal = previous.goal(category, priority)
+            body = {"policy_version": policy.version, "previous_version": prior[0],
+                    "previous_accept_minutes": goal.accept_minutes, "previous_resolve_minutes": goal.resolve_minutes,
+                    "previous_follow_up_minutes": goal.follow_up_minutes}
+            command_id = str(uuid.uuid5(NAMESPACE, f"{case_id}/policy/{policy.version}"))
+            async with gate:
+                try:
+                    await service.execute(CommandRequest("apply_sla_policy", command_id, actor, body, case_id=case_id))
+                except DomainError as exc:
+                    log.info("policy not applied", case_id=case_id, command_id=command_id, reason=exc.message)
+
+        await asyncio.gather(*(apply(*r) for r in rows))
+        log.info("sla policy rolled out", version=policy.version, previous=prior[0], open_cases=len(rows))
+    async with pool.connection() as conn:
+        await conn.execute("UPDATE sla_policy_versions SET rolled_out_at = %s WHERE version = %s",
+                           (clock.now(), policy.version))
+    return len(rows)

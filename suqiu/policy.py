@@ -23,16 +23,20 @@ class PolicyError(Exception):
     """The policy file is wrong; the message names the file and the key."""
 
 
-def load_policy(path: str | Path | None = None) -> SlaPolicy:
-    """The policy at `path`, or the shipped default (domain.md's typical goals)."""
+def policy_document(path: str | Path | None = None) -> str:
+    """The policy file's text (the shipped default without a path)."""
     if path is None:
-        text, source, base = resources.files("suqiu").joinpath("policies/default.toml").read_text("utf-8"), "default.toml", None
-    else:
-        p = Path(path)
-        try:
-            text, source, base = p.read_text("utf-8"), str(p), p.parent
-        except OSError as exc:
-            raise PolicyError(f"SUQIU_SLA_POLICY: cannot read {p}: {exc.strerror}") from None
+        return resources.files("suqiu").joinpath("policies/default.toml").read_text("utf-8")
+    try:
+        return Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise PolicyError(f"SUQIU_SLA_POLICY: cannot read {path}: {exc.strerror}") from None
+
+
+def load_policy(path: str | Path | None = None, text: str | None = None) -> SlaPolicy:
+    """The policy at `path` (or given as `text`), or the shipped default (domain.md's typical goals)."""
+    text = policy_document(path) if text is None else text
+    source, base = ("default.toml", None) if path is None else (str(path), Path(path).parent)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -14,7 +14,7 @@ from suqiu.clock import Clock, SystemClock
 from suqiu.config import Settings
 from suqiu.domain.refdata import Context
 from suqiu.domain.sla import SlaPolicy
-from suqiu.policy import load_policy
+from suqiu.policy import load_policy, policy_document
 from suqiu.service import CommandService
 from suqiu.store import reference
 from suqiu.store.keys import KeyResolver
@@ -32,7 +32,9 @@ class Runtime:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.codec = Codec()
-        self.policy = policy or load_policy(settings.sla_policy)
+        # The document is kept so a policy change can be registered and rolled out (streams/sla.py).
+        self.policy_document = None if policy else policy_document(settings.sla_policy)
+        self.policy = policy or load_policy(settings.sla_policy, self.policy_document)
         self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             settings.database_url, min_size=2, max_size=pool_size, open=False, kwargs={"autocommit": True},
         )

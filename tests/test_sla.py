@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
+from suqiu.domain.model import Actor, Role
 from suqiu.runtime import Runtime
+from suqiu.service import CommandRequest
 from tests.conftest import Api
 from tests.kafka_helpers import faust_worker
 from tests.sla_helpers import caught_up, eventually, query, sla_events
+from tests.test_kafka import submit_body
 
 CST = timedelta(hours=8)
 
@@ -136,3 +141,49 @@ async def test_worker_killed_and_restarted_misses_nothing_and_duplicates_nothing
     for case in cases:
         assert len(sla_events(s, case)) == 2
     assert query(s, "SELECT count(*) FROM sla_timers WHERE case_id = %s AND clock = 'accept'", cases[0])[0][0] == 0
+
+
+async def test_a_policy_change_moves_open_clocks_only_and_is_recorded_once(
+        topics: Settings, clock: ManualClock, tmp_path: Path) -> None:
+    v1, v2 = tmp_path / "v1.toml", tmp_path / "v2.toml"
+    v1.write_text('version = "2026-a"\n[default]\naccept = "2h"\nresolve = "5d"\nfollow_up = "2d"\n', "utf-8")
+    v2.write_text('version = "2026-b"\n[default]\naccept = "2h"\nresolve = "3d"\nfollow_up = "2d"\n', "utf-8")
+    s1, s2 = topics.with_(sla_policy=str(v1)), topics.with_(sla_policy=str(v2))
+    rt = await Runtime(s1, clock=clock).open()
+    try:
+        async def run(case: str | None, type_name: str, role: Role, **body: object) -> str:
+            actor = Actor("tj-binhai", role, "bh-market" if role is Role.DEPARTMENT else None)
+            r = await rt.service.execute(CommandRequest(type_name, str(uuid.uuid4()), actor,
+                                                        submit_body() if type_name == "submit" else body,
+                                                        case_id=case))
+            return r.case_id
+
+        async with faust_worker(s1, clock):
+            working, paused, closed = [await run(None, "submit", Role.INTAKE) for _ in range(3)]
+            for case in (working, paused, closed):
+                await run(case, "dispatch", Role.DISPATCHER, department="bh-market")
+                await run(case, "accept", Role.DEPARTMENT)
+            await run(paused, "request_materials", Role.DEPARTMENT, items=["图纸"], note="")
+            await run(closed, "reply", Role.DEPARTMENT, content="已办")
+            await run(closed, "close", Role.DISPATCHER, outcome="resolved", note="")
+            for case in (working, paused, closed):
+                await caught_up(s1, case)
+        clock.set(cst(2026, 7, 22, 10, 0))  # the change lands a day later
+        for _ in range(2):  # a second start with the same policy changes nothing
+            async with faust_worker(s2, clock):
+                got = await eventually(
+                    lambda: query(s2, "SELECT rolled_out_at FROM sla_policy_versions WHERE version = '2026-b'"),
+                    lambda v: bool(v) and v[0][0] is not None)
+                assert got
+                for case in (working, paused):
+                    await caught_up(s2, case)
+        applied = query(s2, "SELECT case_id, count(*) FROM events WHERE event_type = 'SlaPolicyApplied' GROUP BY 1")
+        assert sorted(applied) == sorted([(working, 1), (paused, 1)])
+        # Dispatched Tue 21 Jul 10:00: 5 working days (Tue 28th) become 3 (Fri 24th); the time spent counts.
+        for case in (working, paused):
+            assert query(s2, "SELECT resolve_due FROM case_view WHERE case_id = %s", case)[0][0] == cst(2026, 7, 24, 10, 0)
+        assert query(s2, "SELECT resolve_due FROM case_view WHERE case_id = %s", closed)[0][0] == cst(2026, 7, 28, 10, 0)
+        case = await rt.service.load(working)
+        assert case.policy_version == "2026-b"
+    finally:
+        await rt.close()

@@ -222,13 +222,25 @@ class OpenSupervision(Command):
     reason: str = _text()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplySlaPolicy(Command):
+    """A new SLA policy for an open case, from the moment of change; carries the goals it replaces."""
+
+    type: ClassVar[str] = "apply_sla_policy"
+    policy_version: str = _text(64)
+    previous_version: str = _text(64)
+    previous_accept_minutes: int
+    previous_resolve_minutes: int
+    previous_follow_up_minutes: int
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
     c.type: c
     for c in (
         Submit, Dispatch, Accept, Return, Transfer, RequestMaterials, SupplyMaterials,
         RequestExtension, GrantExtension, DenyExtension, Escalate, RecordUpperLevelReply,
         Reply, Close, Feedback, Reopen, Urge, Withdraw, RecordSlaWarning, RecordSlaBreach,
-        OpenSupervision,
+        OpenSupervision, ApplySlaPolicy,
     )
 }
 LIFECYCLE_TYPES = frozenset(COMMAND_TYPES) - {"submit"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from suqiu.domain import commands as c
@@ -62,7 +63,10 @@ RULES: dict[str, Rule] = {
     "record_sla_warning": Rule(frozenset({Role.SYSTEM}), OPEN, "SLA events only on an open case"),
     "record_sla_breach": Rule(frozenset({Role.SYSTEM}), OPEN, "SLA events only on an open case"),
     "open_supervision": Rule(frozenset({Role.SYSTEM, Role.DISPATCHER}), OPEN, "督办 only an open case"),
+    "apply_sla_policy": Rule(frozenset({Role.SYSTEM}), OPEN, "a policy change moves only open clocks"),
 }
+_DUE_STATES = {"accept": frozenset({S.DISPATCHED}), "resolve": frozenset({S.DISPATCHED, S.ACCEPTED, S.RETURNED, S.SUSPENDED}),
+               "follow_up": frozenset({S.REPLIED})}
 
 
 def decide(case: Case, command: c.Command, meta: c.CommandMeta, ctx: Context) -> list[e.Event]:
@@ -321,6 +325,31 @@ def _sla_mark(kind: str) -> Callable[[Case, Any, c.CommandMeta, Context], list[e
     return handler
 
 
+def _apply_sla_policy(case: Case, cmd: c.ApplySlaPolicy, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    """Each open deadline moves by (new goal - previous goal): time already spent still counts."""
+    if cmd.policy_version != ctx.policy.version:
+        raise DomainError("conflict", f"this process runs SLA policy {ctx.policy.version!r}, not {cmd.policy_version!r}",
+                          field="policy_version")
+    if case.policy_version == cmd.policy_version:
+        return []
+    goal = ctx.policy.goal(case.category, case.priority)
+    previous = {"accept": cmd.previous_accept_minutes, "resolve": cmd.previous_resolve_minutes,
+                "follow_up": cmd.previous_follow_up_minutes}
+    moved: dict[str, datetime | None] = {}
+    for clock, states in _DUE_STATES.items():
+        due: datetime | None = getattr(case, f"{clock}_due")
+        delta = ctx.policy.goal_minutes(goal, clock) - previous[clock]
+        if due is None or case.status not in states or delta == 0:
+            moved[clock] = None
+        else:
+            moved[clock] = ctx.policy.after(goal, due, delta) if delta > 0 else ctx.policy.before(goal, due, -delta)
+    if all(v is None for v in moved.values()):
+        return []
+    return [e.SlaPolicyApplied(policy_version=cmd.policy_version, previous_version=cmd.previous_version,
+                               accept_due=moved["accept"], resolve_due=moved["resolve"],
+                               follow_up_due=moved["follow_up"])]
+
+
 def _assigned(case: Case) -> str:
     if case.department is None:
         raise DomainError("invalid_state", "the case has no assigned department",
@@ -336,4 +365,5 @@ _HANDLERS: dict[type[c.Command], Callable[[Case, Any, c.CommandMeta, Context], S
     c.Reply: _reply, c.Close: _close, c.Feedback: _feedback, c.Reopen: _reopen, c.Urge: _urge,
     c.Withdraw: _withdraw, c.RecordSlaWarning: _sla_mark("warning"),
     c.RecordSlaBreach: _sla_mark("breach"), c.OpenSupervision: _sla_mark("supervision"),
+    c.ApplySlaPolicy: _apply_sla_policy,
 }

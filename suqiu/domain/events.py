@@ -206,6 +206,17 @@ class SupervisionOpened(EventPayload):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class SlaPolicyApplied(EventPayload):
+    """Open clocks take a new policy's goals: each deadline moves by the change in its goal."""
+
+    policy_version: str
+    previous_version: str
+    accept_due: datetime | None
+    resolve_due: datetime | None
+    follow_up_due: datetime | None
+
+
 EVENT_TYPES: dict[str, type[EventPayload]] = {
     c.__name__: c
     for c in (
@@ -213,5 +224,6 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         MaterialsRequested, MaterialsSupplied, ExtensionRequested, ExtensionGranted,
         ExtensionDenied, AppealEscalated, UpperLevelReplied, AppealReplied, AppealClosed,
         FeedbackReceived, AppealReopened, Urged, SlaWarning, SlaBreached, SupervisionOpened,
+        SlaPolicyApplied,
     )
 }

@@ -75,6 +75,13 @@ def _changes(case: Case, event: e.Event) -> dict[str, Any]:
             return dict(sla_marks=case.sla_marks | {(p.clock, "warning")})
         case e.SlaBreached():
             return dict(sla_marks=case.sla_marks | {(p.clock, "breach")})
+        case e.SlaPolicyApplied():
+            moved = {c for c, due in (("accept", p.accept_due), ("resolve", p.resolve_due),
+                                      ("follow_up", p.follow_up_due)) if due is not None}
+            changes: dict[str, Any] = {f"{c}_due": getattr(p, f"{c}_due") for c in moved}
+            # A moved deadline earns its own warning; a breach already recorded stays recorded.
+            return dict(changes, policy_version=p.policy_version,
+                        sla_marks=frozenset(m for m in case.sla_marks if not (m[0] in moved and m[1] == "warning")))
         case e.SupervisionOpened():
             return dict(sla_marks=case.sla_marks | {(p.clock, "supervision")}, supervised=True)
     raise TypeError(f"unknown event payload {type(p).__name__}")

@@ -103,6 +103,8 @@ class Case:
     # repeat as a no-op so timers may fire twice without a duplicate event.
     sla_marks: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     supervised: bool = False
+    # The SLA policy version last applied to the open clocks ("" = the one in force at dispatch).
+    policy_version: str = ""
 
     @property
     def is_open(self) -> bool:

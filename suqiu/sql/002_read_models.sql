@@ -104,3 +104,11 @@ CREATE TABLE IF NOT EXISTS relay_offsets (
     "offset"  bigint  NOT NULL,
     PRIMARY KEY (topic, partition)
 );
+
+-- Every SLA policy a worker has run, so a change can say which goals it replaces.
+CREATE TABLE IF NOT EXISTS sla_policy_versions (
+    version        text PRIMARY KEY,
+    document       text        NOT NULL,
+    activated_at   timestamptz NOT NULL,
+    rolled_out_at  timestamptz
+);

@@ -15,7 +15,7 @@ from projections import queries
 from schemas.codec import to_json_value
 from suqiu.domain import Case, DomainError
 from suqiu.domain.clocks import sla_status
-from suqiu.domain.model import Actor, Status
+from suqiu.domain.model import Actor, Role, Status
 from suqiu.domain.refdata import Jurisdiction
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
@@ -48,7 +48,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except DomainError as exc:
-        log.info("request refused", path=request.path, code=exc.code, reason=exc.message)
+        refused = exc.code in ("unauthorized", "forbidden")
+        # Refused access is a security record: warning level, the key's prefix only, never the secret.
+        (log.warning if refused else log.info)(
+            "access refused" if refused else "request refused", path=request.path, code=exc.code,
+            reason=exc.message, key_prefix=_prefix(request))
         return error_response(exc.code, exc.message, **exc.details)
     except web.HTTPRequestEntityTooLarge:
         return error_response("too_large", f"request body over {MAX_BODY} bytes", limit=MAX_BODY)
@@ -72,10 +76,14 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         raise DomainError("unauthorized", "missing bearer key: send Authorization: Bearer <key>")
     info = await request.app[RUNTIME].keys.resolve(header[7:].strip())
     if info is None:
-        log.info("refused key", path=request.path, key_prefix=header[7:19])
         raise DomainError("unauthorized", "unknown or revoked key")
     request[ACTOR] = info.actor
     return await handler(request)
+
+
+def _prefix(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[7:19] if header.startswith("Bearer ") and len(header) > 7 else None
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -128,12 +136,35 @@ async def command(request: web.Request) -> web.Response:
     return json_response(result.as_dict())
 
 
-async def get_case(request: web.Request) -> web.Response:
+async def readable_case(request: web.Request) -> Case:
+    """The case, if this key may read it: a department reads the cases it holds or has held."""
     rt = request.app[RUNTIME]
     case = await rt.service.load(request.match_info["case_id"])
     if case.seq == 0:
         raise DomainError("not_found", f"no case {case.case_id}", case_id=case.case_id)
-    return json_response(case_view(case, rt.clock.now()))
+    actor = request[ACTOR]
+    if actor.role is Role.DEPARTMENT and case.department != actor.department:
+        async with rt.pool.connection() as conn:
+            cur = await conn.execute("SELECT 1 FROM assignments WHERE case_id = %s AND department = %s LIMIT 1",
+                                     (case.case_id, actor.department))
+            held = await cur.fetchone() is not None
+        if not held:
+            raise DomainError("forbidden", f"department {actor.department} may read only cases assigned to it",
+                              rule="department scoping: reads too", department=actor.department)
+    return case
+
+
+def own_department(request: web.Request, code: str | None) -> None:
+    """Department keys see their own department's cases and figures, nobody else's."""
+    actor = request[ACTOR]
+    if actor.role is Role.DEPARTMENT and code != actor.department:
+        raise DomainError("forbidden", f"department {actor.department} may read only its own figures and cases",
+                          rule="department scoping: reads too", department=actor.department)
+
+
+async def get_case(request: web.Request) -> web.Response:
+    case = await readable_case(request)
+    return json_response(case_view(case, request.app[RUNTIME].clock.now()))
 
 
 def case_view(case: Case, now: datetime) -> dict[str, Any]:
@@ -146,7 +177,7 @@ def case_view(case: Case, now: datetime) -> dict[str, Any]:
 
 async def history(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    case_id = request.match_info["case_id"]
+    case_id = (await readable_case(request)).case_id
     async with rt.pool.connection() as conn:
         rows = await store.read_history(conn, case_id)
     if not rows:
@@ -186,6 +217,9 @@ async def list_appeals(request: web.Request) -> web.Response:
     if state is not None and state not in {s.value for s in Status if s is not Status.NEW}:
         raise DomainError("invalid_input", f"state: unknown state {state!r}", field="state")
     department = q.get("department")
+    if request[ACTOR].role is Role.DEPARTMENT:
+        department = department or request[ACTOR].department
+        own_department(request, department)
     if department is not None and department not in rt.context.departments:
         raise DomainError("invalid_input", f"department: unknown department {department!r}", field="department")
     overdue = {"true": True, "false": False, None: None}.get(q.get("overdue"), "bad")
@@ -225,6 +259,7 @@ async def department_load(request: web.Request) -> web.Response:
     dept = rt.context.departments.get(code)
     if dept is None:
         raise DomainError("not_found", f"no department {code}", department=code)
+    own_department(request, code)
     now = rt.clock.now()
     async with rt.pool.connection() as conn:
         figures = await queries.figures(conn, [code], now)
@@ -235,6 +270,7 @@ async def jurisdiction_kpis(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     ctx = rt.context
     code = request.match_info["code"]
+    own_department(request, None)
     if code not in ctx.jurisdictions:
         raise DomainError("not_found", f"no jurisdiction {code}", jurisdiction=code)
     nodes = subtree(ctx.jurisdictions, code)

@@ -8,6 +8,7 @@ import sys
 
 from suqiu import logs
 from suqiu.config import Settings
+from suqiu.domain.model import Role
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("relay", help="the outbox relay alone (every worker also runs one; one is active at a time)")
     mig = sub.add_parser("migrate", help="create/upgrade the database schema; safe to run twice")
     mig.add_argument("--seed", action="store_true", help="also load the Tianjin-like reference data")
+    keys = sub.add_parser("keys", help="API keys: create (the secret is shown once), list, revoke")
+    ks = keys.add_subparsers(dest="keys_command", required=True)
+    kc = ks.add_parser("create")
+    kc.add_argument("--role", required=True, choices=[r.value for r in Role])
+    kc.add_argument("--department", help="required for, and only for, --role department")
+    kc.add_argument("--label", help="who holds it, e.g. the integrating system's name")
+    kc.add_argument("--system", help="the system id the key acts in (default SUQIU_SYSTEM_ID)")
+    ks.add_parser("list")
+    kr = ks.add_parser("revoke")
+    kr.add_argument("prefix", help="the key's first 12 characters, as `suqiu keys list` shows them")
     from replay.cli import add_parser
 
     add_parser(sub)
@@ -54,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "migrate":
         return run_migrate(settings, seed=args.seed)
+    if args.command == "keys":
+        return run_keys(settings, args)
     if args.command == "replay":
         from replay.cli import run
 
@@ -91,6 +104,42 @@ def run_migrate(settings: Settings, *, seed: bool) -> int:
         created = asyncio.run(ensure_topics(settings))
     sys.stdout.write(f"migrations applied: {', '.join(applied) or 'none (up to date)'}\n")
     sys.stdout.write(f"topics created: {', '.join(created) or 'none'}\n")
+    return 0
+
+
+def run_keys(settings: Settings, args: argparse.Namespace) -> int:
+    import psycopg
+
+    from suqiu.store.keys import create_key, list_keys, revoke_key
+
+    if not settings.database_url:
+        sys.stderr.write("set SUQIU_DATABASE_URL\n")
+        return 2
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        if args.keys_command == "create":
+            department = args.department
+            if department is not None and conn.execute("SELECT 1 FROM departments WHERE code = %s",
+                                                       (department,)).fetchone() is None:
+                sys.stderr.write(f"--department: unknown department {department!r}\n")
+                return 2
+            try:
+                secret = create_key(conn, args.system or settings.system_id, Role(args.role), department, args.label)
+            except ValueError as exc:
+                sys.stderr.write(f"--department: {exc}\n")
+                return 2
+            sys.stdout.write(f"{secret}\n")
+            sys.stderr.write("store it now: only its SHA-256 is kept, it cannot be shown again\n")
+        elif args.keys_command == "list":
+            for k in list_keys(conn):
+                state = f"revoked {k['revoked_at']:%Y-%m-%d %H:%M}" if k["revoked_at"] else "active"
+                sys.stdout.write(f"{k['prefix']}  {k['system']:<10} {k['role']:<10} {k['department'] or '-':<16} "
+                                 f"{state:<24} {k['label'] or ''}\n")
+        else:
+            n = revoke_key(conn, args.prefix)
+            if n == 0:
+                sys.stderr.write(f"no active key with prefix {args.prefix!r}\n")
+                return 1
+            sys.stdout.write(f"revoked {n} key(s); API processes stop accepting it within seconds\n")
     return 0
 
 

@@ -40,6 +40,21 @@ def create_key(
     return secret
 
 
+def list_keys(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Every key by its prefix; never the secret (it is not stored)."""
+    cur = conn.execute("SELECT key_prefix, system_id, role, department, label, created_at, revoked_at "
+                       "FROM api_keys ORDER BY created_at, key_prefix")
+    names = ("prefix", "system", "role", "department", "label", "created_at", "revoked_at")
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def revoke_key(conn: psycopg.Connection[Any], prefix: str) -> int:
+    """Revoke the live key(s) whose prefix is `prefix`; resolvers forget it within CACHE_SECONDS."""
+    cur = conn.execute("UPDATE api_keys SET revoked_at = now() WHERE key_prefix = %s AND revoked_at IS NULL",
+                       (prefix,))
+    return cur.rowcount
+
+
 class KeyResolver:
     """Looks up bearer secrets with a short cache."""
 

@@ -11,6 +11,7 @@ import structlog
 from mode import Service
 
 from projections.projector import Projector
+from streams.feeds import JurisdictionFeeds, feed_topic
 from streams.intake import CommandIntake
 from streams.projecting import EventsConsumer
 from streams.relay import run_relay
@@ -93,6 +94,23 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 await (await outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers))
             if good:
                 await consumer.project(good)
+
+    if settings.jurisdiction_feeds:
+        feeds_out = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
+                     for name in (feed_topic(settings, j) for j in settings.jurisdiction_feeds)}
+
+        @app.agent(events, name="jurisdiction-feeds")
+        async def jurisdiction_feeds(stream: faust.StreamT[bytes]) -> None:
+            await rt.ready.wait()
+            r = rt.runtime
+            router = JurisdictionFeeds(settings, r.pool, r.codec, lambda: r.context.jurisdictions)
+            async for batch in stream.take_events(settings.projector_batch, within=0.05):
+                routes = await router.route([(ev.key, ev.value) for ev in batch])
+                # Sent in order and acknowledged before the batch's offsets move: per-case order holds.
+                pending = [await feeds_out[t].send(key=ev.key, value=ev.value, headers=_header_pairs(ev.headers))
+                           for ev, topics in zip(batch, routes, strict=True) for t in topics]
+                for fut in pending:
+                    await fut
 
     @app.timer(interval=settings.timer_interval)
     async def sla_timers() -> None:

@@ -8,13 +8,15 @@ import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams.feeds import feed_topic
 from suqiu.config import Settings
 
 log = structlog.get_logger(__name__)
 
 
 def contract_topics(settings: Settings) -> list[str]:
-    return [settings.events_topic, settings.commands_topic, settings.results_topic, settings.dlq_topic]
+    feeds = [feed_topic(settings, j) for j in settings.jurisdiction_feeds]
+    return [settings.events_topic, settings.commands_topic, settings.results_topic, settings.dlq_topic, *feeds]
 
 
 async def ensure_topics(settings: Settings, replication: int = 1, extra: list[str] | None = None) -> list[str]:

@@ -19,6 +19,7 @@ class Settings:
     partitions: int = 6
     timer_interval: float = 0.5
     projector_batch: int = 2000
+    jurisdiction_feeds: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -34,6 +35,8 @@ class Settings:
             partitions=int(env.get("SUQIU_PARTITIONS") or 6),
             timer_interval=float(env.get("SUQIU_TIMER_INTERVAL") or 0.5),
             projector_batch=int(env.get("SUQIU_PROJECTOR_BATCH") or 2000),
+            jurisdiction_feeds=tuple(j.strip() for j in (env.get("SUQIU_JURISDICTION_FEEDS") or "").split(",")
+                                     if j.strip()),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -45,6 +48,7 @@ class Settings:
             "SUQIU_PARTITIONS": str(self.partitions),
             "SUQIU_TIMER_INTERVAL": str(self.timer_interval),
             "SUQIU_PROJECTOR_BATCH": str(self.projector_batch),
+            "SUQIU_JURISDICTION_FEEDS": ",".join(self.jurisdiction_feeds),
         }
         for key, value in (("SUQIU_KAFKA_BOOTSTRAP", self.kafka_bootstrap), ("SUQIU_DATABASE_URL", self.database_url),
                            ("SUQIU_SLA_POLICY", self.sla_policy)):

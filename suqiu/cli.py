@@ -23,6 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("relay", help="the outbox relay alone (every worker also runs one; one is active at a time)")
     mig = sub.add_parser("migrate", help="create/upgrade the database schema; safe to run twice")
     mig.add_argument("--seed", action="store_true", help="also load the Tianjin-like reference data")
+    imp = sub.add_parser("import", help="load historical appeals from CSV with a column mapping (TOML)")
+    imp.add_argument("file", help="the CSV file (its encoding is declared in the mapping)")
+    imp.add_argument("--mapping", required=True, help="TOML: source_system, encoding, [columns], [values], [defaults]")
+    imp.add_argument("--rejects", help="where bad rows go (default FILE.rejects.csv)")
     keys = sub.add_parser("keys", help="API keys: create (the secret is shown once), list, revoke")
     ks = keys.add_subparsers(dest="keys_command", required=True)
     kc = ks.add_parser("create")
@@ -65,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "migrate":
         return run_migrate(settings, seed=args.seed)
+    if args.command == "import":
+        return asyncio.run(run_import(settings, args))
     if args.command == "keys":
         return run_keys(settings, args)
     if args.command == "replay":
@@ -105,6 +111,49 @@ def run_migrate(settings: Settings, *, seed: bool) -> int:
     sys.stdout.write(f"migrations applied: {', '.join(applied) or 'none (up to date)'}\n")
     sys.stdout.write(f"topics created: {', '.join(created) or 'none'}\n")
     return 0
+
+
+async def run_import(settings: Settings, args: argparse.Namespace) -> int:
+    import csv
+    import time
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from suqiu.importer import MappingError, import_csv, load_mapping, write_rejects
+    from suqiu.runtime import Runtime
+
+    if not settings.database_url:
+        sys.stderr.write("set SUQIU_DATABASE_URL\n")
+        return 2
+    path = Path(args.file)
+    try:
+        mapping = load_mapping(Path(args.mapping))
+    except MappingError as exc:
+        sys.stderr.write(f"--mapping: {exc}\n")
+        return 2
+    runtime = await Runtime(settings).open()
+    started = time.perf_counter()
+    try:
+        with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task(f"importing {path.name}", total=None)
+            outcome = await import_csv(runtime.service, settings.system_id, path, mapping,
+                                       progress=lambda n: bar.advance(task, n))
+    except (MappingError, OSError) as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    finally:
+        await runtime.close()
+    seconds = time.perf_counter() - started
+    rejects = Path(args.rejects or f"{path}.rejects.csv")
+    if outcome.rejected:
+        header = next(csv.reader([path.read_bytes().decode(mapping.encoding).splitlines()[0]],
+                                 delimiter=mapping.delimiter))
+        write_rejects(rejects, outcome, header)
+    sys.stdout.write(f"{outcome.rows} rows in {seconds:.1f} s ({outcome.rows / max(seconds, 1e-9):,.0f} rows/s): "
+                     f"{outcome.imported} imported, {outcome.already} already imported, "
+                     f"{len(outcome.rejected)} rejected" + (f" (see {rejects})" if outcome.rejected else "") + "\n")
+    return 1 if outcome.rejected else 0
 
 
 def run_keys(settings: Settings, args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from schemas.codec import GENESIS, Codec, stored_hash
 from suqiu.clock import Clock, SystemClock
 from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve
-from suqiu.domain.commands import Submit, parse_command
+from suqiu.domain.commands import ImportCase, Submit, parse_command
 from suqiu.domain.model import Actor
 from suqiu.domain.refdata import Context
 from suqiu.store import events as store
@@ -118,7 +118,8 @@ class CommandService:
                 now = self._clock.now()
                 meta = CommandMeta(
                     command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
-                    event_ids=(self._new_id(), self._new_id()), expected_seq=req.expected_seq,
+                    event_ids=tuple(self._new_id() for _ in range(8 if isinstance(command, ImportCase) else 2)),
+                    expected_seq=req.expected_seq,
                     correlation_id=req.correlation_id, causation_id=req.causation_id,
                 )
                 events = decide(case, command, meta, self._context())

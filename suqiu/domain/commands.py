@@ -60,6 +60,19 @@ class Submit(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ImportCase(Submit):
+    """A historical appeal with its original times (历史数据导入): submitted, and as far as it went."""
+
+    type: ClassVar[str] = "import_case"
+    submitted_at: datetime
+    department: str = _text(64, required=False)
+    replied_at: datetime | None = None
+    reply: str = _text(LONG_TEXT, required=False)
+    closed_at: datetime | None = None
+    outcome: str = _text(32, required=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Dispatch(Command):
     """派单 to a department."""
 
@@ -240,10 +253,10 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         Submit, Dispatch, Accept, Return, Transfer, RequestMaterials, SupplyMaterials,
         RequestExtension, GrantExtension, DenyExtension, Escalate, RecordUpperLevelReply,
         Reply, Close, Feedback, Reopen, Urge, Withdraw, RecordSlaWarning, RecordSlaBreach,
-        OpenSupervision, ApplySlaPolicy,
+        OpenSupervision, ApplySlaPolicy, ImportCase,
     )
 }
-LIFECYCLE_TYPES = frozenset(COMMAND_TYPES) - {"submit"}
+LIFECYCLE_TYPES = frozenset(COMMAND_TYPES) - {"submit", "import_case"}
 
 
 def parse_command(type_name: str, body: typing.Mapping[str, Any]) -> Command:

@@ -82,17 +82,17 @@ def decide(case: Case, command: c.Command, meta: c.CommandMeta, ctx: Context) ->
             f"expected_seq {meta.expected_seq} does not match the case's seq {case.seq}",
             expected_seq=meta.expected_seq, actual_seq=case.seq,
         )
-    if isinstance(command, c.Submit):
-        payloads: list[e.EventPayload] = [_submit(case, command, meta, ctx)]
+    timed: list[tuple[e.EventPayload, datetime]]
+    if isinstance(command, c.ImportCase):
+        timed = _import(case, command, meta, ctx)
+    elif isinstance(command, c.Submit):
+        timed = [(_submit(case, command, meta, ctx), command.occurred_at or meta.issued_at)]
     else:
         if case.status is Status.NEW:
             raise DomainError("not_found", f"no case {meta.case_id}", case_id=meta.case_id)
         _authorize(case, command.type, meta)
-        payloads = list(_HANDLERS[type(command)](case, command, meta, ctx))
-    occurred = meta.issued_at
-    if isinstance(command, c.Submit) and command.occurred_at is not None:
-        occurred = command.occurred_at
-    if len(payloads) > len(meta.event_ids):
+        timed = [(p, meta.issued_at) for p in _HANDLERS[type(command)](case, command, meta, ctx)]
+    if len(timed) > len(meta.event_ids):
         raise ValueError("not enough event ids supplied for the events decided")
     return [
         e.Event(
@@ -107,7 +107,7 @@ def decide(case: Case, command: c.Command, meta: c.CommandMeta, ctx: Context) ->
             causation_id=meta.causation_id or meta.command_id,
             payload=p,
         )
-        for i, p in enumerate(payloads)
+        for i, (p, occurred) in enumerate(timed)
     ]
 
 
@@ -158,6 +158,54 @@ def _submit(case: Case, cmd: c.Submit, meta: c.CommandMeta, ctx: Context) -> e.E
         jurisdiction=cmd.jurisdiction, title=cmd.title, content=cmd.content,
         source_system=cmd.source_system, source_ref=cmd.source_ref,
     )
+
+
+IMPORTING = frozenset({Role.SYSTEM, Role.ADMIN})
+
+
+def _import(case: Case, cmd: c.ImportCase, meta: c.CommandMeta, ctx: Context) -> list[tuple[e.EventPayload, datetime]]:
+    """A historical case as far as it went, each event at its original time; a resolve deadline
+    that the historical reply missed is recorded as the breach it was, at the deadline."""
+    if meta.actor.role not in IMPORTING:
+        raise DomainError("forbidden", f"role {meta.actor.role.value} may not import history",
+                          rule="import is for system, admin", role=meta.actor.role.value)
+    at = cmd.submitted_at
+    if at > meta.issued_at:
+        raise invalid("submitted_at", "is in the future")
+    submitted = _submit(case, cmd, meta, ctx)
+    out: list[tuple[e.EventPayload, datetime]] = [(submitted, at)]
+    if cmd.replied_at is not None:
+        if not cmd.department:
+            raise invalid("department", "is required for a case that was replied to")
+        if cmd.replied_at < at:
+            raise invalid("replied_at", f"is before submitted_at ({at.isoformat()})")
+        if cmd.replied_at > meta.issued_at:
+            raise invalid("replied_at", "is in the future")
+    if cmd.closed_at is not None:
+        _check_vocab("outcome", cmd.outcome, OUTCOMES)
+        if cmd.closed_at < (cmd.replied_at or at):
+            raise invalid("closed_at", "is before the reply (or the submission)")
+        if cmd.closed_at > meta.issued_at:
+            raise invalid("closed_at", "is in the future")
+        if cmd.replied_at is None and cmd.outcome not in ("duplicate", "withdrawn"):
+            raise invalid("replied_at", f"is required to close with outcome {cmd.outcome}")
+    if cmd.department:
+        _known_department(ctx, cmd.department)
+        goal = ctx.policy.goal(cmd.category, cmd.priority)
+        resolve_due = ctx.policy.after(goal, at, goal.resolve_minutes)
+        out.append((e.AppealDispatched(department=cmd.department, note=None,
+                                       accept_due=ctx.policy.after(goal, at, goal.accept_minutes),
+                                       resolve_due=resolve_due), at))
+        if cmd.replied_at is not None:
+            out.append((e.AppealAccepted(department=cmd.department), at))
+            if cmd.replied_at > resolve_due:
+                out.append((e.SlaBreached(clock="resolve", due_at=resolve_due), resolve_due))
+            out.append((e.AppealReplied(department=cmd.department, content=cmd.reply or "（历史数据未记录答复内容）",
+                                        follow_up_due=ctx.policy.after(goal, cmd.replied_at, goal.follow_up_minutes)),
+                        cmd.replied_at))
+    if cmd.closed_at is not None:
+        out.append((e.AppealClosed(outcome=cmd.outcome, note="历史数据导入"), cmd.closed_at))
+    return out
 
 
 def _known_department(ctx: Context, code: str) -> None:

@@ -1,0 +1,195 @@
+"""`suqiu import`: historical appeals from CSV, mapped by a TOML file, as import_case commands.
+
+Each good row becomes one case in one transaction (so no live SLA timer ever sees a closed
+historical case half-built); each bad row goes to the rejects file with its row number and
+the reason, and the good rows still import. Command ids derive from (source system, source
+reference), so running the same import twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import io
+import re
+import tomllib
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from suqiu.domain import DomainError
+from suqiu.domain.model import Actor, Role
+from suqiu.service import CommandRequest, CommandService
+
+NAMESPACE = uuid.UUID("9a1f3c1e-3b55-4c5e-8a57-0d8f7c0b2e11")
+REQUIRED = ("source_ref", "submitted_at", "uscc", "enterprise_name", "channel", "category", "jurisdiction",
+            "title", "content")
+OPTIONAL = ("contact_name", "contact_phone", "priority", "department", "replied_at", "reply", "closed_at", "outcome")
+TIMES = ("submitted_at", "replied_at", "closed_at")
+BODY_TO_COLUMN = {"enterprise.uscc": "uscc", "enterprise.name": "enterprise_name",
+                  "enterprise.contact_name": "contact_name", "enterprise.contact_phone": "contact_phone"}
+_EXCEL_SERIAL = re.compile(r"^\d{4,6}(\.\d+)?$")
+_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d",
+            "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日", "%Y%m%d%H%M%S")
+
+
+class MappingError(Exception):
+    """The mapping file is wrong; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportMapping:
+    source_system: str
+    encoding: str
+    delimiter: str
+    offset: timezone
+    columns: Mapping[str, str]
+    values: Mapping[str, Mapping[str, str]]
+    defaults: Mapping[str, str]
+
+
+@dataclass
+class Outcome:
+    rows: int = 0
+    imported: int = 0
+    already: int = 0
+    rejected: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
+
+
+def load_mapping(path: Path) -> ImportMapping:
+    try:
+        doc = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise MappingError(f"{path}: {exc}") from None
+    columns = doc.get("columns", {})
+    missing = [f for f in REQUIRED if f not in columns]
+    if missing:
+        raise MappingError(f"{path}: columns.{missing[0]} is required (the CSV header holding it)")
+    unknown = sorted(set(columns) - set(REQUIRED) - set(OPTIONAL))
+    if unknown:
+        raise MappingError(f"{path}: columns.{unknown[0]} is not a field (known: {', '.join(REQUIRED + OPTIONAL)})")
+    if "source_system" not in doc:
+        raise MappingError(f"{path}: source_system is required (names the system the rows came from)")
+    m = re.fullmatch(r"([+-])(\d\d):(\d\d)", doc.get("utc_offset", "+08:00"))
+    if not m:
+        raise MappingError(f"{path}: utc_offset must look like +08:00")
+    sign = 1 if m.group(1) == "+" else -1
+    offset = timezone(sign * timedelta(hours=int(m.group(2)), minutes=int(m.group(3))))
+    encoding = doc.get("encoding", "utf-8-sig")
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise MappingError(f"{path}: encoding: unknown text encoding {encoding!r}") from None
+    return ImportMapping(str(doc["source_system"]), encoding, doc.get("delimiter", ","), offset, columns,
+                    doc.get("values", {}), doc.get("defaults", {}))
+
+
+def parse_time(raw: str, offset: timezone, column: str) -> datetime:
+    text = raw.strip()
+    if _EXCEL_SERIAL.match(text):
+        raise ValueError(f"{column}: {text!r} looks like an Excel serial number; export dates as text")
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        for fmt in _FORMATS:
+            try:
+                t = datetime.strptime(text, fmt)
+                break
+            except ValueError:
+                continue
+        else:
+            raise ValueError(f"{column}: {text!r} is not a date-time") from None
+    return t if t.tzinfo else t.replace(tzinfo=offset)
+
+
+def row_body(row: Mapping[str, str], m: ImportMapping) -> dict[str, Any]:
+    """A CSV row as an import_case body; ValueError names the column and the problem."""
+    def get(name: str) -> str:
+        header = m.columns.get(name)
+        raw = (row.get(header) or "").strip() if header else ""
+        raw = raw or m.defaults.get(name, "")
+        return m.values.get(name, {}).get(raw, raw)
+
+    for name in REQUIRED:
+        if not get(name):
+            raise ValueError(f"{m.columns[name]}: required ({name}) but empty")
+    times = {name: parse_time(get(name), m.offset, m.columns.get(name, name)) if get(name) else None
+             for name in TIMES}
+    submitted = times["submitted_at"]
+    assert submitted is not None
+    for name in ("replied_at", "closed_at"):
+        t = times[name]
+        if t is not None and t < submitted:
+            raise ValueError(f"{m.columns[name]}: {t.isoformat()} is before the submission ({submitted.isoformat()})")
+    body: dict[str, Any] = {
+        "source_system": m.source_system, "source_ref": get("source_ref"),
+        "enterprise": {"uscc": get("uscc"), "name": get("enterprise_name"),
+                       "contact_name": get("contact_name") or None, "contact_phone": get("contact_phone") or None},
+        "channel": get("channel"), "category": get("category"), "priority": get("priority") or "normal",
+        "jurisdiction": get("jurisdiction"), "title": get("title"), "content": get("content"),
+        "submitted_at": submitted.isoformat(), "department": get("department"), "reply": get("reply"),
+        "replied_at": times["replied_at"].isoformat() if times["replied_at"] else None,
+        "closed_at": times["closed_at"].isoformat() if times["closed_at"] else None,
+        "outcome": get("outcome") if times["closed_at"] else "",
+    }
+    return body
+
+
+async def import_csv(service: CommandService, system_id: str, csv_path: Path, m: ImportMapping, *,
+                     concurrency: int = 16, progress: Callable[[int], None] | None = None) -> Outcome:
+    raw = csv_path.read_bytes()
+    try:
+        text = raw.decode(m.encoding)
+    except UnicodeDecodeError as exc:
+        raise MappingError(f"{csv_path}: not {m.encoding} text ({exc}); set encoding in the mapping") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=m.delimiter)
+    absent = sorted({h for h in m.columns.values()} - set(reader.fieldnames or []))
+    if absent:
+        raise MappingError(f"{csv_path}: no column {absent[0]!r} in the header")
+    actor = Actor(system_id, Role.SYSTEM, person="history-import")
+    correlation = f"import:{hashlib.sha256(raw).hexdigest()[:16]}"
+    out = Outcome()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(line: int, row: dict[str, str]) -> None:
+        try:
+            body = row_body(row, m)
+        except ValueError as exc:
+            out.rejected.append((line, str(exc), row))
+            return
+        command_id = str(uuid.uuid5(NAMESPACE, f"{m.source_system}/{body['source_ref']}"))
+        async with gate:
+            try:
+                result = await service.execute(CommandRequest("import_case", command_id, actor, body,
+                                                              correlation_id=correlation))
+            except DomainError as exc:
+                name = str(exc.details.get("field") or "")
+                column = m.columns.get(BODY_TO_COLUMN.get(name, name))
+                reason = exc.message.removeprefix(f"{name}: ")
+                out.rejected.append((line, f"{column or name or 'row'}: {reason}", row))
+                return
+        if result.status == "duplicate":
+            out.already += 1
+        else:
+            out.imported += 1
+        if progress is not None:
+            progress(1)
+
+    rows = list(reader)
+    out.rows = len(rows)
+    # Row numbers as a spreadsheet shows them: the header is row 1.
+    await asyncio.gather(*(one(i, r) for i, r in enumerate(rows, 2)))
+    out.rejected.sort(key=lambda r: r[0])
+    return out
+
+
+def write_rejects(path: Path, out: Outcome, header: list[str]) -> None:
+    with open(path, "w", encoding="utf-8-sig", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "reason", *header])
+        for line, reason, row in out.rejected:
+            w.writerow([line, reason, *(row.get(h, "") for h in header)])

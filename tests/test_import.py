@@ -1,0 +1,137 @@
+"""History import: a GB18030 CSV with Chinese headers, good rows in, bad rows to the rejects file."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from schemas.codec import Codec
+from suqiu.cli import main
+from suqiu.config import Settings
+from suqiu.runtime import Runtime
+from tests.kafka_helpers import faust_worker
+from tests.sla_helpers import caught_up, eventually, query
+
+HEADER = ["工单编号", "受理时间", "统一社会信用代码", "企业名称", "来源渠道", "诉求类别", "所属区域", "诉求标题",
+          "诉求内容", "承办单位", "答复时间", "答复内容", "办结时间", "办结结果"]
+GOOD = "91110000600037341L"
+ROWS = [
+    # 2: replied within 5 working days, closed, resolved
+    ["H-001", "2025-03-03 09:30", GOOD, "天津某某科技有限公司", "12345热线", "行政审批", "tj-binhai", "施工许可进度",
+     "希望了解审批进度", "滨海新区行政审批局", "2025-03-05 16:00", "已加快办理", "2025-03-06 10:00", "已解决"],
+    # 3: replied after the 5-day deadline (Mon 3 Mar 9:30 -> Mon 10 Mar 9:30): a retroactive breach
+    ["H-002", "2025/3/3 9:30", GOOD, "天津滨海新材料有限公司", "网站", "人才劳动", "tj-teda", "人才落户",
+     "落户政策咨询", "滨海新区人力资源和社会保障局", "2025/3/12 11:00", "已答复", "2025/3/13 09:00", "解释说明"],
+    # 4: still open at the time of the export
+    ["H-003", "2025年3月4日 10:00", GOOD, "天津自贸区物流有限公司", "12345热线", "行政审批", "tj-ftz", "通关",
+     "通关效率", "滨海新区行政审批局", "", "", "", ""],
+    # 5: an Excel serial number for a date
+    ["H-004", "45720.5", GOOD, "某公司", "12345热线", "行政审批", "tj-binhai", "标题", "内容", "", "", "", "", ""],
+    # 6: a reply before the submission
+    ["H-005", "2025-03-05 10:00", GOOD, "某公司", "12345热线", "行政审批", "tj-binhai", "标题", "内容",
+     "滨海新区行政审批局", "2025-03-04 10:00", "答复", "", ""],
+    # 7: a required field missing
+    ["H-006", "2025-03-05 10:00", GOOD, "某公司", "12345热线", "行政审批", "tj-binhai", "", "内容", "", "", "", "",
+     ""],
+    # 8: an invalid unified social credit code
+    ["H-007", "2025-03-05 10:00", "91110000600037341X", "某公司", "12345热线", "行政审批", "tj-binhai", "标题",
+     "内容", "", "", "", "", ""],
+]
+MAPPING = """
+source_system = "tj-12345-legacy"
+encoding = "gb18030"
+[columns]
+source_ref = "工单编号"
+submitted_at = "受理时间"
+uscc = "统一社会信用代码"
+enterprise_name = "企业名称"
+channel = "来源渠道"
+category = "诉求类别"
+jurisdiction = "所属区域"
+title = "诉求标题"
+content = "诉求内容"
+department = "承办单位"
+replied_at = "答复时间"
+reply = "答复内容"
+closed_at = "办结时间"
+outcome = "办结结果"
+[values.channel]
+"12345热线" = "hotline"
+"网站" = "web"
+[values.category]
+"行政审批" = "approval"
+"人才劳动" = "labor"
+[values.department]
+"滨海新区行政审批局" = "bh-approval"
+"滨海新区人力资源和社会保障局" = "bh-hrss"
+[values.outcome]
+"已解决" = "resolved"
+"解释说明" = "explained"
+"""
+
+
+def write_csv(path: Path) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(HEADER)
+    w.writerows(ROWS)
+    path.write_bytes(buf.getvalue().encode("gb18030"))
+
+
+async def test_import_good_rows_reject_bad_ones_and_twice_adds_nothing(
+        topics: Settings, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    s = topics.with_(timer_interval=0.05)
+    assert s.database_url
+    monkeypatch.setenv("SUQIU_DATABASE_URL", s.database_url)
+    data, mapping = tmp_path / "history.csv", tmp_path / "map.toml"
+    write_csv(data)
+    mapping.write_text(MAPPING, "utf-8")
+    code = await asyncio.to_thread(main, ["import", str(data), "--mapping", str(mapping)])
+    out = capsys.readouterr().out
+    assert code == 1 and "7 rows" in out and "3 imported, 0 already imported, 4 rejected" in out, out
+    rejects = list(csv.reader((tmp_path / "history.csv.rejects.csv").read_text("utf-8-sig").splitlines()))
+    assert rejects[0][:3] == ["row", "reason", "工单编号"]
+    reasons = {int(r[0]): r[1] for r in rejects[1:]}
+    assert sorted(reasons) == [5, 6, 7, 8]
+    assert "Excel serial number" in reasons[5]
+    assert "before the submission" in reasons[6]
+    assert reasons[7].startswith("诉求标题: required")
+    assert reasons[8].startswith("统一社会信用代码: ") and "check" in reasons[8], reasons[8]
+
+    codec = Codec()
+    events = [(r[0], r[1], codec.decode_event(bytes(r[2])))
+              for r in query(s, "SELECT case_id, seq, data FROM events ORDER BY case_id, seq")]
+    by_ref: dict[str, list[str]] = {}
+    for case_id, _, ev in events:
+        if ev.event_type == "AppealSubmitted":
+            by_ref[getattr(ev.payload, "source_ref")] = [case_id]
+            assert getattr(ev.payload, "title") in ("施工许可进度", "人才落户", "通关")  # Chinese text intact
+            assert ev.actor.person == "history-import" and (ev.correlation_id or "").startswith("import:")
+    types = {ref: [ev.event_type for c, _, ev in events if c == ids[0]] for ref, ids in by_ref.items()}
+    assert types["H-001"] == ["AppealSubmitted", "AppealDispatched", "AppealAccepted", "AppealReplied", "AppealClosed"]
+    assert types["H-002"] == ["AppealSubmitted", "AppealDispatched", "AppealAccepted", "SlaBreached",
+                              "AppealReplied", "AppealClosed"]
+    assert types["H-003"] == ["AppealSubmitted", "AppealDispatched"]
+    closed = next(ev for c, _, ev in events if c == by_ref["H-001"][0] and ev.event_type == "AppealClosed")
+    assert closed.occurred_at.isoformat() == "2025-03-06T02:00:00+00:00"  # the original time, in UTC
+
+    # Again: nothing new.
+    before = query(s, "SELECT count(*) FROM events")[0][0]
+    code = await asyncio.to_thread(main, ["import", str(data), "--mapping", str(mapping)])
+    assert "0 imported, 3 already imported" in capsys.readouterr().out
+    assert query(s, "SELECT count(*) FROM events")[0][0] == before
+
+    # A live worker breaches the case still open; the closed historical ones get nothing new.
+    async with faust_worker(s, runtime.clock):
+        open_case = by_ref["H-003"][0]
+        await eventually(lambda: query(s, "SELECT count(*) FROM events WHERE case_id = %s AND "
+                                          "event_type = 'SlaBreached'", open_case)[0][0], lambda n: n >= 1)
+        for ref in ("H-001", "H-002"):
+            await caught_up(s, by_ref[ref][0])
+    sla = dict(query(s, "SELECT case_id, count(*) FROM events WHERE event_type LIKE 'Sla%%' GROUP BY 1"))
+    assert sla.get(by_ref["H-001"][0], 0) == 0 and sla[by_ref["H-002"][0]] == 1  # only the retroactive breach

@@ -11,6 +11,7 @@ import structlog
 from mode import Service
 
 from projections.projector import Projector
+from streams.federation import FederationBridge
 from streams.feeds import JurisdictionFeeds, feed_topic
 from streams.intake import CommandIntake
 from streams.projecting import EventsConsumer
@@ -111,6 +112,24 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                            for ev, topics in zip(batch, routes, strict=True) for t in topics]
                 for fut in pending:
                     await fut
+
+    if settings.federation:
+        remote = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
+                  for name in (f"{prefix}appeals.commands.v1" for prefix in settings.federation.values())}
+
+        @app.agent(events, name="federation")
+        async def federation(stream: faust.StreamT[bytes]) -> None:
+            await rt.ready.wait()
+            bridge = FederationBridge(settings, rt.runtime.pool, rt.runtime.codec)
+            async for batch in stream.take_events(500, within=0.05):
+                for ev in batch:
+                    try:
+                        decoded = rt.runtime.codec.decode_event(ev.value or b"")
+                    except ValueError:
+                        continue  # the read-models agent dead-letters it
+                    out = await bridge.handle(decoded)
+                    if out is not None:
+                        await (await remote[out.topic].send(key=out.key, value=out.value))
 
     @app.timer(interval=settings.timer_interval)
     async def sla_timers() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,8 @@ class Settings:
     timer_interval: float = 0.5
     projector_batch: int = 2000
     jurisdiction_feeds: tuple[str, ...] = ()
+    # Other systems this one escalates to or answers: system id -> its topic prefix (same broker).
+    federation: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -35,6 +37,8 @@ class Settings:
             partitions=int(env.get("SUQIU_PARTITIONS") or 6),
             timer_interval=float(env.get("SUQIU_TIMER_INTERVAL") or 0.5),
             projector_batch=int(env.get("SUQIU_PROJECTOR_BATCH") or 2000),
+            federation=dict(pair.split("=", 1) for pair in (env.get("SUQIU_FEDERATION") or "").split(",")
+                            if "=" in pair),
             jurisdiction_feeds=tuple(j.strip() for j in (env.get("SUQIU_JURISDICTION_FEEDS") or "").split(",")
                                      if j.strip()),
         )
@@ -49,6 +53,7 @@ class Settings:
             "SUQIU_TIMER_INTERVAL": str(self.timer_interval),
             "SUQIU_PROJECTOR_BATCH": str(self.projector_batch),
             "SUQIU_JURISDICTION_FEEDS": ",".join(self.jurisdiction_feeds),
+            "SUQIU_FEDERATION": ",".join(f"{k}={v}" for k, v in self.federation.items()),
         }
         for key, value in (("SUQIU_KAFKA_BOOTSTRAP", self.kafka_bootstrap), ("SUQIU_DATABASE_URL", self.database_url),
                            ("SUQIU_SLA_POLICY", self.sla_policy)):

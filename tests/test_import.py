@@ -109,8 +109,8 @@ async def test_import_good_rows_reject_bad_ones_and_twice_adds_nothing(
     by_ref: dict[str, list[str]] = {}
     for case_id, _, ev in events:
         if ev.event_type == "AppealSubmitted":
-            by_ref[getattr(ev.payload, "source_ref")] = [case_id]
-            assert getattr(ev.payload, "title") in ("施工许可进度", "人才落户", "通关")  # Chinese text intact
+            by_ref[ev.payload.source_ref] = [case_id]
+            assert ev.payload.title in ("施工许可进度", "人才落户", "通关")  # Chinese text intact
             assert ev.actor.person == "history-import" and (ev.correlation_id or "").startswith("import:")
     types = {ref: [ev.event_type for c, _, ev in events if c == ids[0]] for ref, ids in by_ref.items()}
     assert types["H-001"] == ["AppealSubmitted", "AppealDispatched", "AppealAccepted", "AppealReplied", "AppealClosed"]

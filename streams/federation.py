@@ -1,0 +1,94 @@
+"""Federation (上报) between deployments: an escalated case becomes a linked case upstream, and
+the upstream answer comes back as UpperLevelReplied on the original.
+
+Each worker only reads its own store and its own events topic and writes commands to the
+other system's commands topic (`SUQIU_FEDERATION`: system id = topic prefix, on one broker):
+- on its own `AppealEscalated`, it submits the case to the target system with channel
+  `upper_level`, source_system = this system and source_ref = this case id (the link);
+- on its own `AppealClosed` of such an upstream case, it sends `upper_level_reply` with the
+  reply and the outcome, and its own case id as `upper_case_id` (the link back).
+Command ids derive from the events, and both systems deduplicate, so redelivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from schemas.codec import Codec
+from suqiu.config import Settings
+from suqiu.domain import events as e
+from suqiu.domain.model import Actor, Role
+from suqiu.store.events import read_case
+
+NAMESPACE = uuid.UUID("7e0b5a3c-2f4d-4a8e-b6c1-5d9f3e2a1b07")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    key: bytes
+    value: bytes
+
+
+class FederationBridge:
+    def __init__(self, settings: Settings, pool: AsyncConnectionPool[Any], codec: Codec) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.codec = codec
+        self.actor = Actor(settings.system_id, Role.SYSTEM, person="federation")
+
+    def commands_topic(self, system: str) -> str | None:
+        prefix = self.settings.federation.get(system)
+        return None if prefix is None else f"{prefix}appeals.commands.v1"
+
+    async def handle(self, ev: e.Event) -> Outgoing | None:
+        """The command this event sends to another system, if any."""
+        if isinstance(ev.payload, e.AppealEscalated):
+            return await self._escalate(ev, ev.payload)
+        if isinstance(ev.payload, e.AppealClosed):
+            return await self._answer(ev, ev.payload)
+        return None
+
+    async def _history(self, case_id: str) -> list[e.Event]:
+        async with self.pool.connection() as conn:
+            return [self.codec.decode_event(bytes(d)) for d in await read_case(conn, case_id)]
+
+    async def _escalate(self, ev: e.Event, p: e.AppealEscalated) -> Outgoing | None:
+        topic = self.commands_topic(p.target_system)
+        if topic is None:
+            return None
+        first = (await self._history(ev.case_id))[0].payload
+        assert isinstance(first, e.AppealSubmitted)
+        command_id = str(uuid.uuid5(NAMESPACE, f"{self.settings.system_id}/{ev.case_id}/{ev.seq}/escalate"))
+        body = {
+            "source_system": self.settings.system_id, "source_ref": ev.case_id,
+            "enterprise": {"uscc": first.enterprise.uscc, "name": first.enterprise.name,
+                           "contact_name": first.enterprise.contact_name,
+                           "contact_phone": first.enterprise.contact_phone},
+            "channel": "upper_level", "category": first.category, "priority": first.priority,
+            "jurisdiction": first.jurisdiction, "title": first.title,
+            "content": f"{first.content}\n\n【{self.settings.system_id} 上报理由】{p.reason}", "occurred_at": None,
+        }
+        value = self.codec.encode_command("submit", body, command_id=command_id, actor=self.actor,
+                                          correlation_id=ev.correlation_id)
+        return Outgoing(topic, command_id.encode(), value)
+
+    async def _answer(self, ev: e.Event, p: e.AppealClosed) -> Outgoing | None:
+        history = await self._history(ev.case_id)
+        first = history[0].payload
+        if not isinstance(first, e.AppealSubmitted) or first.channel != "upper_level":
+            return None
+        topic = self.commands_topic(first.source_system)
+        if topic is None:
+            return None
+        replies = [h.payload.content for h in history[: ev.seq] if isinstance(h.payload, e.AppealReplied)]
+        content = f"{replies[-1] if replies else '（无答复内容）'}\n【{self.settings.system_id} 办结】{p.outcome}"
+        command_id = str(uuid.uuid5(NAMESPACE, f"{self.settings.system_id}/{ev.case_id}/{ev.seq}/answer"))
+        value = self.codec.encode_command("upper_level_reply", {"upper_case_id": ev.case_id, "content": content},
+                                          command_id=command_id, actor=self.actor, case_id=first.source_ref,
+                                          correlation_id=ev.correlation_id)
+        return Outgoing(topic, first.source_ref.encode(), value)

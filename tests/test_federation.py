@@ -1,0 +1,92 @@
+"""District -> city federation: two deployments (two system ids, two databases, one broker, two prefixes)."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+
+from schemas.codec import Codec
+from streams.federation import NAMESPACE
+from streams.topics import ensure_topics
+from suqiu.config import Settings
+from suqiu.domain.model import Actor, Role
+from suqiu.embedded import EmbeddedPostgres
+from suqiu.runtime import Runtime
+from suqiu.service import CommandRequest
+from suqiu.store import reference
+from suqiu.store.migrate import migrate
+from tests.conftest import Api, schema_dsn
+from tests.kafka_helpers import faust_worker, produce, read_topic
+from tests.sla_helpers import eventually, query
+
+CITY = "tj-city"
+
+
+async def test_escalation_creates_a_linked_case_upstream_and_its_answer_comes_back(
+        topics: Settings, runtime: Runtime, api: Api, postgres: EmbeddedPostgres) -> None:
+    schema = f"c_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    city_dsn = schema_dsn(postgres.dsn, schema)
+    migrate(city_dsn)
+    with psycopg.connect(city_dsn, autocommit=True) as conn:
+        reference.seed(conn)
+    district = topics.with_(federation={CITY: f"{schema}."})
+    city = district.with_(database_url=city_dsn, system_id=CITY, topic_prefix=f"{schema}.",
+                          federation={district.system_id: district.topic_prefix})
+    await ensure_topics(city)
+    city_rt = await Runtime(city, clock=runtime.clock).open()
+    try:
+        async with faust_worker(district, runtime.clock), faust_worker(city, runtime.clock):
+            case = (await api.submit(jurisdiction="tj-teda"))["case_id"]
+            await api.ok("dispatcher", case, "dispatch", department="bh-market")
+            await api.ok("bh-market", case, "accept")
+            await api.ok("dispatcher", case, "escalate", target_system=CITY, reason="涉及市级统筹，区级无法解决")
+
+            upstream = await eventually(
+                lambda: query(city, "SELECT case_id FROM source_refs WHERE source_system = %s AND source_ref = %s",
+                              district.system_id, case), bool)
+            assert upstream, "the city never got the case"
+            city_case = upstream[0][0]
+            link = query(city, "SELECT event_type, data FROM events WHERE case_id = %s AND seq = 1", city_case)[0]
+            assert link[0] == "AppealSubmitted" and case.encode() in bytes(link[1])
+
+            def run(type_name: str, role: Role, **body: object) -> CommandRequest:
+                actor = Actor(CITY, role, "bh-market" if role is Role.DEPARTMENT else None)
+                return CommandRequest(type_name, str(uuid.uuid4()), actor, body, case_id=city_case)
+
+            for req in (run("dispatch", Role.DISPATCHER, department="bh-market"), run("accept", Role.DEPARTMENT),
+                        run("reply", Role.DEPARTMENT, content="市级统筹协调完毕，用地指标已落实"),
+                        run("close", Role.DISPATCHER, outcome="resolved", note="")):
+                await city_rt.service.execute(req)
+
+            answered = await eventually(
+                lambda: query(district, "SELECT seq, data FROM events WHERE case_id = %s AND "
+                                        "event_type = 'UpperLevelReplied'", case), bool)
+            assert len(answered) == 1 and city_case.encode() in bytes(answered[0][1])
+            assert "用地指标已落实".encode() in bytes(answered[0][1])
+            status, view = await api.call("auditor", "GET", f"/appeals/{case}")
+            assert status == 200 and view["status"] == "replied"
+
+            # Redelivery: both bridges see their events again; nothing changes on either side.
+            for s, case_id in ((district, case), (city, city_case)):
+                rows = query(s, "SELECT data FROM events WHERE case_id = %s ORDER BY seq", case_id)
+                assert s.kafka_bootstrap
+                await produce(s.kafka_bootstrap, s.events_topic, [(case_id.encode(), bytes(r[0])) for r in rows])
+            before = (query(district, "SELECT count(*) FROM events")[0][0], query(city, "SELECT count(*) FROM events")[0][0])
+            # Each side answers the repeated command with its original result: proof it was seen again.
+            codec = Codec()
+            for s, system, case_id, events in ((city, district.system_id, case, 1), (district, CITY, city_case, 1)):
+                escalate_seq = 4 if s is city else 5
+                kind = "escalate" if s is city else "answer"
+                command_id = str(uuid.uuid5(NAMESPACE, f"{system}/{case_id}/{escalate_seq}/{kind}"))
+                assert s.kafka_bootstrap
+                results = await read_topic(s.kafka_bootstrap, s.results_topic, 2 * events)
+                mine = [codec.decode_result(r.value)["status"] for r in results if r.key == command_id.encode()]
+                assert mine[0] in ("created", "accepted") and "duplicate" in mine[1:], mine
+            after = (query(district, "SELECT count(*) FROM events")[0][0], query(city, "SELECT count(*) FROM events")[0][0])
+            assert after == before
+            assert query(city, "SELECT count(*) FROM source_refs WHERE source_ref = %s", case)[0][0] == 1
+    finally:
+        await city_rt.close()

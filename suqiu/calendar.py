@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from datetime import date
 
@@ -15,6 +16,8 @@ def china_workdays(overrides: Mapping[date, bool] | None = None) -> Callable[[da
     extra = dict(overrides or {})
     known_years = {d.year for d in extra}
 
+    # Deadlines walk day by day; the answer for a date never changes within a process.
+    @functools.lru_cache(maxsize=8192)
     def is_workday(day: date) -> bool:
         if day in extra:
             return extra[day]

@@ -1,7 +1,7 @@
 """`suqiu import`: historical appeals from CSV, mapped by a TOML file, as import_case commands.
 
-Each good row becomes one case in one transaction (so no live SLA timer ever sees a closed
-historical case half-built); each bad row goes to the rejects file with its row number and
+Each good row becomes one whole case, committed together with the rest of its chunk (so no
+live SLA timer ever sees a closed historical case half-built); each bad row goes to the rejects file with its row number and
 the reason, and the good rows still import. Command ids derive from (source system, source
 reference), so running the same import twice adds nothing.
 """
@@ -140,7 +140,8 @@ def row_body(row: Mapping[str, str], m: ImportMapping) -> dict[str, Any]:
 
 
 async def import_csv(service: CommandService, system_id: str, csv_path: Path, m: ImportMapping, *,
-                     concurrency: int = 16, progress: Callable[[int], None] | None = None) -> Outcome:
+                     concurrency: int = 2, chunk_size: int = 500,
+                     progress: Callable[[int], None] | None = None) -> Outcome:
     raw = csv_path.read_bytes()
     try:
         text = raw.decode(m.encoding)
@@ -153,36 +154,38 @@ async def import_csv(service: CommandService, system_id: str, csv_path: Path, m:
     actor = Actor(system_id, Role.SYSTEM, person="history-import")
     correlation = f"import:{hashlib.sha256(raw).hexdigest()[:16]}"
     out = Outcome()
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(line: int, row: dict[str, str]) -> None:
+    rows = list(reader)
+    out.rows = len(rows)
+    pending: list[tuple[int, dict[str, str], CommandRequest]] = []
+    # Row numbers as a spreadsheet shows them: the header is row 1.
+    for line, row in enumerate(rows, 2):
         try:
             body = row_body(row, m)
         except ValueError as exc:
             out.rejected.append((line, str(exc), row))
-            return
+            continue
         command_id = str(uuid.uuid5(NAMESPACE, f"{m.source_system}/{body['source_ref']}"))
-        async with gate:
-            try:
-                result = await service.execute(CommandRequest("import_case", command_id, actor, body,
-                                                              correlation_id=correlation))
-            except DomainError as exc:
-                name = str(exc.details.get("field") or "")
-                column = m.columns.get(BODY_TO_COLUMN.get(name, name))
-                reason = exc.message.removeprefix(f"{name}: ")
-                out.rejected.append((line, f"{column or name or 'row'}: {reason}", row))
-                return
-        if result.status == "duplicate":
-            out.already += 1
-        else:
-            out.imported += 1
-        if progress is not None:
-            progress(1)
+        pending.append((line, row, CommandRequest("import_case", command_id, actor, body, correlation_id=correlation)))
+    gate = asyncio.Semaphore(concurrency)
 
-    rows = list(reader)
-    out.rows = len(rows)
-    # Row numbers as a spreadsheet shows them: the header is row 1.
-    await asyncio.gather(*(one(i, r) for i, r in enumerate(rows, 2)))
+    async def chunk(part: list[tuple[int, dict[str, str], CommandRequest]]) -> None:
+        async with gate:
+            results = await service.create_many([req for _, _, req in part])
+        for (line, row, _), result in zip(part, results, strict=True):
+            if isinstance(result, DomainError):
+                name = str(result.details.get("field") or "")
+                column = m.columns.get(BODY_TO_COLUMN.get(name, name))
+                reason = result.message.removeprefix(f"{name}: ")
+                out.rejected.append((line, f"{column or name or 'row'}: {reason}", row))
+            elif result.status == "duplicate":
+                out.already += 1
+            else:
+                out.imported += 1
+        if progress is not None:
+            progress(len(part))
+
+    # Group commit: a chunk of cases per transaction, a couple of chunks in flight.
+    await asyncio.gather(*(chunk(pending[i:i + chunk_size]) for i in range(0, len(pending), chunk_size)))
     out.rejected.sort(key=lambda r: r[0])
     return out
 

@@ -157,6 +157,72 @@ class CommandService:
                 return result
         raise DomainError("conflict", "the case is changing too fast; retry the command", case_id=req.case_id)
 
+    async def create_many(self, reqs: list[CommandRequest]) -> list[CommandResult | DomainError]:
+        """New cases (submit, import_case) in one transaction: group commit for bulk loads.
+
+        Each request still gets its own decision, chain and idempotency; only the commit is
+        shared, so a chunk is stored whole or not at all. Repeats answer their original result.
+        If a concurrent writer takes one of the source references first, the chunk falls back
+        to one command at a time.
+        """
+        parsed: list[tuple[CommandRequest, Any, bytes] | DomainError] = []
+        for req in reqs:
+            try:
+                command = parse_command(req.type, req.body)
+                if not isinstance(command, Submit):
+                    raise DomainError("invalid_input", "type: only new cases can be created in bulk", field="type")
+                parsed.append((req, command, _request_hash(req, command)))
+            except DomainError as exc:
+                parsed.append(exc)
+        ok = [p for p in parsed if not isinstance(p, DomainError)]
+        async with self._pool.connection() as conn:
+            priors = await store.find_commands(conn, [r.command_id for r, _, _ in ok])
+            sources = await store.find_sources(conn, [(c.source_system, c.source_ref) for _, c, _ in ok])
+        results: dict[str, CommandResult | DomainError] = {}
+        batch: list[tuple[list[store.Encoded], str, bytes, dict[str, Any], tuple[str, str]]] = []
+        now = self._clock.now()
+        ctx = self._context()
+        for req, command, request_hash in ok:
+            try:
+                if req.command_id in priors:
+                    results[req.command_id] = _duplicate(priors[req.command_id], request_hash, req.command_id)
+                    continue
+                original = sources.get((command.source_system, command.source_ref))
+                if original is not None:
+                    results[req.command_id] = _as_duplicate(original)
+                    continue
+                case_id = self._new_id()
+                meta = CommandMeta(command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
+                                   event_ids=tuple(self._new_id() for _ in range(8)),
+                                   correlation_id=req.correlation_id, causation_id=req.causation_id)
+                events = decide(Case(case_id=case_id), command, meta, ctx)
+            except DomainError as exc:
+                results[req.command_id] = exc
+                continue
+            encoded, prev = [], GENESIS
+            for ev in events:
+                data, prev = self._codec.encode_event(ev, prev)
+                encoded.append(store.Encoded(ev, data, prev))
+            result = CommandResult("created", req.command_id, case_id, events[-1].seq,
+                                   tuple(ev.event_id for ev in events))
+            results[req.command_id] = result
+            batch.append((encoded, req.command_id, request_hash, result.as_dict(),
+                          (command.source_system, command.source_ref)))
+        if batch:
+            try:
+                async with self._pool.connection() as conn:
+                    await store.append_many(conn, batch)
+            except store.DuplicateCommand:
+                log.info("bulk create raced with another writer; one command at a time", size=len(batch))
+                return [await self._one(req) for req in reqs]
+        return [p if isinstance(p, DomainError) else results[p[0].command_id] for p in parsed]
+
+    async def _one(self, req: CommandRequest) -> CommandResult | DomainError:
+        try:
+            return await self.execute(req)
+        except DomainError as exc:
+            return exc
+
     async def load(self, case_id: str) -> Case:
         case, last = self._cached(case_id)
         async with self._pool.connection() as conn:
@@ -185,11 +251,17 @@ class CommandService:
 
 def _request_hash(req: CommandRequest, command: Any) -> bytes:
     canonical = json.dumps(
-        {"type": req.type, "case_id": req.case_id, "actor": dataclasses.asdict(req.actor),
-         "command": dataclasses.asdict(command)},
+        {"type": req.type, "case_id": req.case_id, "actor": _fields(req.actor), "command": _fields(command)},
         sort_keys=True, ensure_ascii=False, default=_canonical,
     )
     return hashlib.sha256(canonical.encode()).digest()
+
+
+def _fields(value: Any) -> Any:
+    """dataclasses.asdict without its deep copies (the same JSON; this runs for every command)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _fields(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
 
 
 def _canonical(value: Any) -> str:

@@ -270,8 +270,7 @@ def parse_command(type_name: str, body: typing.Mapping[str, Any]) -> Command:
 def _build(cls: type[Any], body: typing.Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(body, typing.Mapping):
         raise invalid(prefix.rstrip(".") or "body", "must be an object")
-    hints = get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}
+    hints, known = _shape(cls)
     unknown = sorted(set(body) - set(known))
     if unknown:
         raise invalid(prefix + unknown[0], "unknown field", allowed=sorted(known))
@@ -286,6 +285,17 @@ def _build(cls: type[Any], body: typing.Mapping[str, Any], prefix: str) -> Any:
             continue
         values[name] = _coerce(hints[name], raw, path, f.metadata)
     return cls(**values)
+
+
+_SHAPES: dict[type[Any], tuple[dict[str, Any], dict[str, Any]]] = {}
+
+
+def _shape(cls: type[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Type hints and fields of a command class; resolving string annotations is slow, so once."""
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        shape = _SHAPES[cls] = (get_type_hints(cls), {f.name: f for f in fields(cls)})
+    return shape
 
 
 def _has_default(f: Any, hint: Any) -> bool:

@@ -130,3 +130,48 @@ async def append(
         if constraint in ("commands_pkey", "source_refs_pkey"):
             raise DuplicateCommand(constraint) from exc
         raise
+
+
+async def find_commands(conn: psycopg.AsyncConnection[Any], command_ids: list[str]
+                        ) -> dict[str, tuple[bytes, dict[str, Any]]]:
+    cur = await conn.execute("SELECT command_id, request_hash, result FROM commands WHERE command_id = ANY(%s)",
+                             (command_ids,))
+    return {r[0]: (bytes(r[1]), r[2]) for r in await cur.fetchall()}
+
+
+async def find_sources(conn: psycopg.AsyncConnection[Any], refs: list[tuple[str, str]]
+                       ) -> dict[tuple[str, str], dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT s.source_system, s.source_ref, c.result FROM source_refs s JOIN commands c USING (command_id) "
+        "WHERE (s.source_system, s.source_ref) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+        ([a for a, _ in refs], [b for _, b in refs]))
+    return {(r[0], r[1]): dict(r[2]) for r in await cur.fetchall()}
+
+
+async def append_many(
+    conn: psycopg.AsyncConnection[Any],
+    batch: list[tuple[list[Encoded], str, bytes, dict[str, Any], tuple[str, str]]],
+) -> None:
+    """Many new cases in one transaction with COPY: events, outbox rows, commands, source refs."""
+    try:
+        async with conn.transaction(), conn.cursor() as cur:
+            async with cur.copy("COPY events (case_id, seq, event_id, event_type, command_id, occurred_at, "
+                                "recorded_at, data, hash) FROM STDIN") as copy:
+                for encoded, *_ in batch:
+                    for enc in encoded:
+                        ev = enc.event
+                        await copy.write_row((ev.case_id, ev.seq, ev.event_id, ev.event_type, ev.command_id,
+                                              ev.occurred_at, ev.recorded_at, enc.data, enc.hash))
+            async with cur.copy("COPY commands (command_id, case_id, request_hash, result) FROM STDIN") as copy:
+                for encoded, command_id, request_hash, result, _ in batch:
+                    await copy.write_row((command_id, encoded[0].event.case_id, request_hash,
+                                          json.dumps(result, ensure_ascii=False)))
+            async with cur.copy("COPY source_refs (source_system, source_ref, case_id, command_id) "
+                                "FROM STDIN") as copy:
+                for encoded, command_id, _, _, source in batch:
+                    await copy.write_row((source[0], source[1], encoded[0].event.case_id, command_id))
+            await cur.execute("INSERT INTO outbox (position) SELECT position FROM events WHERE case_id = ANY(%s)",
+                              ([b[0][0].event.case_id for b in batch],))
+            await cur.execute("SELECT pg_notify(%s, current_schema())", (NOTIFY_CHANNEL,))
+    except errors.UniqueViolation as exc:
+        raise DuplicateCommand(exc.diag.constraint_name or "") from exc

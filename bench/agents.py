@@ -133,7 +133,10 @@ async def suqiu_agents(settings: Settings, events: int) -> float:
                     return (events - first) / (time.perf_counter() - t0)
                 await asyncio.sleep(0.05)
     finally:
-        await app.stop()
+        try:
+            await asyncio.wait_for(app.stop(), 60)
+        except TimeoutError:
+            print("warning: the Faust app did not stop within 60 s")
 
 
 def main() -> None:

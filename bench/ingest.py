@@ -125,7 +125,10 @@ async def steady(base: str, keys: dict[str, Any], bootstrap: str, topic: str, ra
     """Open loop at `rate` commands/s (submits and urges); publish lag from a live consumer."""
     codec = Codec()
     lags: list[float] = []
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", group_id=None)
+    # The embedded broker holds a fetch up to fetch_max_wait_ms even when records arrive (measured:
+    # p50 131 ms at aiokafka's default 500 ms, 3 ms at 10 ms), so ask often to see "on the topic".
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", group_id=None,
+                                fetch_max_wait_ms=10)
     await consumer.start()
     await asyncio.sleep(1.0)
     stop = asyncio.Event()

@@ -60,19 +60,25 @@ class OutboxRelay:
                 max_batch_size=512 * 1024, request_timeout_ms=10000,
             )
             await producer.start()
+            probe: asyncio.Task[set[str]] | None = None
             try:
                 await self.check_broker(conn, producer)
                 loop = asyncio.get_running_loop()
                 next_check = loop.time() + self.check_every
                 while True:
                     moved = await self._drain(conn, producer)
-                    if loop.time() >= next_check:
-                        await self.check_broker(conn, producer)
-                        next_check = loop.time() + self.check_every
+                    # Reading the marker topic takes a consumer's start-up time: never on the hot path.
+                    if probe is None and loop.time() >= next_check:
+                        probe = asyncio.create_task(self.broker_epochs())
+                    if probe is not None and probe.done():
+                        await self.check_broker(conn, producer, probe.result())
+                        probe, next_check = None, loop.time() + self.check_every
                     if moved < self.batch:
                         async for _ in conn.notifies(timeout=self.idle_wait, stop_after=1):
                             pass
             finally:
+                if probe is not None:
+                    probe.cancel()
                 await producer.stop()
 
     async def _acquire(self, conn: psycopg.AsyncConnection[Any]) -> None:
@@ -137,7 +143,8 @@ class OutboxRelay:
         finally:
             await consumer.stop()
 
-    async def check_broker(self, conn: psycopg.AsyncConnection[Any], producer: AIOKafkaProducer) -> bool:
+    async def check_broker(self, conn: psycopg.AsyncConnection[Any], producer: AIOKafkaProducer,
+                           epochs: set[str] | None = None) -> bool:
         """Republish the whole store when the broker no longer holds our epoch marker.
 
         The embedded broker forgets everything on restart, and its ListOffsets answers are
@@ -147,7 +154,9 @@ class OutboxRelay:
         cur = await conn.execute("SELECT epoch FROM relay_state WHERE topic = %s", (self.topic,))
         row = await cur.fetchone()
         epoch = row[0] if row else None
-        if epoch is not None and epoch in await self.broker_epochs():
+        if epochs is None:
+            epochs = await self.broker_epochs()
+        if epoch is not None and epoch in epochs:
             return False
         log.warning("broker does not hold the relay's epoch: republishing the store", topic=self.topic,
                     epoch=epoch)

@@ -22,8 +22,8 @@ def configure(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
-        # Whatever sys.stderr is when the line is written (test capture swaps it).
-        logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
+        # Bound now: Faust later redirects sys.stderr into its own logging, which would wrap each line.
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         # Not cached: a few µs per call, and a later configure (tests, the CLI) takes effect everywhere.
         cache_logger_on_first_use=False,
     )

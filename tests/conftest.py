@@ -12,11 +12,13 @@ from urllib.parse import quote
 import aiohttp
 import psycopg
 import pytest
+import structlog
 from aiohttp.test_utils import TestServer
 
 from streams.topics import ensure_topics
 from suqiu import logs
 from suqiu.api import create_app
+from suqiu.cli import main
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
 from suqiu.domain.model import Role
@@ -147,6 +149,15 @@ async def api(runtime: Runtime, keys: dict[str, str], settings: Settings) -> Asy
     async with aiohttp.ClientSession() as session:
         yield Api(session, str(server.make_url("")).rstrip("/"), keys)
     await server.close()
+
+
+def run_cli(argv: list[str]) -> int:
+    """`suqiu …` in-process; it configures logging for itself, so the session's setup is put back."""
+    saved = structlog.get_config()
+    try:
+        return main(argv)
+    finally:
+        structlog.configure(**saved)
 
 
 def count_rows(settings: Settings, table: str) -> int:

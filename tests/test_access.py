@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from suqiu.cli import main
 from suqiu.config import Settings
 from suqiu.runtime import Runtime
-from tests.conftest import Api, stored
+from tests.conftest import Api, run_cli, stored
 from tests.sla_helpers import caught_up, query
 
 
@@ -16,7 +15,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], set
         *argv: str) -> tuple[int, str, str]:
     assert settings.database_url
     monkeypatch.setenv("SUQIU_DATABASE_URL", settings.database_url)
-    code = main(["--log-level", "WARNING", *argv])
+    code = run_cli(["--log-level", "WARNING", *argv])
     out = capsys.readouterr()
     return code, out.out, out.err
 

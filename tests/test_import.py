@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from schemas.codec import Codec
-from suqiu.cli import main
 from suqiu.config import Settings
 from suqiu.runtime import Runtime
+from tests.conftest import run_cli
 from tests.kafka_helpers import faust_worker
 from tests.sla_helpers import caught_up, eventually, query
 
@@ -91,7 +91,7 @@ async def test_import_good_rows_reject_bad_ones_and_twice_adds_nothing(
     data, mapping = tmp_path / "history.csv", tmp_path / "map.toml"
     write_csv(data)
     mapping.write_text(MAPPING, "utf-8")
-    code = await asyncio.to_thread(main, ["import", str(data), "--mapping", str(mapping)])
+    code = await asyncio.to_thread(run_cli, ["import", str(data), "--mapping", str(mapping)])
     out = capsys.readouterr().out
     assert code == 1 and "7 rows" in out and "3 imported, 0 already imported, 4 rejected" in out, out
     rejects = list(csv.reader((tmp_path / "history.csv.rejects.csv").read_text("utf-8-sig").splitlines()))
@@ -122,7 +122,7 @@ async def test_import_good_rows_reject_bad_ones_and_twice_adds_nothing(
 
     # Again: nothing new.
     before = query(s, "SELECT count(*) FROM events")[0][0]
-    code = await asyncio.to_thread(main, ["import", str(data), "--mapping", str(mapping)])
+    code = await asyncio.to_thread(run_cli, ["import", str(data), "--mapping", str(mapping)])
     assert "0 imported, 3 already imported" in capsys.readouterr().out
     assert query(s, "SELECT count(*) FROM events")[0][0] == before
 

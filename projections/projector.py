@@ -125,17 +125,14 @@ class Projector:
                     continue  # redelivered: already reflected
                 if ev.seq > case.seq + 1:
                     case = await self._fill_gap(conn, case, ev.seq, timeline, fact_rows, policy)
-                before, case = case, evolve(case, ev)
-                timeline.append(rows.timeline_row(ev))
-                for fact in rows.facts(before, ev, case, policy):
-                    fact_rows[fact.sql].append(fact.params)
+                case = _step(case, ev, timeline, fact_rows, policy)
                 applied[(item.topic, item.partition)] += 1
             if case.seq == start_seq:
                 continue
             self._remember(case)
-            cases.append(rows.case_row(case, policy, dump_case(case), now))
-            timers.extend((case_id, t.clock, t.kind, t.fire_at, t.due_at, partition)
-                          for t in pending_timers(case, policy))
+            pending = pending_timers(case, policy)
+            cases.append(rows.case_row(case, pending, dump_case(case), now))
+            timers.extend((case_id, t.clock, t.kind, t.fire_at, t.due_at, partition) for t in pending)
         async with conn.pipeline():
             if timeline:
                 async with conn.cursor() as c:
@@ -175,10 +172,7 @@ class Projector:
             ev = self.codec.decode_event(bytes(data))
             if ev.seq >= upto:
                 break
-            before, case = case, evolve(case, ev)
-            timeline.append(rows.timeline_row(ev))
-            for fact in rows.facts(before, ev, case, policy):
-                fact_rows[fact.sql].append(fact.params)
+            case = _step(case, ev, timeline, fact_rows, policy)
         log.warning("projector filled a gap from the store", case_id=case.case_id, upto=upto)
         return case
 
@@ -196,6 +190,12 @@ class Projector:
         if len(self._cases) > CACHE_SIZE:
             self._cases.popitem(last=False)
 
-    def forget(self) -> None:
-        """Drop the cache (after a rebuild the rows are the truth)."""
-        self._cases.clear()
+
+def _step(case: Case, ev: e.Event, timeline: list[tuple[Any, ...]], fact_rows: dict[str, list[tuple[Any, ...]]],
+          policy: SlaPolicy) -> Case:
+    """Evolve by one event, collecting its timeline row and department facts."""
+    after = evolve(case, ev)
+    timeline.append(rows.timeline_row(ev))
+    for fact in rows.facts(case, ev, after, policy):
+        fact_rows[fact.sql].append(fact.params)
+    return after

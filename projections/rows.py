@@ -9,7 +9,7 @@ from typing import Any
 
 from schemas.codec import to_json_value
 from suqiu.domain import events as e
-from suqiu.domain.clocks import pending_timers, running_clocks
+from suqiu.domain.clocks import Timer, running_clocks
 from suqiu.domain.model import Case
 from suqiu.domain.sla import SlaPolicy
 
@@ -49,9 +49,9 @@ def timeline_row(ev: e.Event) -> tuple[Any, ...]:
             ev.actor.role.value, ev.actor.department, ev.actor.person, data)
 
 
-def case_row(case: Case, policy: SlaPolicy, state: str, now: datetime) -> tuple[Any, ...]:
+def case_row(case: Case, timers: list[Timer], state: str, now: datetime) -> tuple[Any, ...]:
+    """The case_view row; `timers` are the case's pending_timers (the caller stores them too)."""
     clocks = running_clocks(case)
-    timers = pending_timers(case, policy)
     warns = [t.fire_at for t in timers if t.kind == "warning"]
     marks = {kind for clock, kind in case.sla_marks if clock in clocks}
     ent = case.enterprise

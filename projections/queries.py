@@ -38,7 +38,8 @@ async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state
                      department: str | None = None, overdue: bool | None = None, limit: int = 50,
                      after: str | None = None) -> list[dict[str, Any]]:
     """Cases in submission order; `after` is the last case id of the previous page."""
-    where, params = ["true"], []
+    where: list[str] = ["true"]
+    params: list[Any] = []
     if state is not None:
         where.append("status = %s")
         params.append(state)

@@ -22,6 +22,7 @@ from schemas.codec import GENESIS, Codec, stored_hash
 from suqiu.clock import Clock, SystemClock
 from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve
 from suqiu.domain.commands import ImportCase, Submit, parse_command
+from suqiu.domain.events import Event
 from suqiu.domain.model import Actor
 from suqiu.domain.refdata import Context
 from suqiu.store import events as store
@@ -125,10 +126,7 @@ class CommandService:
                 events = decide(case, command, meta, self._context())
                 if not events:
                     return CommandResult("unchanged", req.command_id, case_id, case.seq)
-                encoded, prev = [], last_hash
-                for ev in events:
-                    data, prev = self._codec.encode_event(ev, prev)
-                    encoded.append(store.Encoded(ev, data, prev))
+                encoded = self._encode(events, last_hash)
                 result = CommandResult(
                     "created" if is_submit else "accepted", req.command_id, case_id, events[-1].seq,
                     tuple(ev.event_id for ev in events),
@@ -151,7 +149,7 @@ class CommandService:
                     continue  # the next round finds the concurrent writer's result
                 for ev in events:
                     case = evolve(case, ev)
-                self._remember(case_id, case, prev)
+                self._remember(case_id, case, encoded[-1].hash)
                 for ev in events:
                     bound.info("event stored", case_id=case_id, event_id=ev.event_id, event_type=ev.event_type, seq=ev.seq)
                 return result
@@ -199,10 +197,7 @@ class CommandService:
             except DomainError as exc:
                 results[req.command_id] = exc
                 continue
-            encoded, prev = [], GENESIS
-            for ev in events:
-                data, prev = self._codec.encode_event(ev, prev)
-                encoded.append(store.Encoded(ev, data, prev))
+            encoded = self._encode(events, GENESIS)
             result = CommandResult("created", req.command_id, case_id, events[-1].seq,
                                    tuple(ev.event_id for ev in events))
             results[req.command_id] = result
@@ -216,6 +211,14 @@ class CommandService:
                 log.info("bulk create raced with another writer; one command at a time", size=len(batch))
                 return [await self._one(req) for req in reqs]
         return [p if isinstance(p, DomainError) else results[p[0].command_id] for p in parsed]
+
+    def _encode(self, events: list[Event], prev: bytes) -> list[store.Encoded]:
+        """Avro bytes for each event, chained on from `prev` (the case's last hash)."""
+        encoded = []
+        for ev in events:
+            data, prev = self._codec.encode_event(ev, prev)
+            encoded.append(store.Encoded(ev, data, prev))
+        return encoded
 
     async def _one(self, req: CommandRequest) -> CommandResult | DomainError:
         try:

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaProducer
 
-from streams.relay import EPOCH_SQL
+from streams.relay import EPOCH_SQL, publish
 from streams.topics import ensure_topics
 from suqiu.config import Settings
 
@@ -30,11 +30,7 @@ async def restore(conn: psycopg.AsyncConnection[Any], settings: Settings, batch:
             cur.itersize = batch
             await cur.execute("SELECT case_id, data, event_type, event_id::text FROM events ORDER BY position")
             while rows := await cur.fetchmany(batch):
-                futures = [await producer.send(settings.events_topic, value=bytes(data), key=case_id.encode(),
-                                               headers=[("event_type", t.encode()), ("event_id", eid.encode())])
-                           for case_id, data, t, eid in rows]
-                for f in futures:
-                    await f
+                await publish(producer, settings.events_topic, rows)
                 total += len(rows)
                 if progress is not None:
                     progress(len(rows))

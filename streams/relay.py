@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
 
 from streams.topics import ensure_topics
 from suqiu.config import Settings
@@ -99,15 +101,7 @@ class OutboxRelay:
         rows = await cur.fetchall()
         if not rows:
             return 0
-        # aiokafka keeps one batch in flight per partition, so per-key order holds across retries.
-        futures = [
-            await producer.send(
-                self.topic, value=bytes(data), key=case_id.encode(),
-                headers=[("event_type", event_type.encode()), ("event_id", event_id.encode())],
-            )
-            for _, case_id, data, event_type, event_id in rows
-        ]
-        acks = await asyncio.gather(*futures)
+        acks = await publish(producer, self.topic, [r[1:] for r in rows])
         heads: dict[int, int] = {}
         for ack in acks:
             heads[ack.partition] = max(heads.get(ack.partition, -1), ack.offset)
@@ -168,6 +162,18 @@ class OutboxRelay:
             await conn.execute(EPOCH_SQL, (self.topic, new_epoch))
         self.republished += 1
         return True
+
+
+async def publish(producer: AIOKafkaProducer, topic: str,
+                  rows: Sequence[tuple[str, bytes, str, str]]) -> list[RecordMetadata]:
+    """Stored events (case id, bytes, event type, event id) to `topic`, keyed by case id; waits for the acks."""
+    # aiokafka keeps one batch in flight per partition, so per-key order holds across retries.
+    futures = [
+        await producer.send(topic, value=bytes(data), key=case_id.encode(),
+                            headers=[("event_type", event_type.encode()), ("event_id", event_id.encode())])
+        for case_id, data, event_type, event_id in rows
+    ]
+    return list(await asyncio.gather(*futures))
 
 
 async def run_relay(settings: Settings) -> None:

@@ -55,15 +55,21 @@ def schema_dsn(base: str, schema: str) -> str:
     return f"{base}?options={quote(f'-csearch_path={schema}')}"
 
 
-@pytest.fixture
-def settings(postgres: EmbeddedPostgres, broker: EmbeddedBroker) -> Settings:
-    schema = f"t_{uuid.uuid4().hex[:10]}"
+def new_schema(postgres: EmbeddedPostgres, prefix: str = "t") -> tuple[str, str]:
+    """A fresh schema, migrated and seeded: one deployment's database. Returns (schema, dsn)."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     dsn = schema_dsn(postgres.dsn, schema)
     migrate(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         reference.seed(conn)
+    return schema, dsn
+
+
+@pytest.fixture
+def settings(postgres: EmbeddedPostgres, broker: EmbeddedBroker) -> Settings:
+    schema, dsn = new_schema(postgres)
     s = Settings(kafka_bootstrap=broker.bootstrap, database_url=dsn, system_id=SYSTEM,
                  topic_prefix=f"{schema}.", partitions=3)
     return s

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
 
+from schemas.codec import Codec
 from suqiu.config import Settings
 
 T = TypeVar("T")
+CST = timedelta(hours=8)
+CODEC = Codec()
+
+
+def cst(*args: int) -> datetime:
+    """An instant given as Tianjin wall-clock time (year, month, day, hour, minute)."""
+    return datetime(*args, tzinfo=UTC) - CST
 
 
 def query(settings: Settings, sql: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import psycopg
-
 from schemas.codec import Codec
 from streams.federation import NAMESPACE
 from streams.topics import ensure_topics
@@ -14,9 +12,7 @@ from suqiu.domain.model import Actor, Role
 from suqiu.embedded import EmbeddedPostgres
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
-from suqiu.store import reference
-from suqiu.store.migrate import migrate
-from tests.conftest import Api, schema_dsn
+from tests.conftest import Api, new_schema
 from tests.kafka_helpers import faust_worker, produce, read_topic
 from tests.sla_helpers import eventually, query
 
@@ -25,13 +21,7 @@ CITY = "tj-city"
 
 async def test_escalation_creates_a_linked_case_upstream_and_its_answer_comes_back(
         topics: Settings, runtime: Runtime, api: Api, postgres: EmbeddedPostgres) -> None:
-    schema = f"c_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    city_dsn = schema_dsn(postgres.dsn, schema)
-    migrate(city_dsn)
-    with psycopg.connect(city_dsn, autocommit=True) as conn:
-        reference.seed(conn)
+    schema, city_dsn = new_schema(postgres, "c")
     district = topics.with_(federation={CITY: f"{schema}."})
     city = district.with_(database_url=city_dsn, system_id=CITY, topic_prefix=f"{schema}.",
                           federation={district.system_id: district.topic_prefix})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -15,13 +14,7 @@ from suqiu.config import Settings
 from suqiu.runtime import Runtime
 from tests.conftest import Api
 from tests.kafka_helpers import faust_worker, produce, read_topic
-from tests.sla_helpers import caught_up, eventually, query
-
-CST = timedelta(hours=8)
-
-
-def cst(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC) - CST
+from tests.sla_helpers import caught_up, cst, eventually, query
 
 
 async def test_kpis_for_a_scripted_scenario_equal_the_figures_worked_out_by_hand(

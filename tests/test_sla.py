@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from suqiu.clock import ManualClock
@@ -13,14 +13,8 @@ from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
 from tests.conftest import Api
 from tests.kafka_helpers import faust_worker
-from tests.sla_helpers import caught_up, eventually, query, sla_events
+from tests.sla_helpers import caught_up, cst, eventually, query, sla_events
 from tests.test_kafka import submit_body
-
-CST = timedelta(hours=8)
-
-
-def cst(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC) - CST
 
 
 async def test_accept_clock_warns_breaches_and_supervises_once_each(

@@ -114,7 +114,6 @@ def run_migrate(settings: Settings, *, seed: bool) -> int:
 
 
 async def run_import(settings: Settings, args: argparse.Namespace) -> int:
-    import csv
     import time
     from pathlib import Path
 
@@ -147,9 +146,7 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     rejects = Path(args.rejects or f"{path}.rejects.csv")
     if outcome.rejected:
-        header = next(csv.reader([path.read_bytes().decode(mapping.encoding).splitlines()[0]],
-                                 delimiter=mapping.delimiter))
-        write_rejects(rejects, outcome, header)
+        write_rejects(rejects, outcome)
     sys.stdout.write(f"{outcome.rows} rows in {seconds:.1f} s ({outcome.rows / max(seconds, 1e-9):,.0f} rows/s): "
                      f"{outcome.imported} imported, {outcome.already} already imported, "
                      f"{len(outcome.rejected)} rejected" + (f" (see {rejects})" if outcome.rejected else "") + "\n")

@@ -58,6 +58,7 @@ class Outcome:
     imported: int = 0
     already: int = 0
     rejected: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
+    header: list[str] = field(default_factory=list)
 
 
 def load_mapping(path: Path) -> ImportMapping:
@@ -153,7 +154,7 @@ async def import_csv(service: CommandService, system_id: str, csv_path: Path, m:
         raise MappingError(f"{csv_path}: no column {absent[0]!r} in the header")
     actor = Actor(system_id, Role.SYSTEM, person="history-import")
     correlation = f"import:{hashlib.sha256(raw).hexdigest()[:16]}"
-    out = Outcome()
+    out = Outcome(header=list(reader.fieldnames or []))
     rows = list(reader)
     out.rows = len(rows)
     pending: list[tuple[int, dict[str, str], CommandRequest]] = []
@@ -190,9 +191,9 @@ async def import_csv(service: CommandService, system_id: str, csv_path: Path, m:
     return out
 
 
-def write_rejects(path: Path, out: Outcome, header: list[str]) -> None:
+def write_rejects(path: Path, out: Outcome) -> None:
     with open(path, "w", encoding="utf-8-sig", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["row", "reason", *header])
+        w.writerow(["row", "reason", *out.header])
         for line, reason, row in out.rejected:
-            w.writerow([line, reason, *(row.get(h, "") for h in header)])
+            w.writerow([line, reason, *(row.get(h, "") for h in out.header)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -113,7 +113,7 @@ class Projector:
         timeline: list[tuple[Any, ...]] = []
         cases: list[tuple[Any, ...]] = []
         timers: list[tuple[Any, ...]] = []
-        fact_rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        facts: dict[str, list[rows.Fact]] = defaultdict(list)  # per case, in event order
         applied: dict[tuple[str, int], int] = defaultdict(int)
         for case_id in ids:
             case = self._state(case_id, stored.get(case_id))
@@ -124,8 +124,8 @@ class Projector:
                 if ev.seq <= case.seq:
                     continue  # redelivered: already reflected
                 if ev.seq > case.seq + 1:
-                    case = await self._fill_gap(conn, case, ev.seq, timeline, fact_rows, policy)
-                case = _step(case, ev, timeline, fact_rows, policy)
+                    case = await self._fill_gap(conn, case, ev.seq, timeline, facts[case_id], policy)
+                case = _step(case, ev, timeline, facts[case_id], policy)
                 applied[(item.topic, item.partition)] += 1
             if case.seq == start_seq:
                 continue
@@ -142,8 +142,9 @@ class Projector:
                     await c.execute("DELETE FROM sla_timers WHERE case_id = ANY(%s)", ([r[0] for r in cases],))
                     if timers:
                         await c.execute(INSERT_TIMERS, _columns(timers, len(TIMER_COLUMNS)))
-                    for sql, params in fact_rows.items():
-                        await c.executemany(sql, params)
+                    for round_ in _rounds(facts.values()):
+                        for sql, params in round_.items():
+                            await c.executemany(sql, params)
             if checkpoint:
                 await self._checkpoint(conn, batch, applied, now)
         return sum(applied.values())
@@ -164,7 +165,7 @@ class Projector:
             )
 
     async def _fill_gap(self, conn: psycopg.AsyncConnection[Any], case: Case, upto: int,
-                        timeline: list[tuple[Any, ...]], fact_rows: dict[str, list[tuple[Any, ...]]],
+                        timeline: list[tuple[Any, ...]], facts: list[rows.Fact],
                         policy: SlaPolicy) -> Case:
         """Events missing between the view and what arrived come from the store, the record."""
         cur = await conn.execute(CASE_EVENTS_SQL, (case.case_id, case.seq))
@@ -172,7 +173,7 @@ class Projector:
             ev = self.codec.decode_event(bytes(data))
             if ev.seq >= upto:
                 break
-            case = _step(case, ev, timeline, fact_rows, policy)
+            case = _step(case, ev, timeline, facts, policy)
         log.warning("projector filled a gap from the store", case_id=case.case_id, upto=upto)
         return case
 
@@ -191,11 +192,25 @@ class Projector:
             self._cases.popitem(last=False)
 
 
-def _step(case: Case, ev: e.Event, timeline: list[tuple[Any, ...]], fact_rows: dict[str, list[tuple[Any, ...]]],
+def _step(case: Case, ev: e.Event, timeline: list[tuple[Any, ...]], facts: list[rows.Fact],
           policy: SlaPolicy) -> Case:
     """Evolve by one event, collecting its timeline row and department facts."""
     after = evolve(case, ev)
     timeline.append(rows.timeline_row(ev))
-    for fact in rows.facts(case, ev, after, policy):
-        fact_rows[fact.sql].append(fact.params)
+    facts.extend(rows.facts(case, ev, after, policy))
     return after
+
+
+def _rounds(per_case: Iterable[list[rows.Fact]]) -> list[dict[str, list[tuple[Any, ...]]]]:
+    """Facts batched by statement without reordering a case's own: round k holds each case's k-th fact.
+
+    A case's facts depend on each other (an acceptance updates the assignment before it);
+    different cases' facts do not, so each round is one executemany per statement.
+    """
+    rounds: list[dict[str, list[tuple[Any, ...]]]] = []
+    for facts in per_case:
+        for i, fact in enumerate(facts):
+            if i == len(rounds):
+                rounds.append(defaultdict(list))
+            rounds[i][fact.sql].append(fact.params)
+    return rounds

@@ -79,9 +79,9 @@ def facts(before: Case, ev: e.Event, after: Case, policy: SlaPolicy) -> list[Fac
                                 (ev.case_id, before.reopen_count)))
             return out
         case e.AppealAccepted():
-            # Pinned by the assignment's instant: the batch writes facts grouped by statement, not in order.
-            return [Fact("UPDATE assignments SET accepted_at = %s WHERE case_id = %s AND assigned_at = %s",
-                         (at, ev.case_id, before.assigned_at))]
+            # The current assignment is the latest: facts are applied in each case's event order.
+            return [Fact("UPDATE assignments SET accepted_at = %s WHERE case_id = %s AND seq = "
+                         "(SELECT max(seq) FROM assignments WHERE case_id = %s)", (at, ev.case_id, ev.case_id))]
         case e.AppealClosed():
             handling = None
             if before.replied_at is not None and before.assigned_at is not None:

@@ -188,7 +188,9 @@ async def test_rebuild_equals_the_live_projections_after_a_long_run(
             await asyncio.sleep(0.2)
         assert live["case_view"] and live["closures"] and live["sla_timers"]
         assert (await replay(s, "rebuild"))[0] == 0
-        assert snapshot(s) == live
+        rebuilt = snapshot(s)
+        for table, rows in live.items():
+            assert rebuilt[table] == rows, (table, sorted(set(rebuilt[table]) ^ set(rows), key=str))
 
 
 def snapshot(s: Settings) -> dict[str, list[tuple[Any, ...]]]:

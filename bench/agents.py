@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -89,7 +90,7 @@ async def raw_consumer(settings: Settings, events: int) -> float:
 
 
 async def plain_faust(settings: Settings, events: int) -> float:
-    app = faust.App(f"plain-{uuid.uuid4().hex}", broker=f"kafka://{settings.kafka_bootstrap}", store="memory://",
+    app = faust.App(f"plain-{uuid.uuid4().hex}", broker=f"kafka://{settings.kafka_bootstrap}", store="memory://", datadir=tempfile.mkdtemp(),
                     consumer_auto_offset_reset="earliest", web_enabled=False, topic_partitions=settings.partitions)
     topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw")

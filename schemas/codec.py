@@ -72,9 +72,9 @@ def load_schema_set(root: Path, version: str) -> list[SchemaInfo]:
 
 
 def _info(raw: dict[str, Any], kind: str, version: str) -> SchemaInfo:
-    parsed = parse_schema(raw, _write_hint=False)
-    fp = fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
-    return SchemaInfo(f"{raw['namespace']}.{raw['name']}", kind, version, fp, raw, parsed)
+    fp = fingerprint(to_parsing_canonical_form(parse_schema(raw, _write_hint=False)), "CRC-64-AVRO")
+    # The hinted form is what fastavro recognises as already parsed; without the hint it re-parses per call.
+    return SchemaInfo(f"{raw['namespace']}.{raw['name']}", kind, version, fp, raw, parse_schema(raw))
 
 
 class Codec:

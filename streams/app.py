@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -49,10 +51,14 @@ def _header_pairs(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | N
 def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     """A Faust app for `settings`; pass a runtime to inject a clock or policy (tests)."""
     settings.require()
+    faust_dir = Path(tempfile.gettempdir()) / "suqiu-faust"
+    faust_dir.mkdir(exist_ok=True)
     app = faust.App(
         f"suqiu-{settings.topic_prefix}{settings.system_id}",
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
+        # Nothing durable lives in a worker (the store is PostgreSQL), so Faust's data dir stays out of the cwd.
+        datadir=str(faust_dir / "{conf.id}"),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",

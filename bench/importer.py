@@ -1,6 +1,8 @@
 """History import: rows/s through `suqiu import`'s path, next to raw psycopg writing the same rows.
 
     python -m bench.importer [--rows 20000]
+
+Runs `suqiu import` twice on fresh files: in one process, and with one worker process per core.
 """
 
 from __future__ import annotations
@@ -9,6 +11,10 @@ import argparse
 import asyncio
 import csv
 import io
+import os
+import re
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -18,11 +24,9 @@ from pathlib import Path
 import psycopg
 
 from bench.agents import lifecycle
-from bench.common import start_stack
+from bench.common import BenchStack, start_stack
 from schemas.codec import Codec
 from suqiu import logs
-from suqiu.importer import import_csv, load_mapping
-from suqiu.runtime import Runtime
 
 MAPPING = """source_system = "bench-legacy"
 [columns]
@@ -43,7 +47,7 @@ outcome = "outcome"
 """
 
 
-def write_csv(path: Path, rows: int) -> None:
+def write_csv(path: Path, rows: int, prefix: str = "B") -> None:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["ref", "submitted", "uscc", "name", "channel", "category", "jurisdiction", "title", "content",
@@ -51,7 +55,7 @@ def write_csv(path: Path, rows: int) -> None:
     start = datetime(2025, 3, 3, 9, 30)
     for i in range(rows):
         t = start + timedelta(minutes=i)
-        w.writerow([f"B-{i}", t.isoformat(sep=" "), "91110000600037341L", "天津某某科技有限公司", "hotline",
+        w.writerow([f"{prefix}-{i}", t.isoformat(sep=" "), "91110000600037341L", "天津某某科技有限公司", "hotline",
                     "approval", "tj-binhai", "施工许可进度", "希望了解审批进度", "bh-approval",
                     (t + timedelta(days=2)).isoformat(sep=" "), "已办理", (t + timedelta(days=3)).isoformat(sep=" "),
                     "resolved"])
@@ -89,6 +93,17 @@ async def raw_baseline(dsn: str, rows: int, clients: int = 16) -> float:
     return rows / (time.perf_counter() - t)
 
 
+def run_import(stack: BenchStack, csv_path: Path, mapping: Path, workers: int) -> tuple[float, str]:
+    """`suqiu import` as users run it; its own rows/s figure (file read to last commit) and summary."""
+    env = {**os.environ, **stack.settings.to_env()}
+    done = subprocess.run([sys.executable, "-m", "suqiu", "--log-level", "WARNING", "import", str(csv_path),
+                           "--mapping", str(mapping), "--workers", str(workers)],
+                          env=env, capture_output=True, text=True, check=True)
+    m = re.search(r"\(([\d,]+) rows/s", done.stdout)
+    assert m, done.stdout + done.stderr
+    return float(m.group(1).replace(",", "")), done.stdout.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=20_000)
@@ -97,25 +112,19 @@ def main() -> None:
     stack = start_stack(partitions=6)
     s = stack.settings
     tmp = Path(tempfile.mkdtemp())
+    cores = os.cpu_count() or 1
     try:
-        write_csv(tmp / "h.csv", args.rows)
+        write_csv(tmp / "one.csv", args.rows, "ONE")
+        write_csv(tmp / "many.csv", args.rows, "MANY")
         (tmp / "m.toml").write_text(MAPPING, "utf-8")
         raw = asyncio.run(raw_baseline(s.database_url or "", args.rows))
-
-        async def ours() -> tuple[float, int]:
-            rt = await Runtime(s, pool_size=16).open()
-            try:
-                t = time.perf_counter()
-                out = await import_csv(rt.service, s.system_id, tmp / "h.csv", load_mapping(tmp / "m.toml"))
-                return out.rows / (time.perf_counter() - t), out.imported
-            finally:
-                await rt.close()
-
-        rate, imported = asyncio.run(ours())
+        one, one_out = run_import(stack, tmp / "one.csv", tmp / "m.toml", 1)
+        many, many_out = run_import(stack, tmp / "many.csv", tmp / "m.toml", cores)
         print(f"raw psycopg, same rows per case (5 events + outbox, command, source ref), 16 connections: "
               f"{raw:,.0f} rows/s")
-        print(f"suqiu import (chunks of 500 cases per transaction): {imported:,} rows imported at {rate:,.0f} rows/s "
-              f"({rate / raw:.2f}x raw)")
+        print(f"suqiu import, 1 process (chunks of 500 cases per transaction): {one:,.0f} rows/s "
+              f"({one / raw:.2f}x raw)\n  {one_out}")
+        print(f"suqiu import, {cores} worker processes: {many:,.0f} rows/s ({many / raw:.2f}x raw)\n  {many_out}")
     finally:
         stack.stop()
 

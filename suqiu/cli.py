@@ -10,6 +10,9 @@ from suqiu import logs
 from suqiu.config import Settings
 from suqiu.domain.model import Role
 
+PARALLEL_FROM = 5_000  # import rows below which starting worker processes costs more than it saves
+AVERAGE_ROW_BYTES = 200  # a guess from the file size, so the workers can start while the file is read
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="suqiu", description="Suqiu (诉求): enterprise appeals backend")
@@ -27,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="the CSV file (its encoding is declared in the mapping)")
     imp.add_argument("--mapping", required=True, help="TOML: source_system, encoding, [columns], [values], [defaults]")
     imp.add_argument("--rejects", help="where bad rows go (default FILE.rejects.csv)")
+    imp.add_argument("--workers", type=int, help="processes deciding and encoding rows "
+                     f"(default: one per core from {PARALLEL_FROM:,} rows, else one)")
     keys = sub.add_parser("keys", help="API keys: create (the secret is shown once), list, revoke")
     ks = keys.add_subparsers(dest="keys_command", required=True)
     kc = ks.add_parser("create")
@@ -114,40 +119,56 @@ def run_migrate(settings: Settings, *, seed: bool) -> int:
 
 
 async def run_import(settings: Settings, args: argparse.Namespace) -> int:
+    import os
     import time
     from pathlib import Path
 
     from rich.progress import Progress
 
-    from suqiu.importer import MappingError, import_csv, load_mapping, write_rejects
+    from suqiu.importer import MappingError, ParallelCreator, import_rows, load_mapping, read_rows, write_rejects
     from suqiu.runtime import Runtime
 
     if not settings.database_url:
         sys.stderr.write("set SUQIU_DATABASE_URL\n")
         return 2
     path = Path(args.file)
+    started = time.perf_counter()
     try:
         mapping = load_mapping(Path(args.mapping))
     except MappingError as exc:
         sys.stderr.write(f"--mapping: {exc}\n")
         return 2
-    runtime = await Runtime(settings).open()
-    started = time.perf_counter()
+    cores = os.cpu_count() or 1
+    workers = args.workers or (cores if path.stat().st_size >= PARALLEL_FROM * AVERAGE_ROW_BYTES else 1)
+    creator = ParallelCreator(settings, workers) if workers > 1 else None
     try:
-        with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
-            task = bar.add_task(f"importing {path.name}", total=None)
-            outcome = await import_csv(runtime.service, settings.system_id, path, mapping,
-                                       progress=lambda n: bar.advance(task, n))
+        outcome, pending = read_rows(path, mapping, settings.system_id)
     except (MappingError, OSError) as exc:
         sys.stderr.write(f"{exc}\n")
+        if creator is not None:
+            creator.close()
         return 2
-    finally:
-        await runtime.close()
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(f"importing {path.name}", total=len(pending))
+        if creator is not None:
+            try:
+                await import_rows(creator, outcome, pending, mapping, concurrency=2 * workers,
+                                  progress=lambda n: bar.advance(task, n))
+            finally:
+                creator.close()
+        else:
+            runtime = await Runtime(settings).open()
+            try:
+                await import_rows(runtime.service.create_many, outcome, pending, mapping,
+                                  progress=lambda n: bar.advance(task, n))
+            finally:
+                await runtime.close()
     seconds = time.perf_counter() - started
     rejects = Path(args.rejects or f"{path}.rejects.csv")
     if outcome.rejected:
         write_rejects(rejects, outcome)
-    sys.stdout.write(f"{outcome.rows} rows in {seconds:.1f} s ({outcome.rows / max(seconds, 1e-9):,.0f} rows/s): "
+    sys.stdout.write(f"{outcome.rows} rows in {seconds:.1f} s ({outcome.rows / max(seconds, 1e-9):,.0f} rows/s, "
+                     f"{workers} worker{'s' if workers > 1 else ''}): "
                      f"{outcome.imported} imported, {outcome.already} already imported, "
                      f"{len(outcome.rejected)} rejected" + (f" (see {rejects})" if outcome.rejected else "") + "\n")
     return 1 if outcome.rejected else 0

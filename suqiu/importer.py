@@ -9,21 +9,28 @@ reference), so running the same import twice adds nothing.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import csv
 import hashlib
 import io
+import logging
+import multiprocessing
 import re
 import tomllib
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from suqiu import logs
+from suqiu.config import Settings
 from suqiu.domain import DomainError
 from suqiu.domain.model import Actor, Role
-from suqiu.service import CommandRequest, CommandService
+from suqiu.runtime import Runtime
+from suqiu.service import CommandRequest, CommandResult
 
 NAMESPACE = uuid.UUID("9a1f3c1e-3b55-4c5e-8a57-0d8f7c0b2e11")
 REQUIRED = ("source_ref", "submitted_at", "uscc", "enterprise_name", "channel", "category", "jurisdiction",
@@ -140,9 +147,12 @@ def row_body(row: Mapping[str, str], m: ImportMapping) -> dict[str, Any]:
     return body
 
 
-async def import_csv(service: CommandService, system_id: str, csv_path: Path, m: ImportMapping, *,
-                     concurrency: int = 2, chunk_size: int = 500,
-                     progress: Callable[[int], None] | None = None) -> Outcome:
+Pending = tuple[int, dict[str, str], CommandRequest]
+CreateMany = Callable[[list[CommandRequest]], Awaitable[list[CommandResult | DomainError]]]
+
+
+def read_rows(csv_path: Path, m: ImportMapping, system_id: str) -> tuple[Outcome, list[Pending]]:
+    """Parse the file: rows that cannot become a command are rejected here, the rest are returned."""
     raw = csv_path.read_bytes()
     try:
         text = raw.decode(m.encoding)
@@ -157,7 +167,7 @@ async def import_csv(service: CommandService, system_id: str, csv_path: Path, m:
     out = Outcome(header=list(reader.fieldnames or []))
     rows = list(reader)
     out.rows = len(rows)
-    pending: list[tuple[int, dict[str, str], CommandRequest]] = []
+    pending: list[Pending] = []
     # Row numbers as a spreadsheet shows them: the header is row 1.
     for line, row in enumerate(rows, 2):
         try:
@@ -167,11 +177,18 @@ async def import_csv(service: CommandService, system_id: str, csv_path: Path, m:
             continue
         command_id = str(uuid.uuid5(NAMESPACE, f"{m.source_system}/{body['source_ref']}"))
         pending.append((line, row, CommandRequest("import_case", command_id, actor, body, correlation_id=correlation)))
+    return out, pending
+
+
+async def import_rows(create_many: CreateMany, out: Outcome, pending: list[Pending], m: ImportMapping, *,
+                      concurrency: int = 2, chunk_size: int = 500,
+                      progress: Callable[[int], None] | None = None) -> Outcome:
+    """Group commit: a chunk of cases per transaction, `concurrency` chunks in flight."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def chunk(part: list[tuple[int, dict[str, str], CommandRequest]]) -> None:
+    async def chunk(part: list[Pending]) -> None:
         async with gate:
-            results = await service.create_many([req for _, _, req in part])
+            results = await create_many([req for _, _, req in part])
         for (line, row, _), result in zip(part, results, strict=True):
             if isinstance(result, DomainError):
                 name = str(result.details.get("field") or "")
@@ -185,10 +202,64 @@ async def import_csv(service: CommandService, system_id: str, csv_path: Path, m:
         if progress is not None:
             progress(len(part))
 
-    # Group commit: a chunk of cases per transaction, a couple of chunks in flight.
     await asyncio.gather(*(chunk(pending[i:i + chunk_size]) for i in range(0, len(pending), chunk_size)))
     out.rejected.sort(key=lambda r: r[0])
     return out
+
+
+class ParallelCreator:
+    """`create_many` spread over worker processes, each with its own connections.
+
+    Deciding and encoding is CPU-bound Python, so one process cannot keep PostgreSQL busy;
+    each chunk is still one transaction, so a case is whole or absent as before.
+    """
+
+    def __init__(self, settings: Settings, workers: int) -> None:
+        self.workers = workers
+        # spawn, not fork: the parent has a running event loop and open connections.
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_worker_start, initargs=(settings, level))
+        # Start the processes now, so their start-up overlaps the parent's reading of the file.
+        for _ in range(workers):
+            self._pool.submit(_worker_ready)
+
+    async def __call__(self, reqs: list[CommandRequest]) -> list[CommandResult | DomainError]:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _worker_create, reqs)
+
+    def close(self) -> None:
+        self._pool.shutdown()
+
+
+class _Worker:
+    """The event loop and runtime of one import worker process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.runtime = self.loop.run_until_complete(Runtime(settings, pool_size=2).open())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.runtime.close())
+        self.loop.close()
+
+
+_worker: _Worker | None = None  # set only inside an import worker process
+
+
+def _worker_start(settings: Settings, log_level: str) -> None:
+    global _worker
+    logs.configure(log_level)
+    _worker = _Worker(settings)
+    atexit.register(_worker.close)
+
+
+def _worker_ready() -> bool:
+    return _worker is not None
+
+
+def _worker_create(reqs: list[CommandRequest]) -> list[CommandResult | DomainError]:
+    assert _worker is not None, "not an import worker process"
+    return _worker.loop.run_until_complete(_worker.runtime.service.create_many(reqs))
 
 
 def write_rejects(path: Path, out: Outcome) -> None:

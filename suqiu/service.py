@@ -119,7 +119,7 @@ class CommandService:
                 now = self._clock.now()
                 meta = CommandMeta(
                     command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
-                    event_ids=tuple(self._new_id() for _ in range(8 if isinstance(command, ImportCase) else 2)),
+                    event_ids=tuple(self._new_id() for _ in range(_ids_for(command))),
                     expected_seq=req.expected_seq,
                     correlation_id=req.correlation_id, causation_id=req.causation_id,
                 )
@@ -191,7 +191,7 @@ class CommandService:
                     continue
                 case_id = self._new_id()
                 meta = CommandMeta(command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
-                                   event_ids=tuple(self._new_id() for _ in range(8)),
+                                   event_ids=tuple(self._new_id() for _ in range(_ids_for(command))),
                                    correlation_id=req.correlation_id, causation_id=req.causation_id)
                 events = decide(Case(case_id=case_id), command, meta, ctx)
             except DomainError as exc:
@@ -260,11 +260,25 @@ def _request_hash(req: CommandRequest, command: Any) -> bytes:
     return hashlib.sha256(canonical.encode()).digest()
 
 
+def _ids_for(command: Any) -> int:
+    """How many event ids a command may need: an import records a whole case's history at once."""
+    return 8 if isinstance(command, ImportCase) else 2
+
+
+_FIELD_NAMES: dict[type[Any], tuple[str, ...] | None] = {}
+
+
 def _fields(value: Any) -> Any:
     """dataclasses.asdict without its deep copies (the same JSON; this runs for every command)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _fields(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return value
+    cls = type(value)
+    try:
+        names = _FIELD_NAMES[cls]
+    except KeyError:
+        dataclass_ = dataclasses.is_dataclass(cls)
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls)) if dataclass_ else None
+    if names is None:
+        return value
+    return {n: _fields(getattr(value, n)) for n in names}
 
 
 def _canonical(value: Any) -> str:

@@ -120,11 +120,14 @@ async def test_import_good_rows_reject_bad_ones_and_twice_adds_nothing(
     closed = next(ev for c, _, ev in events if c == by_ref["H-001"][0] and ev.event_type == "AppealClosed")
     assert closed.occurred_at.isoformat() == "2025-03-06T02:00:00+00:00"  # the original time, in UTC
 
-    # Again: nothing new.
+    # Again, through worker processes (the path large files take): nothing new, the same rejects.
     before = query(s, "SELECT count(*) FROM events")[0][0]
-    code = await asyncio.to_thread(run_cli, ["import", str(data), "--mapping", str(mapping)])
-    assert "0 imported, 3 already imported" in capsys.readouterr().out
+    (tmp_path / "history.csv.rejects.csv").unlink()
+    code = await asyncio.to_thread(run_cli, ["import", str(data), "--mapping", str(mapping), "--workers", "2"])
+    assert "2 workers): 0 imported, 3 already imported, 4 rejected" in capsys.readouterr().out
     assert query(s, "SELECT count(*) FROM events")[0][0] == before
+    again = list(csv.reader((tmp_path / "history.csv.rejects.csv").read_text("utf-8-sig").splitlines()))
+    assert {int(r[0]): r[1] for r in again[1:]} == reasons  # a refusal decided in a worker keeps its field
 
     # A live worker breaches the case still open; the closed historical ones get nothing new.
     async with faust_worker(s, runtime.clock):

@@ -21,6 +21,14 @@ class DomainError(Exception):
     def as_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "details": self.details}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Refusals cross process boundaries (a parallel import); keep the code and details.
+        return (_restore, (self.code, self.message, self.details))
+
+
+def _restore(code: str, message: str, details: dict[str, Any]) -> DomainError:
+    return DomainError(code, message, **details)
+
 
 def invalid(field: str, message: str, **details: Any) -> DomainError:
     return DomainError("invalid_input", f"{field}: {message}", field=field, **details)

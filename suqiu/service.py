@@ -100,10 +100,10 @@ class CommandService:
         async with self._pool.connection() as conn:
             for attempt in range(RETRIES):
                 if is_submit:
-                    prior = await store.find_command(conn, req.command_id)
+                    prior, original = await store.find_submitted(conn, req.command_id, command.source_system,
+                                                                 command.source_ref)
                     if prior is not None:
                         return _duplicate(prior, request_hash, req.command_id)
-                    original = await store.find_source(conn, command.source_system, command.source_ref)
                     if original is not None:
                         return _as_duplicate(original)
                     case_id, last_hash = self._new_id(), GENESIS
@@ -138,6 +138,10 @@ class CommandService:
                 except store.CaseConflict:
                     self._cases.pop(case_id, None)
                     if req.expected_seq is not None:
+                        # One statement may report the seq clash before the command id's: a repeat is a repeat.
+                        prior = await store.find_command(conn, req.command_id)
+                        if prior is not None:
+                            return _duplicate(prior, request_hash, req.command_id)
                         raise DomainError(
                             "conflict", f"expected_seq {req.expected_seq}: another command changed the case first",
                             expected_seq=req.expected_seq,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg import errors
@@ -76,16 +77,46 @@ def _prior(row: tuple[Any, ...] | None) -> tuple[bytes, dict[str, Any]] | None:
     return None if row is None else (bytes(row[0]), row[1])
 
 
-async def find_source(conn: psycopg.AsyncConnection[Any], source_system: str, source_ref: str) -> dict[str, Any] | None:
-    """The original result of the submit that created the case for this source reference."""
+async def find_submitted(conn: psycopg.AsyncConnection[Any], command_id: str, source_system: str, source_ref: str
+                         ) -> tuple[tuple[bytes, dict[str, Any]] | None, dict[str, Any] | None]:
+    """For a submit, in one statement: this command id's earlier (hash, result), and the result
+    of the submit that already created a case for this source reference."""
     cur = await conn.execute(
-        "SELECT c.result FROM source_refs s JOIN commands c USING (command_id) "
+        "SELECT true, request_hash, result FROM commands WHERE command_id = %s UNION ALL "
+        "SELECT false, NULL, c.result FROM source_refs s JOIN commands c USING (command_id) "
         "WHERE s.source_system = %s AND s.source_ref = %s",
-        (source_system, source_ref),
+        (command_id, source_system, source_ref),
         prepare=True,
     )
-    row = await cur.fetchone()
-    return None if row is None else dict(row[0])
+    prior, original = None, None
+    for own, request_hash, result in await cur.fetchall():
+        if own:
+            prior = (bytes(request_hash), result)
+        else:
+            original = dict(result)
+    return prior, original
+
+
+def _append_sql(with_source: bool) -> str:
+    """One statement (so one implicit transaction, no BEGIN/COMMIT round trips): the command's
+    result, its source reference, its events in seq order with their outbox rows, the NOTIFY."""
+    source = ("s AS (INSERT INTO source_refs (source_system, source_ref, case_id, command_id) "
+              "VALUES (%(source_system)s, %(source_ref)s, %(case_id)s, %(command_id)s)), ") if with_source else ""
+    return (
+        "WITH c AS (INSERT INTO commands (command_id, case_id, request_hash, result) "
+        "VALUES (%(command_id)s, %(case_id)s, %(request_hash)s, %(result)s::jsonb)), " + source +
+        # Positions follow seq, so the relay publishes a command's events in order.
+        "e AS (INSERT INTO events (case_id, seq, event_id, event_type, command_id, occurred_at, recorded_at, "
+        "data, hash) SELECT %(case_id)s, seq, event_id, event_type, %(command_id)s, occurred_at, recorded_at, "
+        "data, hash FROM unnest(%(seqs)b::int[], %(event_ids)b::uuid[], %(types)b::text[], "
+        "%(occurred)b::timestamptz[], %(recorded)b::timestamptz[], %(datas)b::bytea[], %(hashes)b::bytea[]) "
+        "AS u(seq, event_id, event_type, occurred_at, recorded_at, data, hash) ORDER BY seq RETURNING position), "
+        "o AS (INSERT INTO outbox (position) SELECT position FROM e) "
+        "SELECT pg_notify(%(channel)s, current_schema())"
+    )
+
+
+_APPEND_SQL = {True: _append_sql(True), False: _append_sql(False)}
 
 
 async def append(
@@ -97,32 +128,20 @@ async def append(
     result: dict[str, Any],
     source: tuple[str, str] | None = None,
 ) -> None:
-    """One transaction, one round trip: the events, their outbox rows, the command's result."""
+    """Atomically: the events, their outbox rows, the command's result (`conn` in autocommit)."""
+    assert conn.autocommit, "append is one statement, its own transaction"
     case_id = encoded[0].event.case_id
+    params = {
+        "command_id": command_id, "case_id": case_id, "request_hash": request_hash,
+        "result": json.dumps(result, ensure_ascii=False), "channel": NOTIFY_CHANNEL,
+        "source_system": source[0] if source else None, "source_ref": source[1] if source else None,
+        "seqs": [enc.event.seq for enc in encoded], "event_ids": [UUID(enc.event.event_id) for enc in encoded],
+        "types": [enc.event.event_type for enc in encoded], "occurred": [enc.event.occurred_at for enc in encoded],
+        "recorded": [enc.event.recorded_at for enc in encoded], "datas": [enc.data for enc in encoded],
+        "hashes": [enc.hash for enc in encoded],
+    }
     try:
-        async with conn.transaction(), conn.pipeline():
-            await conn.execute(
-                "INSERT INTO commands (command_id, case_id, request_hash, result) VALUES (%s, %s, %s, %s)",
-                (command_id, case_id, request_hash, json.dumps(result, ensure_ascii=False)),
-                prepare=True,
-            )
-            if source is not None:
-                await conn.execute(
-                    "INSERT INTO source_refs (source_system, source_ref, case_id, command_id) VALUES (%s, %s, %s, %s)",
-                    (source[0], source[1], case_id, command_id),
-                    prepare=True,
-                )
-            for enc in encoded:
-                ev = enc.event
-                await conn.execute(
-                    "WITH e AS (INSERT INTO events (case_id, seq, event_id, event_type, command_id, occurred_at, "
-                    "recorded_at, data, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING position) "
-                    "INSERT INTO outbox (position) SELECT position FROM e",
-                    (ev.case_id, ev.seq, ev.event_id, ev.event_type, ev.command_id, ev.occurred_at,
-                     ev.recorded_at, enc.data, enc.hash),
-                    prepare=True,
-                )
-            await conn.execute("SELECT pg_notify(%s, current_schema())", (NOTIFY_CHANNEL,), prepare=True)
+        await conn.execute(_APPEND_SQL[source is not None], params, prepare=True)
     except errors.UniqueViolation as exc:
         constraint = exc.diag.constraint_name or ""
         if constraint == "events_case_seq":

@@ -66,11 +66,18 @@ async def find_command(conn: psycopg.AsyncConnection[Any], command_id: str) -> t
 async def read_for_command(
     conn: psycopg.AsyncConnection[Any], command_id: str, case_id: str, after_seq: int
 ) -> tuple[tuple[bytes, dict[str, Any]] | None, list[bytes]]:
-    """The command's earlier result, if any, and the case's newer events: one round trip."""
-    async with conn.pipeline():
-        prior = await conn.execute(COMMAND_SQL, (command_id,), prepare=True)
-        newer = await conn.execute(CASE_EVENTS_SQL, (case_id, after_seq), prepare=True)
-    return _prior(await prior.fetchone()), [r[0] for r in await newer.fetchall()]
+    """The command's earlier result, if any, and the case's newer events: one statement."""
+    cur = await conn.execute(
+        "SELECT 0 AS seq, request_hash, result, NULL FROM commands WHERE command_id = %s UNION ALL "
+        "SELECT seq, NULL, NULL, data FROM events WHERE case_id = %s AND seq > %s ORDER BY seq",
+        (command_id, case_id, after_seq), prepare=True)
+    prior, newer = None, []
+    for seq, request_hash, result, data in await cur.fetchall():
+        if seq == 0:
+            prior = (bytes(request_hash), result)
+        else:
+            newer.append(data)
+    return prior, newer
 
 
 def _prior(row: tuple[Any, ...] | None) -> tuple[bytes, dict[str, Any]] | None:
@@ -97,26 +104,35 @@ async def find_submitted(conn: psycopg.AsyncConnection[Any], command_id: str, so
     return prior, original
 
 
-def _append_sql(with_source: bool) -> str:
+_EVENT_COLUMNS = "case_id, seq, event_id, event_type, command_id, occurred_at, recorded_at, data, hash"
+
+
+def _append_sql(with_source: bool, many: bool) -> str:
     """One statement (so one implicit transaction, no BEGIN/COMMIT round trips): the command's
     result, its source reference, its events in seq order with their outbox rows, the NOTIFY."""
     source = ("s AS (INSERT INTO source_refs (source_system, source_ref, case_id, command_id) "
               "VALUES (%(source_system)s, %(source_ref)s, %(case_id)s, %(command_id)s)), ") if with_source else ""
+    # Most commands record one event: scalars then, as arrays cost a type inspection each.
+    rows = (
+        "SELECT %(case_id)s, seq, event_id, event_type, %(command_id)s, occurred_at, recorded_at, data, hash "
+        "FROM unnest(%(seq)b::int[], %(event_id)b::uuid[], %(event_type)b::text[], %(occurred_at)b::timestamptz[], "
+        "%(recorded_at)b::timestamptz[], %(data)b::bytea[], %(hash)b::bytea[]) "
+        "AS u(seq, event_id, event_type, occurred_at, recorded_at, data, hash) ORDER BY seq"
+        if many else
+        "VALUES (%(case_id)s, %(seq)s, %(event_id)s::uuid, %(event_type)s, %(command_id)s, %(occurred_at)s, "
+        "%(recorded_at)s, %(data)s, %(hash)s)"
+    )
     return (
         "WITH c AS (INSERT INTO commands (command_id, case_id, request_hash, result) "
         "VALUES (%(command_id)s, %(case_id)s, %(request_hash)s, %(result)s::jsonb)), " + source +
         # Positions follow seq, so the relay publishes a command's events in order.
-        "e AS (INSERT INTO events (case_id, seq, event_id, event_type, command_id, occurred_at, recorded_at, "
-        "data, hash) SELECT %(case_id)s, seq, event_id, event_type, %(command_id)s, occurred_at, recorded_at, "
-        "data, hash FROM unnest(%(seqs)b::int[], %(event_ids)b::uuid[], %(types)b::text[], "
-        "%(occurred)b::timestamptz[], %(recorded)b::timestamptz[], %(datas)b::bytea[], %(hashes)b::bytea[]) "
-        "AS u(seq, event_id, event_type, occurred_at, recorded_at, data, hash) ORDER BY seq RETURNING position), "
+        f"e AS (INSERT INTO events ({_EVENT_COLUMNS}) {rows} RETURNING position), "
         "o AS (INSERT INTO outbox (position) SELECT position FROM e) "
         "SELECT pg_notify(%(channel)s, current_schema())"
     )
 
 
-_APPEND_SQL = {True: _append_sql(True), False: _append_sql(False)}
+_APPEND_SQL = {(src, many): _append_sql(src, many) for src in (True, False) for many in (True, False)}
 
 
 async def append(
@@ -131,17 +147,22 @@ async def append(
     """Atomically: the events, their outbox rows, the command's result (`conn` in autocommit)."""
     assert conn.autocommit, "append is one statement, its own transaction"
     case_id = encoded[0].event.case_id
-    params = {
+    params: dict[str, Any] = {
         "command_id": command_id, "case_id": case_id, "request_hash": request_hash,
         "result": json.dumps(result, ensure_ascii=False), "channel": NOTIFY_CHANNEL,
         "source_system": source[0] if source else None, "source_ref": source[1] if source else None,
-        "seqs": [enc.event.seq for enc in encoded], "event_ids": [UUID(enc.event.event_id) for enc in encoded],
-        "types": [enc.event.event_type for enc in encoded], "occurred": [enc.event.occurred_at for enc in encoded],
-        "recorded": [enc.event.recorded_at for enc in encoded], "datas": [enc.data for enc in encoded],
-        "hashes": [enc.hash for enc in encoded],
     }
+    rows = [(e.event.seq, e.event.event_id, e.event.event_type, e.event.occurred_at, e.event.recorded_at, e.data,
+             e.hash) for e in encoded]
+    names = ("seq", "event_id", "event_type", "occurred_at", "recorded_at", "data", "hash")
+    many = len(rows) > 1
+    if many:
+        params.update(zip(names, ([*col] for col in zip(*rows, strict=True)), strict=True))
+        params["event_id"] = [UUID(i) for i in params["event_id"]]
+    else:
+        params.update(zip(names, rows[0], strict=True))
     try:
-        await conn.execute(_APPEND_SQL[source is not None], params, prepare=True)
+        await conn.execute(_APPEND_SQL[(source is not None, many)], params, prepare=True)
     except errors.UniqueViolation as exc:
         constraint = exc.diag.constraint_name or ""
         if constraint == "events_case_seq":

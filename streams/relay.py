@@ -24,6 +24,7 @@ from suqiu.config import Settings
 from suqiu.store.events import NOTIFY_CHANNEL
 
 log = structlog.get_logger(__name__)
+Acked = tuple[list[int], dict[int, int]]  # published positions, and the highest offset per partition
 LOCK_ID = 0x5351_0002
 EPOCH_SQL = ("INSERT INTO relay_state (topic, epoch, republished_at) VALUES (%s, %s, now()) "
              "ON CONFLICT (topic) DO UPDATE SET epoch = EXCLUDED.epoch, republished_at = now()")
@@ -67,15 +68,17 @@ class OutboxRelay:
                 await self.check_broker(conn, producer)
                 loop = asyncio.get_running_loop()
                 next_check = loop.time() + self.check_every
+                acked: Acked | None = None
                 while True:
-                    moved = await self._drain(conn, producer)
+                    moved, acked = await self._drain(conn, producer, acked)
                     # Reading the marker topic takes a consumer's start-up time: never on the hot path.
                     if probe is None and loop.time() >= next_check:
                         probe = asyncio.create_task(self.broker_epochs())
                     if probe is not None and probe.done():
-                        await self.check_broker(conn, producer, probe.result())
+                        if await self.check_broker(conn, producer, probe.result()):
+                            acked = None  # queued again with everything else: the new broker needs it too
                         probe, next_check = None, loop.time() + self.check_every
-                    if moved < self.batch:
+                    if moved == 0:  # also means the last batch is forgotten: the outbox holds only news
                         async for _ in conn.notifies(timeout=self.idle_wait, stop_after=1):
                             pass
             finally:
@@ -92,29 +95,37 @@ class OutboxRelay:
                 return
             await asyncio.sleep(1.0)
 
-    async def _drain(self, conn: psycopg.AsyncConnection[Any], producer: AIOKafkaProducer) -> int:
-        cur = await conn.execute(
-            "SELECT o.position, e.case_id, e.data, e.event_type, e.event_id::text FROM outbox o "
-            "JOIN events e USING (position) ORDER BY o.position LIMIT %s",
-            (self.batch,),
-        )
+    async def _drain(self, conn: psycopg.AsyncConnection[Any], producer: AIOKafkaProducer,
+                     acked: Acked | None) -> tuple[int, Acked | None]:
+        """Forget the last acknowledged batch and read the next in one round trip; publish it.
+
+        Returns how many were published and their acknowledgement, forgotten next time: a crash
+        in between republishes them (at least once), and an empty read has forgotten them.
+        """
+        async with conn.pipeline():
+            if acked is not None:
+                positions, heads = acked
+                await conn.execute("DELETE FROM outbox WHERE position = ANY(%s)", (positions,), prepare=True)
+                # The heads let /v1/health report how far the read models trail the topic.
+                async with conn.cursor() as c:
+                    await c.executemany(
+                        'INSERT INTO relay_offsets (topic, partition, "offset") VALUES (%s, %s, %s) '
+                        'ON CONFLICT (topic, partition) DO UPDATE SET "offset" = EXCLUDED."offset"',
+                        [(self.topic, p, o) for p, o in heads.items()])
+            cur = await conn.execute(
+                "SELECT o.position, e.case_id, e.data, e.event_type, e.event_id::text FROM outbox o "
+                "JOIN events e USING (position) ORDER BY o.position LIMIT %s",
+                (self.batch,), prepare=True,
+            )
         rows = await cur.fetchall()
         if not rows:
-            return 0
+            return 0, None
         acks = await publish(producer, self.topic, [r[1:] for r in rows])
-        heads: dict[int, int] = {}
+        heads = {}
         for ack in acks:
             heads[ack.partition] = max(heads.get(ack.partition, -1), ack.offset)
-        positions = [r[0] for r in rows]
-        async with conn.transaction(), conn.pipeline(), conn.cursor() as c:
-            await c.execute("DELETE FROM outbox WHERE position = ANY(%s)", (positions,))
-            # The heads let /v1/health report how far the read models trail the topic.
-            await c.executemany(
-                'INSERT INTO relay_offsets (topic, partition, "offset") VALUES (%s, %s, %s) '
-                'ON CONFLICT (topic, partition) DO UPDATE SET "offset" = EXCLUDED."offset"',
-                [(self.topic, p, o) for p, o in heads.items()])
-        log.debug("relayed", count=len(rows), last_position=positions[-1])
-        return len(rows)
+        log.debug("relayed", count=len(rows), last_position=rows[-1][0])
+        return len(rows), ([r[0] for r in rows], heads)
 
     async def broker_epochs(self) -> set[str]:
         """The epoch tokens on the marker topic (empty when the topic is gone)."""

@@ -21,6 +21,7 @@ from replay import export as packages
 from replay import history, verify
 from schemas.codec import Codec
 from suqiu.config import Settings
+from suqiu.domain.refdata import Jurisdiction, subtree
 from suqiu.domain.sla import CHINA
 
 
@@ -162,14 +163,11 @@ def _export(console: Console, settings: Settings, codec: Codec, args: argparse.N
     with psycopg.connect(settings.database_url) as conn:
         nodes = None
         if args.jurisdiction:
-            rows = conn.execute(
-                "WITH RECURSIVE t AS (SELECT code FROM jurisdictions WHERE code = %s UNION "
-                "SELECT j.code FROM jurisdictions j JOIN t ON j.parent = t.code) SELECT code FROM t",
-                (args.jurisdiction,)).fetchall()
-            if not rows:
+            tree = {r[0]: Jurisdiction(*r) for r in conn.execute("SELECT code, name, level, parent FROM jurisdictions")}
+            if args.jurisdiction not in tree:
                 Console(stderr=True).print(f"--jurisdiction: unknown jurisdiction {args.jurisdiction!r}")
                 return 2
-            nodes = frozenset(r[0] for r in rows)
+            nodes = frozenset(subtree(tree, args.jurisdiction))
         w = packages.Window(args.start.astimezone(UTC), args.end.astimezone(UTC), args.department, nodes)
         with _progress(console, "exporting") as tick:
             manifest = packages.export(conn, codec, w, args.out, progress=tick)

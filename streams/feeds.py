@@ -15,25 +15,13 @@ from psycopg_pool import AsyncConnectionPool
 from schemas.codec import Codec
 from suqiu.config import Settings
 from suqiu.domain import events as e
-from suqiu.domain.refdata import Jurisdiction
+from suqiu.domain.refdata import Jurisdiction, ancestors
 
 CACHE_SIZE = 100_000
 
 
 def feed_topic(settings: Settings, jurisdiction: str) -> str:
     return settings.topic(f"appeals.events.{jurisdiction}.v1")
-
-
-def ancestors(tree: Mapping[str, Jurisdiction], code: str) -> list[str]:
-    """`code` and every node above it: the feeds a case in `code` belongs to."""
-    out, seen = [], set()
-    node: str | None = code
-    while node is not None and node not in seen:
-        seen.add(node)
-        out.append(node)
-        parent = tree.get(node)
-        node = parent.parent if parent else None
-    return out
 
 
 class JurisdictionFeeds:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ from schemas.codec import to_json_value
 from suqiu.domain import Case, DomainError
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.model import Actor, Role, Status
-from suqiu.domain.refdata import Jurisdiction
+from suqiu.domain.refdata import subtree
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
 from suqiu.store import events as store
@@ -281,19 +281,6 @@ async def jurisdiction_kpis(request: web.Request) -> web.Response:
     j = ctx.jurisdictions[code]
     return json_response({"jurisdiction": dataclasses.asdict(j), "as_of": now, "departments": members,
                           "jurisdictions": sorted(nodes), **figures})
-
-
-def subtree(tree: Mapping[str, Jurisdiction], root: str) -> set[str]:
-    """`root` and every node under it in the 辖区 tree."""
-    children: dict[str | None, list[str]] = {}
-    for j in tree.values():
-        children.setdefault(j.parent, []).append(j.code)
-    out, todo = set(), [root]
-    while todo:
-        node = todo.pop()
-        out.add(node)
-        todo.extend(children.get(node, []))
-    return out
 
 
 async def health(request: web.Request) -> web.Response:

@@ -171,3 +171,17 @@ def test_evolving_the_same_events_gives_the_same_state(sequence: list[Any]) -> N
     case, log, _ = run(sequence)
     assert replay_state("case-1", log) == case
     assert replay_state("case-1", list(log)) == replay_state("case-1", log)
+
+
+def test_jurisdiction_tree_walks() -> None:
+    from suqiu.domain.refdata import Jurisdiction, ancestors, subtree
+
+    tree = {j.code: j for j in (
+        Jurisdiction("tj", "天津市", "city", None), Jurisdiction("bh", "滨海新区", "district", "tj"),
+        Jurisdiction("teda", "开发区", "zone", "bh"), Jurisdiction("hp", "和平区", "district", "tj"),
+        Jurisdiction("a", "A", "street", "b"), Jurisdiction("b", "B", "street", "a"),  # a cycle in bad data
+    )}
+    assert subtree(tree, "bh") == {"bh", "teda"}
+    assert subtree(tree, "tj") == {"tj", "bh", "teda", "hp"}
+    assert ancestors(tree, "teda") == ["teda", "bh", "tj"]
+    assert ancestors(tree, "a") == ["a", "b"]

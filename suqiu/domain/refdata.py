@@ -32,3 +32,28 @@ class Context:
     policy: SlaPolicy
     departments: Mapping[str, Department] = field(default_factory=dict)
     jurisdictions: Mapping[str, Jurisdiction] = field(default_factory=dict)
+
+
+def subtree(tree: Mapping[str, Jurisdiction], root: str) -> set[str]:
+    """`root` and every node under it in the 辖区 tree."""
+    children: dict[str | None, list[str]] = {}
+    for j in tree.values():
+        children.setdefault(j.parent, []).append(j.code)
+    out, todo = set(), [root]
+    while todo:
+        node = todo.pop()
+        out.add(node)
+        todo.extend(children.get(node, []))
+    return out
+
+
+def ancestors(tree: Mapping[str, Jurisdiction], code: str) -> list[str]:
+    """`code` and every node above it, nearest first (a cycle in bad data ends the walk)."""
+    out, seen = [], set()
+    node: str | None = code
+    while node is not None and node not in seen:
+        seen.add(node)
+        out.append(node)
+        parent = tree.get(node)
+        node = parent.parent if parent else None
+    return out

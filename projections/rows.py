@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from schemas.codec import to_json_value
 from suqiu.domain import events as e
 from suqiu.domain.clocks import Timer, running_clocks
-from suqiu.domain.model import Case
+from suqiu.domain.model import Case, plain
 from suqiu.domain.sla import SlaPolicy
 
 
@@ -22,29 +21,8 @@ class Fact:
     params: tuple[Any, ...]
 
 
-_FIELDS: dict[type[Any], tuple[str, ...]] = {}
-
-
-def _plain(value: Any) -> Any:
-    """A payload value as JSON, without asdict's deep copies (this runs once per event)."""
-    if isinstance(value, datetime):
-        return to_json_value(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(getattr(value, k)) for k in _fields(type(value))}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _fields(cls: type[Any]) -> tuple[str, ...]:
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
-    return names
-
-
 def timeline_row(ev: e.Event) -> tuple[Any, ...]:
-    data = _plain(ev.payload)
+    data = to_json_value(plain(ev.payload))
     return (ev.case_id, ev.seq, ev.event_id, ev.event_type, ev.occurred_at, ev.actor.system,
             ev.actor.role.value, ev.actor.department, ev.actor.person, data)
 

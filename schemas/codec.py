@@ -17,7 +17,7 @@ from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from suqiu.domain.commands import COMMAND_TYPES
 from suqiu.domain.events import EVENT_TYPES, Event
-from suqiu.domain.model import Actor, Enterprise, Role
+from suqiu.domain.model import Actor, Enterprise, Role, plain
 
 AVRO_DIR = Path(__file__).parent / "avro"
 HISTORY_DIR = Path(__file__).parent / "history"
@@ -138,11 +138,7 @@ class Codec:
             }
         }
         for f in self._fields[event.event_type]:
-            value = getattr(event.payload, f)
-            # The only nested record in a payload; asdict's generic deep copy costs more than the encoding.
-            record[f] = (value if not isinstance(value, Enterprise) else
-                         {"uscc": value.uscc, "name": value.name, "contact_name": value.contact_name,
-                          "contact_phone": value.contact_phone})
+            record[f] = plain(getattr(event.payload, f))
         return record
 
     # -- commands and results -------------------------------------------------------------

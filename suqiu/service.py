@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import json
 import random
@@ -23,7 +22,7 @@ from suqiu.clock import Clock, SystemClock
 from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve
 from suqiu.domain.commands import ImportCase, Submit, parse_command
 from suqiu.domain.events import Event
-from suqiu.domain.model import Actor
+from suqiu.domain.model import Actor, plain
 from suqiu.domain.refdata import Context
 from suqiu.store import events as store
 
@@ -258,7 +257,7 @@ class CommandService:
 
 def _request_hash(req: CommandRequest, command: Any) -> bytes:
     canonical = json.dumps(
-        {"type": req.type, "case_id": req.case_id, "actor": _fields(req.actor), "command": _fields(command)},
+        {"type": req.type, "case_id": req.case_id, "actor": plain(req.actor), "command": plain(command)},
         sort_keys=True, ensure_ascii=False, default=_canonical,
     )
     return hashlib.sha256(canonical.encode()).digest()
@@ -267,22 +266,6 @@ def _request_hash(req: CommandRequest, command: Any) -> bytes:
 def _ids_for(command: Any) -> int:
     """How many event ids a command may need: an import records a whole case's history at once."""
     return 8 if isinstance(command, ImportCase) else 2
-
-
-_FIELD_NAMES: dict[type[Any], tuple[str, ...] | None] = {}
-
-
-def _fields(value: Any) -> Any:
-    """dataclasses.asdict without its deep copies (the same JSON; this runs for every command)."""
-    cls = type(value)
-    try:
-        names = _FIELD_NAMES[cls]
-    except KeyError:
-        dataclass_ = dataclasses.is_dataclass(cls)
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls)) if dataclass_ else None
-    if names is None:
-        return value
-    return {n: _fields(getattr(value, n)) for n in names}
 
 
 def _canonical(value: Any) -> str:

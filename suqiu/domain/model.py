@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class Role(StrEnum):
@@ -109,3 +111,22 @@ class Case:
     @property
     def is_open(self) -> bool:
         return self.status in OPEN
+
+
+_FIELD_NAMES: dict[type[Any], tuple[str, ...] | None] = {}
+
+
+def plain(value: Any) -> Any:
+    """A dataclass (nested ones too) as a dict of its fields, other values as they are.
+
+    `dataclasses.asdict` without its deep copies: this runs for every command and event.
+    """
+    cls = type(value)
+    try:
+        names = _FIELD_NAMES[cls]
+    except KeyError:
+        is_record = dataclasses.is_dataclass(cls)
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls)) if is_record else None
+    if names is None:
+        return value
+    return {n: plain(getattr(value, n)) for n in names}

@@ -138,10 +138,11 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
     except MappingError as exc:
         sys.stderr.write(f"--mapping: {exc}\n")
         return 2
-    cores = os.cpu_count() or 1
-    workers = args.workers or (cores if path.stat().st_size >= PARALLEL_FROM * AVERAGE_ROW_BYTES else 1)
-    creator = ParallelCreator(settings, workers) if workers > 1 else None
+    creator: ParallelCreator | None = None
     try:
+        cores = os.cpu_count() or 1
+        workers = args.workers or (cores if path.stat().st_size >= PARALLEL_FROM * AVERAGE_ROW_BYTES else 1)
+        creator = ParallelCreator(settings, workers) if workers > 1 else None
         outcome, pending = read_rows(path, mapping, settings.system_id)
     except (MappingError, OSError) as exc:
         sys.stderr.write(f"{exc}\n")

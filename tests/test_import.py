@@ -138,3 +138,15 @@ async def test_import_good_rows_reject_bad_ones_and_twice_adds_nothing(
             await caught_up(s, by_ref[ref][0])
     sla = dict(query(s, "SELECT case_id, count(*) FROM events WHERE event_type LIKE 'Sla%%' GROUP BY 1"))
     assert sla.get(by_ref["H-001"][0], 0) == 0 and sla[by_ref["H-002"][0]] == 1  # only the retroactive breach
+
+
+async def test_import_of_a_missing_file_is_a_clear_error(
+        topics: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert topics.database_url
+    monkeypatch.setenv("SUQIU_DATABASE_URL", topics.database_url)
+    mapping = tmp_path / "map.toml"
+    mapping.write_text(MAPPING, "utf-8")
+    before = query(topics, "SELECT count(*) FROM events")[0][0]
+    code = await asyncio.to_thread(run_cli, ["import", str(tmp_path / "absent.csv"), "--mapping", str(mapping)])
+    assert code == 2 and "absent.csv" in capsys.readouterr().err
+    assert query(topics, "SELECT count(*) FROM events")[0][0] == before

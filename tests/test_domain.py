@@ -13,7 +13,7 @@ from suqiu.calendar import china_workdays
 from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve, replay_state
 from suqiu.domain.commands import parse_command
 from suqiu.domain.model import Actor, Role, Status
-from suqiu.domain.refdata import Context, Department, Jurisdiction
+from suqiu.domain.refdata import Context, Department, Jurisdiction, ancestors, subtree
 from suqiu.domain.sla import CHINA, CalendarError
 from suqiu.domain.uscc import complete_uscc, uscc_problem
 from suqiu.policy import load_policy
@@ -174,8 +174,6 @@ def test_evolving_the_same_events_gives_the_same_state(sequence: list[Any]) -> N
 
 
 def test_jurisdiction_tree_walks() -> None:
-    from suqiu.domain.refdata import Jurisdiction, ancestors, subtree
-
     tree = {j.code: j for j in (
         Jurisdiction("tj", "天津市", "city", None), Jurisdiction("bh", "滨海新区", "district", "tj"),
         Jurisdiction("teda", "开发区", "zone", "bh"), Jurisdiction("hp", "和平区", "district", "tj"),

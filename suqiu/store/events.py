@@ -74,7 +74,7 @@ async def read_for_command(
     prior, newer = None, []
     for seq, request_hash, result, data in await cur.fetchall():
         if seq == 0:
-            prior = (bytes(request_hash), result)
+            prior = _prior((request_hash, result))
         else:
             newer.append(data)
     return prior, newer
@@ -98,7 +98,7 @@ async def find_submitted(conn: psycopg.AsyncConnection[Any], command_id: str, so
     prior, original = None, None
     for own, request_hash, result in await cur.fetchall():
         if own:
-            prior = (bytes(request_hash), result)
+            prior = _prior((request_hash, result))
         else:
             original = dict(result)
     return prior, original

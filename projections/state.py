@@ -7,23 +7,24 @@ import json
 from datetime import datetime
 from typing import Any
 
-from suqiu.domain.model import Case, Enterprise, Status
+from suqiu.domain.model import Case, Enterprise, Status, plain
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(Case))
 _INSTANTS = frozenset(f.name for f in dataclasses.fields(Case) if f.name.endswith(("_at", "_due")))
 
 
 def dump_case(case: Case) -> str:
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(case):
-        value = getattr(case, f.name)
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, Enterprise):
-            value = dataclasses.asdict(value)
-        elif isinstance(value, frozenset):
-            value = sorted(list(m) for m in value)
-        out[f.name] = value
-    return json.dumps(out, ensure_ascii=False)
+    return json.dumps({name: getattr(case, name) for name in _FIELDS}, ensure_ascii=False, default=_json)
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enterprise):
+        return plain(value)
+    if isinstance(value, frozenset):
+        return sorted(list(m) for m in value)
+    raise TypeError(f"{type(value).__name__} in a case")
 
 
 def load_case(text: str) -> Case:

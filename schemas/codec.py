@@ -41,6 +41,9 @@ class SchemaInfo:
     fingerprint: str
     schema: dict[str, Any]
     parsed: Any = dataclasses.field(repr=False, compare=False)
+    # Decoding asks fastavro for union branch names only where a union has several named types:
+    # the names cost about a third of a decode.
+    named_unions: bool = dataclasses.field(default=False, repr=False, compare=False)
 
     @property
     def header(self) -> bytes:
@@ -74,7 +77,21 @@ def load_schema_set(root: Path, version: str) -> list[SchemaInfo]:
 def _info(raw: dict[str, Any], kind: str, version: str) -> SchemaInfo:
     fp = fingerprint(to_parsing_canonical_form(parse_schema(raw, _write_hint=False)), "CRC-64-AVRO")
     # The hinted form is what fastavro recognises as already parsed; without the hint it re-parses per call.
-    return SchemaInfo(f"{raw['namespace']}.{raw['name']}", kind, version, fp, raw, parse_schema(raw))
+    return SchemaInfo(f"{raw['namespace']}.{raw['name']}", kind, version, fp, raw, parse_schema(raw),
+                      _has_named_union(raw))
+
+
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+
+def _has_named_union(schema: Any) -> bool:
+    if isinstance(schema, list):
+        named = [b for b in schema if (b.get("type") if isinstance(b, dict) else b) not in _PRIMITIVES]
+        return len(named) > 1 or any(_has_named_union(b) for b in schema)
+    if isinstance(schema, dict):
+        parts = [f["type"] for f in schema.get("fields", [])] + [schema[k] for k in ("items", "values") if k in schema]
+        return any(_has_named_union(p) for p in parts)
+    return False
 
 
 class Codec:
@@ -199,11 +216,12 @@ class Codec:
         if writer.kind != kind or (name is not None and writer.name != name):
             raise DecodeError(f"schema {writer.name} is not a {name or kind}")
         reader = self.current.get(writer.name, writer)
+        names = writer.named_unions or reader.named_unions
         try:
             record = fastavro.schemaless_reader(
                 io.BytesIO(data[HEADER:]), writer.parsed,
-                None if reader is writer else reader.parsed, return_record_name=True,
-                return_record_name_override=True,
+                None if reader is writer else reader.parsed, return_record_name=names,
+                return_record_name_override=names,
             )
         except Exception as exc:  # fastavro raises many types for truncated or bad bodies
             raise DecodeError(f"undecodable {writer.name} body: {exc}") from exc
@@ -227,16 +245,27 @@ def stored_hash(framed: bytes) -> bytes:
 
 def to_json_value(value: Any) -> Any:
     """Avro-decoded values as JSON: instants in ISO 8601 UTC, bytes in hex."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    if isinstance(value, bytes):
-        return value.hex()
     if isinstance(value, dict):
         return {k: to_json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple | frozenset | set):
         return [to_json_value(v) for v in value]
-    if isinstance(value, UUID):
-        return str(value)
+    if isinstance(value, datetime | bytes | UUID):
+        return _json_scalar(value)
     return value
 
 
+def to_json_text(value: Any) -> str:
+    """JSON text of what to_json_value gives, in one pass of the C encoder."""
+    return json.dumps(value, ensure_ascii=False, default=_json_scalar)
+
+
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, frozenset | set):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 
 from projections import queries
-from schemas.codec import to_json_value
+from schemas.codec import to_json_text, to_json_value
 from suqiu.domain import Case, DomainError
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.model import Actor, Role, Status
@@ -38,7 +38,7 @@ def error_response(code: str, message: str, **details: Any) -> web.Response:
 
 def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(
-        text=json.dumps(to_json_value(body), ensure_ascii=False), status=status,
+        text=to_json_text(body), status=status,
         content_type="application/json", charset="utf-8",
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -120,11 +121,13 @@ class OutboxRelay:
         rows = await cur.fetchall()
         if not rows:
             return 0, None
+        started = time.perf_counter()
         acks = await publish(producer, self.topic, [r[1:] for r in rows])
         heads = {}
         for ack in acks:
             heads[ack.partition] = max(heads.get(ack.partition, -1), ack.offset)
-        log.debug("relayed", count=len(rows), last_position=rows[-1][0])
+        log.debug("relayed", count=len(rows), last_position=rows[-1][0],
+                  publish_ms=round((time.perf_counter() - started) * 1000, 1))
         return len(rows), ([r[0] for r in rows], heads)
 
     async def broker_epochs(self) -> set[str]:

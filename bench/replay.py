@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -20,7 +21,6 @@ from replay import history, verify
 from replay.rebuild import rebuild
 from schemas.codec import Codec
 from suqiu import logs
-from suqiu.policy import load_policy
 
 
 def fill_store(dsn: str, cases: int, per_case: int) -> tuple[float, list[str]]:
@@ -83,20 +83,20 @@ def main() -> None:
             verify_rate = report.events / (time.perf_counter() - t)
             assert report.ok and report.events == total
 
-        async def run_rebuild() -> float:
-            async with await psycopg.AsyncConnection.connect(dsn) as aconn:
-                t = time.perf_counter()
-                n = await rebuild(aconn, codec, load_policy(), lambda: datetime.now(UTC), s.events_topic,
-                                  s.partitions)
-                return n / (time.perf_counter() - t)
-
-        rebuild_rate = asyncio.run(run_rebuild())
+        rebuild_rates = {}
+        for workers in sorted({1, os.cpu_count() or 1}):
+            t = time.perf_counter()
+            n = asyncio.run(rebuild(dsn, None, lambda: datetime.now(UTC), s.events_topic, s.partitions,
+                                    workers=workers))
+            assert n == total, (n, total)
+            rebuild_rates[workers] = n / (time.perf_counter() - t)
         print(f"store: {total:,} events over {args.cases:,} cases (COPY in {fill_s:.0f} s)")
         print(f"raw psycopg read, (case_id, seq) order, server-side cursor: {raw_rate:,.0f} events/s")
         print(f"one case's history (load + decode + render), {len(lat)} cases: p50 {pct(lat, 50):.1f} ms, "
               f"p99 {pct(lat, 99):.1f} ms")
         print(f"verify --all: {verify_rate:,.0f} events/s ({verify_rate / raw_rate:.2f}x raw read)")
-        print(f"rebuild: {rebuild_rate:,.0f} events/s ({rebuild_rate / raw_rate:.3f}x raw read)")
+        for workers, rate in rebuild_rates.items():
+            print(f"rebuild, {workers} worker(s): {rate:,.0f} events/s ({rate / raw_rate:.3f}x raw read)")
     finally:
         stack.stop()
 

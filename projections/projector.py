@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -125,7 +124,7 @@ class Projector:
                     continue  # redelivered: already reflected
                 if ev.seq > case.seq + 1:
                     case = await self._fill_gap(conn, case, ev.seq, timeline, facts[case_id], policy)
-                case = _step(case, ev, timeline, facts[case_id], policy)
+                case = step(case, ev, timeline, facts[case_id], policy)
                 applied[(item.topic, item.partition)] += 1
             if case.seq == start_seq:
                 continue
@@ -136,8 +135,7 @@ class Projector:
         async with conn.pipeline():
             if timeline:
                 async with conn.cursor() as c:
-                    await c.execute(INSERT_TIMELINE, _columns(
-                        [(*r[:-1], json.dumps(r[-1], ensure_ascii=False)) for r in timeline], len(TIMELINE_COLUMNS)))
+                    await c.execute(INSERT_TIMELINE, _columns(timeline, len(TIMELINE_COLUMNS)))
                     await c.execute(UPSERT_CASE, _columns(cases, len(CASE_COLUMNS)))
                     await c.execute("DELETE FROM sla_timers WHERE case_id = ANY(%s)", ([r[0] for r in cases],))
                     if timers:
@@ -173,7 +171,7 @@ class Projector:
             ev = self.codec.decode_event(bytes(data))
             if ev.seq >= upto:
                 break
-            case = _step(case, ev, timeline, facts, policy)
+            case = step(case, ev, timeline, facts, policy)
         log.warning("projector filled a gap from the store", case_id=case.case_id, upto=upto)
         return case
 
@@ -192,7 +190,7 @@ class Projector:
             self._cases.popitem(last=False)
 
 
-def _step(case: Case, ev: e.Event, timeline: list[tuple[Any, ...]], facts: list[rows.Fact],
+def step(case: Case, ev: e.Event, timeline: list[tuple[Any, ...]], facts: list[rows.Fact],
           policy: SlaPolicy) -> Case:
     """Evolve by one event, collecting its timeline row and department facts."""
     after = evolve(case, ev)
@@ -212,5 +210,6 @@ def _rounds(per_case: Iterable[list[rows.Fact]]) -> list[dict[str, list[tuple[An
         for i, fact in enumerate(facts):
             if i == len(rounds):
                 rounds.append(defaultdict(list))
-            rounds[i][fact.sql].append(fact.params)
+            sql, params = rows.statement(fact)
+            rounds[i][sql].append(params)
     return rounds

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from schemas.codec import to_json_value
+from schemas.codec import to_json_text
 from suqiu.domain import events as e
 from suqiu.domain.clocks import Timer, running_clocks
 from suqiu.domain.model import Case, plain
@@ -14,15 +14,117 @@ from suqiu.domain.sla import SlaPolicy
 
 
 @dataclass(frozen=True, slots=True)
-class Fact:
-    """One idempotent change to the facts behind the department figures: (sql, params)."""
+class Assigned:
+    """派单/转办/重办: a department got the case (for the response rate)."""
 
-    sql: str
-    params: tuple[Any, ...]
+    case_id: str
+    seq: int
+    department: str
+    assigned_at: datetime
+    accept_due: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """签收: the case's latest assignment was accepted."""
+
+    case_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """办结: one closure cycle (on-time, resolution, handling time)."""
+
+    case_id: str
+    cycle: int
+    department: str | None
+    closed_at: datetime
+    outcome: str
+    replied_at: datetime | None
+    resolve_due: datetime | None
+    handling_minutes: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rated:
+    """评价: the enterprise's rating of a closure."""
+
+    case_id: str
+    cycle: int
+    rating: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reopened:
+    """重办: the closure of `cycle` did not hold."""
+
+    case_id: str
+    cycle: int
+
+
+Fact = Assigned | Accepted | Closed | Rated | Reopened
+ASSIGNMENT_COLUMNS = (("case_id", "text"), ("seq", "int"), ("department", "text"), ("assigned_at", "timestamptz"),
+                      ("accept_due", "timestamptz"), ("accepted_at", "timestamptz"))
+CLOSURE_COLUMNS = (("case_id", "text"), ("cycle", "int"), ("department", "text"), ("closed_at", "timestamptz"),
+                   ("outcome", "text"), ("replied_at", "timestamptz"), ("resolve_due", "timestamptz"),
+                   ("handling_minutes", "float8"), ("rating", "text"), ("reopened", "bool"))
+
+
+def statement(fact: Fact) -> tuple[str, tuple[Any, ...]]:
+    """The idempotent SQL applying one fact to the stored facts (the live projector's way)."""
+    match fact:
+        case Assigned():
+            return ("INSERT INTO assignments (case_id, seq, department, assigned_at, accept_due) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (fact.case_id, fact.seq, fact.department, fact.assigned_at, fact.accept_due))
+        case Accepted():
+            # The current assignment is the latest: facts are applied in each case's event order.
+            return ("UPDATE assignments SET accepted_at = %s WHERE case_id = %s AND seq = "
+                    "(SELECT max(seq) FROM assignments WHERE case_id = %s)", (fact.at, fact.case_id, fact.case_id))
+        case Closed():
+            return ("INSERT INTO closures (case_id, cycle, department, closed_at, outcome, replied_at, resolve_due, "
+                    "handling_minutes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (fact.case_id, fact.cycle, fact.department, fact.closed_at, fact.outcome, fact.replied_at,
+                     fact.resolve_due, fact.handling_minutes))
+        case Rated():
+            return ("UPDATE closures SET rating = %s WHERE case_id = %s AND cycle = %s",
+                    (fact.rating, fact.case_id, fact.cycle))
+        case Reopened():
+            return ("UPDATE closures SET reopened = true WHERE case_id = %s AND cycle = %s",
+                    (fact.case_id, fact.cycle))
+
+
+def fold(facts: list[Fact]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """One case's facts, in event order, as its final assignment and closure rows (a rebuild's way).
+
+    Gives the rows `statement` would leave behind, without a round trip per fact.
+    """
+    assignments: dict[int, list[Any]] = {}
+    closures: dict[int, list[Any]] = {}
+    for fact in facts:
+        match fact:
+            case Assigned():
+                assignments.setdefault(fact.seq, [fact.case_id, fact.seq, fact.department, fact.assigned_at,
+                                                  fact.accept_due, None])
+            case Accepted():
+                if assignments:
+                    assignments[max(assignments)][5] = fact.at
+            case Closed():
+                closures.setdefault(fact.cycle, [fact.case_id, fact.cycle, fact.department, fact.closed_at,
+                                                 fact.outcome, fact.replied_at, fact.resolve_due,
+                                                 fact.handling_minutes, None, False])
+            case Rated():
+                if fact.cycle in closures:
+                    closures[fact.cycle][8] = fact.rating
+            case Reopened():
+                if fact.cycle in closures:
+                    closures[fact.cycle][9] = True
+    return [tuple(r) for r in assignments.values()], [tuple(r) for r in closures.values()]
 
 
 def timeline_row(ev: e.Event) -> tuple[Any, ...]:
-    data = to_json_value(plain(ev.payload))
+    data = to_json_text(plain(ev.payload))
     return (ev.case_id, ev.seq, ev.event_id, ev.event_type, ev.occurred_at, ev.actor.system,
             ev.actor.role.value, ev.actor.department, ev.actor.person, data)
 
@@ -49,29 +151,19 @@ def facts(before: Case, ev: e.Event, after: Case, policy: SlaPolicy) -> list[Fac
     match p:
         case e.AppealDispatched() | e.AppealTransferred() | e.AppealReopened():
             assert after.department is not None and after.accept_due is not None
-            out = [Fact("INSERT INTO assignments (case_id, seq, department, assigned_at, accept_due) "
-                        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                        (ev.case_id, ev.seq, after.department, at, after.accept_due))]
+            out: list[Fact] = [Assigned(ev.case_id, ev.seq, after.department, at, after.accept_due)]
             if isinstance(p, e.AppealReopened):
-                out.append(Fact("UPDATE closures SET reopened = true WHERE case_id = %s AND cycle = %s",
-                                (ev.case_id, before.reopen_count)))
+                out.append(Reopened(ev.case_id, before.reopen_count))
             return out
         case e.AppealAccepted():
-            # The current assignment is the latest: facts are applied in each case's event order.
-            return [Fact("UPDATE assignments SET accepted_at = %s WHERE case_id = %s AND seq = "
-                         "(SELECT max(seq) FROM assignments WHERE case_id = %s)", (at, ev.case_id, ev.case_id))]
+            return [Accepted(ev.case_id, at)]
         case e.AppealClosed():
             handling = None
             if before.replied_at is not None and before.assigned_at is not None:
                 goal = policy.goal(before.category, before.priority)
                 handling = policy.working_minutes(goal, before.assigned_at, before.replied_at)
-            return [Fact(
-                "INSERT INTO closures (case_id, cycle, department, closed_at, outcome, replied_at, resolve_due, "
-                "handling_minutes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (ev.case_id, before.reopen_count, before.department, at, p.outcome, before.replied_at,
-                 before.resolve_due, handling),
-            )]
+            return [Closed(ev.case_id, before.reopen_count, before.department, at, p.outcome, before.replied_at,
+                           before.resolve_due, handling)]
         case e.FeedbackReceived():
-            return [Fact("UPDATE closures SET rating = %s WHERE case_id = %s AND cycle = %s",
-                         (p.rating, ev.case_id, before.reopen_count))]
+            return [Rated(ev.case_id, before.reopen_count, p.rating)]
     return []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from suqiu.config import Settings
 from suqiu.domain.refdata import Jurisdiction, subtree
 from suqiu.domain.sla import CHINA
 
+PARALLEL_REBUILD_FROM = 100_000  # events below which starting worker processes costs more than it saves
+
 
 def add_parser(sub: Any) -> None:
     replay = sub.add_parser("replay", help="the auditors' tool: history, as-of, verify, export, rebuild, restore")
@@ -40,7 +43,9 @@ def add_parser(sub: Any) -> None:
     ver.add_argument("--against-topic", action="store_true", help="compare the store with appeals.events.v1")
     ver.add_argument("--against-package", type=Path, metavar="DIR", help="compare with an export's chain heads")
     ver.add_argument("--package", type=Path, metavar="DIR", help="check an audit package offline (no database)")
-    rs.add_parser("rebuild", help="drop and rebuild every read model from the store")
+    rb = rs.add_parser("rebuild", help="drop and rebuild every read model from the store")
+    rb.add_argument("--workers", type=int, help="processes folding the cases "
+                    f"(default: one per core from {PARALLEL_REBUILD_FROM:,} events, else one)")
     rs.add_parser("restore", help="republish the store into an empty broker")
     exp = rs.add_parser("export", help="an audit package: events.jsonl, timeline.csv, manifest.json")
     exp.add_argument("--from", dest="start", type=_instant, required=True)
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace, settings: Settings, out: Console | None = None
     if cmd == "export":
         return _export(console, settings, codec, args)
     if cmd == "rebuild":
-        return asyncio.run(_rebuild(console, settings, codec))
+        return asyncio.run(_rebuild(console, settings, args.workers))
     if cmd == "restore":
         if not settings.kafka_bootstrap:
             err.print("set SUQIU_KAFKA_BOOTSTRAP")
@@ -176,18 +181,23 @@ def _export(console: Console, settings: Settings, codec: Codec, args: argparse.N
     return 0
 
 
-async def _rebuild(console: Console, settings: Settings, codec: Codec) -> int:
-    from replay.rebuild import rebuild
+async def _rebuild(console: Console, settings: Settings, workers: int | None) -> int:
+    from replay.rebuild import RebuildError, rebuild
     from suqiu.clock import SystemClock
-    from suqiu.policy import load_policy
 
     assert settings.database_url
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
         cur = await conn.execute("SELECT count(*) FROM events")
         row = await cur.fetchone()
-        with _progress(console, "rebuilding read models", total=row[0] if row else None) as tick:
-            n = await rebuild(conn, codec, load_policy(settings.sla_policy), SystemClock().now, settings.events_topic,
-                              settings.partitions, progress=tick)
+    total = row[0] if row else 0
+    workers = workers or ((os.cpu_count() or 1) if total >= PARALLEL_REBUILD_FROM else 1)
+    try:
+        with _progress(console, "rebuilding read models", total=total) as tick:
+            n = await rebuild(settings.database_url, settings.sla_policy, SystemClock().now, settings.events_topic,
+                              settings.partitions, workers=workers, progress=tick)
+    except RebuildError as exc:
+        console.print(f"[red]rebuild failed, read models unchanged:[/red] {exc}")
+        return 1
     console.out(f"rebuilt case views, timelines, SLA timers and department facts from {n} event(s)")
     return 0
 

@@ -1,46 +1,225 @@
-"""Drop every read model and rebuild it from the store, in one transaction."""
+"""Drop every read model and rebuild it from the store.
+
+Workers (processes when there is enough to do) each fold a share of the cases, read from one
+exported snapshot, into unlogged staging tables with COPY. One short transaction then swaps
+the staged rows in and applies, through the live projector, whatever was stored after the
+snapshot; live projectors wait on its locks and carry on.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import itertools
+import multiprocessing
+import queue
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
+import structlog
 from aiokafka.partitioner import murmur2
+from psycopg import sql
 
-from projections.projector import Incoming, Projector
+from projections import rows
+from projections.histories import Rows, project_history
+from projections.projector import CASE_COLUMNS, TIMELINE_COLUMNS, TIMER_COLUMNS, Incoming, Projector
 from schemas.codec import Codec
-from suqiu.domain.sla import SlaPolicy
+from suqiu.policy import load_policy
 
+log = structlog.get_logger(__name__)
 READ_MODELS = ("case_view", "case_timeline", "sla_timers", "assignments", "closures", "projection_offsets")
+STAGED: dict[str, tuple[tuple[str, str], ...]] = {
+    "case_view": CASE_COLUMNS, "case_timeline": TIMELINE_COLUMNS, "sla_timers": TIMER_COLUMNS,
+    "assignments": rows.ASSIGNMENT_COLUMNS, "closures": rows.CLOSURE_COLUMNS,
+}
+# Staged as text and cast once at the swap: COPY's binary format would want these pre-encoded.
+STAGED_AS = {"jsonb": "text", "uuid": "text", "int": "int4"}
+LOCK_ID = 0x5351_0003
+FLUSH_ROWS = 20_000  # timeline rows a worker holds before it copies them out
+PROGRESS_EVERY = 5_000
+
+
+class RebuildError(Exception):
+    """A rebuild could not run (another is running) or a worker failed; nothing was swapped in."""
 
 
 def partition_for(case_id: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives this key (timers are owned per partition)."""
-    return (murmur2(case_id.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(case_id.encode()) & 0x7FFFFFFF) % partitions
 
 
-async def rebuild(conn: psycopg.AsyncConnection[Any], codec: Codec, policy: SlaPolicy, now: Callable[[], datetime],
-                  topic: str, partitions: int, batch: int = 5000,
-                  progress: Callable[[int], None] | None = None) -> int:
-    """Returns the number of events applied. Live projectors wait on the lock and then carry on."""
-    projector = Projector(codec, lambda: policy, now)
-    total = 0
+@dataclass(frozen=True, slots=True)
+class Share:
+    """What one worker folds: the cases whose hash falls in its share, as of `snapshot`."""
+
+    dsn: str
+    snapshot: str
+    index: int
+    count: int
+    policy_path: str | None
+    now: datetime
+    partitions: int
+
+
+async def rebuild(dsn: str, policy_path: str | None, now: Callable[[], datetime], topic: str, partitions: int, *,
+                  workers: int = 1, progress: Callable[[int], None] | None = None) -> int:
+    """Returns the number of events folded into the read models."""
+    at = now()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (LOCK_ID,))
+        locked = await cur.fetchone()
+        if not locked or not locked[0]:
+            raise RebuildError("another rebuild is running on this schema")
+        try:
+            await _create_staging(conn)
+            async with await psycopg.AsyncConnection.connect(dsn) as snap:
+                # The snapshot every worker reads, and the relay heads that match it.
+                await snap.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+                cur = await snap.execute("SELECT pg_export_snapshot()")
+                snapshot = (await cur.fetchone() or ("",))[0]
+                cur = await snap.execute('SELECT partition, "offset" FROM relay_offsets WHERE topic = %s', (topic,))
+                heads = await cur.fetchall()
+                shares = [Share(dsn, snapshot, i, workers, policy_path, at, partitions) for i in range(workers)]
+                started = time.perf_counter()
+                folded = await asyncio.to_thread(_fold_all, shares, progress)
+                log.info("rebuild folded the snapshot", events=folded, workers=workers,
+                         seconds=round(time.perf_counter() - started, 2))
+            started = time.perf_counter()
+            late = await _swap(conn, policy_path, at, topic, partitions, heads)
+            log.info("rebuild swapped in", late_events=late, seconds=round(time.perf_counter() - started, 2))
+            return folded + late
+        finally:
+            await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(
+                sql.SQL(", ").join(sql.Identifier(_staging(t)) for t in STAGED)))
+            await conn.execute("SELECT pg_advisory_unlock(%s, hashtext(current_schema()))", (LOCK_ID,))
+
+
+def _staging(table: str) -> str:
+    return f"rebuild_{table}"
+
+
+async def _create_staging(conn: psycopg.AsyncConnection[Any]) -> None:
+    for table, columns in STAGED.items():
+        cols = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(STAGED_AS.get(t, t)))
+                                  for n, t in columns)
+        await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(_staging(table))))
+        await conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(sql.Identifier(_staging(table)), cols))
+
+
+async def _swap(conn: psycopg.AsyncConnection[Any], policy_path: str | None, at: datetime, topic: str,
+                partitions: int, heads: list[tuple[int, int]]) -> int:
+    """Staged rows in, then what was stored after the snapshot: one transaction."""
     async with conn.transaction():
         await conn.execute(f"TRUNCATE {', '.join(READ_MODELS)}")
-        async with conn.cursor(name="rebuild") as cur:
-            cur.itersize = batch
-            await cur.execute("SELECT case_id, data FROM events ORDER BY position")
-            while rows := await cur.fetchmany(batch):
-                items = [Incoming(topic, partition_for(r[0], partitions), 0, codec.decode_event(bytes(r[1])))
-                         for r in rows]
-                total += await projector.apply_in(conn, items, checkpoint=False)
-                if progress is not None:
-                    progress(len(rows))
-        # Everything the relay has published is now reflected: the lag starts from zero.
-        await conn.execute(
-            'INSERT INTO projection_offsets (projection, topic, partition, "offset", applied, updated_at) '
-            'SELECT %s, topic, partition, "offset", 0, now() FROM relay_offsets WHERE topic = %s',
-            (projector.name, topic))
+        for table, columns in STAGED.items():
+            names = sql.SQL(", ").join(sql.Identifier(n) for n, _ in columns)
+            values = sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Identifier(n), sql.SQL(t)) for n, t in columns)
+            await conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+                sql.Identifier(table), names, values, sql.Identifier(_staging(table))))
+        projector = Projector(Codec(), lambda: load_policy(policy_path), lambda: at)
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                'INSERT INTO projection_offsets (projection, topic, partition, "offset", applied, updated_at) '
+                "VALUES (%s, %s, %s, %s, 0, %s)", [(projector.name, topic, p, o, at) for p, o in heads])
+        # Stored after the snapshot (or committed late): newer than what the staged view reflects.
+        cur = await conn.execute(
+            "SELECT e.case_id, e.data FROM events e LEFT JOIN case_view v USING (case_id) "
+            "WHERE e.seq > coalesce(v.seq, 0) ORDER BY e.position")
+        late = [Incoming(topic, partition_for(case_id, partitions), 0, projector.codec.decode_event(bytes(data)))
+                for case_id, data in await cur.fetchall()]
+        return await projector.apply_in(conn, late, checkpoint=False) if late else 0
+
+
+def _fold_all(shares: list[Share], progress: Callable[[int], None] | None) -> int:
+    """Run the shares: inline for one, else a process each; progress as they report it."""
+    tick = progress or (lambda n: None)
+    if len(shares) == 1:
+        return fold_share(shares[0], tick)
+    ctx = multiprocessing.get_context("spawn")  # the caller has a running event loop and connections
+    reports: multiprocessing.Queue[tuple[str, int, Any]] = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(share, reports), daemon=True) for share in shares]
+    for p in procs:
+        p.start()
+    total, done = 0, 0
+    try:
+        while done < len(procs):
+            try:
+                kind, index, value = reports.get(timeout=1.0)
+            except queue.Empty:
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RebuildError(f"a rebuild worker died (exit code {dead[0].exitcode})") from None
+                continue
+            if kind == "progress":
+                tick(value)
+            elif kind == "done":
+                total, done = total + value, done + 1
+            else:
+                raise RebuildError(f"rebuild worker {index} failed:\n{value}")
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
     return total
+
+
+def _worker(share: Share, reports: multiprocessing.Queue[tuple[str, int, Any]]) -> None:
+    try:
+        reports.put(("done", share.index, fold_share(share, lambda n: reports.put(("progress", share.index, n)))))
+    except Exception:  # reported to the coordinator, which fails the rebuild with it
+        reports.put(("error", share.index, traceback.format_exc()))
+
+
+def fold_share(share: Share, progress: Callable[[int], None]) -> int:
+    """Fold this share's cases into the staging tables; returns how many events it folded."""
+    codec, policy = Codec(), load_policy(share.policy_path)
+    out, folded, reported = Rows(), 0, 0
+    with psycopg.connect(share.dsn) as read, psycopg.connect(share.dsn) as write:
+        read.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        read.read_only = True
+        read.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(share.snapshot)))
+        for case_id, stored in itertools.groupby(_events(read, share), key=lambda r: r[0]):
+            partition = partition_for(case_id, share.partitions)
+            folded += project_history((codec.decode_event(data) for _, data in stored), policy, share.now,
+                                      partition, out)
+            if len(out) >= FLUSH_ROWS:
+                _copy(write, out)
+                out = Rows()
+            if folded - reported >= PROGRESS_EVERY:
+                progress(folded - reported)
+                reported = folded
+        _copy(write, out)
+        write.commit()
+    progress(folded - reported)
+    return folded
+
+
+def _events(conn: psycopg.Connection[Any], share: Share) -> Iterator[tuple[str, bytes]]:
+    """The share's events in (case_id, seq) order, streamed."""
+    where: sql.Composable = sql.SQL("")
+    if share.count > 1:
+        where = sql.SQL("WHERE (hashtext(case_id) & 2147483647) % {} = {}").format(
+            sql.Literal(share.count), sql.Literal(share.index))
+    query = sql.SQL("COPY (SELECT case_id, data FROM events {} ORDER BY case_id, seq) TO STDOUT (FORMAT BINARY)")
+    with conn.cursor() as cur, cur.copy(query.format(where)) as copy:
+        copy.set_types(["text", "bytea"])
+        yield from copy.rows()
+
+
+def _copy(conn: psycopg.Connection[Any], out: Rows) -> None:
+    with conn.cursor() as cur:
+        for table, batch in out.tables().items():
+            if not batch:
+                continue
+            columns = STAGED[table]
+            query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+                sql.Identifier(_staging(table)), sql.SQL(", ").join(sql.Identifier(n) for n, _ in columns))
+            with cur.copy(query) as copy:
+                copy.set_types([STAGED_AS.get(t, t) for _, t in columns])
+                for row in batch:
+                    copy.write_row(row)

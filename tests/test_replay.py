@@ -17,6 +17,7 @@ from rich.console import Console
 
 from replay import cli as replay_cli
 from replay import history
+from replay.rebuild import rebuild
 from schemas.codec import HASH_SIZE, HEADER, Codec, chain_hash
 from streams.topics import ensure_topics
 from suqiu.cli import build_parser
@@ -187,10 +188,38 @@ async def test_rebuild_equals_the_live_projections_after_a_long_run(
             live = now
             await asyncio.sleep(0.2)
         assert live["case_view"] and live["closures"] and live["sla_timers"]
-        assert (await replay(s, "rebuild"))[0] == 0
+    # Inline (the default for a small store) and split over two worker processes.
+    for argv in (["rebuild"], ["rebuild", "--workers", "2"]):
+        assert (await replay(s, *argv))[0] == 0
         rebuilt = snapshot(s)
         for table, rows in live.items():
-            assert rebuilt[table] == rows, (table, sorted(set(rebuilt[table]) ^ set(rows), key=str))
+            assert rebuilt[table] == rows, (argv, table, sorted(set(rebuilt[table]) ^ set(rows), key=str))
+    assert not query(s, "SELECT relname FROM pg_class WHERE relname LIKE 'rebuild_%%' "
+                        "AND relnamespace = current_schema()::regnamespace")
+
+
+async def test_rebuild_includes_what_is_stored_while_it_runs(topics: Settings, runtime: Runtime, api: Api) -> None:
+    """Events stored after the rebuild's snapshot are applied when it swaps its rows in."""
+    s = topics
+    assert s.database_url
+    first = await lifecycle(api)
+    second = (await api.submit())["case_id"]
+    await api.ok("dispatcher", second, "dispatch", department="bh-market")
+    loop = asyncio.get_running_loop()
+    during: list[str] = []
+
+    def progress(n: int) -> None:  # runs in the rebuild's thread once the share has been read
+        if not during:
+            late = asyncio.run_coroutine_threadsafe(api.submit(), loop).result()["case_id"]
+            asyncio.run_coroutine_threadsafe(api.ok("bh-market", second, "accept"), loop).result()
+            during.append(late)
+
+    folded = await rebuild(s.database_url, None, runtime.clock.now, s.events_topic, s.partitions, progress=progress)
+    assert during and folded == 7 + 2 + 1 + 1
+    views = dict(query(s, "SELECT case_id, seq FROM case_view WHERE case_id = ANY(%s)", [first, second, during[0]]))
+    assert views == {first: 7, second: 3, during[0]: 1}
+    assert query(s, "SELECT count(*) FROM case_timeline WHERE case_id = %s", second) == [(3,)]
+    assert query(s, "SELECT accepted_at IS NOT NULL FROM assignments WHERE case_id = %s", second) == [(True,)]
 
 
 def snapshot(s: Settings) -> dict[str, list[tuple[Any, ...]]]:

@@ -58,6 +58,10 @@ class OutboxRelay:
         assert self.settings.database_url and self.settings.kafka_bootstrap
         async with await psycopg.AsyncConnection.connect(self.settings.database_url, autocommit=True) as conn:
             await self._acquire(conn)
+            # Nothing the relay commits needs to survive a crash: a forgotten delete republishes
+            # (at least once) and a forgotten epoch republishes everything. Waiting for the WAL
+            # flush on every batch was most of the publish lag under write load.
+            await conn.execute("SET synchronous_commit = off")
             await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.kafka_bootstrap, acks="all", linger_ms=2,
@@ -113,9 +117,13 @@ class OutboxRelay:
                         'INSERT INTO relay_offsets (topic, partition, "offset") VALUES (%s, %s, %s) '
                         'ON CONFLICT (topic, partition) DO UPDATE SET "offset" = EXCLUDED."offset"',
                         [(self.topic, p, o) for p, o in heads.items()])
+            # One index probe per queued event. A plain join let the planner pick a merge join that
+            # walked events from position 1 on every batch (~9 ms at 50,000 events, measured).
             cur = await conn.execute(
-                "SELECT o.position, e.case_id, e.data, e.event_type, e.event_id::text FROM outbox o "
-                "JOIN events e USING (position) ORDER BY o.position LIMIT %s",
+                "SELECT o.position, e.case_id, e.data, e.event_type, e.event_id::text "
+                "FROM (SELECT position FROM outbox ORDER BY position LIMIT %s) o CROSS JOIN LATERAL "
+                "(SELECT case_id, data, event_type, event_id FROM events "
+                "WHERE events.position = o.position OFFSET 0) e ORDER BY o.position",
                 (self.batch,), prepare=True,
             )
         rows = await cur.fetchall()

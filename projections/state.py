@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import datetime
 from typing import Any
 
-from suqiu.domain.model import Case, Enterprise, Status, plain
+from suqiu.domain.model import Case, Enterprise, Status, field_names, plain
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(Case))
-_INSTANTS = frozenset(f.name for f in dataclasses.fields(Case) if f.name.endswith(("_at", "_due")))
+_FIELDS = field_names(Case)
+_INSTANTS = frozenset(n for n in _FIELDS if n.endswith(("_at", "_due")))
 
 
 def dump_case(case: Case) -> str:

@@ -17,7 +17,7 @@ from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from suqiu.domain.commands import COMMAND_TYPES
 from suqiu.domain.events import EVENT_TYPES, Event
-from suqiu.domain.model import Actor, Enterprise, Role, plain
+from suqiu.domain.model import Actor, Enterprise, Role, field_names, plain
 
 AVRO_DIR = Path(__file__).parent / "avro"
 HISTORY_DIR = Path(__file__).parent / "history"
@@ -104,7 +104,7 @@ class Codec:
         for release in sorted(p for p in HISTORY_DIR.glob("v*") if p.is_dir()):
             for s in load_schema_set(release, release.name):
                 self.by_fingerprint.setdefault(s.fingerprint, s)
-        self._fields = {n: [f.name for f in dataclasses.fields(c)] for n, c in EVENT_TYPES.items()}
+        self._fields = {n: field_names(c) for n, c in EVENT_TYPES.items()}
 
     # -- events ---------------------------------------------------------------------------
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import fields
 from typing import Any
 
 from suqiu.domain import events as e
-from suqiu.domain.model import Case, Status
+from suqiu.domain.model import Case, Status, field_names
 
-_CASE_FIELDS = tuple(f.name for f in fields(Case))
+_CASE_FIELDS = field_names(Case)
 
 
 def evolve(case: Case, event: e.Event) -> Case:

@@ -116,17 +116,29 @@ class Case:
 _FIELD_NAMES: dict[type[Any], tuple[str, ...] | None] = {}
 
 
+def field_names(cls: type[Any]) -> tuple[str, ...]:
+    """A dataclass type's field names in order, computed once per type."""
+    names = _record_fields(cls)
+    if names is None:
+        raise TypeError(f"{cls.__name__} is not a dataclass")
+    return names
+
+
+def _record_fields(cls: type[Any]) -> tuple[str, ...] | None:
+    try:
+        return _FIELD_NAMES[cls]
+    except KeyError:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls)) \
+            if dataclasses.is_dataclass(cls) else None
+        return names
+
+
 def plain(value: Any) -> Any:
     """A dataclass (nested ones too) as a dict of its fields, other values as they are.
 
     `dataclasses.asdict` without its deep copies: this runs for every command and event.
     """
-    cls = type(value)
-    try:
-        names = _FIELD_NAMES[cls]
-    except KeyError:
-        is_record = dataclasses.is_dataclass(cls)
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls)) if is_record else None
+    names = _record_fields(type(value))
     if names is None:
         return value
     return {n: plain(getattr(value, n)) for n in names}

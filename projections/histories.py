@@ -8,15 +8,13 @@ row once.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 from projections import rows
-from projections.projector import step
-from projections.state import dump_case
+from projections.projector import step, view_rows
 from suqiu.domain import events as e
-from suqiu.domain.clocks import pending_timers
 from suqiu.domain.model import Case
 from suqiu.domain.sla import SlaPolicy
 
@@ -32,8 +30,7 @@ class Rows:
     closures: list[tuple[Any, ...]] = field(default_factory=list)
 
     def tables(self) -> dict[str, list[tuple[Any, ...]]]:
-        return {"case_view": self.case_view, "case_timeline": self.case_timeline, "sla_timers": self.sla_timers,
-                "assignments": self.assignments, "closures": self.closures}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def __len__(self) -> int:
         return len(self.case_timeline)
@@ -50,10 +47,10 @@ def project_history(events: Iterable[e.Event], policy: SlaPolicy, now: datetime,
         case = step(case, ev, timeline, facts, policy)
     if case is None:
         return 0
-    pending = pending_timers(case, policy)
-    out.case_view.append(rows.case_row(case, pending, dump_case(case), now))
+    view, timers = view_rows(case, policy, now, partition)
+    out.case_view.append(view)
     out.case_timeline.extend(timeline)
-    out.sla_timers.extend((case.case_id, t.clock, t.kind, t.fire_at, t.due_at, partition) for t in pending)
+    out.sla_timers.extend(timers)
     assignments, closures = rows.fold(facts)
     out.assignments.extend(assignments)
     out.closures.extend(closures)

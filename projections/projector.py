@@ -129,9 +129,9 @@ class Projector:
             if case.seq == start_seq:
                 continue
             self._remember(case)
-            pending = pending_timers(case, policy)
-            cases.append(rows.case_row(case, pending, dump_case(case), now))
-            timers.extend((case_id, t.clock, t.kind, t.fire_at, t.due_at, partition) for t in pending)
+            view, case_timers = view_rows(case, policy, now, partition)
+            cases.append(view)
+            timers.extend(case_timers)
         async with conn.pipeline():
             if timeline:
                 async with conn.cursor() as c:
@@ -197,6 +197,14 @@ def step(case: Case, ev: e.Event, timeline: list[tuple[Any, ...]], facts: list[r
     timeline.append(rows.timeline_row(ev))
     facts.extend(rows.facts(case, ev, after, policy))
     return after
+
+
+def view_rows(case: Case, policy: SlaPolicy, now: datetime, partition: int
+              ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+    """The case_view row of `case` and its sla_timers rows (timers are owned per partition)."""
+    pending = pending_timers(case, policy)
+    timers = [(case.case_id, t.clock, t.kind, t.fire_at, t.due_at, partition) for t in pending]
+    return rows.case_row(case, pending, dump_case(case), now), timers
 
 
 def _rounds(per_case: Iterable[list[rows.Fact]]) -> list[dict[str, list[tuple[Any, ...]]]]:

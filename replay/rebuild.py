@@ -120,7 +120,8 @@ async def _swap(conn: psycopg.AsyncConnection[Any], policy_path: str | None, at:
             values = sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Identifier(n), sql.SQL(t)) for n, t in columns)
             await conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
                 sql.Identifier(table), names, values, sql.Identifier(_staging(table))))
-        projector = Projector(Codec(), lambda: load_policy(policy_path), lambda: at)
+        policy = load_policy(policy_path)
+        projector = Projector(Codec(), lambda: policy, lambda: at)
         async with conn.cursor() as cur:
             await cur.executemany(
                 'INSERT INTO projection_offsets (projection, topic, partition, "offset", applied, updated_at) '

@@ -195,8 +195,7 @@ async def append_many(
     """Many new cases in one transaction with COPY: events, outbox rows, commands, source refs."""
     try:
         async with conn.transaction(), conn.cursor() as cur:
-            async with cur.copy("COPY events (case_id, seq, event_id, event_type, command_id, occurred_at, "
-                                "recorded_at, data, hash) FROM STDIN") as copy:
+            async with cur.copy(f"COPY events ({_EVENT_COLUMNS}) FROM STDIN") as copy:
                 for encoded, *_ in batch:
                     for enc in encoded:
                         ev = enc.event

@@ -1,7 +1,7 @@
 """The agents together (SLA timers, department facts, read models) on a pre-filled events topic,
 next to a plain Faust agent that only iterates the same topic and a raw aiokafka consumer.
 
-    python -m bench.agents [--events 200000]
+    python -m bench.agents [--events 200000] [--projector-processes 2]
 """
 
 from __future__ import annotations
@@ -143,11 +143,12 @@ async def suqiu_agents(settings: Settings, events: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--projector-processes", type=int, default=Settings().projector_processes)
     args = parser.parse_args()
     logs.configure("WARNING")
     stack = start_stack(partitions=6)
     try:
-        s = stack.settings
+        s = stack.settings.with_(projector_processes=args.projector_processes)
         t = time.perf_counter()
         asyncio.run(fill(s, args.events))
         fill_s = time.perf_counter() - t
@@ -160,7 +161,7 @@ def main() -> None:
         print(f"pre-filled {args.events} events in {fill_s:.1f} s")
         print(f"raw aiokafka consumer     {raw:>10,.0f} events/s")
         print(f"plain Faust agent         {plain:>10,.0f} events/s")
-        print(f"suqiu agents (all models) {ours:>10,.0f} events/s   {ours / plain:.2f}x plain Faust, "
+        print(f"suqiu agents ({s.projector_processes} projector processes) {ours:>10,.0f} events/s   {ours / plain:.2f}x plain Faust, "
               f"{ours / raw:.3f}x raw aiokafka")
         print(f"read models: {views[0] if views else 0} case views, {timeline[0] if timeline else 0} timeline rows")
     finally:

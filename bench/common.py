@@ -15,7 +15,7 @@ import psycopg
 
 from streams.topics import ensure_topics
 from suqiu.config import Settings
-from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres, _die_with_parent, free_port
+from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres, die_with_parent, free_port
 from suqiu.stack import issue_keys, wait_for_http
 from suqiu.store import reference
 from suqiu.store.migrate import migrate
@@ -32,7 +32,7 @@ class BenchStack:
     def spawn(self, *args: str) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.settings.to_env()}
         proc = subprocess.Popen([sys.executable, "-m", "suqiu", "--log-level", "WARNING", *args], env=env,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=die_with_parent)
         self.children.append(proc)
         return proc
 

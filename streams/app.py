@@ -10,13 +10,14 @@ from typing import Any
 
 import faust
 import structlog
+from faust.types import EventT
 from mode import Service
 
-from projections.projector import Projector
+from streams.batching import Batcher
 from streams.federation import FederationBridge
 from streams.feeds import JurisdictionFeeds, feed_topic
 from streams.intake import CommandIntake
-from streams.projecting import EventsConsumer
+from streams.projecting import ProjectorProcesses, Record
 from streams.relay import run_relay
 from streams.sla import SlaTimers, roll_out_policy
 from suqiu.config import Settings
@@ -46,6 +47,11 @@ def _header_pairs(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | N
     if headers is None:
         return []
     return list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+
+
+def _record(ev: EventT) -> Record:
+    m = ev.message
+    return m.topic, m.partition, m.offset, ev.key, ev.value, _header_pairs(ev.headers)
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
@@ -92,15 +98,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     async def read_models(stream: faust.StreamT[bytes]) -> None:
         await rt.ready.wait()
         r = rt.runtime
-        consumer = EventsConsumer(settings, r.pool, r.codec, Projector(r.codec, lambda: r.policy, r.clock.now))
-        async for batch in stream.take_events(settings.projector_batch, within=0.05):
-            good, bad = consumer.decode([
-                (ev.message.topic, ev.message.partition, ev.message.offset, ev.key, ev.value,
-                 _header_pairs(ev.headers)) for ev in batch])
-            for out in bad:
+        projector = ProjectorProcesses(settings, r.policy, settings.projector_processes)
+
+        async def project(batch: list[EventT]) -> None:
+            for out in await projector.apply([_record(ev) for ev in batch], r.clock.now()):
                 await (await outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers))
-            if good:
-                await consumer.project(good)
+
+        try:
+            await projector.start(r.clock.now())
+            await Batcher(stream, project, size=settings.projector_batch, within=0.05).run()
+        finally:
+            projector.close()
 
     if settings.jurisdiction_feeds:
         feeds_out = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
@@ -111,13 +119,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             await rt.ready.wait()
             r = rt.runtime
             router = JurisdictionFeeds(settings, r.pool, r.codec, lambda: r.context.jurisdictions)
-            async for batch in stream.take_events(settings.projector_batch, within=0.05):
+
+            async def route(batch: list[EventT]) -> None:
                 routes = await router.route([(ev.key, ev.value) for ev in batch])
                 # Sent in order and acknowledged before the batch's offsets move: per-case order holds.
                 pending = [await feeds_out[t].send(key=ev.key, value=ev.value, headers=_header_pairs(ev.headers))
                            for ev, topics in zip(batch, routes, strict=True) for t in topics]
                 for fut in pending:
                     await fut
+
+            await Batcher(stream, route, size=settings.projector_batch, within=0.05).run()
 
     if settings.federation:
         remote = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
@@ -127,7 +138,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         async def federation(stream: faust.StreamT[bytes]) -> None:
             await rt.ready.wait()
             bridge = FederationBridge(settings, rt.runtime.pool, rt.runtime.codec)
-            async for batch in stream.take_events(500, within=0.05):
+
+            async def bridge_batch(batch: list[EventT]) -> None:
                 for ev in batch:
                     try:
                         decoded = rt.runtime.codec.decode_event(ev.value or b"")
@@ -136,6 +148,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                     out = await bridge.handle(decoded)
                     if out is not None:
                         await (await remote[out.topic].send(key=out.key, value=out.value))
+
+            await Batcher(stream, bridge_batch, size=500, within=0.05).run()
 
     @app.timer(interval=settings.timer_interval)
     async def sla_timers() -> None:

@@ -1,9 +1,19 @@
-"""The events-topic side of the projector: decode each record once, dead-letter what cannot be."""
+"""The events-topic side of the projector: decode each record once, dead-letter what cannot be.
+
+Decoding and folding are CPU-bound Python; in the Faust worker's process they would hold the
+GIL the consumer needs. `ProjectorProcesses` runs them in child processes instead, fed whole
+batches, so the worker's loop only moves bytes.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import multiprocessing
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -13,9 +23,14 @@ from psycopg_pool import AsyncConnectionPool
 from projections.projector import Incoming, Projector
 from schemas.codec import Codec, DecodeError
 from streams.dlq import Outgoing, dead_letter
+from suqiu import logs
 from suqiu.config import Settings
+from suqiu.domain.sla import SlaPolicy
+from suqiu.embedded import die_with_parent
 
 log = structlog.get_logger(__name__)
+# (topic, partition, offset, key, value, headers), as read from the events topic.
+Record = tuple[str, int, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
 class EventsConsumer:
@@ -27,9 +42,8 @@ class EventsConsumer:
         self.codec = codec
         self.projector = projector
 
-    def decode(self, records: Sequence[tuple[str, int, int, bytes | None, bytes | None, list[tuple[str, bytes]]]]
-               ) -> tuple[list[Incoming], list[Outgoing]]:
-        """(topic, partition, offset, key, value, headers) -> decoded events, dead letters."""
+    def decode(self, records: Sequence[Record]) -> tuple[list[Incoming], list[Outgoing]]:
+        """Records -> decoded events, dead letters."""
         good: list[Incoming] = []
         bad: list[Outgoing] = []
         for topic, partition, offset, key, value, headers in records:
@@ -51,3 +65,87 @@ class EventsConsumer:
                 log.warning("database unavailable, holding the batch", error=str(exc), size=len(batch))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+class ProjectorProcesses:
+    """The read-model projector in child processes; child i owns the partitions p with p % n == i.
+
+    A case's events share a partition, so each case is folded by one child, in order, and two
+    children never touch the same rows: both decode and fold while the other waits on PostgreSQL.
+    """
+
+    def __init__(self, settings: Settings, policy: SlaPolicy, processes: int) -> None:
+        self.settings = settings
+        self.policy = policy
+        self._executors: list[ProcessPoolExecutor | None] = [None] * max(processes, 1)
+
+    async def start(self, now: datetime) -> None:
+        """Start every child now rather than on its first batch (a child takes ~1 s to import)."""
+        await asyncio.gather(*(self._apply(i, [], now) for i in range(len(self._executors))))
+
+    async def apply(self, records: list[Record], now: datetime) -> list[Outgoing]:
+        """Decode and project `records` as of `now`; returns the dead letters, once all is committed."""
+        shares: list[list[Record]] = [[] for _ in self._executors]
+        for record in records:
+            shares[record[1] % len(shares)].append(record)
+        done = await asyncio.gather(*(self._apply(i, share, now) for i, share in enumerate(shares) if share))
+        return [out for dead in done for out in dead]
+
+    async def _apply(self, i: int, records: list[Record], now: datetime) -> list[Outgoing]:
+        loop = asyncio.get_running_loop()
+        while True:
+            executor = self._executors[i]
+            if executor is None:
+                executor = self._executors[i] = ProcessPoolExecutor(
+                    1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child,
+                    initargs=(self.settings, self.policy, logging.getLevelName(logging.getLogger().level)))
+            try:
+                return await loop.run_in_executor(executor, _apply_in_child, records, now)
+            except BrokenProcessPool:
+                # Nothing of the batch was acknowledged: a new child applies it again, skipping what it has.
+                log.warning("projector process died; starting another", size=len(records))
+                executor.shutdown(wait=False, cancel_futures=True)
+                self._executors[i] = None
+                await asyncio.sleep(1.0)
+
+    def close(self) -> None:
+        for i, executor in enumerate(self._executors):
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+                self._executors[i] = None
+
+
+class _Child:
+    """What the child process keeps between batches: its loop, its connection, the projector's cache."""
+
+    def __init__(self, settings: Settings, policy: SlaPolicy) -> None:
+        assert settings.database_url
+        self.loop = asyncio.new_event_loop()
+        self.now = datetime.min
+        codec = Codec()
+        self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            settings.database_url, min_size=1, max_size=1, open=False, kwargs={"autocommit": True})
+        self.loop.run_until_complete(self.pool.open(wait=True, timeout=30))
+        self.consumer = EventsConsumer(settings, self.pool, codec, Projector(codec, lambda: policy, lambda: self.now))
+
+    def apply(self, records: list[Record], now: datetime) -> list[Outgoing]:
+        self.now = now
+        good, bad = self.consumer.decode(records)
+        if good:
+            self.loop.run_until_complete(self.consumer.project(good))
+        return bad
+
+
+_child: _Child | None = None
+
+
+def _start_child(settings: Settings, policy: SlaPolicy, log_level: str) -> None:
+    global _child
+    die_with_parent()
+    logs.configure(log_level)
+    _child = _Child(settings, policy)
+
+
+def _apply_in_child(records: list[Record], now: datetime) -> list[Outgoing]:
+    assert _child is not None, "the projector process was not started"
+    return _child.apply(records, now)

@@ -22,7 +22,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Children must not outlive `suqiu up`, even when it is killed with SIGKILL.
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -69,7 +69,7 @@ class EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
         )
         _wait_for_port(self.port, self.proc, "broker")
         log.info("embedded broker listening", bootstrap=self.bootstrap, pid=self.proc.pid)
@@ -125,7 +125,7 @@ class EmbeddedPostgres:
             # Tests only: a crash loses the test's data, which is thrown away anyway.
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         log_file = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(args, stdout=log_file, stderr=log_file, user=user, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(args, stdout=log_file, stderr=log_file, user=user, preexec_fn=die_with_parent)
         log_file.close()
         self._wait_ready()
         log.info("embedded postgres listening", dsn=self.dsn, pid=self.proc.pid)

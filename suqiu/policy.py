@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from suqiu.calendar import china_workdays
+from suqiu.calendar import ChinaWorkdays
 from suqiu.domain.model import CATEGORIES, PRIORITIES
 from suqiu.domain.sla import BusinessCalendar, Goal, SlaPolicy
 
@@ -52,7 +52,7 @@ def parse_policy(doc: Mapping[str, Any], *, source: str = "policy", base: Path |
                     for a, b in cal_doc.get("periods", [["09:00", "12:00"], ["13:30", "17:30"]]))
     if not periods or any(a >= b for a, b in periods):
         raise PolicyError(f"{source}: calendar.periods must be non-empty [start, end] pairs with start < end")
-    calendar = BusinessCalendar(china_workdays(overrides), periods)
+    calendar = BusinessCalendar(ChinaWorkdays(overrides), periods)
     day = calendar.day_seconds // 60
     if "default" not in doc:
         raise PolicyError(f"{source}: [default] goals are required (accept, resolve, follow_up)")

@@ -20,7 +20,7 @@ import structlog
 from streams.topics import ensure_topics
 from suqiu.config import Settings
 from suqiu.domain.model import Role
-from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres, _die_with_parent, _stop, free_port
+from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres, _stop, die_with_parent, free_port
 from suqiu.store import reference
 from suqiu.store.keys import create_key
 from suqiu.store.migrate import migrate
@@ -70,7 +70,7 @@ class Stack:
         env = {**os.environ, **s.to_env()}
         for role in ("worker", "api"):
             self.children.append(subprocess.Popen(
-                [sys.executable, "-m", "suqiu", role], env=env, preexec_fn=_die_with_parent))
+                [sys.executable, "-m", "suqiu", role], env=env, preexec_fn=die_with_parent))
         self.settings = s
         self._wait_http()
         return s

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from suqiu.calendar import china_workdays
+from suqiu.calendar import ChinaWorkdays
 from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve, replay_state
 from suqiu.domain.commands import parse_command
 from suqiu.domain.model import Actor, Role, Status
@@ -77,8 +77,8 @@ def test_business_calendar_across_national_day_and_its_makeup_saturday() -> None
 
 def test_unknown_year_is_a_loud_error_and_an_override_fixes_it() -> None:
     with pytest.raises(CalendarError, match="2027"):
-        china_workdays()(date(2027, 3, 1))
-    known = china_workdays({date(2027, 1, 1): False, date(2027, 2, 7): True})
+        ChinaWorkdays()(date(2027, 3, 1))
+    known = ChinaWorkdays({date(2027, 1, 1): False, date(2027, 2, 7): True})
     assert known(date(2027, 1, 1)) is False and known(date(2027, 2, 7)) is True
     assert known(date(2027, 3, 1)) is True and known(date(2027, 3, 6)) is False
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
+from pathlib import Path
 
 import psycopg
 
@@ -161,3 +164,39 @@ async def test_two_workers_split_the_partitions_and_fire_each_timer_once(
             await caught_up(s, case)
     counts = query(s, "SELECT event_type, count(*) FROM events WHERE event_type LIKE 'Sla%%' GROUP BY 1 ORDER BY 1")
     assert counts == [("SlaBreached", 12), ("SlaWarning", 12)]
+
+
+def _projector_processes() -> set[int]:
+    """This process's spawned children (the projector's); read from /proc, no extra dependency."""
+    me, found = os.getpid(), set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == me and b"spawn_main" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+async def test_a_killed_projector_process_is_replaced_and_nothing_is_missed(
+        topics: Settings, runtime: Runtime, api: Api) -> None:
+    s = topics
+    async with faust_worker(s, runtime.clock):
+        await caught_up(s, (await api.submit())["case_id"])
+        before = _projector_processes()
+        assert len(before) == s.projector_processes, before
+        submitting = asyncio.gather(*(api.submit() for _ in range(40)))
+        await asyncio.sleep(0.05)
+        killed = min(before)
+        os.kill(killed, signal.SIGKILL)
+        cases = [c["case_id"] for c in await submitting]
+        for case in cases:
+            await caught_up(s, case)
+        after = _projector_processes()
+        assert len(after) == s.projector_processes and killed not in after, (before, after)
+    assert query(s, "SELECT count(*) FROM case_view WHERE case_id = ANY(%s)", cases) == [(40,)]
+    assert query(s, "SELECT count(*) FROM case_timeline WHERE case_id = ANY(%s)", cases) == [(40,)]

@@ -1,0 +1,72 @@
+"""Batches from a Faust stream, handled while the next batch is read, acknowledged only once handled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+Handler = Callable[[list[EventT]], Awaitable[None]]
+
+
+class Batcher:
+    """Groups a stream's events into batches of up to `size`, or what came within `within` seconds.
+
+    Faust's `take_events` stops reading while a batch is handled and costs ~40 µs per event;
+    here the stream keeps being read while up to `depth` batches wait or are handled in order,
+    and each event is acknowledged only after its batch's handler returned, so a crash
+    redelivers rather than loses.
+    """
+
+    def __init__(self, stream: faust.StreamT[Any], handle: Handler, *, size: int, within: float,
+                 depth: int = 2) -> None:
+        self.stream = stream.noack()
+        self.handle = handle
+        self.size = size
+        self.within = within
+        self.queue: asyncio.Queue[list[EventT]] = asyncio.Queue(maxsize=max(depth - 1, 1))
+        self.pending: list[EventT] = []
+
+    async def run(self) -> None:
+        """Read the stream until the agent stops; a handler's failure ends it with that error."""
+        agent = asyncio.current_task()
+        worker = asyncio.create_task(self._work(), name="batch-handler")
+        flusher = asyncio.create_task(self._flush_idle(), name="batch-flusher")
+
+        def stop_agent(task: asyncio.Task[None]) -> None:
+            if agent is not None and not task.cancelled() and task.exception() is not None:
+                agent.cancel()
+
+        worker.add_done_callback(stop_agent)
+        try:
+            async for event in self.stream.events():
+                self.pending.append(event)
+                if len(self.pending) >= self.size:
+                    batch, self.pending = self.pending, []
+                    await self.queue.put(batch)
+        except asyncio.CancelledError:
+            if worker.done() and not worker.cancelled() and (error := worker.exception()) is not None:
+                raise error from None
+            raise
+        finally:
+            flusher.cancel()
+            worker.cancel()
+            await asyncio.gather(flusher, worker, return_exceptions=True)
+
+    async def _flush_idle(self) -> None:
+        while True:
+            await asyncio.sleep(self.within)
+            # Only when nothing waits: a busy stream fills batches to `size` by itself.
+            if self.pending and self.queue.empty():
+                batch, self.pending = self.pending, []
+                self.queue.put_nowait(batch)
+
+    async def _work(self) -> None:
+        while True:
+            batch = await self.queue.get()
+            await self.handle(batch)
+            for event in batch:
+                await self.stream.ack(event)

@@ -106,16 +106,23 @@ class Projector:
         ids = sorted(by_case)
         # Locking the rows serialises two workers that briefly share a partition in a rebalance.
         cur = await conn.execute(
-            "SELECT case_id, seq, state::text FROM case_view WHERE case_id = ANY(%s) ORDER BY case_id FOR UPDATE",
-            (ids,))
-        stored = {r[0]: (r[1], r[2]) for r in await cur.fetchall()}
+            "SELECT case_id, seq FROM case_view WHERE case_id = ANY(%s) ORDER BY case_id FOR UPDATE", (ids,))
+        stored: dict[str, int] = dict(await cur.fetchall())
+        # A state is read only when the cache does not hold that very seq (after a restart, a rebalance).
+        misses = [c for c, seq in stored.items() if (cached := self._cases.get(c)) is None or cached.seq != seq]
+        states: dict[str, str] = {}
+        if misses:
+            cur = await conn.execute("SELECT case_id, state::text FROM case_view WHERE case_id = ANY(%s)", (misses,))
+            states = dict(await cur.fetchall())
+        # Taken before any _remember below can evict one of them.
+        start = {c: self._state(c, c in stored, states.get(c)) for c in ids}
         timeline: list[tuple[Any, ...]] = []
         cases: list[tuple[Any, ...]] = []
         timers: list[tuple[Any, ...]] = []
         facts: dict[str, list[rows.Fact]] = defaultdict(list)  # per case, in event order
         applied: dict[tuple[str, int], int] = defaultdict(int)
         for case_id in ids:
-            case = self._state(case_id, stored.get(case_id))
+            case = start[case_id]
             start_seq = case.seq
             partition = by_case[case_id][0].partition
             for item in by_case[case_id]:
@@ -175,13 +182,10 @@ class Projector:
         log.warning("projector filled a gap from the store", case_id=case.case_id, upto=upto)
         return case
 
-    def _state(self, case_id: str, stored: tuple[int, str] | None) -> Case:
-        if stored is None:
+    def _state(self, case_id: str, has_row: bool, state: str | None) -> Case:
+        if not has_row:
             return Case(case_id=case_id)
-        cached = self._cases.get(case_id)
-        if cached is not None and cached.seq == stored[0]:
-            return cached
-        return load_case(stored[1])
+        return load_case(state) if state is not None else self._cases[case_id]
 
     def _remember(self, case: Case) -> None:
         self._cases[case.case_id] = case

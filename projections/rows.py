@@ -9,7 +9,7 @@ from typing import Any
 from schemas.codec import to_json_text
 from suqiu.domain import events as e
 from suqiu.domain.clocks import Timer, running_clocks
-from suqiu.domain.model import Case, plain
+from suqiu.domain.model import Case
 from suqiu.domain.sla import SlaPolicy
 
 
@@ -124,7 +124,7 @@ def fold(facts: list[Fact]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]
 
 
 def timeline_row(ev: e.Event) -> tuple[Any, ...]:
-    data = to_json_text(plain(ev.payload))
+    data = to_json_text(ev.payload)
     return (ev.case_id, ev.seq, ev.event_id, ev.event_type, ev.occurred_at, ev.actor.system,
             ev.actor.role.value, ev.actor.department, ev.actor.person, data)
 

@@ -118,13 +118,14 @@ _FIELD_NAMES: dict[type[Any], tuple[str, ...] | None] = {}
 
 def field_names(cls: type[Any]) -> tuple[str, ...]:
     """A dataclass type's field names in order, computed once per type."""
-    names = _record_fields(cls)
+    names = record_fields(cls)
     if names is None:
         raise TypeError(f"{cls.__name__} is not a dataclass")
     return names
 
 
-def _record_fields(cls: type[Any]) -> tuple[str, ...] | None:
+def record_fields(cls: type[Any]) -> tuple[str, ...] | None:
+    """A dataclass type's field names, or None for any other type; computed once per type."""
     try:
         return _FIELD_NAMES[cls]
     except KeyError:
@@ -138,7 +139,7 @@ def plain(value: Any) -> Any:
 
     `dataclasses.asdict` without its deep copies: this runs for every command and event.
     """
-    names = _record_fields(type(value))
+    names = record_fields(type(value))
     if names is None:
         return value
     return {n: plain(getattr(value, n)) for n in names}

@@ -8,8 +8,6 @@ batches, so the worker's loop only moves bytes.
 from __future__ import annotations
 
 import asyncio
-import logging
-import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -23,10 +21,9 @@ from psycopg_pool import AsyncConnectionPool
 from projections.projector import Incoming, Projector
 from schemas.codec import Codec, DecodeError
 from streams.dlq import Outgoing, dead_letter
-from suqiu import logs
 from suqiu.config import Settings
 from suqiu.domain.sla import SlaPolicy
-from suqiu.embedded import die_with_parent
+from suqiu.processes import worker_pool
 
 log = structlog.get_logger(__name__)
 # (topic, partition, offset, key, value, headers), as read from the events topic.
@@ -96,9 +93,7 @@ class ProjectorProcesses:
         while True:
             executor = self._executors[i]
             if executor is None:
-                executor = self._executors[i] = ProcessPoolExecutor(
-                    1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child,
-                    initargs=(self.settings, self.policy, logging.getLevelName(logging.getLogger().level)))
+                executor = self._executors[i] = worker_pool(1, _start_child, self.settings, self.policy)
             try:
                 return await loop.run_in_executor(executor, _apply_in_child, records, now)
             except BrokenProcessPool:
@@ -139,10 +134,8 @@ class _Child:
 _child: _Child | None = None
 
 
-def _start_child(settings: Settings, policy: SlaPolicy, log_level: str) -> None:
+def _start_child(settings: Settings, policy: SlaPolicy) -> None:
     global _child
-    die_with_parent()
-    logs.configure(log_level)
     _child = _Child(settings, policy)
 
 

@@ -13,22 +13,19 @@ import atexit
 import csv
 import hashlib
 import io
-import logging
-import multiprocessing
 import re
 import tomllib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from suqiu import logs
 from suqiu.config import Settings
 from suqiu.domain import DomainError
 from suqiu.domain.model import Actor, Role
+from suqiu.processes import worker_pool
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest, CommandResult
 
@@ -216,10 +213,7 @@ class ParallelCreator:
 
     def __init__(self, settings: Settings, workers: int) -> None:
         self.workers = workers
-        # spawn, not fork: the parent has a running event loop and open connections.
-        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_worker_start, initargs=(settings, level))
+        self._pool = worker_pool(workers, _worker_start, settings)
         # Start the processes now, so their start-up overlaps the parent's reading of the file.
         for _ in range(workers):
             self._pool.submit(_worker_ready)
@@ -246,9 +240,8 @@ class _Worker:
 _worker: _Worker | None = None  # set only inside an import worker process
 
 
-def _worker_start(settings: Settings, log_level: str) -> None:
+def _worker_start(settings: Settings) -> None:
     global _worker
-    logs.configure(log_level)
     _worker = _Worker(settings)
     atexit.register(_worker.close)
 

@@ -1,0 +1,28 @@
+"""Worker processes of a Suqiu process: spawned, logging as it does, and dying with it."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from suqiu import logs
+from suqiu.embedded import die_with_parent
+
+
+def worker_pool(workers: int, initializer: Callable[..., None], *initargs: Any) -> ProcessPoolExecutor:
+    """A process pool whose processes run `initializer(*initargs)` once they are set up.
+
+    Spawned, not forked: the parent has a running event loop, threads and open connections.
+    """
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
+                               initargs=(level, initializer, initargs))
+
+
+def _start(log_level: str, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
+    die_with_parent()
+    logs.configure(log_level)
+    initializer(*initargs)

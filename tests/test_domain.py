@@ -75,6 +75,17 @@ def test_business_calendar_across_national_day_and_its_makeup_saturday() -> None
     assert cal.add(datetime(2026, 7, 21, 12, 30, tzinfo=CHINA), 0) == datetime(2026, 7, 21, 13, 30, tzinfo=CHINA)
 
 
+@settings(max_examples=300, deadline=None)
+@given(start=st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2026, 8, 31)),
+       seconds=st.floats(min_value=0, max_value=60 * 8 * 3600, allow_nan=False))
+def test_adding_and_subtracting_working_time_agree_with_counting_it(start: datetime, seconds: float) -> None:
+    # add and sub skip whole working days; between counts day by day: each checks the other.
+    cal, at = POLICY.calendar, start.replace(tzinfo=CHINA)
+    assert abs(cal.between(at, cal.add(at, seconds)) - seconds) < 1e-3
+    assert abs(cal.between(cal.sub(at, seconds), at) - seconds) < 1e-3
+    assert cal.add(at, seconds) >= at >= cal.sub(at, seconds)
+
+
 def test_unknown_year_is_a_loud_error_and_an_override_fixes_it() -> None:
     with pytest.raises(CalendarError, match="2027"):
         ChinaWorkdays()(date(2027, 3, 1))

@@ -62,6 +62,8 @@ def test_before_is_the_inverse_of_after() -> None:
     ("[default]\naccept = '2h'\nresolve = '1d'\nfollow_up = '1d'\n[[goal]]\ncategory = 'x'\n", "goal[0].category"),
     ("warning_share = 1.5\n[default]\naccept = '2h'\nresolve = '1d'\nfollow_up = '1d'\n", "warning_share"),
     ("[calendar]\nholidays = ['2027-13-01']\n[default]\naccept = '2h'\nresolve = '1d'\nfollow_up = '1d'\n", "holidays"),
+    ("[calendar]\nperiods = [['09:00', '12:30'], ['12:00', '17:00']]\n[default]\naccept = '2h'\nresolve = '1d'\n"
+     "follow_up = '1d'\n", "calendar.periods must not overlap"),
     ("not toml [", "not valid TOML"),
 ])
 def test_a_bad_policy_names_the_key(tmp_path: Path, text: str, message: str) -> None:

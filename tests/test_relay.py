@@ -122,3 +122,33 @@ async def test_broker_restarted_empty_gets_the_whole_history_again(settings: Set
         with contextlib.suppress(asyncio.CancelledError):
             await task
         broker.stop()
+
+
+async def test_a_queued_event_deleted_from_the_store_does_not_stall_the_relay(topics: Settings, runtime: Runtime) -> None:
+    s = topics
+    assert s.kafka_bootstrap
+    first = await write_cases(runtime, 3, 0)
+    async with runtime.pool.connection() as conn:
+        # Someone with superuser rights removes a case's last event before it was published.
+        cur = await conn.execute("DELETE FROM events WHERE position = (SELECT max(position) FROM events) "
+                                 "RETURNING position")
+        row = await cur.fetchone()
+        assert row is not None
+        gone = row[0]
+    later = await write_cases(runtime, 2, 1)
+    task = asyncio.create_task(OutboxRelay(s).run())
+    try:
+        records = await read_topic(s.kafka_bootstrap, s.events_topic, first - 1 + later, timeout=30)
+        assert len({(r.partition, r.offset) for r in records}) == first - 1 + later
+        async with runtime.pool.connection() as conn:
+            for _ in range(50):
+                cur = await conn.execute("SELECT count(*) FROM outbox")
+                left = await cur.fetchone()
+                if left is not None and left[0] == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert left == (0,), f"outbox still holds {left}; the deleted event's position was {gone}"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

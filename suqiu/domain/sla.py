@@ -21,59 +21,70 @@ class BusinessCalendar:
 
     is_workday: Callable[[date], bool]
     periods: tuple[tuple[time, time], ...] = ((time(9, 0), time(12, 0)), (time(13, 30), time(17, 30)))
+    # The periods as seconds after midnight: every deadline, import and KPI walks these.
+    _spans: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
+    day_seconds: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def day_seconds(self) -> int:
-        return sum(_secs(b) - _secs(a) for a, b in self.periods)
+    def __post_init__(self) -> None:
+        spans = tuple(sorted((_secs(a), _secs(b)) for a, b in self.periods))
+        object.__setattr__(self, "_spans", spans)
+        object.__setattr__(self, "day_seconds", sum(b - a for a, b in spans))
 
     def add(self, start: datetime, seconds: float) -> datetime:
         """The instant `seconds` of working time after `start`."""
-        local = start.astimezone(CHINA)
-        day, t = local.date(), _secs(local.timetz()) + local.microsecond / 1e6
-        remaining = seconds
+        day, t = _local(start)
+        remaining, spans, whole = seconds, self._spans, self.day_seconds
         for _ in range(MAX_DAYS):
             if self.is_workday(day):
-                for a, b in self.periods:
-                    lo, hi = max(_secs(a), t), _secs(b)
-                    if lo < hi or (remaining == 0 and lo <= hi):
-                        if remaining <= hi - lo:
-                            return _at(day, lo + remaining)
-                        remaining -= hi - lo
-            day, t = day + timedelta(days=1), 0.0
+                if t <= spans[0][0] and remaining > whole:
+                    remaining -= whole
+                else:
+                    for a, b in spans:
+                        lo = max(a, t)
+                        if lo < b or (remaining == 0 and lo <= b):
+                            if remaining <= b - lo:
+                                return _at(day, lo + remaining)
+                            remaining -= b - lo
+            day, t = day + ONE_DAY, 0.0
         raise CalendarError(f"no working time within {MAX_DAYS} days of {start.isoformat()}")
 
     def sub(self, end: datetime, seconds: float) -> datetime:
         """The instant `seconds` of working time before `end`."""
-        local = end.astimezone(CHINA)
-        day, t = local.date(), _secs(local.timetz()) + local.microsecond / 1e6
-        remaining = seconds
+        day, t = _local(end)
+        remaining, spans, whole = seconds, self._spans, self.day_seconds
         for _ in range(MAX_DAYS):
             if self.is_workday(day):
-                for a, b in reversed(self.periods):
-                    lo, hi = _secs(a), min(_secs(b), t)
-                    if lo < hi:
-                        if remaining <= hi - lo:
-                            return _at(day, hi - remaining)
-                        remaining -= hi - lo
-            day, t = day - timedelta(days=1), 86400.0
+                if t >= spans[-1][1] and remaining > whole:
+                    remaining -= whole
+                else:
+                    for a, b in reversed(spans):
+                        hi = min(b, t)
+                        if a < hi:
+                            if remaining <= hi - a:
+                                return _at(day, hi - remaining)
+                            remaining -= hi - a
+            day, t = day - ONE_DAY, 86400.0
         raise CalendarError(f"no working time within {MAX_DAYS} days before {end.isoformat()}")
 
     def between(self, start: datetime, end: datetime) -> float:
         """Working seconds in [start, end); 0 when end is not after start."""
         if end <= start:
             return 0.0
-        a, b = start.astimezone(CHINA), end.astimezone(CHINA)
-        total = 0.0
-        day = a.date()
-        while day <= b.date():
+        (first, t0), (last, t1) = _local(start), _local(end)
+        if first == last:
+            return self._within(first, t0, t1)
+        total = self._within(first, t0, 86400.0) + self._within(last, 0.0, t1)
+        day, whole = first + ONE_DAY, self.day_seconds
+        while day < last:
             if self.is_workday(day):
-                for p, q in self.periods:
-                    lo = max(_at(day, _secs(p)), a)
-                    hi = min(_at(day, _secs(q)), b)
-                    if hi > lo:
-                        total += (hi - lo).total_seconds()
-            day += timedelta(days=1)
+                total += whole
+            day += ONE_DAY
         return total
+
+    def _within(self, day: date, lo: float, hi: float) -> float:
+        if not self.is_workday(day):
+            return 0.0
+        return sum(max(0.0, min(b, hi) - max(a, lo)) for a, b in self._spans)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +141,17 @@ class SlaPolicy:
         return working_days * self.calendar.day_seconds // 60
 
 
+ONE_DAY = timedelta(days=1)
+
+
 def _secs(t: time) -> int:
     return t.hour * 3600 + t.minute * 60 + t.second
+
+
+def _local(at: datetime) -> tuple[date, float]:
+    """The China date of `at` and its seconds after local midnight."""
+    local = at.astimezone(CHINA)
+    return local.date(), local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
 
 
 def _at(day: date, seconds: float) -> datetime:

@@ -6,21 +6,23 @@ ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 ORG_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+_VALUE = {c: i for i, c in enumerate(ALPHABET)}
+_ORG_VALUE = {c: i for i, c in enumerate(ORG_ALPHABET)}
 
 
 def uscc_problem(code: str) -> str | None:
     """Why `code` is not a valid USCC, or None when it is."""
     if len(code) != 18:
         return "must be 18 characters"
-    if any(c not in ALPHABET for c in code):
+    if not set(code) <= _VALUE.keys():
         return "contains a character outside GB 32100 (0-9 and A-Y without I, O, S, V, Z)"
-    check = 31 - sum(ALPHABET.index(c) * w for c, w in zip(code[:17], WEIGHTS, strict=False)) % 31
+    check = 31 - sum(_VALUE[c] * w for c, w in zip(code, WEIGHTS, strict=False)) % 31
     if ALPHABET[check % 31] != code[17]:
         return "checksum (18th character) does not match"
     org = code[8:17]
-    if any(c not in ORG_ALPHABET for c in org):
+    if not set(org) <= _ORG_VALUE.keys():
         return "organisation code (characters 9-17) is malformed"
-    org_check = 11 - sum(ORG_ALPHABET.index(c) * w for c, w in zip(org[:8], ORG_WEIGHTS, strict=False)) % 11
+    org_check = 11 - sum(_ORG_VALUE[c] * w for c, w in zip(org, ORG_WEIGHTS, strict=False)) % 11
     expected = {10: "X", 11: "0"}.get(org_check, str(org_check))
     if org[8] != expected:
         return "organisation code check digit (17th character) does not match"

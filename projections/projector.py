@@ -54,6 +54,16 @@ def _bulk_insert(table: str, columns: tuple[tuple[str, str], ...], tail: str = "
     return f"INSERT INTO {table} ({names}) SELECT {select} FROM unnest({arrays}) AS u({names}) {tail}"
 
 
+# Lookups by a batch's case ids probe the index once per case. Until autovacuum analyses a
+# growing table, `case_id = ANY(...)` is planned as a scan of all of it (EXPLAIN ANALYZE with
+# 40,000 cases: 3.9 ms against 1.5 ms to lock a batch's rows, 6.5 against 2.6 ms to delete
+# its timers), and the scan grows with the table.
+LOCK_CASES = ("SELECT v.case_id, v.seq FROM unnest(%s::text[]) AS c(case_id) CROSS JOIN LATERAL "
+              "(SELECT case_id, seq FROM case_view WHERE case_view.case_id = c.case_id OFFSET 0 FOR UPDATE) v")
+READ_STATES = ("SELECT v.case_id, v.state::text FROM unnest(%s::text[]) AS c(case_id) CROSS JOIN LATERAL "
+               "(SELECT case_id, state FROM case_view WHERE case_view.case_id = c.case_id OFFSET 0) v")
+DELETE_TIMERS = ("DELETE FROM sla_timers WHERE ctid = ANY(ARRAY(SELECT t.ctid FROM unnest(%s::text[]) AS c(case_id) "
+                 "CROSS JOIN LATERAL (SELECT ctid FROM sla_timers WHERE sla_timers.case_id = c.case_id OFFSET 0) t))")
 UPSERT_CASE = _bulk_insert("case_view", CASE_COLUMNS, "ON CONFLICT (case_id) DO UPDATE SET " + ", ".join(
     f"{n} = EXCLUDED.{n}" for n, _ in CASE_COLUMNS[1:]) + " WHERE case_view.seq < EXCLUDED.seq")
 INSERT_TIMELINE = _bulk_insert("case_timeline", TIMELINE_COLUMNS, "ON CONFLICT DO NOTHING")
@@ -105,14 +115,13 @@ class Projector:
             by_case[item.event.case_id].append(item)
         ids = sorted(by_case)
         # Locking the rows serialises two workers that briefly share a partition in a rebalance.
-        cur = await conn.execute(
-            "SELECT case_id, seq FROM case_view WHERE case_id = ANY(%s) ORDER BY case_id FOR UPDATE", (ids,))
+        cur = await conn.execute(LOCK_CASES, (ids,))
         stored: dict[str, int] = dict(await cur.fetchall())
         # A state is read only when the cache does not hold that very seq (after a restart, a rebalance).
         misses = [c for c, seq in stored.items() if (cached := self._cases.get(c)) is None or cached.seq != seq]
         states: dict[str, str] = {}
         if misses:
-            cur = await conn.execute("SELECT case_id, state::text FROM case_view WHERE case_id = ANY(%s)", (misses,))
+            cur = await conn.execute(READ_STATES, (misses,))
             states = dict(await cur.fetchall())
         # Taken before any _remember below can evict one of them.
         start = {c: self._state(c, c in stored, states.get(c)) for c in ids}
@@ -144,7 +153,7 @@ class Projector:
                 async with conn.cursor() as c:
                     await c.execute(INSERT_TIMELINE, _columns(timeline, len(TIMELINE_COLUMNS)))
                     await c.execute(UPSERT_CASE, _columns(cases, len(CASE_COLUMNS)))
-                    await c.execute("DELETE FROM sla_timers WHERE case_id = ANY(%s)", ([r[0] for r in cases],))
+                    await c.execute(DELETE_TIMERS, ([r[0] for r in cases],))
                     if timers:
                         await c.execute(INSERT_TIMERS, _columns(timers, len(TIMER_COLUMNS)))
                     for round_ in _rounds(facts.values()):

@@ -110,7 +110,11 @@ class OutboxRelay:
         async with conn.pipeline():
             if acked is not None:
                 positions, heads = acked
-                await conn.execute("DELETE FROM outbox WHERE position = ANY(%s)", (positions,), prepare=True)
+                # Probed one by one: after a broker loss the outbox holds the whole history, and until
+                # it is analysed, `position = ANY(...)` is planned as a scan of all of it.
+                await conn.execute("DELETE FROM outbox WHERE ctid = ANY(ARRAY(SELECT o.ctid FROM unnest(%s::bigint[]) "
+                                   "AS p(position) CROSS JOIN LATERAL (SELECT ctid FROM outbox "
+                                   "WHERE outbox.position = p.position OFFSET 0) o))", (positions,), prepare=True)
                 # The heads let /v1/health report how far the read models trail the topic.
                 async with conn.cursor() as c:
                     await c.executemany(

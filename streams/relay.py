@@ -23,10 +23,12 @@ from aiokafka.structs import RecordMetadata
 from streams.topics import ensure_topics
 from suqiu.config import Settings
 from suqiu.store.events import NOTIFY_CHANNEL
+from suqiu.store.probes import delete_by
 
 log = structlog.get_logger(__name__)
 Acked = tuple[list[int], dict[int, int]]  # published positions, and the highest offset per partition
 LOCK_ID = 0x5351_0002
+FORGET_SENT = delete_by("outbox", "position", key_type="bigint")
 EPOCH_SQL = ("INSERT INTO relay_state (topic, epoch, republished_at) VALUES (%s, %s, now()) "
              "ON CONFLICT (topic) DO UPDATE SET epoch = EXCLUDED.epoch, republished_at = now()")
 
@@ -110,11 +112,8 @@ class OutboxRelay:
         async with conn.pipeline():
             if acked is not None:
                 positions, heads = acked
-                # Probed one by one: after a broker loss the outbox holds the whole history, and until
-                # it is analysed, `position = ANY(...)` is planned as a scan of all of it.
-                await conn.execute("DELETE FROM outbox WHERE ctid = ANY(ARRAY(SELECT o.ctid FROM unnest(%s::bigint[]) "
-                                   "AS p(position) CROSS JOIN LATERAL (SELECT ctid FROM outbox "
-                                   "WHERE outbox.position = p.position OFFSET 0) o))", (positions,), prepare=True)
+                # Probed: after a broker loss the outbox holds the whole history (suqiu.store.probes).
+                await conn.execute(FORGET_SENT, (positions,), prepare=True)
                 # The heads let /v1/health report how far the read models trail the topic.
                 async with conn.cursor() as c:
                     await c.executemany(
@@ -135,12 +134,13 @@ class OutboxRelay:
             return 0, None
         # The outbox has no foreign key (it cost a check per stored event); a queued position
         # whose event is gone means someone deleted from the store, which verify will name.
+        handled = [r[0] for r in queued]
         rows = [r for r in queued if r[1] is not None]
         if len(rows) < len(queued):
             log.error("outbox position without its event: the event store was edited; run suqiu replay verify",
                       positions=[r[0] for r in queued if r[1] is None])
         if not rows:
-            return len(queued), ([r[0] for r in queued], {})
+            return len(handled), (handled, {})
         started = time.perf_counter()
         acks = await publish(producer, self.topic, [r[1:] for r in rows])
         heads = {}
@@ -148,7 +148,7 @@ class OutboxRelay:
             heads[ack.partition] = max(heads.get(ack.partition, -1), ack.offset)
         log.debug("relayed", count=len(rows), last_position=rows[-1][0],
                   publish_ms=round((time.perf_counter() - started) * 1000, 1))
-        return len(rows), ([r[0] for r in queued], heads)
+        return len(handled), (handled, heads)
 
     async def broker_epochs(self) -> set[str]:
         """The epoch tokens on the marker topic (empty when the topic is gone)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import tomllib
 from collections.abc import Mapping
@@ -52,7 +53,8 @@ def parse_policy(doc: Mapping[str, Any], *, source: str = "policy", base: Path |
                     for a, b in cal_doc.get("periods", [["09:00", "12:00"], ["13:30", "17:30"]]))
     if not periods or any(a >= b for a, b in periods):
         raise PolicyError(f"{source}: calendar.periods must be non-empty [start, end] pairs with start < end")
-    if any(b > c for (_, b), (c, _) in zip(sorted(periods), sorted(periods)[1:], strict=False)):
+    ordered = sorted(periods)
+    if any(b > c for (_, b), (c, _) in itertools.pairwise(ordered)):
         raise PolicyError(f"{source}: calendar.periods must not overlap")
     calendar = BusinessCalendar(ChinaWorkdays(overrides), periods)
     day = calendar.day_seconds // 60

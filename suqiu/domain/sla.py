@@ -151,7 +151,7 @@ def _secs(t: time) -> int:
 def _local(at: datetime) -> tuple[date, float]:
     """The China date of `at` and its seconds after local midnight."""
     local = at.astimezone(CHINA)
-    return local.date(), local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+    return local.date(), _secs(local.time()) + local.microsecond / 1e6
 
 
 def _at(day: date, seconds: float) -> datetime:

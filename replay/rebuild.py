@@ -1,9 +1,10 @@
 """Drop every read model and rebuild it from the store.
 
-Workers (processes when there is enough to do) each fold a share of the cases, read from one
-exported snapshot, into unlogged staging tables with COPY. One short transaction then swaps
-the staged rows in and applies, through the live projector, whatever was stored after the
-snapshot; live projectors wait on its locks and carry on.
+The new read models are built beside the live ones: workers (processes when there is enough
+to do) each fold a share of the cases, read from one exported snapshot, and COPY the rows into
+bare copies of the tables; the indexes are then built on them in parallel, by sorting. One
+short transaction swaps the new tables in by name and applies, through the live projector,
+whatever was stored after the snapshot; live projectors wait on its locks and carry on.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import multiprocessing
 import queue
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,8 +38,14 @@ STAGED: dict[str, tuple[tuple[str, str], ...]] = {
     "case_view": CASE_COLUMNS, "case_timeline": TIMELINE_COLUMNS, "sla_timers": TIMER_COLUMNS,
     "assignments": rows.ASSIGNMENT_COLUMNS, "closures": rows.CLOSURE_COLUMNS,
 }
-# Staged as text and cast once at the swap: COPY's binary format would want these pre-encoded.
-STAGED_AS = {"jsonb": "text", "uuid": "text", "int": "int4"}
+# How a column travels in binary COPY. jsonb's binary form is a version byte (1) and the JSON
+# text, and a uuid's is its 16 bytes: the rows hold both as text, so they go as bytea and the
+# server reads them with the column's own type.
+COPY_AS = {"jsonb": "bytea", "uuid": "bytea", "int": "int4"}
+CONVERT: dict[str, Callable[[Any], Any]] = {
+    "jsonb": lambda text: b"\x01" + text.encode(),
+    "uuid": lambda text: uuid.UUID(text).bytes,
+}
 LOCK_ID = 0x5351_0003
 FLUSH_ROWS = 20_000  # timeline rows a worker holds before it copies them out
 PROGRESS_EVERY = 5_000
@@ -75,7 +83,7 @@ async def rebuild(dsn: str, policy_path: str | None, now: Callable[[], datetime]
         if not locked or not locked[0]:
             raise RebuildError("another rebuild is running on this schema")
         try:
-            await _create_staging(conn)
+            await _create_next(conn)
             async with await psycopg.AsyncConnection.connect(dsn) as snap:
                 # The snapshot every worker reads, and the relay heads that match it.
                 await snap.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
@@ -89,44 +97,122 @@ async def rebuild(dsn: str, policy_path: str | None, now: Callable[[], datetime]
                 log.info("rebuild folded the snapshot", events=folded, workers=workers,
                          seconds=round(time.perf_counter() - started, 2))
             started = time.perf_counter()
-            late = await _swap(conn, policy_path, at, topic, partitions, heads)
+            renames = await _index_next(conn, dsn, workers)
+            log.info("rebuild indexed the new tables", seconds=round(time.perf_counter() - started, 2))
+            started = time.perf_counter()
+            late = await _swap(conn, renames, policy_path, at, topic, partitions, heads)
             log.info("rebuild swapped in", late_events=late, seconds=round(time.perf_counter() - started, 2))
             return folded + late
         finally:
             await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(
-                sql.SQL(", ").join(sql.Identifier(_staging(t)) for t in STAGED)))
+                sql.SQL(", ").join(sql.Identifier(_next(t)) for t in STAGED)))
             await conn.execute("SELECT pg_advisory_unlock(%s, hashtext(current_schema()))", (LOCK_ID,))
 
 
-def _staging(table: str) -> str:
-    return f"rebuild_{table}"
+def _next(name: str) -> str:
+    """The name a new table or index has until the swap."""
+    return f"rebuild_{name}"
 
 
-async def _create_staging(conn: psycopg.AsyncConnection[Any]) -> None:
-    for table, columns in STAGED.items():
-        cols = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(STAGED_AS.get(t, t)))
-                                  for n, t in columns)
-        await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(_staging(table))))
-        await conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(sql.Identifier(_staging(table)), cols))
+async def _create_next(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Bare copies of the read-model tables: columns, defaults and checks, no indexes yet."""
+    for table in STAGED:
+        await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(_next(table))))
+        await conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
+            sql.Identifier(_next(table)), sql.Identifier(table)))
 
 
-async def _swap(conn: psycopg.AsyncConnection[Any], policy_path: str | None, at: datetime, topic: str,
-                partitions: int, heads: list[tuple[int, int]]) -> int:
-    """Staged rows in, then what was stored after the snapshot: one transaction."""
+LIVE_INDEXES = """
+SELECT t.relname, i.relname, x.indisunique, coalesce(con.contype, ''), pg_get_indexdef(i.oid)
+  FROM pg_index x
+  JOIN pg_class i ON i.oid = x.indexrelid
+  JOIN pg_class t ON t.oid = x.indrelid
+  LEFT JOIN pg_constraint con ON con.conindid = i.oid AND con.conrelid = t.oid
+ WHERE t.relnamespace = current_schema()::regnamespace AND t.relname = ANY(%s)
+ ORDER BY t.relname, i.relname
+"""
+
+
+async def _index_next(conn: psycopg.AsyncConnection[Any], dsn: str, parallel: int) -> list[str]:
+    """Give the new tables the live tables' indexes and constraints, then statistics.
+
+    Building an index over loaded rows sorts once, far cheaper than keeping it up to date row
+    by row; tables are built `parallel` at a time. Returns the index names to take over.
+    """
+    cur = await conn.execute(LIVE_INDEXES, (list(STAGED),))
+    work: dict[str, list[sql.Composed]] = {t: [] for t in STAGED}
+    names: list[str] = []
+    for table, index, unique, constraint, definition in await cur.fetchall():
+        if constraint not in ("", "p", "u"):
+            raise RebuildError(f"{table}: index {index} backs a constraint of kind {constraint!r}, "
+                               "which rebuild cannot recreate")
+        method = definition.split(" USING ", 1)[1]  # pg_get_indexdef: CREATE ... ON table USING method (...)
+        work[table].append(sql.SQL("CREATE {}INDEX {} ON {} USING {}").format(
+            sql.SQL("UNIQUE " if unique else ""), sql.Identifier(_next(index)), sql.Identifier(_next(table)),
+            sql.SQL(method)))  # text PostgreSQL itself generated
+        if constraint:
+            work[table].append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {}").format(
+                sql.Identifier(_next(table)), sql.Identifier(_next(index)),
+                sql.SQL("PRIMARY KEY" if constraint == "p" else "UNIQUE"), sql.Identifier(_next(index))))
+        names.append(index)
+    for table in STAGED:
+        work[table].append(sql.SQL("ANALYZE {}").format(sql.Identifier(_next(table))))
+    # Biggest first, so the longest build starts at once (the timeline has a row per event).
+    sizes = {}
+    for table in STAGED:
+        cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(_next(table))))
+        sizes[table] = (await cur.fetchone() or (0,))[0]
+    queue_ = sorted(STAGED, key=lambda t: -sizes[t])
+
+    async def builder() -> None:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as c:
+            await c.execute("SET maintenance_work_mem = '256MB'")
+            while queue_:
+                for statement in work[queue_.pop(0)]:
+                    await c.execute(statement)
+
+    await asyncio.gather(*(builder() for _ in range(max(1, min(parallel, len(queue_))))))
+    return names
+
+
+TABLE_GRANTS = """
+SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END
+  FROM pg_class c, aclexplode(c.relacl) a
+ WHERE c.oid = %s::regclass AND a.grantee <> c.relowner
+"""
+
+
+async def _swap(conn: psycopg.AsyncConnection[Any], indexes: list[str], policy_path: str | None, at: datetime,
+                topic: str, partitions: int, heads: list[tuple[int, int]]) -> int:
+    """The new tables in place of the live ones, then what was stored after the snapshot: one transaction.
+
+    A view or foreign key someone hung on a read model makes the DROP fail: the rebuild then
+    stops with nothing changed. Grants on the live tables carry over.
+    """
     async with conn.transaction():
-        await conn.execute(f"TRUNCATE {', '.join(READ_MODELS)}")
-        for table, columns in STAGED.items():
-            names = sql.SQL(", ").join(sql.Identifier(n) for n, _ in columns)
-            values = sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Identifier(n), sql.SQL(t)) for n, t in columns)
-            await conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
-                sql.Identifier(table), names, values, sql.Identifier(_staging(table))))
+        await conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+            sql.SQL(", ").join(sql.Identifier(t) for t in STAGED)))
+        for table in STAGED:
+            cur = await conn.execute(TABLE_GRANTS, (table,))
+            grants = await cur.fetchall()
+            await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
+            await conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                sql.Identifier(_next(table)), sql.Identifier(table)))
+            for privilege, grantee in grants:
+                await conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(
+                    sql.SQL(privilege), sql.Identifier(table),  # privilege names from the catalog
+                    sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)))
+        for index in indexes:  # renaming a constraint's index renames the constraint
+            await conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                sql.Identifier(_next(index)), sql.Identifier(index)))
+        await conn.execute(f"TRUNCATE {', '.join(t for t in READ_MODELS if t not in STAGED)}")
         policy = load_policy(policy_path)
         projector = Projector(Codec(), lambda: policy, lambda: at)
         async with conn.cursor() as cur:
             await cur.executemany(
                 'INSERT INTO projection_offsets (projection, topic, partition, "offset", applied, updated_at) '
                 "VALUES (%s, %s, %s, %s, 0, %s)", [(projector.name, topic, p, o, at) for p, o in heads])
-        # Stored after the snapshot (or committed late): newer than what the staged view reflects.
+        # Stored after the snapshot (or committed late): newer than what the new views reflect.
         cur = await conn.execute(
             "SELECT e.case_id, e.data FROM events e LEFT JOIN case_view v USING (case_id) "
             "WHERE e.seq > coalesce(v.seq, 0) ORDER BY e.position")
@@ -219,8 +305,15 @@ def _copy(conn: psycopg.Connection[Any], out: Rows) -> None:
                 continue
             columns = STAGED[table]
             query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-                sql.Identifier(_staging(table)), sql.SQL(", ").join(sql.Identifier(n) for n, _ in columns))
+                sql.Identifier(_next(table)), sql.SQL(", ").join(sql.Identifier(n) for n, _ in columns))
+            convert = [(i, CONVERT[t]) for i, (_, t) in enumerate(columns) if t in CONVERT]
             with cur.copy(query) as copy:
-                copy.set_types([STAGED_AS.get(t, t) for _, t in columns])
+                copy.set_types([COPY_AS.get(t, t) for _, t in columns])
                 for row in batch:
+                    if convert:
+                        values = list(row)
+                        for i, f in convert:
+                            if values[i] is not None:
+                                values[i] = f(values[i])
+                        row = tuple(values)
                     copy.write_row(row)

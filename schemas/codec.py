@@ -82,7 +82,8 @@ def load_schema_set(root: Path, version: str) -> list[SchemaInfo]:
 def _info(raw: dict[str, Any], kind: str, version: str) -> SchemaInfo:
     fp = fingerprint(to_parsing_canonical_form(parse_schema(raw, _write_hint=False)), "CRC-64-AVRO")
     # The hinted form is what fastavro recognises as already parsed; without the hint it re-parses per call.
-    bare, instants = None, ()
+    bare: Any = None
+    instants: tuple[str, ...] = ()
     if kind == "event":
         bare, instants = parse_schema(_without_logical_types(raw)), _instant_fields(raw)
     return SchemaInfo(f"{raw['namespace']}.{raw['name']}", kind, version, fp, raw, parse_schema(raw),

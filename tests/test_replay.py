@@ -188,12 +188,22 @@ async def test_rebuild_equals_the_live_projections_after_a_long_run(
             live = now
             await asyncio.sleep(0.2)
         assert live["case_view"] and live["closures"] and live["sla_timers"]
+    # Rebuild replaces the tables: their indexes, constraints and grants must come along.
+    reader = f"reader_{uuid.uuid4().hex[:8]}"
+    assert s.database_url
+    with psycopg.connect(s.database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {reader}")
+        conn.execute(f"GRANT SELECT ON case_view, case_timeline TO {reader}")
+    schema = catalog(s)
+    assert any(" PRIMARY KEY " in c for c in schema) and any("case_view_department" in c for c in schema)
+    assert f"grant case_timeline {reader} SELECT" in schema
     # Inline (the default for a small store) and split over two worker processes.
     for argv in (["rebuild"], ["rebuild", "--workers", "2"]):
         assert (await replay(s, *argv))[0] == 0
         rebuilt = snapshot(s)
         for table, rows in live.items():
             assert rebuilt[table] == rows, (argv, table, sorted(set(rebuilt[table]) ^ set(rows), key=str))
+        assert catalog(s) == schema
     assert not query(s, "SELECT relname FROM pg_class WHERE relname LIKE 'rebuild_%%' "
                         "AND relnamespace = current_schema()::regnamespace")
 
@@ -220,6 +230,23 @@ async def test_rebuild_includes_what_is_stored_while_it_runs(topics: Settings, r
     assert views == {first: 7, second: 3, during[0]: 1}
     assert query(s, "SELECT count(*) FROM case_timeline WHERE case_id = %s", second) == [(3,)]
     assert query(s, "SELECT accepted_at IS NOT NULL FROM assignments WHERE case_id = %s", second) == [(True,)]
+
+
+def catalog(s: Settings) -> list[str]:
+    """The read models' indexes, constraints and grants, as PostgreSQL prints them."""
+    tables = ["case_view", "case_timeline", "sla_timers", "assignments", "closures"]
+    rows = query(s, """
+        SELECT 'index ' || pg_get_indexdef(x.indexrelid) FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid
+         WHERE t.relnamespace = current_schema()::regnamespace AND t.relname = ANY(%s)
+        UNION ALL
+        SELECT 'constraint ' || t.relname || ' ' || c.conname || ' ' || pg_get_constraintdef(c.oid)
+          FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
+         WHERE t.relnamespace = current_schema()::regnamespace AND t.relname = ANY(%s)
+        UNION ALL
+        SELECT 'grant ' || table_name || ' ' || grantee || ' ' || privilege_type
+          FROM information_schema.role_table_grants
+         WHERE table_schema = current_schema() AND table_name = ANY(%s)""", tables, tables, tables)
+    return sorted(r[0] for r in rows)
 
 
 def snapshot(s: Settings) -> dict[str, list[tuple[Any, ...]]]:

@@ -232,6 +232,24 @@ async def test_rebuild_includes_what_is_stored_while_it_runs(topics: Settings, r
     assert query(s, "SELECT accepted_at IS NOT NULL FROM assignments WHERE case_id = %s", second) == [(True,)]
 
 
+async def test_a_live_worker_keeps_projecting_across_a_rebuild(
+        topics: Settings, runtime: Runtime, api: Api, clock: ManualClock) -> None:
+    """The swap replaces the tables under a running projector, whose statements are prepared by then."""
+    s = topics
+    async with faust_worker(s, clock):
+        before = []
+        for _ in range(6):  # psycopg prepares a statement on its 5th execution
+            case = (await api.submit())["case_id"]
+            await caught_up(s, case)
+            before.append(case)
+        assert (await replay(s, "rebuild"))[0] == 0
+        after = (await api.submit())["case_id"]
+        await api.ok("dispatcher", after, "dispatch", department="bh-market")
+        await api.ok("dispatcher", before[0], "dispatch", department="bh-market")
+        assert await caught_up(s, after) == 2 and await caught_up(s, before[0]) == 2
+    assert query(s, "SELECT count(*) FROM case_timeline WHERE case_id = ANY(%s)", [after, before[0]]) == [(4,)]
+
+
 def catalog(s: Settings) -> list[str]:
     """The read models' indexes, constraints and grants, as PostgreSQL prints them."""
     tables = ["case_view", "case_timeline", "sla_timers", "assignments", "closures"]

@@ -7,7 +7,7 @@ row once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -36,7 +36,8 @@ class Rows:
         return len(self.case_timeline)
 
 
-def project_history(events: Iterable[e.Event], policy: SlaPolicy, now: datetime, partition: int, out: Rows) -> int:
+def project_history(events: Iterable[e.Event], policy: SlaPolicy, now: datetime,
+                    partition_of: Callable[[str], int], out: Rows) -> int:
     """Fold one case's events (from seq 1, in order) into `out`; returns how many were applied."""
     case: Case | None = None
     timeline: list[tuple[Any, ...]] = []
@@ -47,7 +48,7 @@ def project_history(events: Iterable[e.Event], policy: SlaPolicy, now: datetime,
         case = step(case, ev, timeline, facts, policy)
     if case is None:
         return 0
-    view, timers = view_rows(case, policy, now, partition)
+    view, timers = view_rows(case, policy, now, partition_of)
     out.case_view.append(view)
     out.case_timeline.extend(timeline)
     out.sla_timers.extend(timers)

@@ -140,7 +140,7 @@ class Projector:
             if case.seq == start_seq:
                 continue
             self._remember(case)
-            view, case_timers = view_rows(case, policy, now, partition)
+            view, case_timers = view_rows(case, policy, now, lambda _, p=partition: p)
             cases.append(view)
             timers.extend(case_timers)
         async with conn.pipeline():
@@ -207,10 +207,14 @@ def step(case: Case, ev: e.Event, timeline: list[tuple[Any, ...]], facts: list[r
     return after
 
 
-def view_rows(case: Case, policy: SlaPolicy, now: datetime, partition: int
+def view_rows(case: Case, policy: SlaPolicy, now: datetime, partition_of: Callable[[str], int]
               ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
-    """The case_view row of `case` and its sla_timers rows (timers are owned per partition)."""
+    """The case_view row of `case` and its sla_timers rows (timers are owned per partition).
+
+    Most cases are closed and have no timers, so the partition is asked for only when needed.
+    """
     pending = pending_timers(case, policy)
+    partition = partition_of(case.case_id) if pending else 0
     timers = [(case.case_id, t.clock, t.kind, t.fire_at, t.due_at, partition) for t in pending]
     return rows.case_row(case, pending, dump_case(case), now), timers
 

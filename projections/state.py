@@ -13,7 +13,7 @@ _INSTANTS = frozenset(n for n in _FIELDS if n.endswith(("_at", "_due")))
 
 
 def dump_case(case: Case) -> str:
-    return json.dumps({name: getattr(case, name) for name in _FIELDS}, ensure_ascii=False, default=_json)
+    return _ENCODER.encode({name: getattr(case, name) for name in _FIELDS})
 
 
 def _json(value: Any) -> Any:
@@ -24,6 +24,9 @@ def _json(value: Any) -> Any:
     if isinstance(value, frozenset):
         return sorted(list(m) for m in value)
     raise TypeError(f"{type(value).__name__} in a case")
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=_json)  # one for all: json.dumps builds one per call
 
 
 def load_case(text: str) -> Case:

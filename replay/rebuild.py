@@ -10,12 +10,12 @@ whatever was stored after the snapshot; live projectors wait on its locks and ca
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import multiprocessing
 import queue
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,7 +44,7 @@ STAGED: dict[str, tuple[tuple[str, str], ...]] = {
 COPY_AS = {"jsonb": "bytea", "uuid": "bytea", "int": "int4"}
 CONVERT: dict[str, Callable[[Any], Any]] = {
     "jsonb": lambda text: b"\x01" + text.encode(),
-    "uuid": lambda text: uuid.UUID(text).bytes,
+    "uuid": lambda text: bytes.fromhex(text.replace("-", "")),  # a quarter of uuid.UUID(text).bytes
 }
 LOCK_ID = 0x5351_0003
 FLUSH_ROWS = 20_000  # timeline rows a worker holds before it copies them out
@@ -270,10 +270,10 @@ def fold_share(share: Share, progress: Callable[[int], None]) -> int:
         read.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         read.read_only = True
         read.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(share.snapshot)))
-        for case_id, stored in itertools.groupby(_events(read, share), key=lambda r: r[0]):
-            partition = partition_for(case_id, share.partitions)
+        partition_of = functools.partial(partition_for, partitions=share.partitions)
+        for _, stored in itertools.groupby(_events(read, share), key=lambda r: r[0]):
             folded += project_history((codec.decode_event(data) for _, data in stored), policy, share.now,
-                                      partition, out)
+                                      partition_of, out)
             if len(out) >= FLUSH_ROWS:
                 _copy(write, out)
                 out = Rows()

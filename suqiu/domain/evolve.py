@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from typing import Any
 
@@ -9,17 +10,22 @@ from suqiu.domain import events as e
 from suqiu.domain.model import Case, Status, field_names
 
 _CASE_FIELDS = field_names(Case)
+_CASE_VALUES = operator.attrgetter(*_CASE_FIELDS)
+_POSITION = {name: i for i, name in enumerate(_CASE_FIELDS)}
 
 
 def evolve(case: Case, event: e.Event) -> Case:
     """Apply one event; events must arrive in seq order with no gap."""
     if event.seq != case.seq + 1:
         raise ValueError(f"case {case.case_id}: event seq {event.seq} does not follow {case.seq}")
-    # This runs for every event a projector or the command path reads: dataclasses.replace
-    # re-inspects every field per call, half again the cost of building the dict here.
-    values = {name: getattr(case, name) for name in _CASE_FIELDS}
-    values.update(_changes(case, event), seq=event.seq)
-    return Case(**values)
+    # This runs for every event a projector, a rebuild or the command path reads: copying the
+    # fields positionally costs two thirds of a dict of them (and dataclasses.replace, which
+    # re-inspects every field per call, more than either).
+    values = list(_CASE_VALUES(case))
+    for name, value in _changes(case, event).items():
+        values[_POSITION[name]] = value
+    values[_POSITION["seq"]] = event.seq
+    return Case(*values)
 
 
 def _changes(case: Case, event: e.Event) -> dict[str, Any]:

@@ -262,10 +262,8 @@ class CommandService:
 
 
 def _request_hash(req: CommandRequest, command: Any) -> bytes:
-    canonical = json.dumps(
-        {"type": req.type, "case_id": req.case_id, "actor": plain(req.actor), "command": plain(command)},
-        sort_keys=True, ensure_ascii=False, default=_canonical,
-    )
+    canonical = _CANONICAL.encode(
+        {"type": req.type, "case_id": req.case_id, "actor": plain(req.actor), "command": plain(command)})
     return hashlib.sha256(canonical.encode()).digest()
 
 
@@ -278,6 +276,11 @@ def _canonical(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     return str(value)
+
+
+# The canonical form stored hashes were made with: these options must never change.
+# One encoder for all calls (json.dumps would build one per call).
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=_canonical)
 
 
 def _duplicate(prior: tuple[bytes, dict[str, Any]], request_hash: bytes, command_id: str) -> CommandResult:

@@ -11,7 +11,10 @@ import pytest
 
 from schemas.codec import Codec
 from suqiu.config import Settings
+from suqiu.domain.commands import parse_command
+from suqiu.domain.model import Actor, Role
 from suqiu.runtime import Runtime
+from suqiu.service import CommandRequest, _request_hash
 from tests.conftest import run_cli
 from tests.kafka_helpers import faust_worker
 from tests.sla_helpers import caught_up, eventually, query
@@ -150,3 +153,19 @@ async def test_import_of_a_missing_file_is_a_clear_error(
     code = await asyncio.to_thread(run_cli, ["import", str(tmp_path / "absent.csv"), "--mapping", str(mapping)])
     assert code == 2 and "absent.csv" in capsys.readouterr().err
     assert query(topics, "SELECT count(*) FROM events")[0][0] == before
+
+
+def test_the_request_hash_of_a_command_never_changes() -> None:
+    """Stored request hashes decide whether a re-sent command or a re-run import is a repeat.
+
+    The value was computed when the canonical form was fixed; if this fails, every command
+    stored before would be refused as an idempotency mismatch when sent again.
+    """
+    req = CommandRequest("import_case", "c-1", Actor("tj-binhai", Role.SYSTEM, person="history-import"), {
+        "enterprise": {"uscc": "91110000600037341L", "name": "天津某某科技有限公司"}, "channel": "hotline",
+        "category": "approval", "priority": "normal", "jurisdiction": "tj-binhai", "title": "施工许可",
+        "content": "进度", "source_system": "old", "source_ref": "A-1", "submitted_at": "2025-03-01T09:00:00+08:00",
+        "department": "bh-market", "replied_at": "2025-03-03T10:00:00+08:00", "reply": "已办理",
+        "closed_at": "2025-03-04T10:00:00+08:00", "outcome": "resolved"})
+    digest = _request_hash(req, parse_command(req.type, req.body))
+    assert digest.hex() == "4d50d22ac673466d091de11726663faf387da2cbafb8b5afebf0525316324813"

@@ -31,20 +31,13 @@ from projections.histories import Rows, project_history
 from projections.projector import CASE_COLUMNS, TIMELINE_COLUMNS, TIMER_COLUMNS, Incoming, Projector
 from schemas.codec import Codec
 from suqiu.policy import load_policy
+from suqiu.store.binary import CONVERT, COPY_AS
 
 log = structlog.get_logger(__name__)
 READ_MODELS = ("case_view", "case_timeline", "sla_timers", "assignments", "closures", "projection_offsets")
 STAGED: dict[str, tuple[tuple[str, str], ...]] = {
     "case_view": CASE_COLUMNS, "case_timeline": TIMELINE_COLUMNS, "sla_timers": TIMER_COLUMNS,
     "assignments": rows.ASSIGNMENT_COLUMNS, "closures": rows.CLOSURE_COLUMNS,
-}
-# How a column travels in binary COPY. jsonb's binary form is a version byte (1) and the JSON
-# text, and a uuid's is its 16 bytes: the rows hold both as text, so they go as bytea and the
-# server reads them with the column's own type.
-COPY_AS = {"jsonb": "bytea", "uuid": "bytea", "int": "int4"}
-CONVERT: dict[str, Callable[[Any], Any]] = {
-    "jsonb": lambda text: b"\x01" + text.encode(),
-    "uuid": lambda text: bytes.fromhex(text.replace("-", "")),  # a quarter of uuid.UUID(text).bytes
 }
 LOCK_ID = 0x5351_0003
 FLUSH_ROWS = 20_000  # timeline rows a worker holds before it copies them out

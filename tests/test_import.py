@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from suqiu.domain.commands import parse_command
 from suqiu.domain.model import Actor, Role
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest, _request_hash
+from suqiu.store.binary import jsonb_bytes, uuid_bytes
 from tests.conftest import run_cli
 from tests.kafka_helpers import faust_worker
 from tests.sla_helpers import caught_up, eventually, query
@@ -169,3 +171,11 @@ def test_the_request_hash_of_a_command_never_changes() -> None:
         "closed_at": "2025-03-04T10:00:00+08:00", "outcome": "resolved"})
     digest = _request_hash(req, parse_command(req.type, req.body))
     assert digest.hex() == "4d50d22ac673466d091de11726663faf387da2cbafb8b5afebf0525316324813"
+
+
+def test_binary_copy_values_are_what_postgresql_reads() -> None:
+    u = uuid.uuid4()
+    assert uuid_bytes(str(u)) == u.bytes and uuid_bytes(str(u).upper()) == u.bytes
+    with pytest.raises(ValueError, match="not a UUID"):
+        uuid_bytes(str(u)[:-2])
+    assert jsonb_bytes('{"a": "中"}') == b'\x01{"a": "\xe4\xb8\xad"}'

@@ -11,6 +11,7 @@ import psycopg
 from psycopg import errors
 
 from suqiu.domain.events import Event
+from suqiu.store.binary import COPY_AS, jsonb_bytes, uuid_bytes
 from suqiu.store.probes import probe
 
 NOTIFY_CHANNEL = "suqiu_outbox"
@@ -109,6 +110,7 @@ async def find_submitted(conn: psycopg.AsyncConnection[Any], command_id: str, so
 
 
 _EVENT_COLUMNS = "case_id, seq, event_id, event_type, command_id, occurred_at, recorded_at, data, hash"
+_EVENT_COPY_TYPES = ["text", "int4", COPY_AS["uuid"], "text", "text", "timestamptz", "timestamptz", "bytea", "bytea"]
 
 
 def _append_sql(with_source: bool, many: bool) -> str:
@@ -201,16 +203,19 @@ async def append_many(
     """Many new cases in one transaction with COPY: events, outbox rows, commands, source refs."""
     try:
         async with conn.transaction(), conn.cursor() as cur:
-            async with cur.copy(f"COPY events ({_EVENT_COLUMNS}) FROM STDIN") as copy:
+            async with cur.copy(f"COPY events ({_EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_EVENT_COPY_TYPES)
                 for encoded, *_ in batch:
                     for enc in encoded:
                         ev = enc.event
-                        await copy.write_row((ev.case_id, ev.seq, ev.event_id, ev.event_type, ev.command_id,
-                                              ev.occurred_at, ev.recorded_at, enc.data, enc.hash))
-            async with cur.copy("COPY commands (command_id, case_id, request_hash, result) FROM STDIN") as copy:
+                        await copy.write_row((ev.case_id, ev.seq, uuid_bytes(ev.event_id), ev.event_type,
+                                              ev.command_id, ev.occurred_at, ev.recorded_at, enc.data, enc.hash))
+            async with cur.copy("COPY commands (command_id, case_id, request_hash, result) "
+                                "FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["text", "text", "bytea", COPY_AS["jsonb"]])
                 for encoded, command_id, request_hash, result, _ in batch:
                     await copy.write_row((command_id, encoded[0].event.case_id, request_hash,
-                                          json.dumps(result, ensure_ascii=False)))
+                                          jsonb_bytes(json.dumps(result, ensure_ascii=False))))
             async with cur.copy("COPY source_refs (source_system, source_ref, case_id, command_id) "
                                 "FROM STDIN") as copy:
                 for encoded, command_id, _, _, source in batch:

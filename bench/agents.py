@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import faust
 import psycopg
@@ -92,8 +92,8 @@ async def raw_consumer(settings: Settings, events: int) -> float:
         await consumer.stop()
 
 
-async def plain_faust(settings: Settings, events: int) -> float:
-    app = faust.App(f"plain-{uuid.uuid4().hex}", broker=f"kafka://{settings.kafka_bootstrap}", store="memory://", datadir=tempfile.mkdtemp(),
+async def plain_faust(settings: Settings, events: int, datadir: Path) -> float:
+    app = faust.App(f"plain-{uuid.uuid4().hex}", broker=f"kafka://{settings.kafka_bootstrap}", store="memory://", datadir=str(datadir),
                     consumer_auto_offset_reset="earliest", web_enabled=False, topic_partitions=settings.partitions)
     topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw")
@@ -156,7 +156,7 @@ def main() -> None:
         asyncio.run(fill(s, args.events))
         fill_s = time.perf_counter() - t
         raw = asyncio.run(raw_consumer(s, args.events))
-        plain = asyncio.run(plain_faust(s, args.events))
+        plain = asyncio.run(plain_faust(s, args.events, stack.tmp / "plain-faust"))
         ours = asyncio.run(suqiu_agents(s, args.events))
         with psycopg.connect(s.database_url or "") as conn:
             views = conn.execute("SELECT count(*) FROM case_view").fetchone()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,6 +28,7 @@ class BenchStack:
     keys: dict[str, dict[str, object]]
     postgres: EmbeddedPostgres
     broker: EmbeddedBroker
+    tmp: Path  # PostgreSQL's data and the benchmark's own files; removed by stop()
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def spawn(self, *args: str) -> subprocess.Popen[bytes]:
@@ -45,6 +47,7 @@ class BenchStack:
             child.wait(20)
         self.broker.stop()
         self.postgres.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def start_stack(partitions: int = 6) -> BenchStack:
@@ -57,7 +60,7 @@ def start_stack(partitions: int = 6) -> BenchStack:
     with psycopg.connect(s.database_url, autocommit=True) as conn:
         reference.seed(conn)
     asyncio.run(ensure_topics(s))
-    return BenchStack(s, issue_keys(s.database_url, s.system_id), pg, broker)
+    return BenchStack(s, issue_keys(s.database_url, s.system_id), pg, broker, tmp)
 
 
 def pct(values: list[float], p: float) -> float:

@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -111,7 +110,7 @@ def main() -> None:
     logs.configure("WARNING")
     stack = start_stack(partitions=6)
     s = stack.settings
-    tmp = Path(tempfile.mkdtemp())
+    tmp = stack.tmp
     cores = os.cpu_count() or 1
     try:
         write_csv(tmp / "one.csv", args.rows, "ONE")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -102,9 +101,9 @@ def main() -> None:
     parser.add_argument("--live", type=int, default=2000)
     args = parser.parse_args()
     logs.configure("WARNING")
-    policy = Path(tempfile.mkdtemp()) / "policy.toml"
-    policy.write_text(POLICY, "utf-8")
     stack = start_stack(partitions=6)
+    policy = stack.tmp / "policy.toml"
+    policy.write_text(POLICY, "utf-8")
     stack.settings = stack.settings.with_(sla_policy=str(policy))
     s = stack.settings
     dsn = s.database_url or ""

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 import structlog
 from aiokafka.partitioner import murmur2
-from psycopg import sql
+from psycopg import errors, sql
 
 from projections import rows
 from projections.histories import Rows, project_history
@@ -188,7 +188,10 @@ async def _swap(conn: psycopg.AsyncConnection[Any], indexes: list[str], policy_p
         for table in STAGED:
             cur = await conn.execute(TABLE_GRANTS, (table,))
             grants = await cur.fetchall()
-            await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
+            try:
+                await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
+            except errors.DependentObjectsStillExist as exc:
+                raise RebuildError(f"{table} cannot be replaced: {exc.diag.message_detail or exc}") from None
             await conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
                 sql.Identifier(_next(table)), sql.Identifier(table)))
             for privilege, grantee in grants:

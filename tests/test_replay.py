@@ -250,6 +250,24 @@ async def test_a_live_worker_keeps_projecting_across_a_rebuild(
     assert query(s, "SELECT count(*) FROM case_timeline WHERE case_id = ANY(%s)", [after, before[0]]) == [(4,)]
 
 
+async def test_a_view_on_a_read_model_stops_the_rebuild_with_nothing_changed(
+        topics: Settings, runtime: Runtime, api: Api) -> None:
+    s = topics
+    assert s.database_url
+    case = await lifecycle(api)
+    assert (await replay(s, "rebuild"))[0] == 0
+    before = snapshot(s)
+    assert [r[0] for r in before["case_view"]] == [case]
+    with psycopg.connect(s.database_url, autocommit=True) as conn:
+        conn.execute("CREATE VIEW open_cases AS SELECT case_id FROM case_view WHERE closed_at IS NULL")
+    await api.submit()  # a rebuild would now add a case
+    code, out = await replay(s, "rebuild")
+    assert code == 1 and "case_view cannot be replaced" in out and "view open_cases depends" in out, out
+    assert snapshot(s) == before
+    assert not query(s, "SELECT relname FROM pg_class WHERE relname LIKE 'rebuild_%%' "
+                        "AND relnamespace = current_schema()::regnamespace")
+
+
 def catalog(s: Settings) -> list[str]:
     """The read models' indexes, constraints and grants, as PostgreSQL prints them."""
     tables = ["case_view", "case_timeline", "sla_timers", "assignments", "closures"]

@@ -85,6 +85,8 @@ class Stack:
     def write_files(self, keys: dict[str, dict[str, Any]]) -> None:
         endpoints = {"http": self.http_url, "kafka_bootstrap": self.settings.kafka_bootstrap,
                      "database_url": self.settings.database_url}
+        if self.postgres is not None:
+            endpoints["database_tcp_url"] = self.postgres.tcp_dsn  # the same server, for tools that want TCP
         (self.state_dir / "endpoints.json").write_text(json.dumps(endpoints, indent=2) + "\n")
         keys_file = self.state_dir / "keys.json"
         keys_file.write_text(json.dumps(keys, indent=2) + "\n")
@@ -144,6 +146,8 @@ def run_up(settings: Settings, *, state_dir: str, demo: bool) -> int:
             f"  HTTP API         {stack.http_url}/v1",
             f"  Kafka bootstrap  {s.kafka_bootstrap}   (topics prefix {s.topic_prefix!r})",
             f"  PostgreSQL       {s.database_url}",
+            *([f"                   {stack.postgres.tcp_dsn}   (the same server over TCP)"]
+              if stack.postgres is not None and stack.postgres.tcp_dsn != s.database_url else []),
             f"  SLA policy       {s.sla_policy or 'shipped default'}",
             f"  State directory  {Path(state_dir).resolve()} (endpoints.json, keys.json)",
             "  API keys (Authorization: Bearer <key>):",

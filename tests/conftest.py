@@ -52,7 +52,7 @@ def broker() -> Iterator[EmbeddedBroker]:
 
 
 def schema_dsn(base: str, schema: str) -> str:
-    return f"{base}?options={quote(f'-csearch_path={schema}')}"
+    return f"{base}{'&' if '?' in base else '?'}options={quote(f'-csearch_path={schema}')}"
 
 
 def new_schema(postgres: EmbeddedPostgres, prefix: str = "t") -> tuple[str, str]:

@@ -126,35 +126,35 @@ SELECT t.relname, i.relname, x.indisunique, coalesce(con.contype, ''), pg_get_in
 """
 
 
-async def _index_next(conn: psycopg.AsyncConnection[Any], dsn: str, parallel: int) -> list[str]:
+async def _index_next(conn: psycopg.AsyncConnection[Any], dsn: str, parallel: int) -> list[tuple[str, str]]:
     """Give the new tables the live tables' indexes and constraints, then statistics.
 
     Building an index over loaded rows sorts once, far cheaper than keeping it up to date row
-    by row; tables are built `parallel` at a time. Returns the index names to take over.
+    by row; tables are built `parallel` at a time. Returns (new name, live name) per index.
     """
     cur = await conn.execute(LIVE_INDEXES, (list(STAGED),))
     work: dict[str, list[sql.Composed]] = {t: [] for t in STAGED}
-    names: list[str] = []
+    names: list[tuple[str, str]] = []
     for table, index, unique, constraint, definition in await cur.fetchall():
         if constraint not in ("", "p", "u"):
             raise RebuildError(f"{table}: index {index} backs a constraint of kind {constraint!r}, "
                                "which rebuild cannot recreate")
+        new = _next(f"index_{len(names)}")  # a live name may already use all 63 characters
         method = definition.split(" USING ", 1)[1]  # pg_get_indexdef: CREATE ... ON table USING method (...)
         work[table].append(sql.SQL("CREATE {}INDEX {} ON {} USING {}").format(
-            sql.SQL("UNIQUE " if unique else ""), sql.Identifier(_next(index)), sql.Identifier(_next(table)),
+            sql.SQL("UNIQUE " if unique else ""), sql.Identifier(new), sql.Identifier(_next(table)),
             sql.SQL(method)))  # text PostgreSQL itself generated
         if constraint:
             work[table].append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {}").format(
-                sql.Identifier(_next(table)), sql.Identifier(_next(index)),
-                sql.SQL("PRIMARY KEY" if constraint == "p" else "UNIQUE"), sql.Identifier(_next(index))))
-        names.append(index)
-    for table in STAGED:
-        work[table].append(sql.SQL("ANALYZE {}").format(sql.Identifier(_next(table))))
-    # Biggest first, so the longest build starts at once (the timeline has a row per event).
+                sql.Identifier(_next(table)), sql.Identifier(new),
+                sql.SQL("PRIMARY KEY" if constraint == "p" else "UNIQUE"), sql.Identifier(new)))
+        names.append((new, index))
     sizes = {}
     for table in STAGED:
-        cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(_next(table))))
+        work[table].append(sql.SQL("ANALYZE {}").format(sql.Identifier(_next(table))))
+        cur = await conn.execute("SELECT pg_relation_size(%s::regclass)", (_next(table),))
         sizes[table] = (await cur.fetchone() or (0,))[0]
+    # Biggest first, so the longest build starts at once (the timeline has a row per event).
     queue_ = sorted(STAGED, key=lambda t: -sizes[t])
 
     async def builder() -> None:
@@ -175,7 +175,7 @@ SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userb
 """
 
 
-async def _swap(conn: psycopg.AsyncConnection[Any], indexes: list[str], policy_path: str | None, at: datetime,
+async def _swap(conn: psycopg.AsyncConnection[Any], indexes: list[tuple[str, str]], policy_path: str | None, at: datetime,
                 topic: str, partitions: int, heads: list[tuple[int, int]]) -> int:
     """The new tables in place of the live ones, then what was stored after the snapshot: one transaction.
 
@@ -198,9 +198,8 @@ async def _swap(conn: psycopg.AsyncConnection[Any], indexes: list[str], policy_p
                 await conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(
                     sql.SQL(privilege), sql.Identifier(table),  # privilege names from the catalog
                     sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)))
-        for index in indexes:  # renaming a constraint's index renames the constraint
-            await conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                sql.Identifier(_next(index)), sql.Identifier(index)))
+        for new, live in indexes:  # renaming a constraint's index renames the constraint
+            await conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(sql.Identifier(new), sql.Identifier(live)))
         await conn.execute(f"TRUNCATE {', '.join(t for t in READ_MODELS if t not in STAGED)}")
         policy = load_policy(policy_path)
         projector = Projector(Codec(), lambda: policy, lambda: at)

@@ -108,11 +108,25 @@ def _next(name: str) -> str:
 
 
 async def _create_next(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Bare copies of the read-model tables: columns, defaults and checks, no indexes yet."""
+    """Copies of the read-model tables without their rows and, for now, without indexes.
+
+    Everything an operator may have set on a table comes along: column defaults, checks,
+    storage and statistics settings and comments (LIKE), storage parameters such as
+    autovacuum settings, and the table's comment (grants follow at the swap).
+    """
     for table in STAGED:
-        await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(_next(table))))
-        await conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
-            sql.Identifier(_next(table)), sql.Identifier(table)))
+        new = sql.Identifier(_next(table))
+        await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(new))
+        await conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL EXCLUDING INDEXES)").format(
+            new, sql.Identifier(table)))
+        cur = await conn.execute("SELECT reloptions, obj_description(oid, 'pg_class') FROM pg_class "
+                                 "WHERE oid = %s::regclass", (table,))
+        options, comment = await cur.fetchone() or (None, None)
+        if options:
+            await conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(
+                new, sql.SQL(", ").join(sql.SQL(o) for o in options)))  # name=value, as the catalogue holds them
+        if comment is not None:
+            await conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(new, sql.Literal(comment)))
 
 
 LIVE_INDEXES = """

@@ -194,9 +194,14 @@ async def test_rebuild_equals_the_live_projections_after_a_long_run(
     with psycopg.connect(s.database_url, autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {reader}")
         conn.execute(f"GRANT SELECT ON case_view, case_timeline TO {reader}")
+        conn.execute("ALTER TABLE case_view SET (autovacuum_vacuum_scale_factor = 0.05, fillfactor = 90)")
+        conn.execute("COMMENT ON TABLE case_view IS '诉求视图'")
+        conn.execute("COMMENT ON COLUMN case_view.rating IS '满意度'")
     schema = catalog(s)
     assert any(" PRIMARY KEY " in c for c in schema) and any("case_view_department" in c for c in schema)
     assert f"grant case_timeline {reader} SELECT" in schema
+    assert "table case_view autovacuum_vacuum_scale_factor=0.05,fillfactor=90 诉求视图" in schema
+    assert "column case_view.rating text false  满意度" in schema
     # Inline (the default for a small store) and split over two worker processes.
     for argv in (["rebuild"], ["rebuild", "--workers", "2"]):
         assert (await replay(s, *argv))[0] == 0
@@ -269,7 +274,7 @@ async def test_a_view_on_a_read_model_stops_the_rebuild_with_nothing_changed(
 
 
 def catalog(s: Settings) -> list[str]:
-    """The read models' indexes, constraints and grants, as PostgreSQL prints them."""
+    """The read models' columns, indexes, constraints, grants and settings, as PostgreSQL prints them."""
     tables = ["case_view", "case_timeline", "sla_timers", "assignments", "closures"]
     rows = query(s, """
         SELECT 'index ' || pg_get_indexdef(x.indexrelid) FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid
@@ -281,7 +286,19 @@ def catalog(s: Settings) -> list[str]:
         UNION ALL
         SELECT 'grant ' || table_name || ' ' || grantee || ' ' || privilege_type
           FROM information_schema.role_table_grants
-         WHERE table_schema = current_schema() AND table_name = ANY(%s)""", tables, tables, tables)
+         WHERE table_schema = current_schema() AND table_name = ANY(%s)
+        UNION ALL
+        SELECT 'table ' || relname || ' ' || coalesce(array_to_string(reloptions, ','), '') || ' '
+               || coalesce(obj_description(oid, 'pg_class'), '')
+          FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relname = ANY(%s)
+        UNION ALL
+        SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' '
+               || a.attnotnull || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') || ' '
+               || coalesce(col_description(c.oid, a.attnum), '')
+          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(%s)
+           AND a.attnum > 0 AND NOT a.attisdropped""", tables, tables, tables, tables, tables)
     return sorted(r[0] for r in rows)
 
 

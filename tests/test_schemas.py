@@ -81,6 +81,27 @@ def info_instants(codec: Codec, name: str) -> tuple[str, ...]:
     return codec.current[f"suqiu.events.{name}"].instants
 
 
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("occurred_at", 2**62, "out of range|too large|overflow"),
+    ("role", "janitor", "not a valid Role"),
+])
+def test_a_well_framed_event_with_impossible_values_is_a_decode_error(field: str, value: typing.Any,
+                                                                       reason: str) -> None:
+    """Decoding converts instants and roles after fastavro: what it refuses must still be a DecodeError."""
+    codec = Codec()
+    record = codec._event_record(event(EVENT_TYPES["Urged"]))
+    record["hash"] = GENESIS
+    envelope = record["envelope"]
+    envelope["occurred_at"] = envelope["recorded_at"] = 1_753_000_000_000  # as the bare schema wants them
+    (envelope["actor"] if field == "role" else envelope)[field] = value
+    info = codec.current["suqiu.events.Urged"]
+    buf = io.BytesIO()
+    buf.write(info.header)
+    fastavro.schemaless_writer(buf, info.bare, record)
+    with pytest.raises(DecodeError, match=reason):
+        codec.decode_event(buf.getvalue())
+
+
 def test_the_codec_refuses_a_logical_type_it_would_not_convert() -> None:
     schema = json.loads((AVRO_DIR / "events" / "Urged.avsc").read_text("utf-8"))
     schema["fields"].insert(1, {"name": "seen", "type": {"type": "array", "items": {

@@ -15,16 +15,17 @@ from suqiu.config import Settings
 from tests.kafka_helpers import produce
 
 
-def _app(settings: Settings, group: str) -> faust.App:
+def _app(settings: Settings, group: str, datadir: str) -> faust.App:
     return faust.App(group, broker=f"kafka://{settings.kafka_bootstrap}", store="memory://",
-                     datadir=tempfile.mkdtemp(), consumer_auto_offset_reset="earliest", web_enabled=False,
+                     datadir=datadir, consumer_auto_offset_reset="earliest", web_enabled=False,
                      topic_partitions=settings.partitions, broker_commit_interval=0.1, stream_wait_empty=False,
                      broker_session_timeout=10.0, broker_heartbeat_interval=1.0, broker_rebalance_timeout=10.0)
 
 
 async def _run(settings: Settings, group: str, handle: Any, until: asyncio.Event) -> list[BaseException]:
     """One app in `group` whose agent hands batches of 4 to `handle`; returns what ended its agent."""
-    app = _app(settings, group)
+    datadir = tempfile.TemporaryDirectory(prefix="suqiu-test-faust-")
+    app = _app(settings, group, datadir.name)
     topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw")
     ended: list[BaseException] = []
@@ -45,6 +46,7 @@ async def _run(settings: Settings, group: str, handle: Any, until: asyncio.Event
         await asyncio.sleep(0.5)  # several commit intervals: whatever was acknowledged is committed
     finally:
         await app.stop()
+        datadir.cleanup()
     return ended
 
 

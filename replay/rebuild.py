@@ -31,6 +31,7 @@ from projections.histories import Rows, project_history
 from projections.projector import CASE_COLUMNS, TIMELINE_COLUMNS, TIMER_COLUMNS, Incoming, Projector
 from schemas.codec import Codec
 from suqiu.policy import load_policy
+from suqiu.processes import log_level, set_up_child
 from suqiu.store.binary import CONVERT, COPY_AS
 
 log = structlog.get_logger(__name__)
@@ -237,7 +238,7 @@ def _fold_all(shares: list[Share], progress: Callable[[int], None] | None) -> in
         return fold_share(shares[0], tick)
     ctx = multiprocessing.get_context("spawn")  # the caller has a running event loop and connections
     reports: multiprocessing.Queue[tuple[str, int, Any]] = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(share, reports), daemon=True) for share in shares]
+    procs = [ctx.Process(target=_worker, args=(share, reports, log_level()), daemon=True) for share in shares]
     for p in procs:
         p.start()
     total, done = 0, 0
@@ -264,7 +265,8 @@ def _fold_all(shares: list[Share], progress: Callable[[int], None] | None) -> in
     return total
 
 
-def _worker(share: Share, reports: multiprocessing.Queue[tuple[str, int, Any]]) -> None:
+def _worker(share: Share, reports: multiprocessing.Queue[tuple[str, int, Any]], level: str) -> None:
+    set_up_child(level)
     try:
         reports.put(("done", share.index, fold_share(share, lambda n: reports.put(("progress", share.index, n)))))
     except Exception:  # reported to the coordinator, which fails the rebuild with it

@@ -17,12 +17,21 @@ def worker_pool(workers: int, initializer: Callable[..., None], *initargs: Any) 
 
     Spawned, not forked: the parent has a running event loop, threads and open connections.
     """
-    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-                               initargs=(level, initializer, initargs))
+                               initargs=(log_level(), initializer, initargs))
 
 
-def _start(log_level: str, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
+def log_level() -> str:
+    """This process's log level, for a child to pass to `set_up_child`."""
+    return logging.getLevelName(logging.getLogger().getEffectiveLevel())
+
+
+def set_up_child(level: str) -> None:
+    """What a worker process does first: die with its parent, and log as it does."""
     die_with_parent()
-    logs.configure(log_level)
+    logs.configure(level)
+
+
+def _start(level: str, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
+    set_up_child(level)
     initializer(*initargs)

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import uuid
-from pathlib import Path
 
 import psycopg
 
@@ -17,6 +16,7 @@ from suqiu.config import Settings
 from suqiu.runtime import Runtime
 from tests.conftest import Api
 from tests.kafka_helpers import faust_worker, produce, read_topic
+from tests.proc_helpers import processes
 from tests.sla_helpers import caught_up, cst, eventually, query
 
 
@@ -167,19 +167,8 @@ async def test_two_workers_split_the_partitions_and_fire_each_timer_once(
 
 
 def _projector_processes() -> set[int]:
-    """This process's spawned children (the projector's); read from /proc, no extra dependency."""
-    me, found = os.getpid(), set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == me and b"spawn_main" in cmdline:
-            found.add(int(entry.name))
-    return found
+    """This process's spawned children (the projector's)."""
+    return {p for p, (parent, cmdline) in processes().items() if parent == os.getpid() and b"spawn_main" in cmdline}
 
 
 async def test_a_killed_projector_process_is_replaced_and_nothing_is_missed(

@@ -14,31 +14,7 @@ from pathlib import Path
 import psycopg
 
 from suqiu.embedded import free_port
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below `pid`, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+from tests.proc_helpers import descendants, processes
 
 
 def test_suqiu_up_serves_writes_its_files_and_stops_leaving_nothing(tmp_path: Path) -> None:
@@ -73,4 +49,4 @@ def test_suqiu_up_serves_writes_its_files_and_stops_leaving_nothing(tmp_path: Pa
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "Suqiu stopped." in out
-    assert not [p for p in below if alive(p)]
+    assert not below & processes().keys()

@@ -36,7 +36,8 @@ from suqiu.store.binary import CONVERT, COPY_AS
 
 log = structlog.get_logger(__name__)
 READ_MODELS = ("case_view", "case_timeline", "sla_timers", "assignments", "closures", "projection_offsets")
-STAGED: dict[str, tuple[tuple[str, str], ...]] = {
+# The tables rebuilt beside the live ones, with the columns a worker copies into them.
+REBUILT: dict[str, tuple[tuple[str, str], ...]] = {
     "case_view": CASE_COLUMNS, "case_timeline": TIMELINE_COLUMNS, "sla_timers": TIMER_COLUMNS,
     "assignments": rows.ASSIGNMENT_COLUMNS, "closures": rows.CLOSURE_COLUMNS,
 }
@@ -99,7 +100,7 @@ async def rebuild(dsn: str, policy_path: str | None, now: Callable[[], datetime]
             return folded + late
         finally:
             await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(
-                sql.SQL(", ").join(sql.Identifier(_next(t)) for t in STAGED)))
+                sql.SQL(", ").join(sql.Identifier(_next(t)) for t in REBUILT)))
             await conn.execute("SELECT pg_advisory_unlock(%s, hashtext(current_schema()))", (LOCK_ID,))
 
 
@@ -115,7 +116,7 @@ async def _create_next(conn: psycopg.AsyncConnection[Any]) -> None:
     storage and statistics settings and comments (LIKE), storage parameters such as
     autovacuum settings, and the table's comment (grants follow at the swap).
     """
-    for table in STAGED:
+    for table in REBUILT:
         new = sql.Identifier(_next(table))
         await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(new))
         await conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL EXCLUDING INDEXES)").format(
@@ -147,8 +148,8 @@ async def _index_next(conn: psycopg.AsyncConnection[Any], dsn: str, parallel: in
     Building an index over loaded rows sorts once, far cheaper than keeping it up to date row
     by row; tables are built `parallel` at a time. Returns (new name, live name) per index.
     """
-    cur = await conn.execute(LIVE_INDEXES, (list(STAGED),))
-    work: dict[str, list[sql.Composed]] = {t: [] for t in STAGED}
+    cur = await conn.execute(LIVE_INDEXES, (list(REBUILT),))
+    work: dict[str, list[sql.Composed]] = {t: [] for t in REBUILT}
     names: list[tuple[str, str]] = []
     for table, index, unique, constraint, definition in await cur.fetchall():
         if constraint not in ("", "p", "u"):
@@ -165,12 +166,12 @@ async def _index_next(conn: psycopg.AsyncConnection[Any], dsn: str, parallel: in
                 sql.SQL("PRIMARY KEY" if constraint == "p" else "UNIQUE"), sql.Identifier(new)))
         names.append((new, index))
     sizes = {}
-    for table in STAGED:
+    for table in REBUILT:
         work[table].append(sql.SQL("ANALYZE {}").format(sql.Identifier(_next(table))))
         cur = await conn.execute("SELECT pg_relation_size(%s::regclass)", (_next(table),))
         sizes[table] = (await cur.fetchone() or (0,))[0]
     # Biggest first, so the longest build starts at once (the timeline has a row per event).
-    queue_ = sorted(STAGED, key=lambda t: -sizes[t])
+    queue_ = sorted(REBUILT, key=lambda t: -sizes[t])
 
     async def builder() -> None:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as c:
@@ -199,8 +200,8 @@ async def _swap(conn: psycopg.AsyncConnection[Any], indexes: list[tuple[str, str
     """
     async with conn.transaction():
         await conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
-            sql.SQL(", ").join(sql.Identifier(t) for t in STAGED)))
-        for table in STAGED:
+            sql.SQL(", ").join(sql.Identifier(t) for t in REBUILT)))
+        for table in REBUILT:
             cur = await conn.execute(TABLE_GRANTS, (table,))
             grants = await cur.fetchall()
             try:
@@ -215,7 +216,7 @@ async def _swap(conn: psycopg.AsyncConnection[Any], indexes: list[tuple[str, str
                     sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)))
         for new, live in indexes:  # renaming a constraint's index renames the constraint
             await conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(sql.Identifier(new), sql.Identifier(live)))
-        await conn.execute(f"TRUNCATE {', '.join(t for t in READ_MODELS if t not in STAGED)}")
+        await conn.execute(f"TRUNCATE {', '.join(t for t in READ_MODELS if t not in REBUILT)}")
         policy = load_policy(policy_path)
         projector = Projector(Codec(), lambda: policy, lambda: at)
         async with conn.cursor() as cur:
@@ -314,7 +315,7 @@ def _copy(conn: psycopg.Connection[Any], out: Rows) -> None:
         for table, batch in out.tables().items():
             if not batch:
                 continue
-            columns = STAGED[table]
+            columns = REBUILT[table]
             query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
                 sql.Identifier(_next(table)), sql.SQL(", ").join(sql.Identifier(n) for n, _ in columns))
             convert = [(i, CONVERT[t]) for i, (_, t) in enumerate(columns) if t in CONVERT]

@@ -157,9 +157,8 @@ class Codec:
         for release in sorted(p for p in HISTORY_DIR.glob("v*") if p.is_dir()):
             for s in load_schema_set(release, release.name):
                 self.by_fingerprint.setdefault(s.fingerprint, s)
-        self._fields = {n: field_names(c) for n, c in EVENT_TYPES.items()}
         # Per event schema name: the payload class, its fields, and which of them are instants.
-        self._payloads = {f"suqiu.events.{n}": (c, self._fields[n], self.current[f"suqiu.events.{n}"].instants)
+        self._payloads = {f"suqiu.events.{n}": (c, field_names(c), self.current[f"suqiu.events.{n}"].instants)
                           for n, c in EVENT_TYPES.items()}
 
     # -- events ---------------------------------------------------------------------------
@@ -170,7 +169,8 @@ class Codec:
         record = self._event_record(event)
         record["hash"] = GENESIS
         buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, info.parsed, record)
+        # As in decode_event: instants are converted here, not by fastavro (13.4 -> 12.1 us per event).
+        fastavro.schemaless_writer(buf, info.bare, record)
         unhashed = buf.getvalue()[:-HASH_SIZE]
         digest = chain_hash(prev_hash, unhashed)
         return info.header + unhashed + digest, digest
@@ -212,19 +212,24 @@ class Codec:
         return info.name.rsplit(".", 1)[1], record
 
     def _event_record(self, event: Event) -> dict[str, Any]:
+        """The event as its logical-type-free schema takes it: instants in epoch milliseconds."""
         a = event.actor
         record: dict[str, Any] = {
             "envelope": {
                 "event_id": event.event_id, "case_id": event.case_id, "seq": event.seq,
-                "event_type": event.event_type, "occurred_at": event.occurred_at,
-                "recorded_at": event.recorded_at,
+                "event_type": event.event_type, "occurred_at": _millis(event.occurred_at),
+                "recorded_at": _millis(event.recorded_at),
                 "actor": {"system": a.system, "role": a.role.value, "department": a.department, "person": a.person},
                 "command_id": event.command_id, "correlation_id": event.correlation_id,
                 "causation_id": event.causation_id, "schema_version": event.schema_version,
             }
         }
-        for f in self._fields[event.event_type]:
+        _, fields, instants = self._payloads[f"suqiu.events.{event.event_type}"]
+        for f in fields:
             record[f] = plain(getattr(event.payload, f))
+        for f in instants:
+            if record[f] is not None:
+                record[f] = _millis(record[f])
         return record
 
     # -- commands and results -------------------------------------------------------------
@@ -299,6 +304,14 @@ class Codec:
         if not isinstance(record, dict):
             raise DecodeError(f"{writer.name} body is not a record")
         return writer, record
+
+
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def _millis(instant: datetime) -> int:
+    """Epoch milliseconds, floored, as fastavro's timestamp-millis writer gives them."""
+    return (instant - EPOCH) // _MILLISECOND
 
 
 def chain_hash(prev_hash: bytes, unhashed: bytes) -> bytes:

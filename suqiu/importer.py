@@ -9,10 +9,10 @@ reference), so running the same import twice adds nothing.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import csv
 import hashlib
 import io
+import multiprocessing.util
 import re
 import tomllib
 import uuid
@@ -215,10 +215,9 @@ class ParallelCreator:
 
     def __init__(self, settings: Settings, workers: int) -> None:
         self.workers = workers
-        self._pool = worker_pool(workers, _worker_start, settings)
-        # Start the processes now, so their start-up overlaps the parent's reading of the file.
-        for _ in range(workers):
-            self._pool.submit(_worker_ready)
+        # Created before the parent reads the file or opens a connection, so the processes fork
+        # from a parent with nothing to share, and their set-up overlaps the reading.
+        self._pool = worker_pool(workers, _worker_start, settings, fork=True)
 
     async def __call__(self, reqs: list[CommandRequest]) -> list[CommandResult | DomainError]:
         # Pickling frozen slotted dataclasses runs Python code per object; a chunk shares its
@@ -253,11 +252,8 @@ _worker: _Worker | None = None  # set only inside an import worker process
 def _worker_start(settings: Settings) -> None:
     global _worker
     _worker = _Worker(settings)
-    atexit.register(_worker.close)
-
-
-def _worker_ready() -> bool:
-    return _worker is not None
+    # A forked process ends with os._exit, past atexit; multiprocessing runs its finalizers.
+    multiprocessing.util.Finalize(_worker, _worker.close, exitpriority=10)
 
 
 def _worker_create(packed: tuple[str, Actor, str | None, list[tuple[str, Mapping[str, Any]]]],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -12,13 +14,22 @@ from suqiu import logs
 from suqiu.embedded import die_with_parent
 
 
-def worker_pool(workers: int, initializer: Callable[..., None], *initargs: Any) -> ProcessPoolExecutor:
+def worker_pool(workers: int, initializer: Callable[..., None], *initargs: Any, fork: bool = False,
+                ) -> ProcessPoolExecutor:
     """A process pool whose processes run `initializer(*initargs)` once they are set up.
 
-    Spawned, not forked: the parent has a running event loop, threads and open connections.
+    Spawned by default: a long-running parent has threads and open connections a forked child
+    would share. `fork=True` is for a parent that has opened nothing yet: its children then
+    start at once instead of importing Suqiu again (~0.35 s of CPU each, measured).
+    The processes start now, all of them, so a forking parent forks before it opens anything;
+    with other threads running (another thread may hold a lock the child would need) it spawns.
     """
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-                               initargs=(log_level(), initializer, initargs))
+    fork = fork and threading.active_count() == 1
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork" if fork else "spawn"),
+                               initializer=_start, initargs=(log_level(), initializer, initargs))
+    for _ in range(workers):
+        pool.submit(bool)
+    return pool
 
 
 def log_level() -> str:
@@ -33,5 +44,8 @@ def set_up_child(level: str) -> None:
 
 
 def _start(level: str, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
+    # A forked child inherits its parent's handlers: the parent's shutdown logic is not its own.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler)
     set_up_child(level)
     initializer(*initargs)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+from bench import importer as bench_importer
 from schemas.codec import Codec
 from suqiu.config import Settings
 from suqiu.domain.commands import parse_command
@@ -17,8 +22,9 @@ from suqiu.domain.model import Actor, Role
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest, _request_hash
 from suqiu.store.binary import jsonb_bytes, uuid_bytes
-from tests.conftest import run_cli
+from tests.conftest import count_rows, run_cli
 from tests.kafka_helpers import faust_worker
+from tests.proc_helpers import descendants, processes
 from tests.sla_helpers import caught_up, eventually, query
 
 HEADER = ["工单编号", "受理时间", "统一社会信用代码", "企业名称", "来源渠道", "诉求类别", "所属区域", "诉求标题",
@@ -179,3 +185,32 @@ def test_binary_copy_values_are_what_postgresql_reads() -> None:
     with pytest.raises(ValueError, match="not a UUID"):
         uuid_bytes(str(u)[:-2])
     assert jsonb_bytes('{"a": "中"}') == b'\x01{"a": "\xe4\xb8\xad"}'
+
+
+async def test_a_killed_import_leaves_no_worker_behind_and_running_it_again_completes_it(
+        settings: Settings, tmp_path: Path) -> None:
+    """`suqiu import` as a user runs it, its workers forked from the CLI, SIGKILLed mid-way."""
+    rows, chunk = 10_000, 500
+    data, mapping = tmp_path / "many.csv", tmp_path / "map.toml"
+    bench_importer.write_csv(data, rows)
+    mapping.write_text(bench_importer.MAPPING, "utf-8")
+    argv = [sys.executable, "-m", "suqiu", "--log-level", "WARNING", "import", str(data), "--mapping", str(mapping),
+            "--workers", "2"]
+    env = {**os.environ, **settings.to_env()}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        committed = await eventually(lambda: count_rows(settings, "commands"), lambda n: n > 0)
+        workers = descendants(proc.pid)
+        table = processes()
+        # Forked, so they start without importing Suqiu again: each runs the CLI's own command line.
+        assert committed > 0 and [table[w][1] for w in workers] == [table[proc.pid][1]] * 2, (committed, workers)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    assert await eventually(lambda: workers & set(processes()), lambda left: not left, timeout=10) == set()
+    done = count_rows(settings, "commands")
+    # Each chunk is one transaction: whole cases, whole chunks, nothing half-imported.
+    assert done % chunk == 0 and count_rows(settings, "events") == 5 * done and done < rows, done
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert f"{rows - done} imported, {done} already imported, 0 rejected" in again.stdout, again
+    assert count_rows(settings, "commands") == rows and count_rows(settings, "events") == 5 * rows

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import typing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from suqiu.domain.commands import COMMAND_TYPES
 from suqiu.domain.events import EVENT_TYPES, Event
-from suqiu.domain.model import Actor, Enterprise, Role, field_names, plain, record_fields
+from suqiu.domain.model import Actor, Role, field_names, plain, record_fields
 
 AVRO_DIR = Path(__file__).parent / "avro"
 HISTORY_DIR = Path(__file__).parent / "history"
@@ -157,9 +158,10 @@ class Codec:
         for release in sorted(p for p in HISTORY_DIR.glob("v*") if p.is_dir()):
             for s in load_schema_set(release, release.name):
                 self.by_fingerprint.setdefault(s.fingerprint, s)
-        # Per event schema name: the payload class, its fields, and which of them are instants.
-        self._payloads = {f"suqiu.events.{n}": (c, field_names(c), self.current[f"suqiu.events.{n}"].instants)
-                          for n, c in EVENT_TYPES.items()}
+        # Per event schema name: the payload class, its fields, which of them are instants, and
+        # which hold a nested record (as (field, class)): the rest go to and from Avro as they are.
+        self._payloads = {f"suqiu.events.{n}": (c, field_names(c), self.current[f"suqiu.events.{n}"].instants,
+                                                _records_in(c)) for n, c in EVENT_TYPES.items()}
 
     # -- events ---------------------------------------------------------------------------
 
@@ -186,14 +188,15 @@ class Codec:
             raise DecodeError(f"undecodable {info.name} body: {exc}") from exc
 
     def _event(self, name: str, record: dict[str, Any]) -> Event:
-        cls, fields, instants = self._payloads[name]
+        cls, fields, instants, records = self._payloads[name]
         env = record["envelope"]
         values = {f: record[f] for f in fields}
         for f in instants:
             if values[f] is not None:
                 values[f] = EPOCH + timedelta(milliseconds=values[f])
-        if "enterprise" in values:
-            values["enterprise"] = Enterprise(**values["enterprise"])
+        for f, kind in records:
+            if values[f] is not None:
+                values[f] = kind(**values[f])
         actor = env["actor"]
         return Event(
             event_id=env["event_id"], case_id=env["case_id"], seq=env["seq"],
@@ -224,12 +227,15 @@ class Codec:
                 "causation_id": event.causation_id, "schema_version": event.schema_version,
             }
         }
-        _, fields, instants = self._payloads[f"suqiu.events.{event.event_type}"]
+        _, fields, instants, records = self._payloads[f"suqiu.events.{event.event_type}"]
+        payload = event.payload
         for f in fields:
-            record[f] = plain(getattr(event.payload, f))
+            record[f] = getattr(payload, f)
         for f in instants:
             if record[f] is not None:
                 record[f] = _millis(record[f])
+        for f, _ in records:
+            record[f] = plain(record[f])
         return record
 
     # -- commands and results -------------------------------------------------------------
@@ -304,6 +310,16 @@ class Codec:
         if not isinstance(record, dict):
             raise DecodeError(f"{writer.name} body is not a record")
         return writer, record
+
+
+def _records_in(payload: type[Any]) -> tuple[tuple[str, type[Any]], ...]:
+    """The payload's fields whose type is a record (a dataclass), optional or not."""
+    found = []
+    for name, hint in typing.get_type_hints(payload).items():
+        kinds = [k for k in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(k)]
+        if kinds:
+            found.append((name, kinds[0]))
+    return tuple(found)
 
 
 _MILLISECOND = timedelta(milliseconds=1)

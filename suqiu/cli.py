@@ -119,13 +119,22 @@ def run_migrate(settings: Settings, *, seed: bool) -> int:
 
 
 async def run_import(settings: Settings, args: argparse.Namespace) -> int:
+    import functools
     import os
     import time
     from pathlib import Path
 
     from rich.progress import Progress
 
-    from suqiu.importer import MappingError, ParallelCreator, import_rows, load_mapping, read_rows, write_rejects
+    from suqiu.importer import (
+        MappingError,
+        ParallelCreator,
+        create_rows,
+        import_rows,
+        load_mapping,
+        read_rows,
+        write_rejects,
+    )
     from suqiu.runtime import Runtime
 
     if not settings.database_url:
@@ -143,24 +152,24 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
         cores = os.cpu_count() or 1
         workers = args.workers or (cores if path.stat().st_size >= PARALLEL_FROM * AVERAGE_ROW_BYTES else 1)
         creator = ParallelCreator(settings, workers) if workers > 1 else None
-        outcome, pending = read_rows(path, mapping, settings.system_id)
+        outcome, rows, lines = read_rows(path, mapping, settings.system_id)
     except (MappingError, OSError) as exc:
         sys.stderr.write(f"{exc}\n")
         if creator is not None:
             creator.close()
         return 2
     with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task(f"importing {path.name}", total=len(pending))
+        task = bar.add_task(f"importing {path.name}", total=len(lines))
         if creator is not None:
             try:
-                await import_rows(creator, outcome, pending, mapping, concurrency=2 * workers,
+                await import_rows(creator, outcome, rows, lines, concurrency=2 * workers,
                                   progress=lambda n: bar.advance(task, n))
             finally:
                 creator.close()
         else:
             runtime = await Runtime(settings).open()
             try:
-                await import_rows(runtime.service.create_many, outcome, pending, mapping,
+                await import_rows(functools.partial(create_rows, runtime.service.create_many), outcome, rows, lines,
                                   progress=lambda n: bar.advance(task, n))
             finally:
                 await runtime.close()

@@ -62,7 +62,7 @@ class Outcome:
     rows: int = 0
     imported: int = 0
     already: int = 0
-    rejected: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
+    rejected: list[tuple[int, str, list[str]]] = field(default_factory=list)
     header: list[str] = field(default_factory=list)
 
 
@@ -112,15 +112,30 @@ def parse_time(raw: str, offset: timezone, column: str) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=offset)
 
 
-def row_body(row: Mapping[str, str], m: ImportMapping) -> dict[str, Any]:
-    """A CSV row as an import_case body; ValueError names the column and the problem."""
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """How one file's CSV rows become import_case requests (built wherever the row is decided)."""
+
+    mapping: ImportMapping
+    columns: Mapping[str, int]  # field -> position in a row, for the fields the mapping names
+    actor: Actor
+    correlation_id: str
+
+    def request(self, fields: list[str]) -> CommandRequest:
+        """ValueError names the column and the problem."""
+        m = self.mapping
+        body = row_body({name: fields[i] if i < len(fields) else "" for name, i in self.columns.items()}, m)
+        command_id = str(uuid.uuid5(NAMESPACE, f"{m.source_system}/{body['source_ref']}"))
+        return CommandRequest("import_case", command_id, self.actor, body, correlation_id=self.correlation_id)
+
+
+def row_body(raw: Mapping[str, str], m: ImportMapping) -> dict[str, Any]:
+    """A row's mapped fields (field -> text) as an import_case body."""
     v: dict[str, str] = {}
     for name in FIELDS:
-        header = m.columns.get(name)
-        raw = (row.get(header) or "").strip() if header else ""
-        raw = raw or m.defaults.get(name, "")
+        text = (raw.get(name) or "").strip() or m.defaults.get(name, "")
         values = m.values.get(name)
-        v[name] = values.get(raw, raw) if values else raw
+        v[name] = values.get(text, text) if values else text
     for name in REQUIRED:
         if not v[name]:
             raise ValueError(f"{m.columns[name]}: required ({name}) but empty")
@@ -146,54 +161,70 @@ def row_body(row: Mapping[str, str], m: ImportMapping) -> dict[str, Any]:
     }
 
 
-Pending = tuple[int, dict[str, str], CommandRequest]
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A row that never became a command; the reason names the column."""
+
+    reason: str
+
+
+Chunk = list[tuple[int, list[str]]]  # (row number as a spreadsheet shows it, the row's fields)
+RowResult = CommandResult | DomainError | Rejected
 CreateMany = Callable[[list[CommandRequest]], Awaitable[list[CommandResult | DomainError]]]
+CreateRows = Callable[[Rows, Chunk], Awaitable[list[RowResult]]]
 
 
-def read_rows(csv_path: Path, m: ImportMapping, system_id: str) -> tuple[Outcome, list[Pending]]:
-    """Parse the file: rows that cannot become a command are rejected here, the rest are returned."""
+def read_rows(csv_path: Path, m: ImportMapping, system_id: str) -> tuple[Outcome, Rows, Chunk]:
+    """Read and split the file; turning rows into commands is left to whoever decides them."""
     raw = csv_path.read_bytes()
     try:
         text = raw.decode(m.encoding)
     except UnicodeDecodeError as exc:
         raise MappingError(f"{csv_path}: not {m.encoding} text ({exc}); set encoding in the mapping") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=m.delimiter)
-    absent = sorted({h for h in m.columns.values()} - set(reader.fieldnames or []))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=m.delimiter)
+    header = next(reader, [])
+    absent = sorted(set(m.columns.values()) - set(header))
     if absent:
         raise MappingError(f"{csv_path}: no column {absent[0]!r} in the header")
-    actor = Actor(system_id, Role.SYSTEM, person="history-import")
-    correlation = f"import:{hashlib.sha256(raw).hexdigest()[:16]}"
-    out = Outcome(header=list(reader.fieldnames or []))
-    rows = list(reader)
-    out.rows = len(rows)
-    pending: list[Pending] = []
-    # Row numbers as a spreadsheet shows them: the header is row 1.
-    for line, row in enumerate(rows, 2):
+    rows = Rows(m, {name: header.index(column) for name, column in m.columns.items()},
+                Actor(system_id, Role.SYSTEM, person="history-import"),
+                f"import:{hashlib.sha256(raw).hexdigest()[:16]}")
+    # Row numbers as a spreadsheet shows them: the header is row 1. Blank lines are no rows.
+    chunk = [(line, fields) for line, fields in enumerate(reader, 2) if fields]
+    return Outcome(rows=len(chunk), header=header), rows, chunk
+
+
+async def create_rows(create_many: CreateMany, rows: Rows, chunk: Chunk) -> list[RowResult]:
+    """The chunk's rows as requests, and the good ones created together."""
+    results: list[RowResult | None] = []
+    reqs = []
+    for _, fields in chunk:
         try:
-            body = row_body(row, m)
+            reqs.append(rows.request(fields))
+            results.append(None)
         except ValueError as exc:
-            out.rejected.append((line, str(exc), row))
-            continue
-        command_id = str(uuid.uuid5(NAMESPACE, f"{m.source_system}/{body['source_ref']}"))
-        pending.append((line, row, CommandRequest("import_case", command_id, actor, body, correlation_id=correlation)))
-    return out, pending
+            results.append(Rejected(str(exc)))
+    created = iter(await create_many(reqs) if reqs else [])
+    return [r if r is not None else next(created) for r in results]
 
 
-async def import_rows(create_many: CreateMany, out: Outcome, pending: list[Pending], m: ImportMapping, *,
-                      concurrency: int = 2, chunk_size: int = 500,
-                      progress: Callable[[int], None] | None = None) -> Outcome:
+async def import_rows(create: CreateRows, out: Outcome, rows: Rows, lines: Chunk, *, concurrency: int = 2,
+                      chunk_size: int = 500, progress: Callable[[int], None] | None = None) -> Outcome:
     """Group commit: a chunk of cases per transaction, `concurrency` chunks in flight."""
     gate = asyncio.Semaphore(concurrency)
+    m = rows.mapping
 
-    async def chunk(part: list[Pending]) -> None:
+    async def chunk(part: Chunk) -> None:
         async with gate:
-            results = await create_many([req for _, _, req in part])
-        for (line, row, _), result in zip(part, results, strict=True):
-            if isinstance(result, DomainError):
+            results = await create(rows, part)
+        for (line, fields), result in zip(part, results, strict=True):
+            if isinstance(result, Rejected):
+                out.rejected.append((line, result.reason, fields))
+            elif isinstance(result, DomainError):
                 name = str(result.details.get("field") or "")
                 column = m.columns.get(BODY_TO_COLUMN.get(name, name))
                 reason = result.message.removeprefix(f"{name}: ")
-                out.rejected.append((line, f"{column or name or 'row'}: {reason}", row))
+                out.rejected.append((line, f"{column or name or 'row'}: {reason}", fields))
             elif result.status == "duplicate":
                 out.already += 1
             else:
@@ -201,16 +232,18 @@ async def import_rows(create_many: CreateMany, out: Outcome, pending: list[Pendi
         if progress is not None:
             progress(len(part))
 
-    await asyncio.gather(*(chunk(pending[i:i + chunk_size]) for i in range(0, len(pending), chunk_size)))
+    await asyncio.gather(*(chunk(lines[i:i + chunk_size]) for i in range(0, len(lines), chunk_size)))
     out.rejected.sort(key=lambda r: r[0])
     return out
 
 
 class ParallelCreator:
-    """`create_many` spread over worker processes, each with its own connections.
+    """`create_rows` spread over worker processes, each with its own connections.
 
-    Deciding and encoding is CPU-bound Python, so one process cannot keep PostgreSQL busy;
-    each chunk is still one transaction, so a case is whole or absent as before.
+    Mapping rows, deciding and encoding are CPU-bound Python, so one process cannot keep
+    PostgreSQL busy; each chunk is still one transaction, so a case is whole or absent as before.
+    Raw rows cross to the workers (pickling lists of strings is cheap), so the parent only
+    splits the file and the workers start on the first chunk at once.
     """
 
     def __init__(self, settings: Settings, workers: int) -> None:
@@ -219,16 +252,10 @@ class ParallelCreator:
         # from a parent with nothing to share, and their set-up overlaps the reading.
         self._pool = worker_pool(workers, _worker_start, settings, fork=True)
 
-    async def __call__(self, reqs: list[CommandRequest]) -> list[CommandResult | DomainError]:
-        # Pickling frozen slotted dataclasses runs Python code per object; a chunk shares its
-        # type, actor and correlation, so only (command id, body) pairs cross, and results come
-        # back as tuples: a quarter of the pickling work per row (measured).
-        first = reqs[0]
-        assert all((r.type, r.actor, r.correlation_id) == (first.type, first.actor, first.correlation_id)
-                   for r in reqs), "a chunk shares its command type, actor and correlation"
-        packed = (first.type, first.actor, first.correlation_id, [(r.command_id, r.body) for r in reqs])
-        results = await asyncio.get_running_loop().run_in_executor(self._pool, _worker_create, packed)
-        return [r if isinstance(r, DomainError) else CommandResult(*r) for r in results]
+    async def __call__(self, rows: Rows, chunk: Chunk) -> list[RowResult]:
+        # Results come back as tuples: pickling frozen slotted dataclasses runs Python code per object.
+        results = await asyncio.get_running_loop().run_in_executor(self._pool, _worker_create, rows, chunk)
+        return [CommandResult(*r) if isinstance(r, tuple) else r for r in results]
 
     def close(self) -> None:
         self._pool.shutdown()
@@ -256,14 +283,10 @@ def _worker_start(settings: Settings) -> None:
     multiprocessing.util.Finalize(_worker, _worker.close, exitpriority=10)
 
 
-def _worker_create(packed: tuple[str, Actor, str | None, list[tuple[str, Mapping[str, Any]]]],
-                   ) -> list[tuple[str, str, str, int, tuple[str, ...]] | DomainError]:
+def _worker_create(rows: Rows, chunk: Chunk) -> list[tuple[str, str, str, int, tuple[str, ...]] | DomainError | Rejected]:
     assert _worker is not None, "not an import worker process"
-    type_name, actor, correlation_id, items = packed
-    reqs = [CommandRequest(type_name, command_id, actor, body, correlation_id=correlation_id)
-            for command_id, body in items]
-    results = _worker.loop.run_until_complete(_worker.runtime.service.create_many(reqs))
-    return [r if isinstance(r, DomainError) else (r.status, r.command_id, r.case_id, r.seq, r.event_ids)
+    results = _worker.loop.run_until_complete(create_rows(_worker.runtime.service.create_many, rows, chunk))
+    return [(r.status, r.command_id, r.case_id, r.seq, r.event_ids) if isinstance(r, CommandResult) else r
             for r in results]
 
 
@@ -271,5 +294,5 @@ def write_rejects(path: Path, out: Outcome) -> None:
     with open(path, "w", encoding="utf-8-sig", newline="") as f:
         w = csv.writer(f)
         w.writerow(["row", "reason", *out.header])
-        for line, reason, row in out.rejected:
-            w.writerow([line, reason, *(row.get(h, "") for h in out.header)])
+        for line, reason, fields in out.rejected:
+            w.writerow([line, reason, *fields])

@@ -25,6 +25,7 @@ from suqiu.domain.events import Event
 from suqiu.domain.model import Actor, plain
 from suqiu.domain.refdata import Context
 from suqiu.store import events as store
+from suqiu.store.group import GroupCommit
 
 log = structlog.get_logger(__name__)
 CACHE_SIZE = 20_000
@@ -81,6 +82,7 @@ class CommandService:
         self._new_id = new_id
         self._cases: OrderedDict[str, tuple[Case, bytes]] = OrderedDict()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._commits = GroupCommit(pool)
 
     async def execute(self, req: CommandRequest) -> CommandResult:
         command = parse_command(req.type, req.body)
@@ -102,8 +104,9 @@ class CommandService:
     async def _execute(self, req: CommandRequest, command: Any, request_hash: bytes) -> CommandResult:
         is_submit = isinstance(command, Submit)
         bound = log.bind(command_id=req.command_id, command_type=req.type)
-        async with self._pool.connection() as conn:
-            for attempt in range(RETRIES):
+        for attempt in range(RETRIES):
+            # The connection is held for the read only: the append waits on the group commit.
+            async with self._pool.connection() as conn:
                 if is_submit:
                     prior, original = await store.find_submitted(conn, req.command_id, command.source_system,
                                                                  command.source_ref)
@@ -121,47 +124,48 @@ class CommandService:
                     if prior is not None:
                         return _duplicate(prior, request_hash, req.command_id)
                     case, last_hash = self._apply(case, last_hash, newer)
-                now = self._clock.now()
-                meta = CommandMeta(
-                    command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
-                    event_ids=tuple(self._new_id() for _ in range(_ids_for(command))),
-                    expected_seq=req.expected_seq,
-                    correlation_id=req.correlation_id, causation_id=req.causation_id,
-                )
-                events = decide(case, command, meta, self._context())
-                if not events:
-                    return CommandResult("unchanged", req.command_id, case_id, case.seq)
-                encoded = self._encode(events, last_hash)
-                result = CommandResult(
-                    "created" if is_submit else "accepted", req.command_id, case_id, events[-1].seq,
-                    tuple(ev.event_id for ev in events),
-                )
-                source = (command.source_system, command.source_ref) if is_submit else None
-                try:
-                    await store.append(conn, encoded, command_id=req.command_id, request_hash=request_hash,
-                                       result=result.as_dict(), source=source)
-                except store.CaseConflict:
-                    self._cases.pop(case_id, None)
-                    if req.expected_seq is not None:
-                        # One statement may report the seq clash before the command id's: a repeat is a repeat.
+            now = self._clock.now()
+            meta = CommandMeta(
+                command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
+                event_ids=tuple(self._new_id() for _ in range(_ids_for(command))),
+                expected_seq=req.expected_seq,
+                correlation_id=req.correlation_id, causation_id=req.causation_id,
+            )
+            events = decide(case, command, meta, self._context())
+            if not events:
+                return CommandResult("unchanged", req.command_id, case_id, case.seq)
+            encoded = self._encode(events, last_hash)
+            result = CommandResult(
+                "created" if is_submit else "accepted", req.command_id, case_id, events[-1].seq,
+                tuple(ev.event_id for ev in events),
+            )
+            source = (command.source_system, command.source_ref) if is_submit else None
+            try:
+                await self._commits.append(store.Append(encoded, req.command_id, request_hash, result.as_dict(),
+                                                        source))
+            except store.CaseConflict:
+                self._cases.pop(case_id, None)
+                if req.expected_seq is not None:
+                    # The seq clash may be reported before the command id's: a repeat is a repeat.
+                    async with self._pool.connection() as conn:
                         prior = await store.find_command(conn, req.command_id)
-                        if prior is not None:
-                            return _duplicate(prior, request_hash, req.command_id)
-                        raise DomainError(
-                            "conflict", f"expected_seq {req.expected_seq}: another command changed the case first",
-                            expected_seq=req.expected_seq,
-                        ) from None
-                    bound.info("append raced, retrying", case_id=case_id, attempt=attempt)
-                    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-                    continue
-                except store.DuplicateCommand:
-                    continue  # the next round finds the concurrent writer's result
-                for ev in events:
-                    case = evolve(case, ev)
-                self._remember(case_id, case, encoded[-1].hash)
-                for ev in events:
-                    bound.info("event stored", case_id=case_id, event_id=ev.event_id, event_type=ev.event_type, seq=ev.seq)
-                return result
+                    if prior is not None:
+                        return _duplicate(prior, request_hash, req.command_id)
+                    raise DomainError(
+                        "conflict", f"expected_seq {req.expected_seq}: another command changed the case first",
+                        expected_seq=req.expected_seq,
+                    ) from None
+                bound.info("append raced, retrying", case_id=case_id, attempt=attempt)
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                continue
+            except store.DuplicateCommand:
+                continue  # the next round finds the concurrent writer's result
+            for ev in events:
+                case = evolve(case, ev)
+            self._remember(case_id, case, encoded[-1].hash)
+            for ev in events:
+                bound.info("event stored", case_id=case_id, event_id=ev.event_id, event_type=ev.event_type, seq=ev.seq)
+            return result
         raise DomainError("conflict", "the case is changing too fast; retry the command", case_id=req.case_id)
 
     async def create_many(self, reqs: list[CommandRequest]) -> list[CommandResult | DomainError]:
@@ -215,7 +219,7 @@ class CommandService:
         if batch:
             try:
                 async with self._pool.connection() as conn:
-                    await store.append_many(conn, batch)
+                    await store.copy_many(conn, batch)
             except store.DuplicateCommand:
                 log.info("bulk create raced with another writer; one command at a time", size=len(batch))
                 return [await self._one(req) for req in reqs]

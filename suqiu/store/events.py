@@ -111,71 +111,59 @@ async def find_submitted(conn: psycopg.AsyncConnection[Any], command_id: str, so
 
 _EVENT_COLUMNS = "case_id, seq, event_id, event_type, command_id, occurred_at, recorded_at, data, hash"
 _EVENT_COPY_TYPES = ["text", "int4", COPY_AS["uuid"], "text", "text", "timestamptz", "timestamptz", "bytea", "bytea"]
+_APPEND_SQL = (
+    "SELECT refused_index, refused_by FROM append_commands(%s::text[], %s::text[], %s::bytea[], %s::jsonb[], "
+    "%s::text[], %s::text[], %s::int[], %s::int[], %s::int[], %s::uuid[], %s::text[], %s::timestamptz[], "
+    "%s::timestamptz[], %s::bytea[], %s::bytea[], %s)"
+)
+MAX_APPENDS = 32  # commands per append_many call: see suqiu/sql/004_append_commands.sql
 
 
-def _append_sql(with_source: bool, many: bool) -> str:
-    """One statement (so one implicit transaction, no BEGIN/COMMIT round trips): the command's
-    result, its source reference, its events in seq order with their outbox rows, the NOTIFY."""
-    source = ("s AS (INSERT INTO source_refs (source_system, source_ref, case_id, command_id) "
-              "VALUES (%(source_system)s, %(source_ref)s, %(case_id)s, %(command_id)s)), ") if with_source else ""
-    # Most commands record one event: scalars then, as arrays cost a type inspection each.
-    rows = (
-        "SELECT %(case_id)s, seq, event_id, event_type, %(command_id)s, occurred_at, recorded_at, data, hash "
-        "FROM unnest(%(seq)b::int[], %(event_id)b::uuid[], %(event_type)b::text[], %(occurred_at)b::timestamptz[], "
-        "%(recorded_at)b::timestamptz[], %(data)b::bytea[], %(hash)b::bytea[]) "
-        "AS u(seq, event_id, event_type, occurred_at, recorded_at, data, hash) ORDER BY seq"
-        if many else
-        "VALUES (%(case_id)s, %(seq)s, %(event_id)s::uuid, %(event_type)s, %(command_id)s, %(occurred_at)s, "
-        "%(recorded_at)s, %(data)s, %(hash)s)"
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One command's write: its events (chained), its result, and for a submit its source reference."""
+
+    encoded: list[Encoded]
+    command_id: str
+    request_hash: bytes
+    result: dict[str, Any]
+    source: tuple[str, str] | None = None
+
+
+async def append_many(conn: psycopg.AsyncConnection[Any], appends: list[Append]) -> list[Exception | None]:
+    """Store several commands in one transaction, each all or nothing (`conn` in autocommit).
+
+    Per command: None when stored, else CaseConflict or DuplicateCommand (the others are stored).
+    """
+    assert conn.autocommit and 0 < len(appends) <= MAX_APPENDS
+    first: list[int] = []
+    last: list[int] = []
+    events: list[Encoded] = []
+    for a in appends:
+        first.append(len(events) + 1)
+        events.extend(a.encoded)
+        last.append(len(events))
+    params = (
+        [a.command_id for a in appends], [a.encoded[0].event.case_id for a in appends],
+        [a.request_hash for a in appends], [_RESULT.encode(a.result) for a in appends],
+        [a.source[0] if a.source else None for a in appends], [a.source[1] if a.source else None for a in appends],
+        first, last, [e.event.seq for e in events], [UUID(e.event.event_id) for e in events],
+        [e.event.event_type for e in events], [e.event.occurred_at for e in events],
+        [e.event.recorded_at for e in events], [e.data for e in events], [e.hash for e in events], NOTIFY_CHANNEL,
     )
-    return (
-        "WITH c AS (INSERT INTO commands (command_id, case_id, request_hash, result) "
-        "VALUES (%(command_id)s, %(case_id)s, %(request_hash)s, %(result)s::jsonb)), " + source +
-        # Positions follow seq, so the relay publishes a command's events in order.
-        f"e AS (INSERT INTO events ({_EVENT_COLUMNS}) {rows} RETURNING position), "
-        "o AS (INSERT INTO outbox (position) SELECT position FROM e) "
-        "SELECT pg_notify(%(channel)s, current_schema())"
-    )
-
-
-_APPEND_SQL = {(src, many): _append_sql(src, many) for src in (True, False) for many in (True, False)}
-
-
-async def append(
-    conn: psycopg.AsyncConnection[Any],
-    encoded: list[Encoded],
-    *,
-    command_id: str,
-    request_hash: bytes,
-    result: dict[str, Any],
-    source: tuple[str, str] | None = None,
-) -> None:
-    """Atomically: the events, their outbox rows, the command's result (`conn` in autocommit)."""
-    assert conn.autocommit, "append is one statement, its own transaction"
-    case_id = encoded[0].event.case_id
-    params: dict[str, Any] = {
-        "command_id": command_id, "case_id": case_id, "request_hash": request_hash,
-        "result": json.dumps(result, ensure_ascii=False), "channel": NOTIFY_CHANNEL,
-        "source_system": source[0] if source else None, "source_ref": source[1] if source else None,
-    }
-    rows = [(e.event.seq, e.event.event_id, e.event.event_type, e.event.occurred_at, e.event.recorded_at, e.data,
-             e.hash) for e in encoded]
-    names = ("seq", "event_id", "event_type", "occurred_at", "recorded_at", "data", "hash")
-    many = len(rows) > 1
-    if many:
-        params.update(zip(names, ([*col] for col in zip(*rows, strict=True)), strict=True))
-        params["event_id"] = [UUID(i) for i in params["event_id"]]
-    else:
-        params.update(zip(names, rows[0], strict=True))
-    try:
-        await conn.execute(_APPEND_SQL[(source is not None, many)], params, prepare=True)
-    except errors.UniqueViolation as exc:
-        constraint = exc.diag.constraint_name or ""
+    cur = await conn.execute(_APPEND_SQL, params, prepare=True)
+    outcome: list[Exception | None] = [None] * len(appends)
+    for index, constraint in await cur.fetchall():
         if constraint == "events_case_seq":
-            raise CaseConflict(case_id) from exc
-        if constraint in ("commands_pkey", "source_refs_pkey"):
-            raise DuplicateCommand(constraint) from exc
-        raise
+            outcome[index - 1] = CaseConflict(appends[index - 1].encoded[0].event.case_id)
+        elif constraint in ("commands_pkey", "source_refs_pkey"):
+            outcome[index - 1] = DuplicateCommand(constraint)
+        else:  # an event id drawn twice: nothing the caller can fix by retrying
+            outcome[index - 1] = RuntimeError(f"append refused by {constraint}")
+    return outcome
+
+
+_RESULT = json.JSONEncoder(ensure_ascii=False)
 
 
 async def find_commands(conn: psycopg.AsyncConnection[Any], command_ids: list[str]
@@ -196,7 +184,7 @@ async def find_sources(conn: psycopg.AsyncConnection[Any], refs: list[tuple[str,
     return {(r[0], r[1]): dict(r[2]) for r in await cur.fetchall()}
 
 
-async def append_many(
+async def copy_many(
     conn: psycopg.AsyncConnection[Any],
     batch: list[tuple[list[Encoded], str, bytes, dict[str, Any], tuple[str, str]]],
 ) -> None:

@@ -160,6 +160,7 @@ class Codec:
                 self.by_fingerprint.setdefault(s.fingerprint, s)
         # Per event schema name: the payload class, its fields, which of them are instants, and
         # which hold a nested record (as (field, class)): the rest go to and from Avro as they are.
+        self._actors: dict[tuple[str, str, str | None, str | None], Actor] = {}
         self._payloads = {f"suqiu.events.{n}": (c, field_names(c), self.current[f"suqiu.events.{n}"].instants,
                                                 _records_in(c)) for n, c in EVENT_TYPES.items()}
 
@@ -190,23 +191,24 @@ class Codec:
     def _event(self, name: str, record: dict[str, Any]) -> Event:
         cls, fields, instants, records = self._payloads[name]
         env = record["envelope"]
-        values = {f: record[f] for f in fields}
         for f in instants:
-            if values[f] is not None:
-                values[f] = EPOCH + timedelta(milliseconds=values[f])
+            if record[f] is not None:
+                record[f] = EPOCH + timedelta(milliseconds=record[f])
         for f, kind in records:
-            if values[f] is not None:
-                values[f] = kind(**values[f])
-        actor = env["actor"]
+            if record[f] is not None:
+                record[f] = kind(**record[f])
+        a = env["actor"]
+        who = (a["system"], a["role"], a["department"], a["person"])
+        actor = self._actors.get(who)
+        if actor is None:
+            # Few actors act on many events: one Actor each (bounded, as actors are names from input).
+            if len(self._actors) >= 4096:
+                self._actors.clear()
+            actor = self._actors[who] = Actor(who[0], _ROLES.get(who[1]) or Role(who[1]), who[2], who[3])
         return Event(
-            event_id=env["event_id"], case_id=env["case_id"], seq=env["seq"],
-            occurred_at=EPOCH + timedelta(milliseconds=env["occurred_at"]),
-            recorded_at=EPOCH + timedelta(milliseconds=env["recorded_at"]),
-            actor=Actor(actor["system"], _ROLES.get(actor["role"]) or Role(actor["role"]),
-                        actor["department"], actor["person"]),
-            command_id=env["command_id"], correlation_id=env["correlation_id"],
-            causation_id=env["causation_id"], schema_version=env["schema_version"],
-            payload=cls(**values),
+            env["event_id"], env["case_id"], env["seq"], EPOCH + timedelta(milliseconds=env["occurred_at"]),
+            EPOCH + timedelta(milliseconds=env["recorded_at"]), actor, env["command_id"], env["correlation_id"],
+            env["causation_id"], cls(*[record[f] for f in fields]), env["schema_version"],
         )
 
     def decode_event_record(self, data: bytes) -> tuple[str, dict[str, Any]]:

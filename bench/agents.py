@@ -1,7 +1,7 @@
 """The agents together (SLA timers, department facts, read models) on a pre-filled events topic,
 next to a plain Faust agent that only iterates the same topic and a raw aiokafka consumer.
 
-    python -m bench.agents [--events 200000] [--projector-processes 2]
+    python -m bench.agents [--events 200000] [--projector-processes N]
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ class Settings:
     partitions: int = 6
     timer_interval: float = 0.5
     projector_batch: int = 2000
-    projector_processes: int = 2
+    projector_processes: int = 1
     jurisdiction_feeds: tuple[str, ...] = ()
     # Other systems this one escalates to or answers: system id -> its topic prefix (same broker).
     federation: dict[str, str] = field(default_factory=dict)
@@ -38,7 +38,7 @@ class Settings:
             partitions=int(env.get("SUQIU_PARTITIONS") or 6),
             timer_interval=float(env.get("SUQIU_TIMER_INTERVAL") or 0.5),
             projector_batch=int(env.get("SUQIU_PROJECTOR_BATCH") or 2000),
-            projector_processes=int(env.get("SUQIU_PROJECTOR_PROCESSES") or 2),
+            projector_processes=int(env.get("SUQIU_PROJECTOR_PROCESSES") or 1),
             federation=dict(pair.split("=", 1) for pair in (env.get("SUQIU_FEDERATION") or "").split(",")
                             if "=" in pair),
             jurisdiction_feeds=tuple(j.strip() for j in (env.get("SUQIU_JURISDICTION_FEEDS") or "").split(",")

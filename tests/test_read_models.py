@@ -173,7 +173,7 @@ def _projector_processes() -> set[int]:
 
 async def test_a_killed_projector_process_is_replaced_and_nothing_is_missed(
         topics: Settings, runtime: Runtime, api: Api) -> None:
-    s = topics
+    s = topics.with_(projector_processes=2)  # two children: each owns its share of the partitions
     earlier = _projector_processes()  # another test's worker may still be winding its children down
     async with faust_worker(s, runtime.clock):
         await caught_up(s, (await api.submit())["case_id"])

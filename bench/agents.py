@@ -164,7 +164,8 @@ def main() -> None:
         print(f"pre-filled {args.events} events in {fill_s:.1f} s")
         print(f"raw aiokafka consumer     {raw:>10,.0f} events/s")
         print(f"plain Faust agent         {plain:>10,.0f} events/s")
-        print(f"suqiu agents ({s.projector_processes} projector processes) {ours:>10,.0f} events/s   {ours / plain:.2f}x plain Faust, "
+        children = f"{s.projector_processes} projector process{'es' if s.projector_processes > 1 else ''}"
+        print(f"suqiu agents ({children}) {ours:>10,.0f} events/s   {ours / plain:.2f}x plain Faust, "
               f"{ours / raw:.3f}x raw aiokafka")
         print(f"read models: {views[0] if views else 0} case views, {timeline[0] if timeline else 0} timeline rows")
     finally:

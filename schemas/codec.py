@@ -158,9 +158,9 @@ class Codec:
         for release in sorted(p for p in HISTORY_DIR.glob("v*") if p.is_dir()):
             for s in load_schema_set(release, release.name):
                 self.by_fingerprint.setdefault(s.fingerprint, s)
+        self._actors: dict[tuple[str, str, str | None, str | None], Actor] = {}
         # Per event schema name: the payload class, its fields, which of them are instants, and
         # which hold a nested record (as (field, class)): the rest go to and from Avro as they are.
-        self._actors: dict[tuple[str, str, str | None, str | None], Actor] = {}
         self._payloads = {f"suqiu.events.{n}": (c, field_names(c), self.current[f"suqiu.events.{n}"].instants,
                                                 _records_in(c)) for n, c in EVENT_TYPES.items()}
 
@@ -316,9 +316,9 @@ class Codec:
 
 def _records_in(payload: type[Any]) -> tuple[tuple[str, type[Any]], ...]:
     """The payload's fields whose type is a record (a dataclass), optional or not."""
-    found = []
+    found: list[tuple[str, type[Any]]] = []
     for name, hint in typing.get_type_hints(payload).items():
-        kinds = [k for k in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(k)]
+        kinds = [k for k in (hint, *typing.get_args(hint)) if isinstance(k, type) and dataclasses.is_dataclass(k)]
         if kinds:
             found.append((name, kinds[0]))
     return tuple(found)

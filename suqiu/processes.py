@@ -45,7 +45,7 @@ def set_up_child(level: str) -> None:
 
 def _start(level: str, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
     # A forked child inherits its parent's handlers: the parent's shutdown logic is not its own.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     set_up_child(level)
     initializer(*initargs)

@@ -203,7 +203,7 @@ async def copy_many(
                 copy.set_types(["text", "text", "bytea", COPY_AS["jsonb"]])
                 for encoded, command_id, request_hash, result, _ in batch:
                     await copy.write_row((command_id, encoded[0].event.case_id, request_hash,
-                                          jsonb_bytes(json.dumps(result, ensure_ascii=False))))
+                                          jsonb_bytes(_RESULT.encode(result))))
             async with cur.copy("COPY source_refs (source_system, source_ref, case_id, command_id) "
                                 "FROM STDIN") as copy:
                 for encoded, command_id, _, _, source in batch:

@@ -68,13 +68,15 @@ class GroupCommit:
             self._running -= 1
 
     async def _store(self, items: list[Append]) -> list[Exception | None]:
-        for attempt in range(DEADLOCK_RETRIES):
+        attempt = 0
+        while True:
             try:
                 async with self._pool.connection() as conn:
                     return await append_many(conn, items)
             except errors.DeadlockDetected:
+                if attempt == DEADLOCK_RETRIES:
+                    raise
                 # Two processes' batches wanted each other's rows (the same case written from both):
                 # PostgreSQL rolled this one back whole; again, the loser now gets its conflict.
                 log.info("group commit deadlocked, retrying", size=len(items), attempt=attempt)
-        async with self._pool.connection() as conn:
-            return await append_many(conn, items)
+                attempt += 1

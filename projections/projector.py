@@ -152,8 +152,8 @@ class Projector:
                     if timers:
                         await c.execute(INSERT_TIMERS, _columns(timers, len(TIMER_COLUMNS)))
                     for round_ in _rounds(facts.values()):
-                        for sql, params in round_.items():
-                            await c.executemany(sql, params)
+                        for kind, values in round_.items():
+                            await c.execute(rows.FACT_SQL[kind], _columns(values, len(values[0])))
             if checkpoint:
                 await self._checkpoint(conn, batch, applied, now)
         return sum(applied.values())
@@ -219,17 +219,17 @@ def view_rows(case: Case, policy: SlaPolicy, now: datetime, partition_of: Callab
     return rows.case_row(case, pending, dump_case(case), now), timers
 
 
-def _rounds(per_case: Iterable[list[rows.Fact]]) -> list[dict[str, list[tuple[Any, ...]]]]:
-    """Facts batched by statement without reordering a case's own: round k holds each case's k-th fact.
+def _rounds(per_case: Iterable[list[rows.Fact]]) -> list[dict[type[rows.Fact], list[tuple[Any, ...]]]]:
+    """Facts grouped by kind without reordering a case's own: round k holds each case's k-th fact.
 
     A case's facts depend on each other (an acceptance updates the assignment before it);
-    different cases' facts do not, so each round is one executemany per statement.
+    different cases' facts do not, so each round is one statement per kind of fact.
     """
-    rounds: list[dict[str, list[tuple[Any, ...]]]] = []
+    rounds: list[dict[type[rows.Fact], list[tuple[Any, ...]]]] = []
     for facts in per_case:
         for i, fact in enumerate(facts):
             if i == len(rounds):
                 rounds.append(defaultdict(list))
-            sql, params = rows.statement(fact)
-            rounds[i][sql].append(params)
+            kind = type(fact)
+            rounds[i][kind].append(rows.FACT_VALUES[kind](fact))
     return rounds

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 from schemas.codec import to_json_text
 from suqiu.domain import events as e
 from suqiu.domain.clocks import Timer, running_clocks
-from suqiu.domain.model import Case
+from suqiu.domain.model import Case, field_names
 from suqiu.domain.sla import SlaPolicy
 
 
@@ -71,34 +73,42 @@ CLOSURE_COLUMNS = (("case_id", "text"), ("cycle", "int"), ("department", "text")
                    ("handling_minutes", "float8"), ("rating", "text"), ("reopened", "bool"))
 
 
-def statement(fact: Fact) -> tuple[str, tuple[Any, ...]]:
-    """The idempotent SQL applying one fact to the stored facts (the live projector's way)."""
-    match fact:
-        case Assigned():
-            return ("INSERT INTO assignments (case_id, seq, department, assigned_at, accept_due) "
-                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (fact.case_id, fact.seq, fact.department, fact.assigned_at, fact.accept_due))
-        case Accepted():
-            # The current assignment is the latest: facts are applied in each case's event order.
-            return ("UPDATE assignments SET accepted_at = %s WHERE case_id = %s AND seq = "
-                    "(SELECT max(seq) FROM assignments WHERE case_id = %s)", (fact.at, fact.case_id, fact.case_id))
-        case Closed():
-            return ("INSERT INTO closures (case_id, cycle, department, closed_at, outcome, replied_at, resolve_due, "
-                    "handling_minutes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (fact.case_id, fact.cycle, fact.department, fact.closed_at, fact.outcome, fact.replied_at,
-                     fact.resolve_due, fact.handling_minutes))
-        case Rated():
-            return ("UPDATE closures SET rating = %s WHERE case_id = %s AND cycle = %s",
-                    (fact.rating, fact.case_id, fact.cycle))
-        case Reopened():
-            return ("UPDATE closures SET reopened = true WHERE case_id = %s AND cycle = %s",
-                    (fact.case_id, fact.cycle))
+def _unnest(*types: str) -> str:
+    return "unnest(" + ", ".join(f"%b::{t}[]" for t in types) + ")"
+
+
+# Rows are found by one index probe per key and updated by ctid: with a hash join, PostgreSQL
+# scanned the whole table for each batch (20 ms per 400 cases with 60,000 stored, against 4.4 ms).
+_CLOSURE_OF_U = ("CROSS JOIN LATERAL (SELECT ctid FROM closures WHERE closures.case_id = u.case_id "
+                 "AND closures.cycle = u.cycle OFFSET 0) AS x")
+
+
+# The live projector's way: one idempotent statement per kind of fact, for many cases at once.
+# Each takes one array per field of its fact, in field order, with at most one fact per case.
+FACT_SQL: dict[type[Fact], str] = {
+    Assigned: "INSERT INTO assignments (case_id, seq, department, assigned_at, accept_due) "
+              f"SELECT * FROM {_unnest('text', 'int', 'text', 'timestamptz', 'timestamptz')} ON CONFLICT DO NOTHING",
+    # The current assignment is the latest: a case's facts are applied in its event order.
+    Accepted: "UPDATE assignments a SET accepted_at = r.at FROM (SELECT u.at, x.ctid FROM "
+              f"{_unnest('text', 'timestamptz')} AS u(case_id, at) CROSS JOIN LATERAL (SELECT ctid FROM assignments "
+              "WHERE assignments.case_id = u.case_id ORDER BY seq DESC LIMIT 1) AS x) AS r WHERE a.ctid = r.ctid",
+    Closed: "INSERT INTO closures (case_id, cycle, department, closed_at, outcome, replied_at, resolve_due, "
+            "handling_minutes) SELECT * FROM "
+            f"{_unnest('text', 'int', 'text', 'timestamptz', 'text', 'timestamptz', 'timestamptz', 'float8')} "
+            "ON CONFLICT DO NOTHING",
+    Rated: f"UPDATE closures c SET rating = r.rating FROM (SELECT u.rating, x.ctid FROM "
+           f"{_unnest('text', 'int', 'text')} AS u(case_id, cycle, rating) {_CLOSURE_OF_U}) AS r WHERE c.ctid = r.ctid",
+    Reopened: "UPDATE closures SET reopened = true WHERE ctid = ANY(ARRAY(SELECT x.ctid FROM "
+              f"{_unnest('text', 'int')} AS u(case_id, cycle) {_CLOSURE_OF_U}))",
+}
+FACT_VALUES: dict[type[Fact], Callable[[Fact], tuple[Any, ...]]] = {
+    kind: operator.attrgetter(*field_names(kind)) for kind in FACT_SQL}
 
 
 def fold(facts: list[Fact]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """One case's facts, in event order, as its final assignment and closure rows (a rebuild's way).
 
-    Gives the rows `statement` would leave behind, without a round trip per fact.
+    Gives the rows FACT_SQL would leave behind, without a round trip per fact.
     """
     assignments: dict[int, list[Any]] = {}
     closures: dict[int, list[Any]] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ import faust
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.common import start_stack
+from bench.common import CpuMeter, start_stack
 from schemas.codec import GENESIS, Codec
 from streams.app import create_app
 from suqiu import logs
@@ -156,8 +157,16 @@ def main() -> None:
         asyncio.run(fill(s, args.events))
         fill_s = time.perf_counter() - t
         raw = asyncio.run(raw_consumer(s, args.events))
+        # CPU per event of each phase, start-up included: the worker runs in this process,
+        # its projector processes are this process's children.
+        assert stack.postgres.proc and stack.broker.proc
+        meter = CpuMeter({"worker and its child processes": os.getpid(), "PostgreSQL": stack.postgres.proc.pid, "broker": stack.broker.proc.pid})
+        meter.start()
         plain = asyncio.run(plain_faust(s, args.events, stack.tmp / "plain-faust"))
+        plain_cpu = meter.per(args.events)
+        meter.start()
         ours = asyncio.run(suqiu_agents(s, args.events))
+        ours_cpu = meter.per(args.events)
         with psycopg.connect(s.database_url or "") as conn:
             views = conn.execute("SELECT count(*) FROM case_view").fetchone()
             timeline = conn.execute("SELECT count(*) FROM case_timeline").fetchone()
@@ -167,6 +176,8 @@ def main() -> None:
         children = f"{s.projector_processes} projector process{'es' if s.projector_processes > 1 else ''}"
         print(f"suqiu agents ({children}) {ours:>10,.0f} events/s   {ours / plain:.2f}x plain Faust, "
               f"{ours / raw:.3f}x raw aiokafka")
+        for name, cpu in (("plain Faust agent", plain_cpu), (f"suqiu agents ({children})", ours_cpu)):
+            print(f"CPU per event, {name}: " + ", ".join(f"{k} {v:.0f} µs" for k, v in cpu.items()))
         print(f"read models: {views[0] if views else 0} case views, {timeline[0] if timeline else 0} timeline rows")
     finally:
         stack.stop()

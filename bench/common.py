@@ -63,6 +63,52 @@ def start_stack(partitions: int = 6) -> BenchStack:
     return BenchStack(s, issue_keys(s.database_url, s.system_id), pg, broker, tmp)
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def family(pid: int) -> list[int]:
+    """A process and its children (a worker's projector processes, PostgreSQL's backends)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat(int(entry.name))[1]) == pid:
+                    children.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return [pid, *children]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time of `pids`, with what their exited children used (so a closed connection still counts)."""
+    return sum(sum(int(x) for x in f[11:15]) for f in map(_stat, pids)) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+@dataclass
+class CpuMeter:
+    """CPU used by named process families between `start` and `per`, in µs per unit of work."""
+
+    roots: dict[str, int]
+    _start: dict[str, float] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self._start = {name: cpu_seconds(family(pid)) for name, pid in self.roots.items()}
+
+    def per(self, units: int) -> dict[str, float]:
+        return {name: (cpu_seconds(family(pid)) - self._start[name]) / units * 1e6
+                for name, pid in self.roots.items()}
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")

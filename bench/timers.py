@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 
-from bench.common import pct, start_stack
+from bench.common import cpu_seconds, family, pct, rss_mib, start_stack
 from schemas.codec import Codec
 from suqiu import logs
 from suqiu.domain.model import Actor, Role
@@ -28,36 +26,6 @@ from suqiu.service import CommandRequest
 
 POLICY = 'version = "bench-timers"\nsupervision_after = "60m"\n[default]\naccept = "2m"\nresolve = "60m"\n' \
          'follow_up = "60m"\nwall_clock = true\n'
-
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def family(pid: int) -> list[int]:
-    """The worker and its children (the projector processes)."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int(_stat(int(entry.name))[1]) == pid:
-                    children.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return [pid, *children]
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    return sum(int(f[11]) + int(f[12]) for f in map(_stat, pids)) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total / 1024
 
 
 def fill_clocks(dsn: str, n: int, partitions: int) -> float:

@@ -6,10 +6,13 @@ import asyncio
 import os
 import signal
 import uuid
+from typing import Any
 
 import psycopg
+from hypothesis import given, settings
 
 from projections.projector import Incoming, Projector
+from projections.state import dump_case, load_case
 from schemas.codec import Codec
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
@@ -18,6 +21,14 @@ from tests.conftest import Api
 from tests.kafka_helpers import faust_worker, produce, read_topic
 from tests.proc_helpers import processes
 from tests.sla_helpers import caught_up, cst, eventually, query
+from tests.test_domain import run, steps
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps)
+def test_a_case_state_read_back_from_its_json_is_the_same_case(sequence: list[Any]) -> None:
+    case, _, _ = run(sequence)
+    assert load_case(dump_case(case)) == case
 
 
 async def test_kpis_for_a_scripted_scenario_equal_the_figures_worked_out_by_hand(

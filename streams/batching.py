@@ -29,6 +29,7 @@ class Batcher:
         self.within = within
         self.queue: asyncio.Queue[list[EventT]] = asyncio.Queue(maxsize=max(depth - 1, 1))
         self.pending: list[EventT] = []
+        self.busy = False
 
     async def run(self) -> None:
         """Read the stream until the agent stops; a handler's failure ends it with that error."""
@@ -59,14 +60,23 @@ class Batcher:
     async def _flush_idle(self) -> None:
         while True:
             await asyncio.sleep(self.within)
-            # Only when nothing waits: a busy stream fills batches to `size` by itself.
-            if self.pending and self.queue.empty():
+            # Only for an idle handler: a busy one takes what is pending itself once it is done.
+            if self.pending and self.queue.empty() and not self.busy:
                 batch, self.pending = self.pending, []
                 self.queue.put_nowait(batch)
 
     async def _work(self) -> None:
         while True:
-            batch = await self.queue.get()
-            await self.handle(batch)
+            if self.queue.empty() and self.pending:
+                # Done with nothing queued: what arrived meanwhile goes now, full or not. Flushing
+                # on the timer instead cut a busy stream into uneven batches, some of a few hundred.
+                batch, self.pending = self.pending, []
+            else:
+                batch = await self.queue.get()
+            self.busy = True
+            try:
+                await self.handle(batch)
+            finally:
+                self.busy = False
             for event in batch:
                 await self.stream.ack(event)

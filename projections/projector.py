@@ -140,7 +140,7 @@ class Projector:
             if case.seq == start_seq:
                 continue
             self._remember(case)
-            view, case_timers = view_rows(case, policy, now, lambda _, p=partition: p)
+            view, case_timers = view_rows(case, policy, now, _always(partition))
             cases.append(view)
             timers.extend(case_timers)
         async with conn.pipeline():
@@ -217,6 +217,11 @@ def view_rows(case: Case, policy: SlaPolicy, now: datetime, partition_of: Callab
     partition = partition_of(case.case_id) if pending else 0
     timers = [(case.case_id, t.clock, t.kind, t.fire_at, t.due_at, partition) for t in pending]
     return rows.case_row(case, pending, dump_case(case), now), timers
+
+
+def _always(partition: int) -> Callable[[str], int]:
+    """A batch's case comes with its partition; a rebuild has to compute it (see view_rows)."""
+    return lambda _case_id: partition
 
 
 def _rounds(per_case: Iterable[list[rows.Fact]]) -> list[dict[type[rows.Fact], list[tuple[Any, ...]]]]:

@@ -134,7 +134,7 @@ async def read_topic_digests(bootstrap: str, topic: str, idle_ms: int = 1500) ->
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         if not parts:
-            await consumer.force_metadata_update()  # type: ignore[no-untyped-call]
+            await consumer.force_metadata_update()
             parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if not tps:

@@ -49,7 +49,7 @@ def _header_pairs(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | N
     return list(headers.items()) if isinstance(headers, Mapping) else list(headers)
 
 
-def _record(ev: EventT) -> Record:
+def _record(ev: EventT[Any]) -> Record:
     m = ev.message
     return m.topic, m.partition, m.offset, ev.key, ev.value, _header_pairs(ev.headers)
 
@@ -100,7 +100,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         r = rt.runtime
         projector = ProjectorProcesses(settings, r.policy, settings.projector_processes)
 
-        async def project(batch: list[EventT]) -> None:
+        async def project(batch: list[EventT[Any]]) -> None:
             for out in await projector.apply([_record(ev) for ev in batch], r.clock.now()):
                 await (await outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers))
 
@@ -120,7 +120,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             r = rt.runtime
             router = JurisdictionFeeds(settings, r.pool, r.codec, lambda: r.context.jurisdictions)
 
-            async def route(batch: list[EventT]) -> None:
+            async def route(batch: list[EventT[Any]]) -> None:
                 routes = await router.route([(ev.key, ev.value) for ev in batch])
                 # Sent in order and acknowledged before the batch's offsets move: per-case order holds.
                 pending = [await feeds_out[t].send(key=ev.key, value=ev.value, headers=_header_pairs(ev.headers))
@@ -139,7 +139,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             await rt.ready.wait()
             bridge = FederationBridge(settings, rt.runtime.pool, rt.runtime.codec)
 
-            async def bridge_batch(batch: list[EventT]) -> None:
+            async def bridge_batch(batch: list[EventT[Any]]) -> None:
                 for ev in batch:
                     try:
                         decoded = rt.runtime.codec.decode_event(ev.value or b"")

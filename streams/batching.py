@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import EventT
 
-Handler = Callable[[list[EventT]], Awaitable[None]]
+Handler = Callable[[list[EventT[Any]]], Awaitable[None]]
 
 
 class Batcher:
@@ -23,12 +23,13 @@ class Batcher:
 
     def __init__(self, stream: faust.StreamT[Any], handle: Handler, *, size: int, within: float,
                  depth: int = 2) -> None:
-        self.stream = stream.noack()
+        # noack() is on Faust's Stream, not on the StreamT interface an agent is typed with.
+        self.stream = cast(faust.Stream[Any], stream).noack()
         self.handle = handle
         self.size = size
         self.within = within
-        self.queue: asyncio.Queue[list[EventT]] = asyncio.Queue(maxsize=max(depth - 1, 1))
-        self.pending: list[EventT] = []
+        self.queue: asyncio.Queue[list[EventT[Any]]] = asyncio.Queue(maxsize=max(depth - 1, 1))
+        self.pending: list[EventT[Any]] = []
         self.busy = False
 
     async def run(self) -> None:

@@ -299,7 +299,7 @@ async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok" if healthy else "degraded", "checks": checks}, 200 if healthy else 503)
 
 
-BROKER_PROBE = web.AppKey("broker_probe", Callable[[], Awaitable[str]])  # type: ignore[arg-type]
+BROKER_PROBE: web.AppKey[Callable[[], Awaitable[str]]] = web.AppKey("broker_probe")
 
 
 def create_app(runtime: Runtime, broker_probe: Callable[[], Awaitable[str]] | None = None) -> web.Application:

@@ -107,13 +107,19 @@ def wait_for_http(url: str, children: list[subprocess.Popen[bytes]], timeout: fl
     while time.monotonic() < deadline:
         for child in children:
             if child.poll() is not None:
-                raise RuntimeError(f"{child.args[-1]} exited with code {child.returncode} while starting")
+                raise RuntimeError(f"{_component(child)} exited with code {child.returncode} while starting")
         try:
             urllib.request.urlopen(f"{url}/v1/schemas", timeout=1).close()
             return
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"the HTTP API at {url} did not come up")
+
+
+def _component(child: subprocess.Popen[bytes]) -> str:
+    """What a `suqiu ...` child runs (its last argument: api, worker)."""
+    args = child.args
+    return str(args[-1]) if isinstance(args, list | tuple) else str(args)
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -165,7 +171,7 @@ def run_up(settings: Settings, *, state_dir: str, demo: bool) -> int:
             time.sleep(0.5)
             for child in stack.children:
                 if child.poll() is not None:
-                    log.error("a component stopped unexpectedly", component=child.args[-1], code=child.returncode)
+                    log.error("a component stopped unexpectedly", component=_component(child), code=child.returncode)
                     return 1
     except KeyboardInterrupt:
         return 0

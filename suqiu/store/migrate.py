@@ -12,7 +12,8 @@ LOCK_ID = 0x5351_0001
 
 
 def migrations() -> list[tuple[str, str]]:
-    files = sorted(p for p in resources.files("suqiu").joinpath("sql").iterdir() if p.name.endswith(".sql"))
+    files = sorted((p for p in resources.files("suqiu").joinpath("sql").iterdir() if p.name.endswith(".sql")),
+                   key=lambda p: p.name)
     return [(p.name, p.read_text("utf-8")) for p in files]
 
 

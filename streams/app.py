@@ -151,19 +151,22 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
 
             await Batcher(stream, bridge_batch, size=500, within=0.05).run()
 
-    @app.timer(interval=settings.timer_interval)
+    @app.task
     async def sla_timers() -> None:
-        if not rt.ready.is_set():
-            return
+        # A loop, not app.timer: a tick firing a burst of deadlines can outlast the interval,
+        # and Faust then skips the next tick and warns that the two overlap.
+        await rt.ready.wait()
         r = rt.runtime
         timers = SlaTimers(r.pool, r.service, r.clock, settings.system_id)
-        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.events_topic}
-        try:
-            while await timers.fire_due(owned) >= timers.batch:
-                pass
-        except Exception:
-            # Every tick compares now with the stored deadlines, so the next one catches up.
-            log.warning("sla timer tick failed", exc_info=True)
+        while True:
+            owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.events_topic}
+            try:
+                while await timers.fire_due(owned) >= timers.batch:
+                    pass
+            except Exception:
+                # Every tick compares now with the stored deadlines, so the next one catches up.
+                log.warning("sla timer tick failed", exc_info=True)
+            await asyncio.sleep(settings.timer_interval)
 
     @app.task
     async def sla_policy() -> None:

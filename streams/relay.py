@@ -186,8 +186,12 @@ class OutboxRelay:
             epochs = await self.broker_epochs()
         if epoch is not None and epoch in epochs:
             return False
-        log.warning("broker does not hold the relay's epoch: republishing the store", topic=self.topic,
-                    epoch=epoch)
+        if epoch is None:
+            # A new store: nothing was lost, so this is not worth a warning.
+            log.info("first relay start on this store: publishing it and marking the broker", topic=self.topic)
+        else:
+            log.warning("broker does not hold the relay's epoch: republishing the store", topic=self.topic,
+                        epoch=epoch)
         await ensure_topics(self.settings, extra=[self.marker_topic])
         new_epoch = uuid.uuid4().hex
         await (await producer.send(self.marker_topic, value=new_epoch.encode(), partition=0))

@@ -190,7 +190,7 @@ class CommandService:
             priors = await store.find_commands(conn, [r.command_id for r, _, _ in ok])
             sources = await store.find_sources(conn, [(c.source_system, c.source_ref) for _, c, _ in ok])
         results: dict[str, CommandResult | DomainError] = {}
-        batch: list[tuple[list[store.Encoded], str, bytes, dict[str, Any], tuple[str, str]]] = []
+        batch: list[store.Append] = []
         now = self._clock.now()
         ctx = self._context()
         for req, command, request_hash in ok:
@@ -214,8 +214,8 @@ class CommandService:
             result = CommandResult("created", req.command_id, case_id, events[-1].seq,
                                    tuple(ev.event_id for ev in events))
             results[req.command_id] = result
-            batch.append((encoded, req.command_id, request_hash, result.as_dict(),
-                          (command.source_system, command.source_ref)))
+            batch.append(store.Append(encoded, req.command_id, request_hash, result.as_dict(),
+                                      (command.source_system, command.source_ref)))
         if batch:
             try:
                 async with self._pool.connection() as conn:

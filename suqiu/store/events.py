@@ -184,31 +184,29 @@ async def find_sources(conn: psycopg.AsyncConnection[Any], refs: list[tuple[str,
     return {(r[0], r[1]): dict(r[2]) for r in await cur.fetchall()}
 
 
-async def copy_many(
-    conn: psycopg.AsyncConnection[Any],
-    batch: list[tuple[list[Encoded], str, bytes, dict[str, Any], tuple[str, str]]],
-) -> None:
+async def copy_many(conn: psycopg.AsyncConnection[Any], batch: list[Append]) -> None:
     """Many new cases in one transaction with COPY: events, outbox rows, commands, source refs."""
     try:
         async with conn.transaction(), conn.cursor() as cur:
             async with cur.copy(f"COPY events ({_EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(_EVENT_COPY_TYPES)
-                for encoded, *_ in batch:
-                    for enc in encoded:
+                for a in batch:
+                    for enc in a.encoded:
                         ev = enc.event
                         await copy.write_row((ev.case_id, ev.seq, uuid_bytes(ev.event_id), ev.event_type,
                                               ev.command_id, ev.occurred_at, ev.recorded_at, enc.data, enc.hash))
             async with cur.copy("COPY commands (command_id, case_id, request_hash, result) "
                                 "FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(["text", "text", "bytea", COPY_AS["jsonb"]])
-                for encoded, command_id, request_hash, result, _ in batch:
-                    await copy.write_row((command_id, encoded[0].event.case_id, request_hash,
-                                          jsonb_bytes(_RESULT.encode(result))))
+                for a in batch:
+                    await copy.write_row((a.command_id, a.encoded[0].event.case_id, a.request_hash,
+                                          jsonb_bytes(_RESULT.encode(a.result))))
             async with cur.copy("COPY source_refs (source_system, source_ref, case_id, command_id) "
                                 "FROM STDIN") as copy:
-                for encoded, command_id, _, _, source in batch:
-                    await copy.write_row((source[0], source[1], encoded[0].event.case_id, command_id))
-            await cur.execute(QUEUE_CASES, ([b[0][0].event.case_id for b in batch],))
+                for a in batch:
+                    assert a.source is not None, "only new cases, each with its source reference, go by COPY"
+                    await copy.write_row((*a.source, a.encoded[0].event.case_id, a.command_id))
+            await cur.execute(QUEUE_CASES, ([a.encoded[0].event.case_id for a in batch],))
             await cur.execute("SELECT pg_notify(%s, current_schema())", (NOTIFY_CHANNEL,))
     except errors.UniqueViolation as exc:
         raise DuplicateCommand(exc.diag.constraint_name or "") from exc

@@ -25,7 +25,7 @@ from suqiu.domain.events import Event
 from suqiu.domain.model import Actor, plain
 from suqiu.domain.refdata import Context
 from suqiu.store import events as store
-from suqiu.store.group import GroupCommit
+from suqiu.store.group import GroupCommit, GroupRead
 
 log = structlog.get_logger(__name__)
 CACHE_SIZE = 20_000
@@ -83,6 +83,7 @@ class CommandService:
         self._cases: OrderedDict[str, tuple[Case, bytes]] = OrderedDict()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._commits = GroupCommit(pool)
+        self._reads = GroupRead(pool)
 
     async def execute(self, req: CommandRequest) -> CommandResult:
         command = parse_command(req.type, req.body)
@@ -105,25 +106,23 @@ class CommandService:
         is_submit = isinstance(command, Submit)
         bound = log.bind(command_id=req.command_id, command_type=req.type)
         for attempt in range(RETRIES):
-            # The connection is held for the read only: the append waits on the group commit.
-            async with self._pool.connection() as conn:
-                if is_submit:
-                    prior, original = await store.find_submitted(conn, req.command_id, command.source_system,
-                                                                 command.source_ref)
-                    if prior is not None:
-                        return _duplicate(prior, request_hash, req.command_id)
-                    if original is not None:
-                        return _as_duplicate(original)
-                    case_id, last_hash = self._new_id(), GENESIS
-                    case = Case(case_id=case_id)
-                else:
-                    assert req.case_id is not None
-                    case_id = req.case_id
-                    case, last_hash = self._cached(case_id)
-                    prior, newer = await store.read_for_command(conn, req.command_id, case_id, case.seq)
-                    if prior is not None:
-                        return _duplicate(prior, request_hash, req.command_id)
-                    case, last_hash = self._apply(case, last_hash, newer)
+            if is_submit:
+                found = await self._reads.read(store.Lookup(req.command_id, source=(command.source_system,
+                                                                                    command.source_ref)))
+                if found.prior is not None:
+                    return _duplicate(found.prior, request_hash, req.command_id)
+                if found.original is not None:
+                    return _as_duplicate(found.original)
+                case_id, last_hash = self._new_id(), GENESIS
+                case = Case(case_id=case_id)
+            else:
+                assert req.case_id is not None
+                case_id = req.case_id
+                case, last_hash = self._cached(case_id)
+                found = await self._reads.read(store.Lookup(req.command_id, case_id, case.seq))
+                if found.prior is not None:
+                    return _duplicate(found.prior, request_hash, req.command_id)
+                case, last_hash = self._apply(case, last_hash, found.newer)
             now = self._clock.now()
             meta = CommandMeta(
                 command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,

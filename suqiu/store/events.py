@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -68,45 +68,64 @@ async def find_command(conn: psycopg.AsyncConnection[Any], command_id: str) -> t
     return _prior(await cur.fetchone())
 
 
-async def read_for_command(
-    conn: psycopg.AsyncConnection[Any], command_id: str, case_id: str, after_seq: int
-) -> tuple[tuple[bytes, dict[str, Any]] | None, list[bytes]]:
-    """The command's earlier result, if any, and the case's newer events: one statement."""
-    cur = await conn.execute(
-        "SELECT 0 AS seq, request_hash, result, NULL FROM commands WHERE command_id = %s UNION ALL "
-        "SELECT seq, NULL, NULL, data FROM events WHERE case_id = %s AND seq > %s ORDER BY seq",
-        (command_id, case_id, after_seq), prepare=True)
-    prior, newer = None, []
-    for seq, request_hash, result, data in await cur.fetchall():
-        if seq == 0:
-            prior = _prior((request_hash, result))
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a command needs read before it is decided.
+
+    Every command: its id's earlier (request hash, result). A lifecycle command: its case's
+    events after `after_seq`. A submit: the result of the submit that already created a case
+    for its (source system, source reference).
+    """
+
+    command_id: str
+    case_id: str | None = None
+    after_seq: int = 0
+    source: tuple[str, str] | None = None
+
+
+@dataclass(slots=True)
+class Found:
+    prior: tuple[bytes, dict[str, Any]] | None = None
+    original: dict[str, Any] | None = None
+    newer: list[bytes] = field(default_factory=list)
+
+
+# One index probe per key and kind (suqiu.store.probes); rows come back by lookup, then
+# -1 (source reference), 0 (the command's own result), then the newer events in seq order.
+_LOOKUPS_SQL = (
+    "WITH k AS MATERIALIZED (SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[]) "
+    "WITH ORDINALITY AS k(command_id, case_id, after_seq, source_system, source_ref, i)) "
+    "SELECT k.i, 0, c.request_hash, c.result, NULL::bytea FROM k CROSS JOIN LATERAL (SELECT request_hash, result "
+    "FROM commands WHERE commands.command_id = k.command_id OFFSET 0) c "
+    "UNION ALL SELECT k.i, -1, NULL, c.result, NULL FROM k CROSS JOIN LATERAL (SELECT command_id FROM source_refs s "
+    "WHERE s.source_system = k.source_system AND s.source_ref = k.source_ref OFFSET 0) s CROSS JOIN LATERAL "
+    "(SELECT result FROM commands WHERE commands.command_id = s.command_id OFFSET 0) c "
+    "UNION ALL SELECT k.i, e.seq, NULL, NULL, e.data FROM k CROSS JOIN LATERAL (SELECT seq, data FROM events "
+    "WHERE events.case_id = k.case_id AND events.seq > k.after_seq OFFSET 0) e "
+    "ORDER BY 1, 2"
+)
+
+
+async def look_up(conn: psycopg.AsyncConnection[Any], lookups: list[Lookup]) -> list[Found]:
+    """What each of several commands needs read, in one statement (see `Lookup`)."""
+    cur = await conn.execute(_LOOKUPS_SQL, (
+        [k.command_id for k in lookups], [k.case_id for k in lookups], [k.after_seq for k in lookups],
+        [k.source[0] if k.source else None for k in lookups], [k.source[1] if k.source else None for k in lookups],
+    ), prepare=True)
+    found = [Found() for _ in lookups]
+    for i, seq, request_hash, result, data in await cur.fetchall():
+        f = found[i - 1]
+        if seq > 0:
+            f.newer.append(data)
+        elif seq == 0:
+            f.prior = _prior((request_hash, result))
         else:
-            newer.append(data)
-    return prior, newer
+            f.original = dict(result)
+    return found
 
 
 def _prior(row: tuple[Any, ...] | None) -> tuple[bytes, dict[str, Any]] | None:
     return None if row is None else (bytes(row[0]), row[1])
-
-
-async def find_submitted(conn: psycopg.AsyncConnection[Any], command_id: str, source_system: str, source_ref: str
-                         ) -> tuple[tuple[bytes, dict[str, Any]] | None, dict[str, Any] | None]:
-    """For a submit, in one statement: this command id's earlier (hash, result), and the result
-    of the submit that already created a case for this source reference."""
-    cur = await conn.execute(
-        "SELECT true, request_hash, result FROM commands WHERE command_id = %s UNION ALL "
-        "SELECT false, NULL, c.result FROM source_refs s JOIN commands c USING (command_id) "
-        "WHERE s.source_system = %s AND s.source_ref = %s",
-        (command_id, source_system, source_ref),
-        prepare=True,
-    )
-    prior, original = None, None
-    for own, request_hash, result in await cur.fetchall():
-        if own:
-            prior = _prior((request_hash, result))
-        else:
-            original = dict(result)
-    return prior, original
 
 
 _EVENT_COLUMNS = "case_id, seq, event_id, event_type, command_id, occurred_at, recorded_at, data, hash"

@@ -28,14 +28,18 @@ from suqiu.store.probes import delete_by
 log = structlog.get_logger(__name__)
 Acked = tuple[list[int], dict[int, int]]  # published positions, and the highest offset per partition
 LOCK_ID = 0x5351_0002
-FORGET_SENT = delete_by("outbox", "position", key_type="bigint")
+# Probed: after a broker loss the outbox holds the whole history (suqiu.store.probes).
+FORGET_SENT = (f"WITH sent AS ({delete_by('outbox', 'position', key_type='bigint')}) "
+               'INSERT INTO relay_offsets (topic, partition, "offset") SELECT %s, p, o '
+               "FROM unnest(%s::int[], %s::bigint[]) AS h(p, o) "
+               'ON CONFLICT (topic, partition) DO UPDATE SET "offset" = EXCLUDED."offset"')
 EPOCH_SQL = ("INSERT INTO relay_state (topic, epoch, republished_at) VALUES (%s, %s, now()) "
              "ON CONFLICT (topic) DO UPDATE SET epoch = EXCLUDED.epoch, republished_at = now()")
 
 
 class OutboxRelay:
     def __init__(self, settings: Settings, *, batch: int = 1000, check_every: float = 5.0,
-                 idle_wait: float = 1.0) -> None:
+                 idle_wait: float = 1.0, settle: float = 0.05) -> None:
         assert settings.database_url and settings.kafka_bootstrap
         self.settings = settings
         self.topic = settings.events_topic
@@ -43,6 +47,7 @@ class OutboxRelay:
         self.batch = batch
         self.check_every = check_every
         self.idle_wait = idle_wait
+        self.settle = settle
         self.republished = 0
 
     async def run(self) -> None:
@@ -85,8 +90,13 @@ class OutboxRelay:
                         if await self.check_broker(conn, producer, probe.result()):
                             acked = None  # queued again with everything else: the new broker needs it too
                         probe, next_check = None, loop.time() + self.check_every
-                    if moved == 0:  # also means the last batch is forgotten: the outbox holds only news
-                        async for _ in conn.notifies(timeout=self.idle_wait, stop_after=1):
+                    if moved < self.batch:
+                        # The read took everything queued, so wait for news rather than read again: each
+                        # round trip costs more CPU here than the rows it carries. A NOTIFY that came during
+                        # the batch is already waiting. An acknowledged batch not yet forgotten (its
+                        # offsets not yet in relay_offsets) only waits `settle`.
+                        timeout = self.idle_wait if acked is None else self.settle
+                        async for _ in conn.notifies(timeout=timeout, stop_after=1):
                             pass
             finally:
                 if probe is not None:
@@ -112,14 +122,9 @@ class OutboxRelay:
         async with conn.pipeline():
             if acked is not None:
                 positions, heads = acked
-                # Probed: after a broker loss the outbox holds the whole history (suqiu.store.probes).
-                await conn.execute(FORGET_SENT, (positions,), prepare=True)
                 # The heads let /v1/health report how far the read models trail the topic.
-                async with conn.cursor() as c:
-                    await c.executemany(
-                        'INSERT INTO relay_offsets (topic, partition, "offset") VALUES (%s, %s, %s) '
-                        'ON CONFLICT (topic, partition) DO UPDATE SET "offset" = EXCLUDED."offset"',
-                        [(self.topic, p, o) for p, o in heads.items()])
+                await conn.execute(FORGET_SENT, (positions, self.topic, list(heads), list(heads.values())),
+                                   prepare=True)
             # One index probe per queued event. A plain join let the planner pick a merge join that
             # walked events from position 1 on every batch (~9 ms at 50,000 events, measured).
             cur = await conn.execute(

@@ -93,7 +93,7 @@ class Found:
 # One index probe per key and kind (suqiu.store.probes); rows come back by lookup, then
 # -1 (source reference), 0 (the command's own result), then the newer events in seq order.
 _LOOKUPS_SQL = (
-    "WITH k AS MATERIALIZED (SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[]) "
+    "WITH k AS MATERIALIZED (SELECT * FROM unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[]) "
     "WITH ORDINALITY AS k(command_id, case_id, after_seq, source_system, source_ref, i)) "
     "SELECT k.i, 0, c.request_hash, c.result, NULL::bytea FROM k CROSS JOIN LATERAL (SELECT request_hash, result "
     "FROM commands WHERE commands.command_id = k.command_id OFFSET 0) c "
@@ -131,9 +131,9 @@ def _prior(row: tuple[Any, ...] | None) -> tuple[bytes, dict[str, Any]] | None:
 _EVENT_COLUMNS = "case_id, seq, event_id, event_type, command_id, occurred_at, recorded_at, data, hash"
 _EVENT_COPY_TYPES = ["text", "int4", COPY_AS["uuid"], "text", "text", "timestamptz", "timestamptz", "bytea", "bytea"]
 _APPEND_SQL = (
-    "SELECT refused_index, refused_by FROM append_commands(%s::text[], %s::text[], %s::bytea[], %s::jsonb[], "
-    "%s::text[], %s::text[], %s::int[], %s::int[], %s::int[], %s::uuid[], %s::text[], %s::timestamptz[], "
-    "%s::timestamptz[], %s::bytea[], %s::bytea[], %s)"
+    "SELECT refused_index, refused_by FROM append_commands(%b::text[], %b::text[], %b::bytea[], %b::jsonb[], "
+    "%b::text[], %b::text[], %b::int[], %b::int[], %b::int[], %b::uuid[], %b::text[], %b::timestamptz[], "
+    "%b::timestamptz[], %b::bytea[], %b::bytea[], %b)"
 )
 MAX_APPENDS = 32  # commands per append_many call: see suqiu/sql/004_append_commands.sql
 

@@ -16,11 +16,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import psycopg
 from aiokafka import AIOKafkaConsumer
 
 from bench.common import BenchStack, pct, start_stack, summary
+from bench.http import Client
 from schemas.codec import GENESIS, Codec
 from suqiu import logs
 from suqiu.domain import events as e
@@ -78,20 +78,19 @@ async def raw_baseline(dsn: str, commands: int, clients: int) -> float:
 
 
 class Load:
-    def __init__(self, session: aiohttp.ClientSession, base: str, keys: dict[str, Any]) -> None:
-        self.session, self.base = session, base
+    def __init__(self, client: Client, keys: dict[str, Any]) -> None:
+        self.client = client
         self.auth = {role: {"Authorization": f"Bearer {k['key']}"} for role, k in keys.items()}
         self.latencies: list[float] = []
         self.errors = 0
 
     async def post(self, role: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         t = time.perf_counter()
-        async with self.session.post(f"{self.base}/v1{path}", json=body, headers=self.auth[role]) as resp:
-            data: dict[str, Any] = await resp.json()
-            if resp.status >= 400:
-                self.errors += 1
+        status, data = await self.client.post(f"/v1{path}", body, self.auth[role])
+        if status >= 400:
+            self.errors += 1
         self.latencies.append((time.perf_counter() - t) * 1000)
-        return data
+        return dict(data)
 
     async def case_flow(self) -> None:
         """submit, dispatch, accept, urge: four commands on one case."""
@@ -102,23 +101,25 @@ class Load:
         await self.post("dispatcher", path, {"type": "urge", "command_id": str(uuid.uuid4()), "note": "请加快"})
 
 
-async def closed_loop(base: str, keys: dict[str, Any], commands: int, clients: int) -> tuple[float, Load]:
+async def closed_loop(port: int, keys: dict[str, Any], commands: int, clients: int) -> tuple[float, Load]:
     flows = commands // 4
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(flows):
         queue.put_nowait(i)
-    conn = aiohttp.TCPConnector(limit=clients * 2)
-    async with aiohttp.ClientSession(connector=conn) as session:
-        load = Load(session, base, keys)
+    http = Client("127.0.0.1", port)
+    load = Load(http, keys)
 
-        async def client() -> None:
-            while not queue.empty():
-                queue.get_nowait()
-                await load.case_flow()
+    async def client() -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            await load.case_flow()
 
+    try:
         start = time.perf_counter()
         await asyncio.gather(*[client() for _ in range(clients)])
         elapsed = time.perf_counter() - start
+    finally:
+        await http.close()
     return flows * 4 / elapsed, load
 
 
@@ -152,7 +153,7 @@ async def _consume_lags(bootstrap: str, topic: str, ready: Any, stop: Any, out: 
     out.put(lags)
 
 
-async def steady(base: str, keys: dict[str, Any], bootstrap: str, topic: str, rate: int,
+async def steady(port: int, keys: dict[str, Any], bootstrap: str, topic: str, rate: int,
                  seconds: float) -> tuple[Load, list[float], list[float]]:
     """Open loop at `rate` commands/s (submits and urges); publish lag from a consumer process."""
     ctx = multiprocessing.get_context("spawn")
@@ -160,8 +161,9 @@ async def steady(base: str, keys: dict[str, Any], bootstrap: str, topic: str, ra
     watcher = ctx.Process(target=lag_consumer, args=(bootstrap, topic, ready, stop, out), daemon=True)
     watcher.start()
     await asyncio.to_thread(ready.wait, 60)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
-        load = Load(session, base, keys)
+    http = Client("127.0.0.1", port)
+    load = Load(http, keys)
+    try:
         cases = []
         for _ in range(50):
             case = (await load.post("intake", "/appeals", submission()))["case_id"]
@@ -185,6 +187,8 @@ async def steady(base: str, keys: dict[str, Any], bootstrap: str, topic: str, ra
             else:
                 tasks.append(asyncio.create_task(load.post("intake", "/appeals", submission())))
         await asyncio.gather(*tasks)
+    finally:
+        await http.close()
     await asyncio.sleep(2.0)
     stop.set()
     lags = await asyncio.to_thread(out.get, True, 60)
@@ -212,9 +216,8 @@ def main() -> None:
             stack.spawn("api")
         stack.spawn("relay")
         stack.wait_http()
-        base = f"http://127.0.0.1:{s.http_port}"
-        rate, load = asyncio.run(closed_loop(base, stack.keys, args.commands, args.clients))
-        steady_load, lags, handed = asyncio.run(steady(base, stack.keys, s.kafka_bootstrap, s.events_topic, args.rate, args.seconds))
+        rate, load = asyncio.run(closed_loop(s.http_port, stack.keys, args.commands, args.clients))
+        steady_load, lags, handed = asyncio.run(steady(s.http_port, stack.keys, s.kafka_bootstrap, s.events_topic, args.rate, args.seconds))
         out = {
             "raw_psycopg_commands_per_s": round(raw), "http_commands_per_s": round(rate),
             "ratio_http_to_raw": round(rate / raw, 3), "closed_loop_errors": load.errors,

@@ -15,6 +15,12 @@ from suqiu.store.binary import COPY_AS, jsonb_bytes, uuid_bytes
 from suqiu.store.probes import probe
 
 NOTIFY_CHANNEL = "suqiu_outbox"
+# Writers wake the relay after their commit, in a transaction of its own that need not wait for
+# its WAL flush (set_config(..., true) lasts until that commit): a NOTIFY inside a write holds
+# a database-wide lock through the write's flush, so all writers' commits queue behind each
+# other's flushes (suqiu/sql/005_notify_after_commit.sql). A lost wake-up costs the relay's
+# idle wait, never an event: the relay reads the outbox, not the notifications.
+WAKE_RELAY = f"SELECT set_config('synchronous_commit', 'off', true), pg_notify('{NOTIFY_CHANNEL}', current_schema())"
 CASE_EVENTS_SQL = "SELECT data FROM events WHERE case_id = %s AND seq > %s ORDER BY seq"
 COMMAND_SQL = "SELECT request_hash, result FROM commands WHERE command_id = %s"
 FIND_COMMANDS = f"SELECT k.command_id, r.request_hash, r.result FROM {probe('commands', 'command_id', 'request_hash, result')}"
@@ -168,7 +174,7 @@ async def append_many(conn: psycopg.AsyncConnection[Any], appends: list[Append])
         [a.source[0] if a.source else None for a in appends], [a.source[1] if a.source else None for a in appends],
         first, last, [e.event.seq for e in events], [UUID(e.event.event_id) for e in events],
         [e.event.event_type for e in events], [e.event.occurred_at for e in events],
-        [e.event.recorded_at for e in events], [e.data for e in events], [e.hash for e in events], NOTIFY_CHANNEL,
+        [e.event.recorded_at for e in events], [e.data for e in events], [e.hash for e in events], None,
     )
     cur = await conn.execute(_APPEND_SQL, params, prepare=True)
     outcome: list[Exception | None] = [None] * len(appends)
@@ -226,6 +232,6 @@ async def copy_many(conn: psycopg.AsyncConnection[Any], batch: list[Append]) -> 
                     assert a.source is not None, "only new cases, each with its source reference, go by COPY"
                     await copy.write_row((*a.source, a.encoded[0].event.case_id, a.command_id))
             await cur.execute(QUEUE_CASES, ([a.encoded[0].event.case_id for a in batch],))
-            await cur.execute("SELECT pg_notify(%s, current_schema())", (NOTIFY_CHANNEL,))
     except errors.UniqueViolation as exc:
         raise DuplicateCommand(exc.diag.constraint_name or "") from exc
+    await conn.execute(WAKE_RELAY)

@@ -16,7 +16,7 @@ import structlog
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
-from suqiu.store.events import MAX_APPENDS, Append, Found, Lookup, append_many, look_up
+from suqiu.store.events import MAX_APPENDS, WAKE_RELAY, Append, Found, Lookup, append_many, look_up
 
 log = structlog.get_logger(__name__)
 DEADLOCK_RETRIES = 3
@@ -101,6 +101,7 @@ class GroupCommit(_Group[Append, "Exception | None"]):
 
     def __init__(self, pool: AsyncConnectionPool[Any], lanes: int = 2) -> None:
         super().__init__(pool, MAX_APPENDS, lanes)
+        self._wake = RelayWakeUp(pool)
 
     async def append(self, item: Append) -> None:
         """Raises CaseConflict or DuplicateCommand as a single append would."""
@@ -125,7 +126,39 @@ class GroupCommit(_Group[Append, "Exception | None"]):
                 # PostgreSQL rolled this one back whole; again, the loser now gets its conflict.
                 log.info("group commit deadlocked, retrying", size=len(items), attempt=attempt)
                 attempt += 1
+        if any(error is None for error in stored):
+            self._wake()
         outcome: list[Exception | None] = [None] * len(items)
         for i, error in zip(order, stored, strict=True):
             outcome[i] = error
         return outcome
+
+
+class RelayWakeUp:
+    """Wakes the outbox relay after commits (`WAKE_RELAY`), at most one wake-up in flight.
+
+    Commits made while one is in flight share the next, so a busy process sends a few per
+    round trip's time rather than one per commit.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+        self._due = False
+        self._task: asyncio.Task[None] | None = None
+
+    def __call__(self) -> None:
+        self._due = True
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while self._due:
+                self._due = False
+                try:
+                    async with self._pool.connection() as conn:
+                        await conn.execute(WAKE_RELAY, prepare=True)
+                except Exception as exc:  # the relay still finds the events, after its idle wait
+                    log.warning("could not wake the outbox relay", error=str(exc))
+        finally:
+            self._task = None

@@ -137,12 +137,12 @@ class GroupCommit(_Group[Append, "Exception | None"]):
 class RelayWakeUp:
     """Wakes the outbox relay after commits (`WAKE_RELAY`), at most one wake-up in flight.
 
-    Commits made while one is in flight share the next, so a busy process sends a few per
-    round trip's time rather than one per commit.
+    Commits made while one is pending or in flight share the next.
     """
 
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], linger: float = 0.005) -> None:
         self._pool = pool
+        self._linger = linger
         self._due = False
         self._task: asyncio.Task[None] | None = None
 
@@ -154,6 +154,9 @@ class RelayWakeUp:
     async def _run(self) -> None:
         try:
             while self._due:
+                # The commits of the next few milliseconds share this wake-up (the relay waits as long
+                # again before it reads): a round trip costs more CPU here than the statement it carries.
+                await asyncio.sleep(self._linger)
                 self._due = False
                 try:
                     async with self._pool.connection() as conn:

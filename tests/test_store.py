@@ -91,3 +91,47 @@ async def test_two_processes_group_committing_on_the_same_cases_lose_nothing(
         assert chain_ok(settings, case)  # seq 1, 2, 3 ... with no gap, every hash chained
     assert count_rows(settings, "events") == 3 * 2 + 60 == count_rows(settings, "outbox")
     assert count_rows(settings, "commands") == 3 * 2 + 60
+
+
+async def test_a_process_with_a_stale_view_of_a_case_decides_on_the_stored_one(
+        settings: Settings, runtime: Runtime, clock: ManualClock) -> None:
+    """Another process has moved the case on since this one last saw it: neither a refusal nor an
+    append may stand on the stale view."""
+    other = await Runtime(settings, clock=clock).open()
+    try:
+        body = submission()
+        created = await runtime.service.execute(CommandRequest("submit", body.pop("command_id"), INTAKE, body))
+        case_id = created.case_id
+        # The other process dispatches: this process still holds the case as submitted.
+        await other.service.execute(CommandRequest("dispatch", str(uuid.uuid4()), DISPATCHER,
+                                                   {"department": "bh-market"}, case_id=case_id))
+        # On the stale view an acceptance would be refused (nothing was dispatched); on the stored one it stands.
+        department = Actor(SYSTEM, Role.DEPARTMENT, department="bh-market")
+        accept = CommandRequest("accept", str(uuid.uuid4()), department, {}, case_id=case_id)
+        accepted = await runtime.service.execute(accept)
+        assert (accepted.status, accepted.seq) == ("accepted", 3)
+        # The other process last saw seq 2.
+        urged = await other.service.execute(CommandRequest("urge", str(uuid.uuid4()), DISPATCHER, {"note": "x"},
+                                                           case_id=case_id))
+        assert (urged.status, urged.seq) == ("accepted", 4)
+        # A repeat answers the original result.
+        again = await runtime.service.execute(accept)
+        assert (again.status, again.seq, again.event_ids) == ("duplicate", 3, accepted.event_ids)
+    finally:
+        await other.close()
+    assert chain_ok(settings, case_id)
+    assert count_rows(settings, "events") == 4
+
+
+async def test_a_repeated_submit_answers_the_original_case_without_a_new_one(
+        settings: Settings, runtime: Runtime) -> None:
+    """A submit is decided and appended without reading first; the constraints catch a repeat."""
+    body = submission()
+    command_id = body.pop("command_id")
+    first = await runtime.service.execute(CommandRequest("submit", command_id, INTAKE, dict(body)))
+    again = await runtime.service.execute(CommandRequest("submit", command_id, INTAKE, dict(body)))
+    by_source = await runtime.service.execute(CommandRequest("submit", str(uuid.uuid4()), INTAKE, dict(body)))
+    assert first.status == "created"
+    assert (again.status, again.case_id, again.event_ids) == ("duplicate", first.case_id, first.event_ids)
+    assert (by_source.status, by_source.case_id) == ("duplicate", first.case_id)
+    assert count_rows(settings, "events") == 1 == count_rows(settings, "commands")

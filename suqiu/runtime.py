@@ -54,6 +54,7 @@ class Runtime:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
+        await self.service.close()
         await self.pool.close()
 
     @property

@@ -181,6 +181,9 @@ class CommandService:
             return result
         raise DomainError("conflict", "the case is changing too fast; retry the command", case_id=req.case_id)
 
+    async def close(self) -> None:
+        await self._commits.close()
+
     async def create_many(self, reqs: list[CommandRequest]) -> list[CommandResult | DomainError]:
         """New cases (submit, import_case) in one transaction: group commit for bulk loads.
 

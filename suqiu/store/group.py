@@ -8,6 +8,7 @@ process), so concurrent commands read together and commit together.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
 from collections import deque
 from typing import Any, Generic, TypeVar
@@ -103,6 +104,9 @@ class GroupCommit(_Group[Append, "Exception | None"]):
         super().__init__(pool, MAX_APPENDS, lanes)
         self._wake = RelayWakeUp(pool)
 
+    async def close(self) -> None:
+        await self._wake.close()
+
     async def append(self, item: Append) -> None:
         """Raises CaseConflict or DuplicateCommand as a single append would."""
         error = await self._submit(item)
@@ -150,6 +154,17 @@ class RelayWakeUp:
         self._due = True
         if self._task is None:
             self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        """Send what is due now rather than after the pool has closed under it."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            if self._due:
+                async with self._pool.connection() as conn:
+                    await conn.execute(WAKE_RELAY)
+                self._due = False
 
     async def _run(self) -> None:
         try:

@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any, Generic, TypeVar
 
 import structlog
-from psycopg import errors
+from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool
 
 from suqiu.store.events import MAX_APPENDS, WAKE_RELAY, Append, Found, Lookup, append_many, look_up
@@ -76,7 +76,7 @@ class _Group(ABC, Generic[ItemT, ResultT]):
             self._running -= 1
 
     @abstractmethod
-    async def _run(self, conn: Any, items: list[ItemT]) -> list[ResultT]:
+    async def _run(self, conn: AsyncConnection[Any], items: list[ItemT]) -> list[ResultT]:
         """One result per item, in order."""
 
 
@@ -89,7 +89,7 @@ class GroupRead(_Group[Lookup, Found]):
     async def read(self, lookup: Lookup) -> Found:
         return await self._submit(lookup)
 
-    async def _run(self, conn: Any, items: list[Lookup]) -> list[Found]:
+    async def _run(self, conn: AsyncConnection[Any], items: list[Lookup]) -> list[Found]:
         return await look_up(conn, items)
 
 
@@ -113,7 +113,7 @@ class GroupCommit(_Group[Append, "Exception | None"]):
         if error is not None:
             raise error
 
-    async def _run(self, conn: Any, items: list[Append]) -> list[Exception | None]:
+    async def _run(self, conn: AsyncConnection[Any], items: list[Append]) -> list[Exception | None]:
         # Every batch takes its cases' rows in the same order: two processes' batches then
         # wait on each other rather than deadlock (a deadlock is still retried below).
         order = sorted(range(len(items)), key=lambda i: items[i].encoded[0].event.case_id)

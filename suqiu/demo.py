@@ -28,6 +28,11 @@ def say(text: str) -> None:
     sys.stdout.flush()
 
 
+def short(case_id: str) -> str:
+    """A case id for the narration: UUIDv7 ids share their leading (time) digits, so the tail."""
+    return "…" + case_id[-8:]
+
+
 class Client:
     def __init__(self, session: aiohttp.ClientSession, base: str, keys: dict[str, str]) -> None:
         self.session, self.base, self.keys = session, base, keys
@@ -43,7 +48,7 @@ class Client:
     async def do(self, key: str, case_id: str, type_name: str, label: str, **fields: Any) -> None:
         result = await self.call(key, "POST", f"/appeals/{case_id}/commands",
                                  {"type": type_name, "command_id": str(uuid.uuid4()), **fields})
-        say(f"  {case_id[:8]} seq {result['seq']:>2}  {type_name:<17} {label}")
+        say(f"  {short(case_id)} seq {result['seq']:>2}  {type_name:<17} {label}")
 
 
 async def play(http_url: str, keys: dict[str, dict[str, Any]], database_url: str, system_id: str = "tj-binhai",
@@ -71,7 +76,7 @@ async def play(http_url: str, keys: dict[str, dict[str, Any]], database_url: str
                 "title": title, "content": content,
             })
             cases.append(r["case_id"])
-            say(f"  {r['case_id'][:8]} seq  1  submit            {name}: {title}")
+            say(f"  {short(r['case_id'])} seq  1  submit            {name}: {title}")
         a, b, u, w = cases
         say("Case A: dispatched to the approval bureau, transferred to planning, materials, reply, closed, rated")
         await c.do("dispatcher", a, "dispatch", "派单 → 行政审批局", department="bh-approval", note="请核实审批进度")
@@ -123,7 +128,7 @@ async def watch_sla(c: Client, urgent: str, reopened: str, timeout: float) -> No
                     seen.add((case, ev["seq"]))
                     if case == urgent:
                         urgent_kinds.add(ev["event_type"])
-                    say(f"  {case[:8]} seq {ev['seq']:>2}  {ev['event_type']:<17} clock {ev['data']['clock']:<9} "
+                    say(f"  {short(case)} seq {ev['seq']:>2}  {ev['event_type']:<17} clock {ev['data']['clock']:<9} "
                         f"at {ev['occurred_at']} by the {ev['actor']['role']} timers")
     if not wanted <= urgent_kinds:
         say("  (timed out waiting for the SLA events: is the worker running?)")
@@ -133,7 +138,7 @@ async def show_figures(c: Client) -> None:
     """What a dispatcher sees: load per department and the zone's figures, from the read models."""
     overdue = await c.call("dispatcher", "GET", "/appeals?overdue=true")
     say(f"Overdue now: {len(overdue['appeals'])} case(s): "
-        + ", ".join(f"{a['case_id'][:8]} at {a['department']}" for a in overdue["appeals"]))
+        + ", ".join(f"{short(a['case_id'])} at {a['department']}" for a in overdue["appeals"]))
     for dept in ("bh-eco", "bh-hrss", "bh-planning"):
         f = await c.call("dispatcher", "GET", f"/departments/{dept}/load")
         say(f"  {dept:<12} open {f['open']} due soon {f['due_soon']} overdue {f['overdue']} closed today "

@@ -8,11 +8,12 @@ import uuid
 from typing import Any
 
 import psycopg
+import pytest
 
 from schemas.codec import GENESIS
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
-from suqiu.domain import Case, CommandMeta, decide
+from suqiu.domain import Case, CommandMeta, DomainError, decide
 from suqiu.domain.commands import parse_command
 from suqiu.domain.model import Actor, Role
 from suqiu.runtime import Runtime
@@ -134,4 +135,8 @@ async def test_a_repeated_submit_answers_the_original_case_without_a_new_one(
     assert first.status == "created"
     assert (again.status, again.case_id, again.event_ids) == ("duplicate", first.case_id, first.event_ids)
     assert (by_source.status, by_source.case_id) == ("duplicate", first.case_id)
+    other = {**body, "source_ref": "another", "title": "另一个诉求"}
+    with pytest.raises(DomainError) as refused:
+        await runtime.service.execute(CommandRequest("submit", command_id, INTAKE, other))
+    assert refused.value.code == "idempotency_mismatch"
     assert count_rows(settings, "events") == 1 == count_rows(settings, "commands")

@@ -112,24 +112,11 @@ class CommandService:
         # this one last saw it is often stale (measured: refused appends then cost more than reads).
         read_first = not is_submit
         for attempt in range(RETRIES):
-            if is_submit:
-                if read_first:
-                    found = await self._reads.read(store.Lookup(req.command_id, source=(command.source_system,
-                                                                                        command.source_ref)))
-                    if found.prior is not None:
-                        return _duplicate(found.prior, request_hash, req.command_id)
-                    if found.original is not None:
-                        return _as_duplicate(found.original)
-                case_id, last_hash = self._new_id(), GENESIS
-                case = Case(case_id=case_id)
-            else:
-                assert req.case_id is not None
-                case_id = req.case_id
-                case, last_hash = self._cached(case_id)
-                found = await self._reads.read(store.Lookup(req.command_id, case_id, case.seq))
-                if found.prior is not None:
-                    return _duplicate(found.prior, request_hash, req.command_id)
-                case, last_hash = self._apply(case, last_hash, found.newer)
+            start = await self._start(req, command, request_hash, read_first)
+            if isinstance(start, CommandResult):
+                return start
+            case, last_hash = start
+            case_id = case.case_id
             now = self._clock.now()
             meta = CommandMeta(
                 command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
@@ -180,6 +167,25 @@ class CommandService:
                 bound.info("event stored", case_id=case_id, event_id=ev.event_id, event_type=ev.event_type, seq=ev.seq)
             return result
         raise DomainError("conflict", "the case is changing too fast; retry the command", case_id=req.case_id)
+
+    async def _start(self, req: CommandRequest, command: Any, request_hash: bytes, read_first: bool
+                     ) -> CommandResult | tuple[Case, bytes]:
+        """The case to decide on and its last hash, or the original result of a repeated command."""
+        if isinstance(command, Submit):
+            if read_first:
+                found = await self._reads.read(store.Lookup(req.command_id, source=(command.source_system,
+                                                                                    command.source_ref)))
+                if found.prior is not None:
+                    return _duplicate(found.prior, request_hash, req.command_id)
+                if found.original is not None:
+                    return _as_duplicate(found.original)
+            return Case(case_id=self._new_id()), GENESIS
+        assert req.case_id is not None
+        case, last_hash = self._cached(req.case_id)
+        found = await self._reads.read(store.Lookup(req.command_id, req.case_id, case.seq))
+        if found.prior is not None:
+            return _duplicate(found.prior, request_hash, req.command_id)
+        return self._apply(case, last_hash, found.newer)
 
     async def close(self) -> None:
         await self._commits.close()

@@ -146,8 +146,7 @@ class CommandService:
                 self._cases.pop(case_id, None)
                 if req.expected_seq is not None:
                     # The seq clash may be reported before the command id's: a repeat is a repeat.
-                    async with self._pool.connection() as conn:
-                        prior = await store.find_command(conn, req.command_id)
+                    prior = (await self._reads.read(store.Lookup(req.command_id))).prior
                     if prior is not None:
                         return _duplicate(prior, request_hash, req.command_id)
                     raise DomainError(
@@ -208,21 +207,20 @@ class CommandService:
             except DomainError as exc:
                 parsed.append(exc)
         ok = [p for p in parsed if not isinstance(p, DomainError)]
+        lookups = [store.Lookup(r.command_id, source=(c.source_system, c.source_ref)) for r, c, _ in ok]
         async with self._pool.connection() as conn:
-            priors = await store.find_commands(conn, [r.command_id for r, _, _ in ok])
-            sources = await store.find_sources(conn, [(c.source_system, c.source_ref) for _, c, _ in ok])
+            found = await store.look_up(conn, lookups) if lookups else []
         results: dict[str, CommandResult | DomainError] = {}
         batch: list[store.Append] = []
         now = self._clock.now()
         ctx = self._context()
-        for req, command, request_hash in ok:
+        for (req, command, request_hash), stored in zip(ok, found, strict=True):
             try:
-                if req.command_id in priors:
-                    results[req.command_id] = _duplicate(priors[req.command_id], request_hash, req.command_id)
+                if stored.prior is not None:
+                    results[req.command_id] = _duplicate(stored.prior, request_hash, req.command_id)
                     continue
-                original = sources.get((command.source_system, command.source_ref))
-                if original is not None:
-                    results[req.command_id] = _as_duplicate(original)
+                if stored.original is not None:
+                    results[req.command_id] = _as_duplicate(stored.original)
                     continue
                 case_id = self._new_id()
                 meta = CommandMeta(command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,

@@ -22,8 +22,6 @@ NOTIFY_CHANNEL = "suqiu_outbox"
 # idle wait, never an event: the relay reads the outbox, not the notifications.
 WAKE_RELAY = f"SELECT set_config('synchronous_commit', 'off', true), pg_notify('{NOTIFY_CHANNEL}', current_schema())"
 CASE_EVENTS_SQL = "SELECT data FROM events WHERE case_id = %s AND seq > %s ORDER BY seq"
-COMMAND_SQL = "SELECT request_hash, result FROM commands WHERE command_id = %s"
-FIND_COMMANDS = f"SELECT k.command_id, r.request_hash, r.result FROM {probe('commands', 'command_id', 'request_hash, result')}"
 # A bulk load's outbox rows: its cases' events, found without scanning a table that is growing.
 QUEUE_CASES = f"INSERT INTO outbox (position) SELECT r.position FROM {probe('events', 'case_id', 'position')}"
 
@@ -67,11 +65,6 @@ async def read_history(conn: psycopg.AsyncConnection[Any], case_id: str) -> list
         (case_id,),
     )
     return [StoredEvent(*r) for r in await cur.fetchall()]
-
-
-async def find_command(conn: psycopg.AsyncConnection[Any], command_id: str) -> tuple[bytes, dict[str, Any]] | None:
-    cur = await conn.execute(COMMAND_SQL, (command_id,), prepare=True)
-    return _prior(await cur.fetchone())
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,14 +117,10 @@ async def look_up(conn: psycopg.AsyncConnection[Any], lookups: list[Lookup]) -> 
         if seq > 0:
             f.newer.append(data)
         elif seq == 0:
-            f.prior = _prior((request_hash, result))
+            f.prior = (bytes(request_hash), result)
         else:
             f.original = dict(result)
     return found
-
-
-def _prior(row: tuple[Any, ...] | None) -> tuple[bytes, dict[str, Any]] | None:
-    return None if row is None else (bytes(row[0]), row[1])
 
 
 _EVENT_COLUMNS = "case_id, seq, event_id, event_type, command_id, occurred_at, recorded_at, data, hash"
@@ -189,24 +178,6 @@ async def append_many(conn: psycopg.AsyncConnection[Any], appends: list[Append])
 
 
 _RESULT = json.JSONEncoder(ensure_ascii=False)
-
-
-async def find_commands(conn: psycopg.AsyncConnection[Any], command_ids: list[str]
-                        ) -> dict[str, tuple[bytes, dict[str, Any]]]:
-    cur = await conn.execute(FIND_COMMANDS, (command_ids,))
-    return {r[0]: (bytes(r[1]), r[2]) for r in await cur.fetchall()}
-
-
-async def find_sources(conn: psycopg.AsyncConnection[Any], refs: list[tuple[str, str]]
-                       ) -> dict[tuple[str, str], dict[str, Any]]:
-    # Index probes as in suqiu.store.probes, on a two-column key.
-    cur = await conn.execute(
-        "SELECT r.source_system, r.source_ref, c.result FROM unnest(%s::text[], %s::text[]) AS r(source_system, "
-        "source_ref) CROSS JOIN LATERAL (SELECT command_id FROM source_refs s WHERE s.source_system = r.source_system "
-        "AND s.source_ref = r.source_ref OFFSET 0) s CROSS JOIN LATERAL (SELECT result FROM commands "
-        "WHERE commands.command_id = s.command_id OFFSET 0) c",
-        ([a for a, _ in refs], [b for _, b in refs]))
-    return {(r[0], r[1]): dict(r[2]) for r in await cur.fetchall()}
 
 
 async def copy_many(conn: psycopg.AsyncConnection[Any], batch: list[Append]) -> None:

@@ -42,7 +42,8 @@ class CommandIntake:
         try:
             result: dict[str, Any] = (await self._execute(request)).as_dict()
         except DomainError as exc:
-            bound.info("kafka command refused", code=exc.code, reason=exc.message)
+            (bound.error if exc.configuration else bound.info)("kafka command refused", code=exc.code,
+                                                                reason=exc.message)
             result = {"command_id": request.command_id, "case_id": request.case_id, "status": "rejected",
                       "error": exc.as_dict()}
         return Outgoing(self.settings.results_topic, request.command_id.encode(), self.codec.encode_result(result), [])

@@ -22,12 +22,13 @@ from projections.projector import Incoming, Projector
 from schemas.codec import Codec, DecodeError
 from streams.dlq import Outgoing, dead_letter
 from suqiu.config import Settings
-from suqiu.domain.sla import SlaPolicy
+from suqiu.domain.sla import CalendarError, SlaPolicy
 from suqiu.processes import worker_pool
 
 log = structlog.get_logger(__name__)
 # (topic, partition, offset, key, value, headers), as read from the events topic.
 Record = tuple[str, int, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
+HOLD_FIRST, HOLD_MAX = 1.0, 60.0  # seconds between tries of a batch the calendar cannot place
 
 
 class EventsConsumer:
@@ -90,6 +91,7 @@ class ProjectorProcesses:
 
     async def _apply(self, i: int, records: list[Record], now: datetime) -> list[Outgoing]:
         loop = asyncio.get_running_loop()
+        held = HOLD_FIRST
         while True:
             executor = self._executors[i]
             if executor is None:
@@ -102,6 +104,14 @@ class ProjectorProcesses:
                 executor.shutdown(wait=False, cancel_futures=True)
                 self._executors[i] = None
                 await asyncio.sleep(1.0)
+            except CalendarError as exc:
+                # This worker's policy cannot place a deadline the stored events need (the API's
+                # policy could): skipping would lose the batch and crashing would loop, so the
+                # partitions wait, loudly, until the policy is fixed and the worker restarted.
+                log.error("read models held: the SLA policy's calendar cannot place a deadline",
+                          reason=exc.message, retry_in=held, size=len(records), **exc.details)
+                await asyncio.sleep(held)
+                held = min(held * 2, HOLD_MAX)
 
     def close(self) -> None:
         for i, executor in enumerate(self._executors):

@@ -26,6 +26,7 @@ MAX_BODY = 256 * 1024
 STATUS = {
     "invalid_input": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid_state": 409,
     "conflict": 409, "idempotency_mismatch": 409, "too_large": 413, "unavailable": 503,
+    "calendar_unknown": 503,
 }
 RUNTIME = web.AppKey("runtime", Runtime)
 ACTOR = web.RequestKey("actor", Actor)
@@ -50,9 +51,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except DomainError as exc:
         refused = exc.code in ("unauthorized", "forbidden")
         # Refused access is a security record: warning level, the key's prefix only, never the secret.
-        (log.warning if refused else log.info)(
-            "access refused" if refused else "request refused", path=request.path, code=exc.code,
-            reason=exc.message, key_prefix=_prefix(request))
+        level = log.error if exc.configuration else log.warning if refused else log.info
+        level("access refused" if refused else "request refused", path=request.path, code=exc.code,
+              reason=exc.message, key_prefix=_prefix(request))
         return error_response(exc.code, exc.message, **exc.details)
     except web.HTTPRequestEntityTooLarge:
         return error_response("too_large", f"request body over {MAX_BODY} bytes", limit=MAX_BODY)
@@ -295,6 +296,7 @@ async def health(request: web.Request) -> web.Response:
         checks["database"] = f"unreachable: {exc}"
     probe = request.app.get(BROKER_PROBE)
     checks["broker"] = await probe() if probe else "not configured"
+    checks["calendar"] = rt.calendar_coverage()  # reported, not a failure: the API still answers
     healthy = checks["database"] == "ok" and checks["broker"] == "ok"
     return json_response({"status": "ok" if healthy else "degraded", "checks": checks}, 200 if healthy else 503)
 

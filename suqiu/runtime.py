@@ -10,10 +10,11 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from schemas.codec import Codec
+from suqiu.calendar import coverage
 from suqiu.clock import Clock, SystemClock
 from suqiu.config import Settings
 from suqiu.domain.refdata import Context
-from suqiu.domain.sla import SlaPolicy
+from suqiu.domain.sla import CHINA, SlaPolicy
 from suqiu.policy import load_policy, policy_document
 from suqiu.service import CommandService
 from suqiu.store import reference
@@ -45,6 +46,9 @@ class Runtime:
 
     async def open(self) -> Runtime:
         await self.pool.open(wait=True, timeout=30)
+        calendar = self.calendar_coverage()
+        if calendar["status"] != "ok":
+            log.warning("the business calendar runs out soon", **calendar)
         await self.refresh()
         self._refresher = asyncio.create_task(self._refresh_forever())
         return self
@@ -56,6 +60,10 @@ class Runtime:
                 await self._refresher
         await self.service.close()
         await self.pool.close()
+
+    def calendar_coverage(self) -> dict[str, Any]:
+        """How far ahead the policy's calendar can place deadlines (for /v1/health and the logs)."""
+        return coverage(self.policy.calendar.is_workday, self.clock.now().astimezone(CHINA).date())
 
     @property
     def context(self) -> Context:

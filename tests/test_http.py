@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import psycopg
 
 from schemas.codec import GENESIS, Codec, chain_hash, stored_hash, unhashed_body
+from suqiu.clock import ManualClock
 from suqiu.config import Settings
 from tests.conftest import Api, stored, submission
 
@@ -79,6 +81,23 @@ async def test_deadlines_follow_the_business_calendar(api: Api) -> None:
     assert view["accept_due"] == "2026-07-21T04:00:00.000Z"   # 12:00 local
     assert view["resolve_due"] == "2026-07-28T02:00:00.000Z"  # next Tuesday 10:00 local
     assert view["sla_status"] == "on_time"
+
+
+async def test_a_deadline_in_a_year_the_calendar_does_not_know_is_refused_and_nothing_stored(
+        api: Api, settings: Settings, clock: ManualClock) -> None:
+    # Monday 2026-12-28 10:00 Tianjin: five working days run into 2027, which chinesecalendar
+    # does not know and the shipped policy has no override for. A guess would be silent.
+    clock.set(datetime(2026, 12, 28, 2, 0, tzinfo=UTC))
+    case = (await api.submit())["case_id"]
+    before = stored(settings)
+    status, body = await api.do("dispatcher", case, "dispatch", department="bh-market")
+    assert status == 503, body
+    assert body["error"]["code"] == "calendar_unknown"
+    assert "no holiday data for 2027" in body["error"]["message"] and "override" in body["error"]["message"]
+    assert body["error"]["details"]["year"] == 2027
+    assert stored(settings) == before
+    _, view = await api.call("auditor", "GET", f"/appeals/{case}")
+    assert view["status"] == "submitted"
 
 
 async def test_repeated_command_id_and_source_ref_store_nothing_new(api: Api, settings: Settings) -> None:
@@ -200,6 +219,12 @@ async def test_schemas_endpoint_serves_every_fingerprint(api: Api) -> None:
     assert status == 404
 
 
-async def test_health_reports_database_and_broker(api: Api) -> None:
+async def test_health_reports_database_and_broker(api: Api, clock: ManualClock) -> None:
     status, body = await api.call(None, "GET", "/health")
     assert status == 200 and body["checks"]["database"] == "ok" and body["checks"]["broker"] == "ok"
+    assert body["checks"]["calendar"] == {"status": "ok", "known_through": "2026-12-31"}  # in July
+    # From November, deadlines may run into 2027: health says what is missing, still 200.
+    clock.set(datetime(2026, 11, 20, 2, 0, tzinfo=UTC))
+    status, body = await api.call(None, "GET", "/health")
+    assert status == 200 and body["checks"]["calendar"]["known_through"] == "2026-12-31"
+    assert "no holiday data for 2027" in body["checks"]["calendar"]["status"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -75,7 +76,31 @@ async def test_commands_over_kafka_get_results_and_same_rules_as_http(topics: Se
         assert by_id[ids[2]][0]["error"]["code"] == "forbidden"
         assert [r["status"] for r in by_id[ids[3]]] == ["accepted", "duplicate"]
         assert by_id[ids[3]][1]["seq"] == 3
-    assert [seq for _, seq, _ in store_events(s)] == [1, 2, 3]
+        # A deadline in a year the calendar does not know: a rejected result, not a crashed agent.
+        runtime.clock.set(datetime(2026, 12, 28, 2, 0, tzinfo=UTC))  # type: ignore[attr-defined]
+        second, late, urge = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+        await produce(s.kafka_bootstrap, s.commands_topic, [
+            (second.encode(), codec.encode_command("submit", submit_body(), command_id=second, actor=INTAKE))])
+        results = {codec.decode_result(r.value)["command_id"]: codec.decode_result(r.value)
+                   for r in await read_topic(s.kafka_bootstrap, s.results_topic, 7)}
+        new_case = results[second]["case_id"]
+        await produce(s.kafka_bootstrap, s.commands_topic, [
+            (new_case.encode(), codec.encode_command("dispatch", {"department": "bh-market"}, command_id=late,
+                                                     actor=DISPATCHER, case_id=new_case)),
+            (new_case.encode(), codec.encode_command("urge", {"note": "年底"}, command_id=urge, actor=DISPATCHER,
+                                                     case_id=new_case)),
+        ])
+        results = {codec.decode_result(r.value)["command_id"]: codec.decode_result(r.value)
+                   for r in await read_topic(s.kafka_bootstrap, s.results_topic, 9)}
+        assert results[late]["status"] == "rejected", results[late]
+        assert results[late]["error"]["code"] == "calendar_unknown"
+        assert results[late]["error"]["details"]["year"] == 2027
+        assert results[urge]["status"] == "accepted" and results[urge]["seq"] == 2  # the agent carries on
+    seqs = defaultdict(list)
+    for case, seq, _ in store_events(s):
+        seqs[case].append(seq)
+    # (The first case's SLA timers fire once the clock jumps to December: its seq 4 on are theirs.)
+    assert seqs[case_id][:3] == [1, 2, 3] and seqs[new_case] == [1, 2]
 
 
 async def test_undecodable_commands_go_to_the_dlq_and_the_next_good_one_is_processed(

@@ -9,8 +9,12 @@ class DomainError(Exception):
     """A command the domain refuses; nothing is stored.
 
     `code` is one of: invalid_input, unauthorized, forbidden, not_found, invalid_state,
-    conflict, duplicate_content. The shells map codes to HTTP statuses and Kafka results.
+    conflict, duplicate_content, calendar_unknown. The shells map codes to HTTP statuses and
+    Kafka results.
     """
+
+    # The deployment's configuration, not the caller, is at fault: the shells log it as an error.
+    configuration = False
 
     def __init__(self, code: str, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -22,12 +26,14 @@ class DomainError(Exception):
         return {"code": self.code, "message": self.message, "details": self.details}
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Refusals cross process boundaries (a parallel import); keep the code and details.
-        return (_restore, (self.code, self.message, self.details))
+        # Refusals cross process boundaries (a parallel import); keep the kind, code and details.
+        return (_restore, (type(self), self.code, self.message, self.details))
 
 
-def _restore(code: str, message: str, details: dict[str, Any]) -> DomainError:
-    return DomainError(code, message, **details)
+def _restore(kind: type[DomainError], code: str, message: str, details: dict[str, Any]) -> DomainError:
+    error = kind.__new__(kind)
+    DomainError.__init__(error, code, message, **details)
+    return error
 
 
 def invalid(field: str, message: str, **details: Any) -> DomainError:

@@ -5,14 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from suqiu.domain.errors import DomainError
 
 # China has kept UTC+8 without daylight saving since 1991; a fixed offset keeps this pure.
 CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
 MAX_DAYS = 3660
 
 
-class CalendarError(Exception):
-    """The calendar cannot answer (e.g. a year with no holiday data): a configuration error."""
+class CalendarError(DomainError):
+    """The calendar cannot answer (a year with no holiday data): the deployment's configuration,
+    not the command, is at fault, so the command is refused (HTTP 503) until it is fixed."""
+
+    configuration = True
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__("calendar_unknown", message, **details)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,9 @@ ROWS = [
     # 8: an invalid unified social credit code
     ["H-007", "2025-03-05 10:00", "91110000600037341X", "某公司", "12345热线", "行政审批", "tj-binhai", "标题",
      "内容", "", "", "", "", ""],
+    # 9: from a year no calendar describes (chinesecalendar starts in 2004): no deadline can be placed
+    ["H-008", "2003-06-02 10:00", GOOD, "某公司", "12345热线", "行政审批", "tj-binhai", "标题", "内容",
+     "滨海新区行政审批局", "", "", "", ""],
 ]
 MAPPING = """
 source_system = "tj-12345-legacy"
@@ -104,15 +107,16 @@ async def test_import_good_rows_reject_bad_ones_and_twice_adds_nothing(
     mapping.write_text(MAPPING, "utf-8")
     code = await asyncio.to_thread(run_cli, ["import", str(data), "--mapping", str(mapping)])
     out = capsys.readouterr().out
-    assert code == 1 and "7 rows" in out and "3 imported, 0 already imported, 4 rejected" in out, out
+    assert code == 1 and "8 rows" in out and "3 imported, 0 already imported, 5 rejected" in out, out
     rejects = list(csv.reader((tmp_path / "history.csv.rejects.csv").read_text("utf-8-sig").splitlines()))
     assert rejects[0][:3] == ["row", "reason", "工单编号"]
     reasons = {int(r[0]): r[1] for r in rejects[1:]}
-    assert sorted(reasons) == [5, 6, 7, 8]
+    assert sorted(reasons) == [5, 6, 7, 8, 9]
     assert "Excel serial number" in reasons[5]
     assert "before the submission" in reasons[6]
     assert reasons[7].startswith("诉求标题: required")
     assert reasons[8].startswith("统一社会信用代码: ") and "check" in reasons[8], reasons[8]
+    assert "no holiday data for 2003" in reasons[9], reasons[9]
 
     codec = Codec()
     events = [(r[0], r[1], codec.decode_event(bytes(r[2])))
@@ -135,7 +139,7 @@ async def test_import_good_rows_reject_bad_ones_and_twice_adds_nothing(
     before = query(s, "SELECT count(*) FROM events")[0][0]
     (tmp_path / "history.csv.rejects.csv").unlink()
     code = await asyncio.to_thread(run_cli, ["import", str(data), "--mapping", str(mapping), "--workers", "2"])
-    assert "2 workers): 0 imported, 3 already imported, 4 rejected" in capsys.readouterr().out
+    assert "2 workers): 0 imported, 3 already imported, 5 rejected" in capsys.readouterr().out
     assert query(s, "SELECT count(*) FROM events")[0][0] == before
     again = list(csv.reader((tmp_path / "history.csv.rejects.csv").read_text("utf-8-sig").splitlines()))
     assert {int(r[0]): r[1] for r in again[1:]} == reasons  # a refusal decided in a worker keeps its field

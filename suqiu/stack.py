@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,12 @@ import psycopg
 import structlog
 
 from streams.topics import ensure_topics
+from suqiu.calendar import coverage
 from suqiu.config import Settings
 from suqiu.domain.model import Role
+from suqiu.domain.sla import CHINA
 from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres, _stop, die_with_parent, free_port
+from suqiu.policy import load_policy
 from suqiu.store import reference
 from suqiu.store.keys import create_key
 from suqiu.store.migrate import migrate
@@ -116,6 +120,13 @@ def wait_for_http(url: str, children: list[subprocess.Popen[bytes]], timeout: fl
     raise RuntimeError(f"the HTTP API at {url} did not come up")
 
 
+def _calendar_line(settings: Settings) -> str:
+    """How far ahead deadlines can be placed, and what is missing when that is soon."""
+    policy = load_policy(settings.sla_policy)
+    cover = coverage(policy.calendar.is_workday, datetime.now(CHINA).date())
+    return f"working days known through {cover['known_through']}" if cover["status"] == "ok" else cover["status"]
+
+
 def _component(child: subprocess.Popen[bytes]) -> str:
     """What a `suqiu ...` child runs (its last argument: api, worker)."""
     args = child.args
@@ -155,6 +166,7 @@ def run_up(settings: Settings, *, state_dir: str, demo: bool) -> int:
             *([f"                   {stack.postgres.tcp_dsn}   (the same server over TCP)"]
               if stack.postgres is not None and stack.postgres.tcp_dsn != s.database_url else []),
             f"  SLA policy       {s.sla_policy or 'shipped default'}",
+            f"  Calendar         {_calendar_line(s)}",
             f"  State directory  {Path(state_dir).resolve()} (endpoints.json, keys.json)",
             "  API keys (Authorization: Bearer <key>):",
             *(f"    {role:<11} {k['key']}" + (f"  (department {k['department']})" if k["department"] else "")

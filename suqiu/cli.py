@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import date, datetime
 
 from suqiu import logs
 from suqiu.config import Settings
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     ks.add_parser("list")
     kr = ks.add_parser("revoke")
     kr.add_argument("prefix", help="the key's first 12 characters, as `suqiu keys list` shows them")
+    pol = sub.add_parser("policy", help="the SLA policy: check a file before the workers and API load it")
+    ps = pol.add_subparsers(dest="policy_command", required=True)
+    pc = ps.add_parser("check", help="validate it, list its goals and say how far ahead its calendar knows "
+                                     "working days (exit 1 when that is under 60 days away)")
+    pc.add_argument("file", nargs="?", help="the policy TOML (default SUQIU_SLA_POLICY, else the shipped one)")
     from replay.cli import add_parser
 
     add_parser(sub)
@@ -78,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_import(settings, args))
     if args.command == "keys":
         return run_keys(settings, args)
+    if args.command == "policy":
+        return run_policy_check(args.file or settings.sla_policy)
     if args.command == "replay":
         from replay.cli import run
 
@@ -93,6 +101,47 @@ def run_worker(settings: Settings) -> int:
     worker = faust.Worker(create_app(settings), loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()
     return 0
+
+
+def run_policy_check(path: str | None, today: date | None = None) -> int:
+    """0: valid, and the calendar knows the next 60 days; 1: it runs out sooner; 2: not valid."""
+    from collections import Counter
+
+    from suqiu.calendar import ChinaWorkdays, coverage
+    from suqiu.domain.sla import CHINA
+    from suqiu.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(path)
+    except PolicyError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    out = [f"policy {path or 'shipped default'}: version {policy.version!r}, warning at "
+           f"{policy.warning_share:.0%}, supervision {policy.supervision_after_minutes} min after a breach"]
+    day = policy.calendar.day_seconds // 60
+
+    def span(minutes: int, wall_clock: bool) -> str:
+        if not wall_clock and minutes % day == 0:
+            return f"{minutes // day} working day{'s' if minutes != day else ''}"
+        return f"{minutes // 60}h{minutes % 60:02d}" if minutes >= 60 else f"{minutes} min"
+
+    for (category, priority), goal in [(("*", "*"), policy.default), *policy.goals.items()]:
+        out.append(f"  {category:<14} {priority:<8} accept {span(goal.accept_minutes, goal.wall_clock)}, resolve "
+                   f"{span(goal.resolve_minutes, goal.wall_clock)}, follow-up "
+                   f"{span(goal.follow_up_minutes, goal.wall_clock)}"
+                   + (" (wall clock)" if goal.wall_clock else ""))
+    workdays = policy.calendar.is_workday
+    if isinstance(workdays, ChinaWorkdays):
+        # For the operator to hold against the State Council notice: a year listed only in part
+        # counts every unlisted weekday as a working day.
+        for year in sorted({d.year for d in workdays.overrides}):
+            days = Counter(v for d, v in workdays.overrides.items() if d.year == year)
+            out.append(f"  override {year}: {days[False]} holidays, {days[True]} make-up working days")
+    cover = coverage(workdays, today or datetime.now(CHINA).date())
+    out.append(f"calendar: working days known through {cover['known_through']}" if cover["status"] == "ok"
+               else f"calendar: {cover['status']}")
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0 if cover["status"] == "ok" else 1
 
 
 def run_migrate(settings: Settings, *, seed: bool) -> int:

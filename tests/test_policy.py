@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from suqiu.cli import run_policy_check
 from suqiu.domain.sla import CHINA, CalendarError
 from suqiu.policy import PolicyError, load_policy
 
@@ -79,3 +80,21 @@ def test_supervision_delay_counts_working_time() -> None:
     p = load_policy()
     assert p.after(p.default, at(2026, 7, 21, 12, 0), p.supervision_after_minutes) == at(2026, 7, 21, 17, 30)
     assert p.after(p.default, at(2026, 7, 21, 12, 0), 0) - at(2026, 7, 21, 12, 0) == timedelta(0)
+
+
+def test_policy_check_names_what_the_calendar_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_policy_check(None, today=date(2026, 7, 1)) == 0
+    out = capsys.readouterr().out
+    assert "version 'default-1'" in out and "resolve 5 working days" in out and "land_planning" in out
+    assert "working days known through 2026-12-31" in out
+    assert run_policy_check(None, today=date(2026, 12, 1)) == 1  # deadlines reach 2027 within weeks
+    assert "no holiday data for 2027" in capsys.readouterr().out
+    (tmp_path / "cal-2027.toml").write_text('holidays = ["2027-01-01", "2027-02-08"]\nworkdays = ["2027-02-06"]\n')
+    (tmp_path / "policy.toml").write_text(
+        '[calendar]\noverride_file = "cal-2027.toml"\n[default]\naccept = "2h"\nresolve = "2d"\nfollow_up = "1d"\n')
+    assert run_policy_check(str(tmp_path / "policy.toml"), today=date(2026, 12, 1)) == 0
+    out = capsys.readouterr().out
+    assert "override 2027: 2 holidays, 1 make-up working days" in out and "known through 2027-12-31" in out
+    (tmp_path / "bad.toml").write_text('[default]\naccept = "soon"\n')
+    assert run_policy_check(str(tmp_path / "bad.toml")) == 2
+    assert "default.accept" in capsys.readouterr().err

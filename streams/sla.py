@@ -144,9 +144,14 @@ async def roll_out_policy(pool: AsyncConnectionPool[Any], service: CommandServic
                 try:
                     await service.execute(CommandRequest("apply_sla_policy", command_id, actor, body, case_id=case_id))
                 except DomainError as exc:
+                    if exc.configuration:  # not this case's doing: fail the roll-out, the next start retries it
+                        raise
                     log.info("policy not applied", case_id=case_id, command_id=command_id, reason=exc.message)
 
-        await asyncio.gather(*(apply(*r) for r in rows))
+        outcomes = await asyncio.gather(*(apply(*r) for r in rows), return_exceptions=True)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:  # every case was tried; not marked rolled out, so the next worker start tries again
+            raise failed[0]
         log.info("sla policy rolled out", version=policy.version, previous=prior[0], open_cases=len(rows))
     async with pool.connection() as conn:
         await conn.execute("UPDATE sla_policy_versions SET rolled_out_at = %s WHERE version = %s",

@@ -6,9 +6,16 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+import psycopg
+import pytest
+
+from projections.projector import Incoming, Projector
+from schemas.codec import Codec
+from streams.sla import roll_out_policy
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
 from suqiu.domain.model import Actor, Role
+from suqiu.domain.sla import CalendarError
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
 from tests.conftest import Api
@@ -181,3 +188,47 @@ async def test_a_policy_change_moves_open_clocks_only_and_is_recorded_once(
         assert case.policy_version == "2026-b"
     finally:
         await rt.close()
+
+
+async def test_a_policy_roll_out_the_calendar_refuses_is_retried_not_marked_done(
+        topics: Settings, clock: ManualClock, tmp_path: Path) -> None:
+    # v2 triples the resolve goal, which moves a December deadline into 2027; v2's file forgot the
+    # 2027 override. The case must not silently keep v1's goals with the roll-out marked done.
+    (tmp_path / "cal-2027.toml").write_text('holidays = ["2027-01-01"]\n', "utf-8")
+    goals = '[default]\naccept = "2h"\nresolve = "{}"\nfollow_up = "2d"\n'
+    v1, v2 = tmp_path / "v1.toml", tmp_path / "v2.toml"
+    v1.write_text('version = "a"\n' + goals.format("5d"), "utf-8")
+    v2.write_text('version = "b"\n' + goals.format("15d"), "utf-8")
+    s1, s2 = topics.with_(sla_policy=str(v1)), topics.with_(sla_policy=str(v2))
+    clock.set(cst(2026, 12, 14, 10, 0))  # Monday: five working days end on the 21st, fifteen in 2027
+    rt1 = await Runtime(s1, clock=clock).open()
+    try:
+        await roll_out_policy(rt1.pool, rt1.service, rt1.policy, rt1.policy_document or "", clock, "tj-binhai")
+        case = (await rt1.service.execute(CommandRequest("submit", str(uuid.uuid4()), Actor("tj-binhai", Role.INTAKE),
+                                                         submit_body()))).case_id
+        await rt1.service.execute(CommandRequest("dispatch", str(uuid.uuid4()), Actor("tj-binhai", Role.DISPATCHER),
+                                                 {"department": "bh-market"}, case_id=case))
+        codec = Codec()
+        stored = query(s1, "SELECT data FROM events WHERE case_id = %s ORDER BY seq", case)
+        assert s1.database_url
+        async with await psycopg.AsyncConnection.connect(s1.database_url, autocommit=True) as conn:
+            await Projector(codec, lambda: rt1.policy, clock.now).apply(
+                conn, [Incoming(s1.events_topic, 0, i, codec.decode_event(bytes(r[0]))) for i, r in enumerate(stored)])
+    finally:
+        await rt1.close()
+
+    async def roll_out(settings: Settings) -> int:
+        rt = await Runtime(settings, clock=clock).open()
+        try:
+            return await roll_out_policy(rt.pool, rt.service, rt.policy, rt.policy_document or "", clock, "tj-binhai")
+        finally:
+            await rt.close()
+
+    with pytest.raises(CalendarError, match="2027"):
+        await roll_out(s2)
+    assert query(s2, "SELECT rolled_out_at FROM sla_policy_versions WHERE version = 'b'") == [(None,)]
+    assert query(s2, "SELECT count(*) FROM events WHERE case_id = %s", case) == [(2,)]
+    v2.write_text('version = "b"\n[calendar]\noverride_file = "cal-2027.toml"\n' + goals.format("15d"), "utf-8")
+    assert await roll_out(s2) == 1  # fixed and restarted: the case gets v2's goals after all
+    assert query(s2, "SELECT event_type FROM events WHERE case_id = %s ORDER BY seq", case)[-1] == ("SlaPolicyApplied",)
+    assert query(s2, "SELECT rolled_out_at IS NOT NULL FROM sla_policy_versions WHERE version = 'b'") == [(True,)]

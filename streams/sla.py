@@ -92,8 +92,9 @@ class SlaTimers:
                                                                case_id=case_id))
         except DomainError as exc:
             # The projection may trail the store; try again later rather than lose the timer.
-            log.warning("sla timer refused", case_id=case_id, command_id=command_id, clock=clock, kind=kind,
-                        code=exc.code, reason=exc.message)
+            (log.error if exc.configuration else log.warning)(
+                "sla timer refused", case_id=case_id, command_id=command_id, clock=clock, kind=kind,
+                code=exc.code, reason=exc.message)
             return (self.clock.now() + RETRY_AFTER, case_id, clock, kind)
         log.info("sla timer fired", case_id=case_id, command_id=command_id, clock=clock, kind=kind,
                  status=result.status, event_id=result.event_ids[0] if result.event_ids else None)

@@ -25,8 +25,7 @@ log = structlog.get_logger(__name__)
 MAX_BODY = 256 * 1024
 STATUS = {
     "invalid_input": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid_state": 409,
-    "conflict": 409, "idempotency_mismatch": 409, "too_large": 413, "unavailable": 503,
-    "calendar_unknown": 503,
+    "conflict": 409, "idempotency_mismatch": 409, "too_large": 413, "calendar_unknown": 503,
 }
 RUNTIME = web.AppKey("runtime", Runtime)
 ACTOR = web.RequestKey("actor", Actor)

@@ -9,8 +9,8 @@ class DomainError(Exception):
     """A command the domain refuses; nothing is stored.
 
     `code` is one of: invalid_input, unauthorized, forbidden, not_found, invalid_state,
-    conflict, duplicate_content, calendar_unknown. The shells map codes to HTTP statuses and
-    Kafka results.
+    conflict, idempotency_mismatch, too_large, calendar_unknown. The shells map codes to HTTP
+    statuses and Kafka results.
     """
 
     # The deployment's configuration, not the caller, is at fault: the shells log it as an error.

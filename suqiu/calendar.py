@@ -85,3 +85,8 @@ def coverage(is_workday: Callable[[date], bool], today: date) -> dict[str, Any]:
     return {"status": f"no holiday data for {year}: deadlines after {through.isoformat()} are refused until the "
                       f"State Council notice for {year} is in the calendar override file (SUQIU_SLA_POLICY)",
             "known_through": through.isoformat()}
+
+
+def coverage_text(cover: dict[str, Any]) -> str:
+    """One line of what `coverage` found, for people."""
+    return f"working days known through {cover['known_through']}" if cover["status"] == "ok" else cover["status"]

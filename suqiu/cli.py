@@ -107,7 +107,7 @@ def run_policy_check(path: str | None, today: date | None = None) -> int:
     """0: valid, and the calendar knows the next 60 days; 1: it runs out sooner; 2: not valid."""
     from collections import Counter
 
-    from suqiu.calendar import ChinaWorkdays, coverage
+    from suqiu.calendar import ChinaWorkdays, coverage, coverage_text
     from suqiu.domain.sla import CHINA
     from suqiu.policy import PolicyError, load_policy
 
@@ -138,8 +138,7 @@ def run_policy_check(path: str | None, today: date | None = None) -> int:
             days = Counter(v for d, v in workdays.overrides.items() if d.year == year)
             out.append(f"  override {year}: {days[False]} holidays, {days[True]} make-up working days")
     cover = coverage(workdays, today or datetime.now(CHINA).date())
-    out.append(f"calendar: working days known through {cover['known_through']}" if cover["status"] == "ok"
-               else f"calendar: {cover['status']}")
+    out.append(f"calendar: {coverage_text(cover)}")
     sys.stdout.write("\n".join(out) + "\n")
     return 0 if cover["status"] == "ok" else 1
 

@@ -19,7 +19,7 @@ import psycopg
 import structlog
 
 from streams.topics import ensure_topics
-from suqiu.calendar import coverage
+from suqiu.calendar import coverage, coverage_text
 from suqiu.config import Settings
 from suqiu.domain.model import Role
 from suqiu.domain.sla import CHINA
@@ -123,8 +123,7 @@ def wait_for_http(url: str, children: list[subprocess.Popen[bytes]], timeout: fl
 def _calendar_line(settings: Settings) -> str:
     """How far ahead deadlines can be placed, and what is missing when that is soon."""
     policy = load_policy(settings.sla_policy)
-    cover = coverage(policy.calendar.is_workday, datetime.now(CHINA).date())
-    return f"working days known through {cover['known_through']}" if cover["status"] == "ok" else cover["status"]
+    return coverage_text(coverage(policy.calendar.is_workday, datetime.now(CHINA).date()))
 
 
 def _component(child: subprocess.Popen[bytes]) -> str:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 
 from schemas.codec import Codec
+from suqiu.clock import ManualClock
 from suqiu.config import Settings
+from suqiu.domain.model import Actor, Role
+from suqiu.policy import policy_document
+from suqiu.runtime import Runtime
+from suqiu.service import CommandRequest
 
 T = TypeVar("T")
 CST = timedelta(hours=8)
@@ -64,3 +71,32 @@ async def caught_up(settings: Settings, case_id: str, timeout: float = 20.0) -> 
                            lambda v: v[0] == v[1] and v[0] > 0, timeout)
     assert seq[0] == seq[1], f"read model at seq {seq[0]}, store at {seq[1]}"
     return seq[0]
+
+
+def knowing_2027(settings: Settings, directory: Path) -> Settings:
+    """`settings` with the shipped policy plus a 2027 override file, as an operator would add it."""
+    (directory / "cal-2027.toml").write_text('holidays = ["2027-01-01"]\nworkdays = []\n', "utf-8")
+    (directory / "policy.toml").write_text(
+        policy_document().replace('version = "default-1"', 'version = "with-2027"')
+                         .replace('# override_file = "calendar-2027.toml"', 'override_file = "cal-2027.toml"'),
+        "utf-8")
+    return settings.with_(sla_policy=str(directory / "policy.toml"))
+
+
+async def dispatched_into_2027(settings: Settings, clock: ManualClock) -> str:
+    """A case submitted and dispatched through `settings`' policy on Monday 2026-12-28 10:00 in
+    Tianjin, so its five working days reach 2027; returns its id."""
+    from tests.conftest import SYSTEM, submission
+
+    clock.set(cst(2026, 12, 28, 10, 0))
+    body = submission()
+    body.pop("command_id")
+    rt = await Runtime(settings, clock=clock).open()
+    try:
+        case = (await rt.service.execute(
+            CommandRequest("submit", str(uuid.uuid4()), Actor(SYSTEM, Role.INTAKE), body))).case_id
+        await rt.service.execute(CommandRequest("dispatch", str(uuid.uuid4()), Actor(SYSTEM, Role.DISPATCHER),
+                                                {"department": "bh-market"}, case_id=case))
+    finally:
+        await rt.close()
+    return case

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,11 @@ from projections.state import dump_case, load_case
 from schemas.codec import Codec
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
-from suqiu.domain.model import Actor, Role
 from suqiu.runtime import Runtime
-from suqiu.service import CommandRequest
-from tests.conftest import SYSTEM, Api, submission
+from tests.conftest import Api
 from tests.kafka_helpers import faust_worker, produce, read_topic
 from tests.proc_helpers import processes
-from tests.sla_helpers import caught_up, cst, eventually, query, view_seq
+from tests.sla_helpers import caught_up, cst, dispatched_into_2027, eventually, knowing_2027, query, view_seq
 from tests.test_domain import run, steps
 
 
@@ -213,33 +210,18 @@ async def test_a_worker_whose_calendar_cannot_place_a_deadline_holds_until_its_p
     # The API knows 2027 (an override file), the worker was started with the shipped policy,
     # which does not: its read models must wait, loudly, rather than skip or crash-loop.
     s = topics
-    (tmp_path / "cal-2027.toml").write_text('holidays = ["2027-01-01"]\nworkdays = []\n', "utf-8")
-    shipped = (Path(__file__).parents[1] / "suqiu" / "policies" / "default.toml").read_text("utf-8")
-    (tmp_path / "policy.toml").write_text(
-        shipped.replace('version = "default-1"', 'version = "with-2027"')
-               .replace('# override_file = "calendar-2027.toml"', 'override_file = "cal-2027.toml"'), "utf-8")
-    fixed = s.with_(sla_policy=str(tmp_path / "policy.toml"))
-    clock.set(datetime(2026, 12, 28, 2, 0, tzinfo=UTC))  # Monday 10:00: five working days reach 2027
-    rt = await Runtime(fixed, clock=clock).open()
-    try:
-        body = submission()
-        body.pop("command_id")
-        case = (await rt.service.execute(CommandRequest("submit", str(uuid.uuid4()), Actor(SYSTEM, Role.INTAKE),
-                                                        body))).case_id
-        await rt.service.execute(CommandRequest("dispatch", str(uuid.uuid4()), Actor(SYSTEM, Role.DISPATCHER),
-                                                {"department": "bh-market"}, case_id=case))
-        with capture_logs() as logs:
-            async with faust_worker(s, clock):
-                held = await eventually(
-                    lambda: [x for x in logs if x["event"].startswith("read models held")], bool, timeout=30)
-                await asyncio.sleep(0.5)
-                assert view_seq(s, case) < 2  # the dispatch is not in the read models, nor skipped
-        assert held[0]["log_level"] == "error" and held[0]["year"] == 2027, held[0]
-        assert "no holiday data for 2027" in held[0]["reason"]
-        assert view_seq(s, case) < 2
-        async with faust_worker(fixed, clock):  # restarted with the override: nothing was lost
-            assert await caught_up(s, case, timeout=30) >= 2
-        due = query(s, "SELECT resolve_due FROM case_view WHERE case_id = %s", case)[0][0]
-        assert due.year == 2027
-    finally:
-        await rt.close()
+    fixed = knowing_2027(s, tmp_path)
+    case = await dispatched_into_2027(fixed, clock)
+    with capture_logs() as logs:
+        async with faust_worker(s, clock):
+            held = await eventually(
+                lambda: [x for x in logs if x["event"].startswith("read models held")], bool, timeout=30)
+            await asyncio.sleep(0.5)
+            assert view_seq(s, case) < 2  # the dispatch is not in the read models, nor skipped
+    assert held[0]["log_level"] == "error" and held[0]["year"] == 2027, held[0]
+    assert "no holiday data for 2027" in held[0]["reason"]
+    assert view_seq(s, case) < 2
+    async with faust_worker(fixed, clock):  # restarted with the override: nothing was lost
+        assert await caught_up(s, case, timeout=30) >= 2
+    due = query(s, "SELECT resolve_due FROM case_view WHERE case_id = %s", case)[0][0]
+    assert due.year == 2027

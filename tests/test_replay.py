@@ -7,7 +7,7 @@ import io
 import json
 import random
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,11 @@ from suqiu.cli import build_parser
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
 from suqiu.domain.evolve import replay_state
-from suqiu.domain.model import Actor, Role
 from suqiu.domain.sla import CHINA
 from suqiu.runtime import Runtime
-from suqiu.service import CommandRequest
-from tests.conftest import SYSTEM, Api, submission
+from tests.conftest import Api
 from tests.kafka_helpers import faust_worker
-from tests.sla_helpers import caught_up, query
+from tests.sla_helpers import caught_up, dispatched_into_2027, knowing_2027, query
 
 
 async def replay(settings: Settings, *argv: str) -> tuple[int, str]:
@@ -279,21 +277,8 @@ async def test_a_view_on_a_read_model_stops_the_rebuild_with_nothing_changed(
 async def test_a_rebuild_whose_policy_lacks_a_year_the_store_needs_fails_cleanly(
         topics: Settings, clock: ManualClock, tmp_path: Path, workers: str) -> None:
     s = topics
-    (tmp_path / "cal-2027.toml").write_text('holidays = ["2027-01-01"]\n', "utf-8")
-    (tmp_path / "policy.toml").write_text('[calendar]\noverride_file = "cal-2027.toml"\n'
-                                          '[default]\naccept = "2h"\nresolve = "5d"\nfollow_up = "2d"\n', "utf-8")
-    fixed = s.with_(sla_policy=str(tmp_path / "policy.toml"))
-    clock.set(datetime(2026, 12, 28, 2, 0, tzinfo=UTC))  # five working days reach 2027
-    rt = await Runtime(fixed, clock=clock).open()
-    try:
-        body = submission()
-        body.pop("command_id")
-        case = (await rt.service.execute(CommandRequest("submit", str(uuid.uuid4()), Actor(SYSTEM, Role.INTAKE),
-                                                        body))).case_id
-        await rt.service.execute(CommandRequest("dispatch", str(uuid.uuid4()), Actor(SYSTEM, Role.DISPATCHER),
-                                                {"department": "bh-market"}, case_id=case))
-    finally:
-        await rt.close()
+    fixed = knowing_2027(s, tmp_path)
+    case = await dispatched_into_2027(fixed, clock)
     before = snapshot(s)
     code, out = await replay(s, "rebuild", "--workers", workers)  # the shipped policy: no 2027
     assert code == 1 and "read models unchanged" in out and "no holiday data for 2027" in out, out

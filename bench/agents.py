@@ -25,6 +25,7 @@ from suqiu import logs
 from suqiu.config import Settings
 from suqiu.domain import events as e
 from suqiu.domain.model import Actor, Enterprise, Role
+from suqiu.processes import settle_gc
 
 EVENTS_PER_CASE = 5
 
@@ -160,6 +161,8 @@ def main() -> None:
         # CPU per event of each phase, start-up included: the worker runs in this process,
         # its projector processes are this process's children.
         assert stack.postgres.proc and stack.broker.proc
+        # Both phases run with the GC settings `suqiu worker` uses: the ratio is the agents' cost alone.
+        settle_gc()
         meter = CpuMeter({"worker and its child processes": os.getpid(), "PostgreSQL": stack.postgres.proc.pid, "broker": stack.broker.proc.pid})
         meter.start()
         plain = asyncio.run(plain_faust(s, args.events, stack.tmp / "plain-faust"))

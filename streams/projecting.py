@@ -23,7 +23,7 @@ from schemas.codec import Codec, DecodeError
 from streams.dlq import Outgoing, dead_letter
 from suqiu.config import Settings
 from suqiu.domain.sla import CalendarError, SlaPolicy
-from suqiu.processes import worker_pool
+from suqiu.processes import settle_gc, worker_pool
 
 log = structlog.get_logger(__name__)
 # (topic, partition, offset, key, value, headers), as read from the events topic.
@@ -147,6 +147,7 @@ _child: _Child | None = None
 def _start_child(settings: Settings, policy: SlaPolicy) -> None:
     global _child
     _child = _Child(settings, policy)
+    settle_gc()
 
 
 def _apply_in_child(records: list[Record], now: datetime) -> list[Outgoing]:

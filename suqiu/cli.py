@@ -97,8 +97,10 @@ def run_worker(settings: Settings) -> int:
     import faust
 
     from streams.app import create_app
+    from suqiu.processes import settle_gc
 
     worker = faust.Worker(create_app(settings), loglevel="WARNING", quiet=True)
+    settle_gc()
     worker.execute_from_commandline()
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import signal
@@ -30,6 +31,25 @@ def worker_pool(workers: int, initializer: Callable[..., None], *initargs: Any, 
     for _ in range(workers):
         pool.submit(bool)
     return pool
+
+
+# Python collects its youngest generation every 700 net allocations, and now and then the
+# oldest, which means walking every tracked object (see settle_gc).
+GC_YOUNG = 50_000
+
+
+def settle_gc() -> None:
+    """Tune the cyclic GC for a long-running process that allocates fast and keeps a large cache.
+
+    What start-up imported and built lives as long as the process: frozen, collections no longer
+    walk it. Collecting the young generation every 50,000 allocations instead of 700 makes the
+    older ones, and their walks over the projector's cached cases, as much rarer.
+    Cyclic garbage is still collected, only in bigger rounds.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG, middle, old)
 
 
 def log_level() -> str:

@@ -32,7 +32,7 @@ from projections.projector import CASE_COLUMNS, TIMELINE_COLUMNS, TIMER_COLUMNS,
 from schemas.codec import Codec
 from suqiu.domain.sla import CalendarError
 from suqiu.policy import load_policy
-from suqiu.processes import log_level, set_up_child
+from suqiu.processes import log_level, set_up_child, settle_gc
 from suqiu.store.binary import CONVERT, COPY_AS
 
 log = structlog.get_logger(__name__)
@@ -278,6 +278,7 @@ def _fold_all(shares: list[Share], progress: Callable[[int], None] | None) -> in
 
 def _worker(share: Share, reports: multiprocessing.Queue[tuple[str, int, Any]], level: str) -> None:
     set_up_child(level)
+    settle_gc()
     try:
         reports.put(("done", share.index, fold_share(share, lambda n: reports.put(("progress", share.index, n)))))
     except CalendarError as exc:  # a configuration fault: rebuild() says so in its own words

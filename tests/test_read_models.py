@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import uuid
@@ -16,8 +17,10 @@ from structlog.testing import capture_logs
 from projections.projector import Incoming, Projector
 from projections.state import dump_case, load_case
 from schemas.codec import Codec
+from streams.projecting import ProjectorProcesses
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
+from suqiu.processes import GC_YOUNG
 from suqiu.runtime import Runtime
 from tests.conftest import Api
 from tests.kafka_helpers import faust_worker, produce, read_topic
@@ -203,6 +206,22 @@ async def test_a_killed_projector_process_is_replaced_and_nothing_is_missed(
         assert len(after) == s.projector_processes and killed not in after, (before, after)
     assert query(s, "SELECT count(*) FROM case_view WHERE case_id = ANY(%s)", cases) == [(40,)]
     assert query(s, "SELECT count(*) FROM case_timeline WHERE case_id = ANY(%s)", cases) == [(40,)]
+
+
+async def test_the_projector_process_settles_the_gc(topics: Settings, runtime: Runtime) -> None:
+    # Its cached cases and the batches in flight outlive young collections: with Python's
+    # defaults it walked them in full collections (see README, Production).
+    projector = ProjectorProcesses(topics, runtime.policy, 1)
+    try:
+        await projector.start(runtime.clock.now())
+        child = projector._executors[0]
+        assert child is not None
+        threshold, frozen = await asyncio.gather(*(asyncio.wrap_future(child.submit(ask))
+                                                   for ask in (gc.get_threshold, gc.get_freeze_count)))
+    finally:
+        projector.close()
+    assert threshold[0] == GC_YOUNG
+    assert frozen > 10_000  # what its imports and start-up built
 
 
 async def test_a_worker_whose_calendar_cannot_place_a_deadline_holds_until_its_policy_is_fixed(

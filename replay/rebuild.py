@@ -23,13 +23,13 @@ from typing import Any
 
 import psycopg
 import structlog
-from aiokafka.partitioner import murmur2
 from psycopg import errors, sql
 
 from projections import rows
 from projections.histories import Rows, project_history
 from projections.projector import CASE_COLUMNS, TIMELINE_COLUMNS, TIMER_COLUMNS, Incoming, Projector
 from schemas.codec import Codec
+from streams.topics import partition_for
 from suqiu.domain.sla import CalendarError
 from suqiu.policy import load_policy
 from suqiu.processes import log_level, set_up_child, settle_gc
@@ -49,11 +49,6 @@ PROGRESS_EVERY = 5_000
 
 class RebuildError(Exception):
     """A rebuild could not run (another is running) or a worker failed; nothing was swapped in."""
-
-
-def partition_for(case_id: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives this key (timers are owned per partition)."""
-    return int(murmur2(case_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 @dataclass(frozen=True, slots=True)

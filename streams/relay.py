@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,9 +19,8 @@ import psycopg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.structs import RecordMetadata
 
-from streams.topics import ensure_topics
+from streams.topics import ensure_topics, partition_for
 from suqiu.config import Settings
 from suqiu.store.events import NOTIFY_CHANNEL
 from suqiu.store.probes import delete_by
@@ -156,10 +156,7 @@ class OutboxRelay:
         if not rows:
             return len(handled), (handled, {})
         started = time.perf_counter()
-        acks = await publish(producer, self.topic, [r[1:] for r in rows])
-        heads = {}
-        for ack in acks:
-            heads[ack.partition] = max(heads.get(ack.partition, -1), ack.offset)
+        heads = await publish(producer, self.topic, [r[1:] for r in rows])
         log.debug("relayed", count=len(rows), last_position=rows[-1][0],
                   publish_ms=round((time.perf_counter() - started) * 1000, 1))
         return len(handled), (handled, heads)
@@ -216,16 +213,45 @@ class OutboxRelay:
         return True
 
 
-async def publish(producer: AIOKafkaProducer, topic: str,
-                  rows: Sequence[tuple[str, bytes, str, str]]) -> list[RecordMetadata]:
-    """Stored events (case id, bytes, event type, event id) to `topic`, keyed by case id; waits for the acks."""
-    # aiokafka keeps one batch in flight per partition, so per-key order holds across retries.
-    futures = [
-        await producer.send(topic, value=bytes(data), key=case_id.encode(),
-                            headers=[("event_type", event_type.encode()), ("event_id", event_id.encode())])
-        for case_id, data, event_type, event_id in rows
-    ]
-    return list(await asyncio.gather(*futures))
+async def publish(producer: AIOKafkaProducer, topic: str, rows: Sequence[tuple[str, bytes, str, str]]) -> dict[int, int]:
+    """Stored events (case id, bytes, event type, event id) to `topic`, keyed by case id, in order.
+
+    Returns the last offset written per partition, once the broker has acknowledged every row.
+    """
+    partitions = len(await producer.partitions_for(topic))
+    shares: dict[int, list[tuple[str, bytes, str, str]]] = defaultdict(list)
+    for row in rows:
+        shares[partition_for(row[0], partitions)].append(row)
+    sending = [asyncio.ensure_future(_publish_share(producer, topic, p, share)) for p, share in shares.items()]
+    try:
+        heads = await asyncio.gather(*sending)
+    except BaseException:
+        for task in sending:
+            task.cancel()  # no partition sends past a failure elsewhere either: all is retried
+        raise
+    return dict(zip(shares, heads, strict=True))
+
+
+async def _publish_share(producer: AIOKafkaProducer, topic: str, partition: int,
+                         rows: list[tuple[str, bytes, str, str]]) -> int:
+    """One partition's rows as whole batches, each sent once the one before it is acknowledged.
+
+    The producer sends a partition's next batch even when the one before it failed for good:
+    a broker that came back empty once answered a produce with UnknownError, and a case's seq 3
+    landed on the topic before its seq 1 (which the relay's retry then sent after it).
+    """
+    last, i = -1, 0
+    while i < len(rows):
+        batch, start = producer.create_batch(), i
+        for case_id, data, event_type, event_id in rows[start:]:
+            headers = [("event_type", event_type.encode()), ("event_id", event_id.encode())]
+            if batch.append(key=case_id.encode(), value=bytes(data), timestamp=None, headers=headers) is None:
+                break  # full; a batch always takes its first row
+            i += 1
+        batch.close()  # nothing else may join it through producer.send
+        sent = await (await producer.send_batch(batch, topic, partition=partition))
+        last = sent.offset + (i - start) - 1
+    return last
 
 
 async def run_relay(settings: Settings) -> None:

@@ -7,11 +7,17 @@ import contextlib
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
 from streams.feeds import feed_topic
 from suqiu.config import Settings
 
 log = structlog.get_logger(__name__)
+
+
+def partition_for(case_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives this case id as a key."""
+    return int(murmur2(case_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def contract_topics(settings: Settings) -> list[str]:

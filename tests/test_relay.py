@@ -11,9 +11,11 @@ import sys
 import uuid
 from collections import defaultdict
 
+from aiokafka import AIOKafkaProducer
+
 from schemas.codec import Codec
-from streams.relay import OutboxRelay
-from streams.topics import ensure_topics
+from streams.relay import OutboxRelay, publish
+from streams.topics import ensure_topics, partition_for
 from suqiu.config import Settings
 from suqiu.domain.model import Actor, Role
 from suqiu.embedded import EmbeddedBroker
@@ -152,3 +154,31 @@ async def test_a_queued_event_deleted_from_the_store_does_not_stall_the_relay(to
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_publish_sends_each_partition_as_whole_batches_in_order(topics: Settings, runtime: Runtime) -> None:
+    # Small batches, so each partition's share takes several, each sent after the one before it.
+    s = topics
+    assert s.kafka_bootstrap
+    total = await write_cases(runtime, 30, 12)
+    async with runtime.pool.connection() as conn:
+        cur = await conn.execute("SELECT case_id, data, event_type, event_id::text FROM events ORDER BY position")
+        rows = await cur.fetchall()
+    assert len(rows) == total
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", max_batch_size=4 * 1024)
+    await producer.start()
+    try:
+        heads = await publish(producer, s.events_topic, rows)
+    finally:
+        await producer.stop()
+    records = await read_topic(s.kafka_bootstrap, s.events_topic, total)
+    assert len(records) == total  # each row once: nothing retried here
+    assert_complete_and_ordered(records, total)
+    last: dict[int, int] = {}
+    for r in records:
+        last[r.partition] = max(last.get(r.partition, -1), r.offset)
+        assert r.partition == partition_for(r.key.decode(), s.partitions)
+        assert dict(r.headers)["event_id"].decode() == Codec().decode_event(r.value).event_id
+    assert heads == last
+    for p in heads:  # each partition's share did not fit one batch
+        assert sum(len(r.value) for r in records if r.partition == p) > 2 * 4 * 1024

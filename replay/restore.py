@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaProducer
 
-from streams.relay import EPOCH_SQL, publish
+from streams.publishing import publish, stored_record
+from streams.relay import EPOCH_SQL
 from streams.topics import ensure_topics
 from suqiu.config import Settings
 
@@ -30,7 +31,7 @@ async def restore(conn: psycopg.AsyncConnection[Any], settings: Settings, batch:
             cur.itersize = batch
             await cur.execute("SELECT case_id, data, event_type, event_id::text FROM events ORDER BY position")
             while rows := await cur.fetchmany(batch):
-                await publish(producer, settings.events_topic, rows)
+                await publish(producer, settings.events_topic, [stored_record(*r) for r in rows], settings.partitions)
                 total += len(rows)
                 if progress is not None:
                     progress(len(rows))

@@ -10,15 +10,17 @@ from typing import Any
 
 import faust
 import structlog
+from aiokafka import AIOKafkaProducer
 from faust.sensors import Monitor
 from faust.types import TP, EventT, Message, StreamT
 from mode import Service
 
 from streams.batching import Batcher
 from streams.federation import FederationBridge
-from streams.feeds import JurisdictionFeeds, feed_topic
+from streams.feeds import JurisdictionFeeds
 from streams.intake import CommandIntake
 from streams.projecting import ProjectorProcesses, Record
+from streams.publishing import publish_held
 from streams.relay import run_relay
 from streams.sla import SlaTimers, roll_out_policy
 from suqiu.config import Settings
@@ -134,24 +136,26 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             projector.close()
 
     if settings.jurisdiction_feeds:
-        feeds_out = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
-                     for name in (feed_topic(settings, j) for j in settings.jurisdiction_feeds)}
 
         @app.agent(events, name="jurisdiction-feeds")
         async def jurisdiction_feeds(stream: faust.StreamT[bytes]) -> None:
             await rt.ready.wait()
             r = rt.runtime
             router = JurisdictionFeeds(settings, r.pool, r.codec, lambda: r.context.jurisdictions)
+            # Its own producer, for whole batches per partition (streams.publishing): Faust's
+            # sends each record alone, and a failed one does not stop those behind it.
+            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=2,
+                                        max_batch_size=512 * 1024)
+            await producer.start()
 
             async def route(batch: list[EventT[Any]]) -> None:
-                routes = await router.route([(ev.key, ev.value) for ev in batch])
-                # Sent in order and acknowledged before the batch's offsets move: per-case order holds.
-                pending = [await feeds_out[t].send(key=ev.key, value=ev.value, headers=_header_pairs(ev.headers))
-                           for ev, topics in zip(batch, routes, strict=True) for t in topics]
-                for fut in pending:
-                    await fut
+                await publish_held(producer, await router.by_topic(
+                    [(ev.key, ev.value, _header_pairs(ev.headers)) for ev in batch]), settings.partitions)
 
-            await Batcher(stream, route, size=settings.projector_batch, within=0.05).run()
+            try:
+                await Batcher(stream, route, size=settings.projector_batch, within=0.05).run()
+            finally:
+                await producer.stop()
 
     if settings.federation:
         remote = {name: app.topic(name, key_serializer="raw", value_serializer="raw")

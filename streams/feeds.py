@@ -6,9 +6,9 @@ same bytes, key and headers as on `appeals.events.v1`, in the same order per cas
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -17,7 +17,11 @@ from suqiu.config import Settings
 from suqiu.domain import events as e
 from suqiu.domain.refdata import Jurisdiction, ancestors
 
+if TYPE_CHECKING:
+    from streams.publishing import OutRecord
+
 CACHE_SIZE = 100_000
+Incoming = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]  # key, value, headers
 
 
 def feed_topic(settings: Settings, jurisdiction: str) -> str:
@@ -35,6 +39,15 @@ class JurisdictionFeeds:
         self.codec = codec
         self.tree = tree
         self._jurisdiction: OrderedDict[str, str] = OrderedDict()
+
+    async def by_topic(self, records: Sequence[Incoming]) -> dict[str, list[OutRecord]]:
+        """The records each feed topic gets, in their order: same value, key and headers."""
+        out: dict[str, list[OutRecord]] = defaultdict(list)
+        routes = await self.route([(key, value) for key, value, _ in records])
+        for (key, value, headers), topics in zip(records, routes, strict=True):
+            for topic in topics:  # only a record keyed by a known case is routed
+                out[topic].append(((key or b"").decode(), value or b"", headers))
+        return out
 
     async def route(self, records: Sequence[tuple[bytes | None, bytes | None]]) -> list[list[str]]:
         """For each (key, value), the feed topics it belongs on (none for unknown cases)."""

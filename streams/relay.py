@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -20,7 +18,9 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams.topics import ensure_topics, partition_for
+from streams.feeds import feed_topic
+from streams.publishing import publish, stored_record
+from streams.topics import TopicLayoutError, ensure_topics, recreate
 from suqiu.config import Settings
 from suqiu.store.events import NOTIFY_CHANNEL
 from suqiu.store.probes import delete_by
@@ -35,6 +35,10 @@ FORGET_SENT = (f"WITH sent AS ({delete_by('outbox', 'position', key_type='bigint
                'ON CONFLICT (topic, partition) DO UPDATE SET "offset" = EXCLUDED."offset"')
 EPOCH_SQL = ("INSERT INTO relay_state (topic, epoch, republished_at) VALUES (%s, %s, now()) "
              "ON CONFLICT (topic) DO UPDATE SET epoch = EXCLUDED.epoch, republished_at = now()")
+
+
+class _Recreated(Exception):
+    """The events topic was created again: reconnect before publishing."""
 
 
 class OutboxRelay:
@@ -58,6 +62,11 @@ class OutboxRelay:
                 await self._run_once()
             except asyncio.CancelledError:
                 raise
+            except _Recreated:
+                continue  # with a new producer: the old one still has the old topic's metadata
+            except TopicLayoutError as exc:
+                log.error("relay held: the events topic is not shaped as configured", error=str(exc))
+                await asyncio.sleep(5.0)
             except (KafkaError, psycopg.OperationalError, OSError) as exc:
                 log.warning("relay interrupted, retrying", error=str(exc), topic=self.topic)
                 await asyncio.sleep(1.0)
@@ -156,7 +165,8 @@ class OutboxRelay:
         if not rows:
             return len(handled), (handled, {})
         started = time.perf_counter()
-        heads = await publish(producer, self.topic, [r[1:] for r in rows])
+        heads = await publish(producer, self.topic, [stored_record(*r[1:]) for r in rows],
+                              self.settings.partitions)
         log.debug("relayed", count=len(rows), last_position=rows[-1][0],
                   publish_ms=round((time.perf_counter() - started) * 1000, 1))
         return len(handled), (handled, heads)
@@ -204,54 +214,21 @@ class OutboxRelay:
             log.warning("broker does not hold the relay's epoch: republishing the store", topic=self.topic,
                         epoch=epoch)
         await ensure_topics(self.settings, extra=[self.marker_topic])
+        if epoch is not None:
+            # The broker lost what we published; anything on these topics now came from clients
+            # that kept sending meanwhile. Only topics rebuilt from the store are created again
+            # (never the commands topic, whose records exist nowhere else).
+            await recreate(self.settings, [self.topic, *(feed_topic(self.settings, j)
+                                                         for j in self.settings.jurisdiction_feeds)])
         new_epoch = uuid.uuid4().hex
         await (await producer.send(self.marker_topic, value=new_epoch.encode(), partition=0))
         async with conn.transaction():
             await conn.execute("INSERT INTO outbox (position) SELECT position FROM events ON CONFLICT DO NOTHING")
             await conn.execute(EPOCH_SQL, (self.topic, new_epoch))
         self.republished += 1
+        if epoch is not None:
+            raise _Recreated
         return True
-
-
-async def publish(producer: AIOKafkaProducer, topic: str, rows: Sequence[tuple[str, bytes, str, str]]) -> dict[int, int]:
-    """Stored events (case id, bytes, event type, event id) to `topic`, keyed by case id, in order.
-
-    Returns the last offset written per partition, once the broker has acknowledged every row.
-    """
-    partitions = len(await producer.partitions_for(topic))
-    shares: dict[int, list[tuple[str, bytes, str, str]]] = defaultdict(list)
-    for row in rows:
-        shares[partition_for(row[0], partitions)].append(row)
-    sending = [asyncio.ensure_future(_publish_share(producer, topic, p, share)) for p, share in shares.items()]
-    try:
-        heads = await asyncio.gather(*sending)
-    except BaseException:
-        for task in sending:
-            task.cancel()  # no partition sends past a failure elsewhere either: all is retried
-        raise
-    return dict(zip(shares, heads, strict=True))
-
-
-async def _publish_share(producer: AIOKafkaProducer, topic: str, partition: int,
-                         rows: list[tuple[str, bytes, str, str]]) -> int:
-    """One partition's rows as whole batches, each sent once the one before it is acknowledged.
-
-    The producer sends a partition's next batch even when the one before it failed for good:
-    a broker that came back empty once answered a produce with UnknownError, and a case's seq 3
-    landed on the topic before its seq 1 (which the relay's retry then sent after it).
-    """
-    last, i = -1, 0
-    while i < len(rows):
-        batch, start = producer.create_batch(), i
-        for case_id, data, event_type, event_id in rows[start:]:
-            headers = [("event_type", event_type.encode()), ("event_id", event_id.encode())]
-            if batch.append(key=case_id.encode(), value=bytes(data), timestamp=None, headers=headers) is None:
-                break  # full; a batch always takes its first row
-            i += 1
-        batch.close()  # nothing else may join it through producer.send
-        sent = await (await producer.send_batch(batch, topic, partition=partition))
-        last = sent.offset + (i - start) - 1
-    return last
 
 
 async def run_relay(settings: Settings) -> None:

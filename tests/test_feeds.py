@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from schemas.codec import Codec
 from streams.feeds import feed_topic
 from streams.topics import ensure_topics
 from suqiu.config import Settings
@@ -29,9 +30,12 @@ async def test_a_jurisdiction_feed_carries_its_subtree_only(settings: Settings, 
         district = await read_topic(s.kafka_bootstrap, feed_topic(s, "tj-binhai"), 12)
     stored = {(r[0], r[1]): bytes(r[2]) for r in query(s, "SELECT case_id, seq, data FROM events")}
     by_case: dict[str, list[bytes]] = defaultdict(list)
+    codec = Codec()
     for rec in teda_feed:
         assert rec.key is not None
         by_case[rec.key.decode()].append(rec.value)
+        ev = codec.decode_event(rec.value)  # the events topic's headers, as the relay set them
+        assert dict(rec.headers) == {"event_type": ev.event_type.encode(), "event_id": ev.event_id.encode()}
     assert sorted(by_case) == sorted(teda)  # the free-trade zone's case is not in TEDA's feed
     for case, values in by_case.items():
         assert values == [stored[(case, seq)] for seq in (1, 2, 3)]  # same bytes, in order

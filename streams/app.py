@@ -144,8 +144,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             router = JurisdictionFeeds(settings, r.pool, r.codec, lambda: r.context.jurisdictions)
             # Its own producer, for whole batches per partition (streams.publishing): Faust's
             # sends each record alone, and a failed one does not stop those behind it.
+            # Metadata at most 10 s old: a feed topic the relay created again (see OutboxRelay)
+            # is seen with its new partitions soon, and a batch held on the old count goes.
             producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=2,
-                                        max_batch_size=512 * 1024)
+                                        max_batch_size=512 * 1024, metadata_max_age_ms=10_000)
             await producer.start()
 
             async def route(batch: list[EventT[Any]]) -> None:

@@ -13,8 +13,6 @@ from aiokafka.errors import KafkaError
 from streams.topics import TopicLayoutError, partition_for
 
 log = structlog.get_logger(__name__)
-
-
 HOLD_FIRST, HOLD_MAX = 1.0, 30.0  # seconds between tries of a batch the broker did not take
 
 # (case id, value, headers), as published on the events topic and on each feed.
@@ -61,15 +59,16 @@ async def publish_held(producer: AIOKafkaProducer, by_topic: Mapping[str, Sequen
     """
     held = HOLD_FIRST
     while True:
-        results = await asyncio.gather(*(publish(producer, topic, records, partitions) for topic, records in by_topic.items()),
-                                       return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
+        tries = (publish(producer, topic, records, partitions) for topic, records in by_topic.items())
+        failed = [r for r in await asyncio.gather(*tries, return_exceptions=True) if isinstance(r, BaseException)]
         if not failed:
             return
-        if not isinstance(failed[0], KafkaError | TopicLayoutError):
-            raise failed[0]
-        (log.error if isinstance(failed[0], TopicLayoutError) else log.warning)("the broker did not take a batch; holding it", error=str(failed[0]), retry_in=held,
-                    topics=sorted(by_topic))
+        error = failed[0]
+        if not isinstance(error, KafkaError | TopicLayoutError):
+            raise error
+        # A topic of the wrong shape waits for an operator (or the relay); an outage passes.
+        say = log.error if isinstance(error, TopicLayoutError) else log.warning
+        say("the broker did not take a batch; holding it", error=str(error), retry_in=held, topics=sorted(by_topic))
         await asyncio.sleep(held)
         held = min(held * 2, HOLD_MAX)
 
@@ -77,9 +76,9 @@ async def publish_held(producer: AIOKafkaProducer, by_topic: Mapping[str, Sequen
 async def _publish_share(producer: AIOKafkaProducer, topic: str, partition: int, records: list[OutRecord]) -> int:
     """One partition's records as whole batches, each sent once the one before it is acknowledged.
 
-    The producer sends a partition's next batch even when the one before it failed for good:
-    a broker that came back empty once answered a produce with UnknownError, and a case's seq 3
-    landed on the topic before its seq 1 (which the relay's retry then sent after it).
+    aiokafka sends a partition's next batch even when the one before it failed for good (a
+    non-retriable error, or a batch expired while the broker was away), which would put a
+    case's later events on the topic ahead of the failed ones.
     """
     last, i = -1, 0
     while i < len(records):

@@ -25,6 +25,10 @@ def contract_topics(settings: Settings) -> list[str]:
     return [settings.events_topic, settings.commands_topic, settings.results_topic, settings.dlq_topic, *feeds]
 
 
+class TopicLayoutError(Exception):
+    """A topic whose partition count is not the configured one: keys would land elsewhere."""
+
+
 async def recreate(settings: Settings, topics: list[str], replication: int = 1) -> None:
     """Delete `topics` and create them again, empty and with the configured partition count.
 
@@ -51,10 +55,6 @@ async def recreate(settings: Settings, topics: list[str], replication: int = 1) 
         raise TopicLayoutError(f"could not create {topics} with {settings.partitions} partitions: {counts}")
     finally:
         await admin.close()
-
-
-class TopicLayoutError(Exception):
-    """A topic whose partition count is not the configured one: keys would land elsewhere."""
 
 
 async def ensure_topics(settings: Settings, replication: int = 1, extra: list[str] | None = None) -> list[str]:

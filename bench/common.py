@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -18,7 +17,6 @@ import psycopg
 from streams.topics import ensure_topics
 from suqiu.config import Settings
 from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres, die_with_parent, free_port
-from suqiu.policy import policy_document
 from suqiu.stack import issue_keys, wait_for_http
 from suqiu.store import reference
 from suqiu.store.migrate import migrate
@@ -52,25 +50,11 @@ class BenchStack:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def bench_policy(directory: Path) -> str:
-    """The shipped policy, told that New Year's Day of the next two years is a holiday.
-
-    Benchmarks set deadlines from today, which from December reach a year chinesecalendar
-    may not know yet; Suqiu rightly refuses to guess one, so the benchmark names the day.
-    """
-    year = datetime.now(UTC).year
-    text = policy_document().replace("holidays = []", f'holidays = ["{year + 1}-01-01", "{year + 2}-01-01"]', 1)
-    path = directory / "bench-policy.toml"
-    path.write_text(text, "utf-8")
-    return str(path)
-
-
 def start_stack(partitions: int = 6) -> BenchStack:
     tmp = Path(tempfile.mkdtemp(prefix="suqiu-bench-"))
     pg = EmbeddedPostgres(tmp / "pg", durable=True)
     broker = EmbeddedBroker()
-    s = Settings(database_url=pg.start(), kafka_bootstrap=broker.start(), http_port=free_port(), partitions=partitions,
-                 sla_policy=bench_policy(tmp))
+    s = Settings(database_url=pg.start(), kafka_bootstrap=broker.start(), http_port=free_port(), partitions=partitions)
     assert s.database_url
     migrate(s.database_url)
     with psycopg.connect(s.database_url, autocommit=True) as conn:

@@ -151,7 +151,7 @@ def case_row(case: Case, timers: list[Timer], state: str, now: datetime) -> tupl
         case.submitted_at, case.assigned_at, case.accept_due, case.resolve_due, case.follow_up_due,
         min(clocks.values(), default=None), min(warns, default=None), "warning" in marks,
         "breach" in marks, case.supervised, case.reopen_count, case.closed_at, case.outcome, case.rating,
-        state, now,
+        state, now, min((d.since for d in case.provisional), default=None) if case.is_open else None,
     )
 
 

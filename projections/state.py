@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import orjson
 
-from suqiu.domain.model import Case, Enterprise, Status, field_names
+from suqiu.domain.model import Case, Enterprise, ProvisionalDeadline, Status, field_names
 
 _INSTANTS = frozenset(n for n in field_names(Case) if n.endswith(("_at", "_due")))
 
@@ -36,5 +36,8 @@ def load_case(text: str) -> Case:
             value = Status(value)
         elif name == "sla_marks":
             value = frozenset(tuple(m) for m in value)
+        elif name == "provisional":
+            value = tuple(ProvisionalDeadline(d["clock"], date.fromisoformat(d["since"]),
+                                              datetime.fromisoformat(d["anchor"])) for d in value)
         values[name] = value
     return Case(**values)

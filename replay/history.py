@@ -47,7 +47,8 @@ def entry(s: Stored) -> dict[str, Any]:
     if isinstance(p, e.AppealSubmitted):
         reason = p.title
     extra = {k: v for k, v in fields.items() if k in ("department", "to_department", "outcome", "rating", "items",
-                                                       "working_days", "target_system")}
+                                                       "working_days", "target_system")
+             or (v and k in ("provisional", "provisional_from", "calendar", "cause"))}
     deadlines = {k: fields[k] for k in DEADLINE_FIELDS if fields.get(k) is not None}
     sla = ""
     if isinstance(p, e.SlaWarning | e.SlaBreached | e.SupervisionOpened):
@@ -75,6 +76,7 @@ def case_json(case: Case, at: datetime) -> dict[str, Any]:
     out["status"] = case.status.value
     out["sla_marks"] = sorted(f"{c}:{k}" for c, k in case.sla_marks)
     out["sla_status"] = sla_status(case, at) if case.seq else "none"
+    out["provisional_deadlines"] = [d.clock for d in case.provisional]
     return dict(out)
 
 

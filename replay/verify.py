@@ -1,6 +1,6 @@
 """Hash-chain verification of the store, and comparison with the independent copies.
 
-The chain (domain.md) catches an edited, deleted, inserted or reordered event anywhere but
+The chain (README, Architecture) catches an edited, deleted, inserted or reordered event anywhere but
 at the end of a case. A tamperer who rewrites a chain consistently is caught by the copies
 kept elsewhere: the events topic, byte for byte, and the chain heads of an earlier export.
 """

@@ -8,7 +8,7 @@ import io
 import json
 import typing
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -352,7 +352,7 @@ def to_json_value(value: Any) -> Any:
         return {k: to_json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple | frozenset | set):
         return [to_json_value(v) for v in value]
-    if isinstance(value, datetime | bytes | UUID):
+    if isinstance(value, date | bytes | UUID):
         return _json_scalar(value)
     return value
 
@@ -369,6 +369,8 @@ def to_json_text(value: Any) -> str:
 def _json_scalar(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, UUID):

@@ -192,6 +192,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             try:
                 while await timers.fire_due(owned) >= timers.batch:
                     pass
+                await timers.revise_provisional(r.policy)
             except Exception:
                 # Every tick compares now with the stored deadlines, so the next one catches up.
                 log.warning("sla timer tick failed", exc_info=True)

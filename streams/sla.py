@@ -79,6 +79,43 @@ class SlaTimers:
                                     "AND kind = %s", later)
         return len(due)
 
+    async def revise_provisional(self, policy: SlaPolicy) -> int:
+        """Re-plan the open cases whose provisional deadlines now lie on official days (日历修订).
+
+        Runs every tick in every worker: the partial index holds only cases with provisional
+        deadlines, and the command ids derive from (case, calendar), so two workers, a restart or
+        a repeat before the read model caught up store one revision per case.
+        """
+        workdays = policy.calendar.is_workday
+        through = workdays.provisional_from - timedelta(days=1)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT case_id FROM case_view WHERE provisional_from <= %s "
+                                     "ORDER BY provisional_from LIMIT %s", (through, self.batch), prepare=True)
+            cases = [r[0] for r in await cur.fetchall()]
+        if not cases:
+            return 0
+        label = workdays.label()
+        body = {"official_through": through.isoformat(), "calendar": label}
+        actor = Actor(self.actor.system, Role.SYSTEM, person="sla-calendar")
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def revise(case_id: str) -> None:
+            command_id = str(uuid.uuid5(NAMESPACE, f"{case_id}/calendar/{through.isoformat()}/{label}"))
+            async with gate:
+                try:
+                    result = await self.service.execute(CommandRequest("revise_sla_calendar", command_id, actor,
+                                                                       body, case_id=case_id))
+                except DomainError as exc:
+                    log.warning("calendar revision refused", case_id=case_id, command_id=command_id,
+                                code=exc.code, reason=exc.message)
+                    return
+            if result.status == "accepted":
+                log.info("provisional deadlines re-planned", case_id=case_id, command_id=command_id,
+                         official_through=through.isoformat(), event_id=result.event_ids[0])
+
+        await asyncio.gather(*(revise(c) for c in cases))
+        return len(cases)
+
     async def _fire(self, case_id: str, clock: str, kind: str, fire_at: datetime,
                     due_at: datetime) -> tuple[Any, ...] | None:
         body: dict[str, Any] = {"clock": clock}

@@ -1,4 +1,4 @@
-"""Create the contract topics (interface.md) with the configured prefix."""
+"""Create the contract topics (docs/events.md) with the configured prefix."""
 
 from __future__ import annotations
 

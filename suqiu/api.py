@@ -1,4 +1,4 @@
-"""The HTTP API of interface.md: JSON in, JSON out, every error in one shape, nothing stored on error."""
+"""The HTTP API: JSON in, JSON out, every error in one shape, nothing stored on error."""
 
 from __future__ import annotations
 
@@ -172,6 +172,8 @@ def case_view(case: Case, now: datetime) -> dict[str, Any]:
     view["status"] = case.status.value
     view["sla_marks"] = sorted(f"{clock}:{kind}" for clock, kind in case.sla_marks)
     view["sla_status"] = sla_status(case, now)
+    # 暂定: deadlines on days no State Council notice covers yet; re-planned when it comes.
+    view["provisional_deadlines"] = [d.clock for d in case.provisional]
     return view
 
 

@@ -1,4 +1,4 @@
-"""The `suqiu` command line (interface.md)."""
+"""The `suqiu` command line."""
 
 from __future__ import annotations
 

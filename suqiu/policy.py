@@ -35,7 +35,7 @@ def policy_document(path: str | Path | None = None) -> str:
 
 
 def load_policy(path: str | Path | None = None, text: str | None = None) -> SlaPolicy:
-    """The policy at `path` (or given as `text`), or the shipped default (domain.md's typical goals)."""
+    """The policy at `path` (or given as `text`), or the shipped default (typical district goals)."""
     text = policy_document(path) if text is None else text
     source, base = ("default.toml", None) if path is None else (str(path), Path(path).parent)
     try:
@@ -48,7 +48,7 @@ def load_policy(path: str | Path | None = None, text: str | None = None) -> SlaP
 def parse_policy(doc: Mapping[str, Any], *, source: str = "policy", base: Path | None = None,
                  digest: str = "") -> SlaPolicy:
     cal_doc = doc.get("calendar", {})
-    overrides = _overrides(cal_doc, source, base)
+    overrides, sources = _overrides(cal_doc, source, base)
     periods = tuple((_time(a, source, "calendar.periods"), _time(b, source, "calendar.periods"))
                     for a, b in cal_doc.get("periods", [["09:00", "12:00"], ["13:30", "17:30"]]))
     if not periods or any(a >= b for a, b in periods):
@@ -56,7 +56,7 @@ def parse_policy(doc: Mapping[str, Any], *, source: str = "policy", base: Path |
     ordered = sorted(periods)
     if any(b > c for (_, b), (c, _) in itertools.pairwise(ordered)):
         raise PolicyError(f"{source}: calendar.periods must not overlap")
-    calendar = BusinessCalendar(ChinaWorkdays(overrides), periods)
+    calendar = BusinessCalendar(ChinaWorkdays(overrides, sources), periods)
     day = calendar.day_seconds // 60
     if "default" not in doc:
         raise PolicyError(f"{source}: [default] goals are required (accept, resolve, follow_up)")
@@ -112,8 +112,9 @@ def _time(value: str, source: str, where: str) -> time:
         raise PolicyError(f"{source}: {where}: {value!r} is not a time like '09:00'") from None
 
 
-def _overrides(cal: Mapping[str, Any], source: str, base: Path | None) -> dict[date, bool]:
-    """Holidays and make-up working days (调休) for years chinesecalendar does not know."""
+def _overrides(cal: Mapping[str, Any], source: str, base: Path | None) -> tuple[dict[date, bool], dict[int, str]]:
+    """Holidays and make-up working days (调休) for years chinesecalendar does not know, and
+    which file gave each year."""
     docs: list[tuple[str, Mapping[str, Any]]] = [(source, cal)]
     file = cal.get("override_file")
     if file:
@@ -123,11 +124,14 @@ def _overrides(cal: Mapping[str, Any], source: str, base: Path | None) -> dict[d
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise PolicyError(f"{source}: calendar.override_file: cannot load {path}: {exc}") from None
     out: dict[date, bool] = {}
+    sources: dict[int, str] = {}
     for where, d in docs:
         for key, workday in (("holidays", False), ("workdays", True)):
             for day in d.get(key, []):
                 try:
-                    out[day if isinstance(day, date) else date.fromisoformat(str(day))] = workday
+                    when = day if isinstance(day, date) else date.fromisoformat(str(day))
                 except ValueError:
                     raise PolicyError(f"{where}: {key}: {day!r} is not a date like 2027-10-01") from None
-    return out
+                out[when] = workday
+                sources[when.year] = where
+    return out, sources

@@ -48,7 +48,7 @@ class Runtime:
         await self.pool.open(wait=True, timeout=30)
         calendar = self.calendar_coverage()
         if calendar["status"] != "ok":
-            log.warning("the business calendar runs out soon", **calendar)
+            log.warning("the official business calendar runs out soon: later deadlines are provisional", **calendar)
         await self.refresh()
         self._refresher = asyncio.create_task(self._refresh_forever())
         return self

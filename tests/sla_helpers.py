@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -10,8 +11,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
+from rich.console import Console
 
+from replay import cli as replay_cli
 from schemas.codec import Codec
+from suqiu.cli import build_parser
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
 from suqiu.domain.model import Actor, Role
@@ -50,9 +54,7 @@ def sla_events(settings: Settings, case_id: str) -> list[tuple[str, str]]:
     """(event_type, clock) of the case's SLA events, in order, from the store."""
     rows = query(settings, "SELECT event_type, data FROM events WHERE case_id = %s AND event_type IN "
                  "('SlaWarning', 'SlaBreached', 'SupervisionOpened') ORDER BY seq", case_id)
-    from schemas.codec import Codec
-    codec = Codec()
-    return [(r[0], codec.decode_event(bytes(r[1])).payload.clock) for r in rows]
+    return [(r[0], CODEC.decode_event(bytes(r[1])).payload.clock) for r in rows]
 
 
 def view_seq(settings: Settings, case_id: str) -> int:
@@ -74,7 +76,8 @@ async def caught_up(settings: Settings, case_id: str, timeout: float = 20.0) -> 
 
 
 def knowing_2027(settings: Settings, directory: Path) -> Settings:
-    """`settings` with the shipped policy plus a 2027 override file, as an operator would add it."""
+    """`settings` with the shipped policy plus a 2027 override file, as an operator would add it:
+    official through 2027, so provisional days reach 2032 (one year more than the shipped policy)."""
     (directory / "cal-2027.toml").write_text('holidays = ["2027-01-01"]\nworkdays = []\n', "utf-8")
     (directory / "policy.toml").write_text(
         policy_document().replace('version = "default-1"', 'version = "with-2027"')
@@ -83,12 +86,13 @@ def knowing_2027(settings: Settings, directory: Path) -> Settings:
     return settings.with_(sla_policy=str(directory / "policy.toml"))
 
 
-async def dispatched_into_2027(settings: Settings, clock: ManualClock) -> str:
-    """A case submitted and dispatched through `settings`' policy on Monday 2026-12-28 10:00 in
-    Tianjin, so its five working days reach 2027; returns its id."""
+async def dispatched_into_2032(settings: Settings, clock: ManualClock) -> str:
+    """A case submitted and dispatched through `settings`' policy on Monday 2031-12-29 10:00 in
+    Tianjin, so its five working days reach 2032: past the shipped policy's provisional horizon,
+    within that of a policy knowing 2027. Returns its id."""
     from tests.conftest import SYSTEM, submission
 
-    clock.set(cst(2026, 12, 28, 10, 0))
+    clock.set(cst(2031, 12, 29, 10, 0))
     body = submission()
     body.pop("command_id")
     rt = await Runtime(settings, clock=clock).open()
@@ -100,3 +104,27 @@ async def dispatched_into_2027(settings: Settings, clock: ManualClock) -> str:
     finally:
         await rt.close()
     return case
+
+
+def snapshot(s: Settings) -> dict[str, list[tuple[Any, ...]]]:
+    """Every read model's rows (case_view without its update time), for comparing a rebuild with the live ones."""
+    tables = {"case_view": "updated_at", "case_timeline": "", "sla_timers": "", "assignments": "", "closures": ""}
+    out = {}
+    for table, skip in tables.items():
+        cols = [r[0] for r in query(s, "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                                       "AND table_schema = current_schema() ORDER BY ordinal_position", table)]
+        keep = ", ".join(c for c in cols if c != skip)
+        out[table] = query(s, f"SELECT {keep} FROM {table} ORDER BY 1, 2, 3")
+    return out
+
+
+async def replay(settings: Settings, *argv: str) -> tuple[int, str]:
+    """The CLI as an auditor runs it, in a thread: it starts event loops of its own."""
+    return await asyncio.to_thread(replay_sync, settings, *argv)
+
+
+def replay_sync(settings: Settings, *argv: str) -> tuple[int, str]:
+    buf = io.StringIO()
+    code = replay_cli.run(build_parser().parse_args(["replay", *argv]), settings,
+                          Console(file=buf, width=200, highlight=False))
+    return code, buf.getvalue()

@@ -86,9 +86,17 @@ def test_adding_and_subtracting_working_time_agree_with_counting_it(start: datet
     assert cal.add(at, seconds) >= at >= cal.sub(at, seconds)
 
 
-def test_unknown_year_is_a_loud_error_and_an_override_fixes_it() -> None:
-    with pytest.raises(CalendarError, match="2027"):
-        ChinaWorkdays()(date(2027, 3, 1))
+def test_a_year_without_notice_is_provisional_and_one_past_the_horizon_a_loud_error() -> None:
+    provisional = ChinaWorkdays()
+    assert provisional.provisional_from == date(2027, 1, 1)
+    # Weekends and the statutory holidays only: 春节 is the eve and 初一 to 初三 (5-8 Feb 2027),
+    # and no make-up Saturday, which only a notice can give.
+    assert [provisional(date(2027, 2, d)) for d in range(4, 11)] == [True, False, False, False, False, True, True]
+    assert provisional(date(2027, 1, 1)) is False and provisional(date(2027, 10, 4)) is True
+    with pytest.raises(CalendarError, match="2032"):
+        provisional(date(2032, 3, 1))
+    with pytest.raises(CalendarError, match="2003"):
+        provisional(date(2003, 3, 3))
     known = ChinaWorkdays({date(2027, 1, 1): False, date(2027, 2, 7): True})
     assert known(date(2027, 1, 1)) is False and known(date(2027, 2, 7)) is True
     assert known(date(2027, 3, 1)) is True and known(date(2027, 3, 6)) is False

@@ -83,18 +83,32 @@ async def test_deadlines_follow_the_business_calendar(api: Api) -> None:
     assert view["sla_status"] == "on_time"
 
 
-async def test_a_deadline_in_a_year_the_calendar_does_not_know_is_refused_and_nothing_stored(
+async def test_a_deadline_past_the_official_calendar_is_provisional_and_says_so(api: Api, clock: ManualClock) -> None:
+    # Sunday 2026-12-20 10:00 Tianjin, land planning (15 working days): no 2027 notice exists, so
+    # the deadline is placed on the provisional calendar (weekends, statutory holidays) and says so.
+    clock.set(datetime(2026, 12, 20, 2, 0, tzinfo=UTC))
+    case = (await api.submit(category="land_planning"))["case_id"]
+    await api.ok("dispatcher", case, "dispatch", department="bh-planning")
+    _, view = await api.call("auditor", "GET", f"/appeals/{case}")
+    # Dec 21-31: 9 working days; 1 Jan off; 4-8 Jan: 5; Mon 11 Jan the 15th, to 17:30.
+    assert view["resolve_due"] == "2027-01-11T09:30:00.000Z"
+    assert view["provisional_deadlines"] == ["resolve"]  # accept (2 h) falls on Monday 21 Dec: official
+    _, hist = await api.call("auditor", "GET", f"/appeals/{case}/history")
+    dispatched = hist["events"][1]["data"]
+    assert dispatched["provisional"] == ["resolve"] and dispatched["provisional_from"] == "2027-01-01"
+
+
+async def test_a_deadline_past_the_provisional_horizon_is_a_typing_error_and_nothing_stored(
         api: Api, settings: Settings, clock: ManualClock) -> None:
-    # Monday 2026-12-28 10:00 Tianjin: five working days run into 2027, which chinesecalendar
-    # does not know and the shipped policy has no override for. A guess would be silent.
-    clock.set(datetime(2026, 12, 28, 2, 0, tzinfo=UTC))
+    # The official calendar ends 2026-12-31; provisional days reach five years on, to 2031-12-31.
+    clock.set(datetime(2031, 12, 29, 2, 0, tzinfo=UTC))
     case = (await api.submit())["case_id"]
     before = stored(settings)
     status, body = await api.do("dispatcher", case, "dispatch", department="bh-market")
     assert status == 503, body
     assert body["error"]["code"] == "calendar_unknown"
-    assert "no holiday data for 2027" in body["error"]["message"] and "override" in body["error"]["message"]
-    assert body["error"]["details"]["year"] == 2027
+    assert "no working-day calendar for 2032" in body["error"]["message"]
+    assert body["error"]["details"]["year"] == 2032
     assert stored(settings) == before
     _, view = await api.call("auditor", "GET", f"/appeals/{case}")
     assert view["status"] == "submitted"
@@ -222,9 +236,11 @@ async def test_schemas_endpoint_serves_every_fingerprint(api: Api) -> None:
 async def test_health_reports_database_and_broker(api: Api, clock: ManualClock) -> None:
     status, body = await api.call(None, "GET", "/health")
     assert status == 200 and body["checks"]["database"] == "ok" and body["checks"]["broker"] == "ok"
-    assert body["checks"]["calendar"] == {"status": "ok", "known_through": "2026-12-31"}  # in July
-    # From November, deadlines may run into 2027: health says what is missing, still 200.
+    assert body["checks"]["calendar"] == {"status": "ok", "official_through": "2026-12-31",
+                                          "provisional_through": "2031-12-31"}  # in July
+    # From November, deadlines may run into 2027: health says they are provisional, still 200.
     clock.set(datetime(2026, 11, 20, 2, 0, tzinfo=UTC))
     status, body = await api.call(None, "GET", "/health")
-    assert status == 200 and body["checks"]["calendar"]["known_through"] == "2026-12-31"
-    assert "no holiday data for 2027" in body["checks"]["calendar"]["status"]
+    assert status == 200 and body["checks"]["calendar"]["official_through"] == "2026-12-31"
+    assert "no State Council notice for 2027" in body["checks"]["calendar"]["status"]
+    assert "provisional" in body["checks"]["calendar"]["status"]

@@ -116,7 +116,7 @@ async def test_import_good_rows_reject_bad_ones_and_twice_adds_nothing(
     assert "before the submission" in reasons[6]
     assert reasons[7].startswith("诉求标题: required")
     assert reasons[8].startswith("统一社会信用代码: ") and "check" in reasons[8], reasons[8]
-    assert "no holiday data for 2003" in reasons[9], reasons[9]
+    assert "no working-day calendar for 2003" in reasons[9], reasons[9]
 
     codec = Codec()
     events = [(r[0], r[1], codec.decode_event(bytes(r[2])))

@@ -76,8 +76,8 @@ async def test_commands_over_kafka_get_results_and_same_rules_as_http(topics: Se
         assert by_id[ids[2]][0]["error"]["code"] == "forbidden"
         assert [r["status"] for r in by_id[ids[3]]] == ["accepted", "duplicate"]
         assert by_id[ids[3]][1]["seq"] == 3
-        # A deadline in a year the calendar does not know: a rejected result, not a crashed agent.
-        runtime.clock.set(datetime(2026, 12, 28, 2, 0, tzinfo=UTC))  # type: ignore[attr-defined]
+        # A deadline past the provisional calendar: a rejected result, not a crashed agent.
+        runtime.clock.set(datetime(2031, 12, 29, 2, 0, tzinfo=UTC))  # type: ignore[attr-defined]
         second, late, urge = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
         await produce(s.kafka_bootstrap, s.commands_topic, [
             (second.encode(), codec.encode_command("submit", submit_body(), command_id=second, actor=INTAKE))])
@@ -94,7 +94,7 @@ async def test_commands_over_kafka_get_results_and_same_rules_as_http(topics: Se
                    for r in await read_topic(s.kafka_bootstrap, s.results_topic, 9)}
         assert results[late]["status"] == "rejected", results[late]
         assert results[late]["error"]["code"] == "calendar_unknown"
-        assert results[late]["error"]["details"]["year"] == 2027
+        assert results[late]["error"]["details"]["year"] == 2032
         assert results[urge]["status"] == "accepted" and results[urge]["seq"] == 2  # the agent carries on
     seqs = defaultdict(list)
     for case, seq, _ in store_events(s):

@@ -25,7 +25,7 @@ def test_shipped_default_has_domain_goals() -> None:
     assert p.warning_share == 0.8 and p.version == "default-1"
 
 
-def test_2027_works_through_the_override_file_and_an_unknown_year_is_an_error(tmp_path: Path) -> None:
+def test_2027_works_through_the_override_file_and_a_year_past_the_horizon_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "cal-2027.toml").write_text(
         '# Illustrative days, as an administrator would copy them from the State Council notice.\n'
         'holidays = ["2027-01-01", "2027-02-08"]\nworkdays = ["2027-02-06"]\n', "utf-8")
@@ -41,10 +41,13 @@ def test_2027_works_through_the_override_file_and_an_unknown_year_is_an_error(tm
     assert p.after(goal, at(2027, 2, 5, 16, 0), goal.resolve_minutes) == at(2027, 2, 9, 16, 0)
     urgent = p.goal("approval", "urgent")
     assert p.after(urgent, at(2027, 2, 5, 22, 0), urgent.resolve_minutes) == at(2027, 2, 6, 2, 0)  # wall clock
-    with pytest.raises(CalendarError, match="2028"):
-        p.after(goal, at(2028, 3, 1, 10, 0), 60)
-    with pytest.raises(CalendarError, match="2027"):
-        load_policy().after(load_policy().default, at(2027, 3, 1, 10, 0), 60)
+    # 2028 has no notice: provisional, five years past the last official one at most.
+    assert p.calendar.is_workday.provisional_from == date(2028, 1, 1)
+    assert p.after(goal, at(2028, 3, 1, 10, 0), 60) == at(2028, 3, 1, 11, 0)
+    with pytest.raises(CalendarError, match="2033"):
+        p.after(goal, at(2033, 3, 1, 10, 0), 60)
+    with pytest.raises(CalendarError, match="2032"):
+        load_policy().after(load_policy().default, at(2032, 3, 1, 10, 0), 60)
 
 
 def test_before_is_the_inverse_of_after() -> None:
@@ -86,15 +89,16 @@ def test_policy_check_names_what_the_calendar_is_missing(tmp_path: Path, capsys:
     assert run_policy_check(None, today=date(2026, 7, 1)) == 0
     out = capsys.readouterr().out
     assert "version 'default-1'" in out and "resolve 5 working days" in out and "land_planning" in out
-    assert "working days known through 2026-12-31" in out
+    assert "working days official through 2026-12-31, provisional through 2031-12-31" in out
     assert run_policy_check(None, today=date(2026, 12, 1)) == 1  # deadlines reach 2027 within weeks
-    assert "no holiday data for 2027" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no State Council notice for 2027" in out and "provisional" in out and "refused" not in out
     (tmp_path / "cal-2027.toml").write_text('holidays = ["2027-01-01", "2027-02-08"]\nworkdays = ["2027-02-06"]\n')
     (tmp_path / "policy.toml").write_text(
         '[calendar]\noverride_file = "cal-2027.toml"\n[default]\naccept = "2h"\nresolve = "2d"\nfollow_up = "1d"\n')
     assert run_policy_check(str(tmp_path / "policy.toml"), today=date(2026, 12, 1)) == 0
     out = capsys.readouterr().out
-    assert "override 2027: 2 holidays, 1 make-up working days" in out and "known through 2027-12-31" in out
+    assert "override 2027: 2 holidays, 1 make-up working days" in out and "official through 2027-12-31" in out
     (tmp_path / "bad.toml").write_text('[default]\naccept = "soon"\n')
     assert run_policy_check(str(tmp_path / "bad.toml")) == 2
     assert "default.accept" in capsys.readouterr().err

@@ -25,7 +25,7 @@ from suqiu.runtime import Runtime
 from tests.conftest import Api
 from tests.kafka_helpers import faust_worker, produce, read_topic
 from tests.proc_helpers import processes
-from tests.sla_helpers import caught_up, cst, dispatched_into_2027, eventually, knowing_2027, query, view_seq
+from tests.sla_helpers import caught_up, cst, dispatched_into_2032, eventually, knowing_2027, query, view_seq
 from tests.test_domain import run, steps
 
 
@@ -226,21 +226,22 @@ async def test_the_projector_process_settles_the_gc(topics: Settings, runtime: R
 
 async def test_a_worker_whose_calendar_cannot_place_a_deadline_holds_until_its_policy_is_fixed(
         topics: Settings, clock: ManualClock, tmp_path: Path) -> None:
-    # The API knows 2027 (an override file), the worker was started with the shipped policy,
-    # which does not: its read models must wait, loudly, rather than skip or crash-loop.
+    # The API knows 2027 (an override file), so its provisional days reach 2032; the worker was
+    # started with the shipped policy, whose do not: its read models must wait, loudly, rather
+    # than skip or crash-loop.
     s = topics
     fixed = knowing_2027(s, tmp_path)
-    case = await dispatched_into_2027(fixed, clock)
+    case = await dispatched_into_2032(fixed, clock)
     with capture_logs() as logs:
         async with faust_worker(s, clock):
             held = await eventually(
                 lambda: [x for x in logs if x["event"].startswith("read models held")], bool, timeout=30)
             await asyncio.sleep(0.5)
             assert view_seq(s, case) < 2  # the dispatch is not in the read models, nor skipped
-    assert held[0]["log_level"] == "error" and held[0]["year"] == 2027, held[0]
-    assert "no holiday data for 2027" in held[0]["reason"]
+    assert held[0]["log_level"] == "error" and held[0]["year"] == 2032, held[0]
+    assert "no working-day calendar for 2032" in held[0]["reason"]
     assert view_seq(s, case) < 2
     async with faust_worker(fixed, clock):  # restarted with the override: nothing was lost
         assert await caught_up(s, case, timeout=30) >= 2
     due = query(s, "SELECT resolve_due FROM case_view WHERE case_id = %s", case)[0][0]
-    assert due.year == 2027
+    assert due.year == 2032

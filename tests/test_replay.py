@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import random
 import uuid
@@ -13,14 +12,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from rich.console import Console
 
-from replay import cli as replay_cli
 from replay import history
 from replay.rebuild import rebuild
 from schemas.codec import HASH_SIZE, HEADER, Codec, chain_hash
 from streams.topics import ensure_topics
-from suqiu.cli import build_parser
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
 from suqiu.domain.evolve import replay_state
@@ -28,19 +24,7 @@ from suqiu.domain.sla import CHINA
 from suqiu.runtime import Runtime
 from tests.conftest import Api
 from tests.kafka_helpers import faust_worker
-from tests.sla_helpers import caught_up, dispatched_into_2027, knowing_2027, query
-
-
-async def replay(settings: Settings, *argv: str) -> tuple[int, str]:
-    """The CLI as an auditor runs it, in a thread: it starts event loops of its own."""
-    return await asyncio.to_thread(replay_sync, settings, *argv)
-
-
-def replay_sync(settings: Settings, *argv: str) -> tuple[int, str]:
-    buf = io.StringIO()
-    code = replay_cli.run(build_parser().parse_args(["replay", *argv]), settings,
-                          Console(file=buf, width=200, highlight=False))
-    return code, buf.getvalue()
+from tests.sla_helpers import caught_up, dispatched_into_2032, knowing_2027, query, replay, snapshot
 
 
 async def lifecycle(api: Api) -> str:
@@ -278,16 +262,16 @@ async def test_a_rebuild_whose_policy_lacks_a_year_the_store_needs_fails_cleanly
         topics: Settings, clock: ManualClock, tmp_path: Path, workers: str) -> None:
     s = topics
     fixed = knowing_2027(s, tmp_path)
-    case = await dispatched_into_2027(fixed, clock)
+    case = await dispatched_into_2032(fixed, clock)
     before = snapshot(s)
-    code, out = await replay(s, "rebuild", "--workers", workers)  # the shipped policy: no 2027
-    assert code == 1 and "read models unchanged" in out and "no holiday data for 2027" in out, out
+    code, out = await replay(s, "rebuild", "--workers", workers)  # the shipped policy: not as far as 2032
+    assert code == 1 and "read models unchanged" in out and "no working-day calendar for 2032" in out, out
     assert "Traceback" not in out
     assert snapshot(s) == before
     code, out = await replay(fixed, "rebuild", "--workers", workers)
     assert code == 0, out
     assert query(s, "SELECT seq, extract(year FROM resolve_due AT TIME ZONE 'UTC') FROM case_view "
-                    "WHERE case_id = %s", case) == [(2, 2027)]
+                    "WHERE case_id = %s", case) == [(2, 2032)]
 
 
 def catalog(s: Settings) -> list[str]:
@@ -317,17 +301,6 @@ def catalog(s: Settings) -> list[str]:
          WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(%s)
            AND a.attnum > 0 AND NOT a.attisdropped""", tables, tables, tables, tables, tables)
     return sorted(r[0] for r in rows)
-
-
-def snapshot(s: Settings) -> dict[str, list[tuple[Any, ...]]]:
-    tables = {"case_view": "updated_at", "case_timeline": "", "sla_timers": "", "assignments": "", "closures": ""}
-    out = {}
-    for table, skip in tables.items():
-        cols = [r[0] for r in query(s, "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
-                                       "AND table_schema = current_schema() ORDER BY ordinal_position", table)]
-        keep = ", ".join(c for c in cols if c != skip)
-        out[table] = query(s, f"SELECT {keep} FROM {table} ORDER BY 1, 2, 3")
-    return out
 
 
 async def test_restore_into_an_empty_broker_then_verify_against_topic_is_clean(

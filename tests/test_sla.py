@@ -192,15 +192,16 @@ async def test_a_policy_change_moves_open_clocks_only_and_is_recorded_once(
 
 async def test_a_policy_roll_out_the_calendar_refuses_is_retried_not_marked_done(
         topics: Settings, clock: ManualClock, tmp_path: Path) -> None:
-    # v2 triples the resolve goal, which moves a December deadline into 2027; v2's file forgot the
-    # 2027 override. The case must not silently keep v1's goals with the roll-out marked done.
+    # v2 triples the resolve goal, which moves a December 2031 deadline into 2032, past the shipped
+    # calendar's provisional horizon; v2's file forgot the 2027 override that extends it by a year.
+    # The case must not silently keep v1's goals with the roll-out marked done.
     (tmp_path / "cal-2027.toml").write_text('holidays = ["2027-01-01"]\n', "utf-8")
     goals = '[default]\naccept = "2h"\nresolve = "{}"\nfollow_up = "2d"\n'
     v1, v2 = tmp_path / "v1.toml", tmp_path / "v2.toml"
     v1.write_text('version = "a"\n' + goals.format("5d"), "utf-8")
     v2.write_text('version = "b"\n' + goals.format("15d"), "utf-8")
     s1, s2 = topics.with_(sla_policy=str(v1)), topics.with_(sla_policy=str(v2))
-    clock.set(cst(2026, 12, 14, 10, 0))  # Monday: five working days end on the 21st, fifteen in 2027
+    clock.set(cst(2031, 12, 15, 10, 0))  # Monday: five working days end on the 22nd, fifteen in 2032
     rt1 = await Runtime(s1, clock=clock).open()
     try:
         await roll_out_policy(rt1.pool, rt1.service, rt1.policy, rt1.policy_document or "", clock, "tj-binhai")
@@ -224,7 +225,7 @@ async def test_a_policy_roll_out_the_calendar_refuses_is_retried_not_marked_done
         finally:
             await rt.close()
 
-    with pytest.raises(CalendarError, match="2027"):
+    with pytest.raises(CalendarError, match="2032"):
         await roll_out(s2)
     assert query(s2, "SELECT rolled_out_at FROM sla_policy_versions WHERE version = 'b'") == [(None,)]
     assert query(s2, "SELECT count(*) FROM events WHERE case_id = %s", case) == [(2,)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from suqiu.domain.model import Case, Status
+from suqiu.domain import events as e
+from suqiu.domain.model import CLOCKS, Case, Status
 from suqiu.domain.sla import SlaPolicy
 
 _RESOLVING = frozenset({Status.DISPATCHED, Status.ACCEPTED, Status.RETURNED})
@@ -34,6 +35,33 @@ def running_clocks(case: Case) -> dict[str, datetime]:
     if case.status is Status.REPLIED and case.follow_up_due is not None:
         clocks["follow_up"] = case.follow_up_due
     return clocks
+
+
+_DUE_FIELDS = tuple((clock, f"{clock}_due") for clock in sorted(CLOCKS))
+# Events that move a clock's existing deadline rather than place a new one.
+_MOVES = (e.MaterialsSupplied, e.ExtensionGranted, e.SlaPolicyApplied, e.SlaCalendarRevised)
+
+
+def deadlines_in(payload: e.EventPayload) -> dict[str, datetime]:
+    """clock name -> the deadline this event sets for it."""
+    found = {}
+    for clock, name in _DUE_FIELDS:
+        due = getattr(payload, name, None)
+        if due is not None:
+            found[clock] = due
+    return found
+
+
+def kept_clocks(case: Case, payload: e.EventPayload) -> frozenset[str]:
+    """The clocks whose deadline in `payload` derives from the case's current one (a move, not a new cycle).
+
+    A re-dispatch after a return keeps the resolve clock: the enterprise waits all the same.
+    """
+    if isinstance(payload, _MOVES):
+        return frozenset(deadlines_in(payload))
+    if isinstance(payload, e.AppealDispatched) and payload.resolve_due == case.resolve_due:
+        return frozenset({"resolve"})
+    return frozenset()
 
 
 def warning_at(case: Case, policy: SlaPolicy, clock: str, due: datetime) -> datetime:

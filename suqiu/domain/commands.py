@@ -247,13 +247,22 @@ class ApplySlaPolicy(Command):
     previous_follow_up_minutes: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReviseSlaCalendar(Command):
+    """Re-plan an open case's provisional deadlines on the calendar that is now official through a date."""
+
+    type: ClassVar[str] = "revise_sla_calendar"
+    official_through: str = _text(10)
+    calendar: str = _text()
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
     c.type: c
     for c in (
         Submit, Dispatch, Accept, Return, Transfer, RequestMaterials, SupplyMaterials,
         RequestExtension, GrantExtension, DenyExtension, Escalate, RecordUpperLevelReply,
         Reply, Close, Feedback, Reopen, Urge, Withdraw, RecordSlaWarning, RecordSlaBreach,
-        OpenSupervision, ApplySlaPolicy, ImportCase,
+        OpenSupervision, ApplySlaPolicy, ReviseSlaCalendar, ImportCase,
     )
 }
 LIFECYCLE_TYPES = frozenset(COMMAND_TYPES) - {"submit", "import_case"}

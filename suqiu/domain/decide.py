@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime, time
+from typing import Any, TypeVar
 
 from suqiu.domain import commands as c
 from suqiu.domain import events as e
-from suqiu.domain.clocks import running_clocks, warning_at
+from suqiu.domain.clocks import deadlines_in, kept_clocks, running_clocks, warning_at
 from suqiu.domain.errors import DomainError, invalid
 from suqiu.domain.model import (
     CATEGORIES,
@@ -24,6 +25,7 @@ from suqiu.domain.model import (
     Status,
 )
 from suqiu.domain.refdata import Context
+from suqiu.domain.sla import CHINA, Goal
 from suqiu.domain.uscc import uscc_problem
 
 S = Status
@@ -64,6 +66,7 @@ RULES: dict[str, Rule] = {
     "record_sla_breach": Rule(frozenset({Role.SYSTEM}), OPEN, "SLA events only on an open case"),
     "open_supervision": Rule(frozenset({Role.SYSTEM, Role.DISPATCHER}), OPEN, "督办 only an open case"),
     "apply_sla_policy": Rule(frozenset({Role.SYSTEM}), OPEN, "a policy change moves only open clocks"),
+    "revise_sla_calendar": Rule(frozenset({Role.SYSTEM}), OPEN, "a calendar revision re-plans only open clocks"),
 }
 _DUE_STATES = {"accept": frozenset({S.DISPATCHED}), "resolve": frozenset({S.DISPATCHED, S.ACCEPTED, S.RETURNED, S.SUSPENDED}),
                "follow_up": frozenset({S.REPLIED})}
@@ -193,16 +196,16 @@ def _import(case: Case, cmd: c.ImportCase, meta: c.CommandMeta, ctx: Context) ->
         _known_department(ctx, cmd.department)
         goal = ctx.policy.goal(cmd.category, cmd.priority)
         resolve_due = ctx.policy.after(goal, at, goal.resolve_minutes)
-        out.append((e.AppealDispatched(department=cmd.department, note=None,
-                                       accept_due=ctx.policy.after(goal, at, goal.accept_minutes),
-                                       resolve_due=resolve_due), at))
+        out.append((_flag(ctx, goal, case, e.AppealDispatched(
+            department=cmd.department, note=None, accept_due=ctx.policy.after(goal, at, goal.accept_minutes),
+            resolve_due=resolve_due)), at))
         if cmd.replied_at is not None:
             out.append((e.AppealAccepted(department=cmd.department), at))
             if cmd.replied_at > resolve_due:
                 out.append((e.SlaBreached(clock="resolve", due_at=resolve_due), resolve_due))
-            out.append((e.AppealReplied(department=cmd.department, content=cmd.reply or "（历史数据未记录答复内容）",
-                                        follow_up_due=ctx.policy.after(goal, cmd.replied_at, goal.follow_up_minutes)),
-                        cmd.replied_at))
+            out.append((_flag(ctx, goal, case, e.AppealReplied(
+                department=cmd.department, content=cmd.reply or "（历史数据未记录答复内容）",
+                follow_up_due=ctx.policy.after(goal, cmd.replied_at, goal.follow_up_minutes))), cmd.replied_at))
     if cmd.closed_at is not None:
         out.append((e.AppealClosed(outcome=cmd.outcome, note="历史数据导入"), cmd.closed_at))
     return out
@@ -219,10 +222,10 @@ def _dispatch(case: Case, cmd: c.Dispatch, meta: c.CommandMeta, ctx: Context) ->
     now = meta.issued_at
     # A re-dispatch after a return keeps the resolution clock: the enterprise waits all the same.
     resolve_due = case.resolve_due or ctx.policy.after(goal, now, goal.resolve_minutes)
-    return [e.AppealDispatched(
+    return [_flag(ctx, goal, case, e.AppealDispatched(
         department=cmd.department, note=cmd.note or None,
         accept_due=ctx.policy.after(goal, now, goal.accept_minutes), resolve_due=resolve_due,
-    )]
+    ))]
 
 
 def _accept(case: Case, cmd: c.Accept, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
@@ -238,10 +241,10 @@ def _transfer(case: Case, cmd: c.Transfer, meta: c.CommandMeta, ctx: Context) ->
     if cmd.department == case.department:
         raise invalid("department", "is already the assigned department")
     goal = ctx.policy.goal(case.category, case.priority)
-    return [e.AppealTransferred(
+    return [_flag(ctx, goal, case, e.AppealTransferred(
         from_department=_assigned(case), to_department=cmd.department, reason=cmd.reason,
         accept_due=ctx.policy.after(goal, meta.issued_at, goal.accept_minutes),
-    )]
+    ))]
 
 
 def _request_materials(case: Case, cmd: c.RequestMaterials, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
@@ -254,10 +257,10 @@ def _supply_materials(case: Case, cmd: c.SupplyMaterials, meta: c.CommandMeta, c
     assert case.paused_at is not None and case.resolve_due is not None
     goal = ctx.policy.goal(case.category, case.priority)
     paused = ctx.policy.working_minutes(goal, case.paused_at, meta.issued_at)
-    return [e.MaterialsSupplied(
+    return [_flag(ctx, goal, case, e.MaterialsSupplied(
         note=cmd.note or None, paused_from=case.paused_at,
         resolve_due=ctx.policy.after(goal, case.resolve_due, paused),
-    )]
+    ))]
 
 
 def _request_extension(case: Case, cmd: c.RequestExtension, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
@@ -283,7 +286,8 @@ def _grant_extension(case: Case, cmd: c.GrantExtension, meta: c.CommandMeta, ctx
     days = _pending_extension(case)
     assert case.resolve_due is not None
     goal = ctx.policy.goal(case.category, case.priority)
-    return [e.ExtensionGranted(working_days=days, resolve_due=ctx.policy.after(goal, case.resolve_due, ctx.policy.days(days)))]
+    return [_flag(ctx, goal, case, e.ExtensionGranted(
+        working_days=days, resolve_due=ctx.policy.after(goal, case.resolve_due, ctx.policy.days(days))))]
 
 
 def _deny_extension(case: Case, cmd: c.DenyExtension, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
@@ -303,10 +307,10 @@ def _upper_level_reply(case: Case, cmd: c.RecordUpperLevelReply, meta: c.Command
 
 def _reply(case: Case, cmd: c.Reply, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
     goal = ctx.policy.goal(case.category, case.priority)
-    return [e.AppealReplied(
+    return [_flag(ctx, goal, case, e.AppealReplied(
         department=_assigned(case), content=cmd.content,
         follow_up_due=ctx.policy.after(goal, meta.issued_at, goal.follow_up_minutes),
-    )]
+    ))]
 
 
 def _close(case: Case, cmd: c.Close, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
@@ -332,11 +336,11 @@ def _reopen(case: Case, cmd: c.Reopen, meta: c.CommandMeta, ctx: Context) -> lis
     department = _assigned(case)
     goal = ctx.policy.goal(case.category, case.priority)
     now = meta.issued_at
-    return [e.AppealReopened(
+    return [_flag(ctx, goal, case, e.AppealReopened(
         reason=cmd.reason, department=department,
         accept_due=ctx.policy.after(goal, now, goal.accept_minutes),
         resolve_due=ctx.policy.after(goal, now, goal.resolve_minutes),
-    )]
+    ))]
 
 
 def _urge(case: Case, cmd: c.Urge, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
@@ -393,9 +397,74 @@ def _apply_sla_policy(case: Case, cmd: c.ApplySlaPolicy, meta: c.CommandMeta, ct
             moved[clock] = ctx.policy.after(goal, due, delta) if delta > 0 else ctx.policy.before(goal, due, -delta)
     if all(v is None for v in moved.values()):
         return []
-    return [e.SlaPolicyApplied(policy_version=cmd.policy_version, previous_version=cmd.previous_version,
-                               accept_due=moved["accept"], resolve_due=moved["resolve"],
-                               follow_up_due=moved["follow_up"])]
+    return [_flag(ctx, goal, case, e.SlaPolicyApplied(
+        policy_version=cmd.policy_version, previous_version=cmd.previous_version, accept_due=moved["accept"],
+        resolve_due=moved["resolve"], follow_up_due=moved["follow_up"]))]
+
+
+P = TypeVar("P", bound=e.EventPayload)
+
+
+def _flag(ctx: Context, goal: Goal, case: Case, payload: P) -> P:
+    """`payload` with its provisional fields: which of its deadlines lie on provisional days.
+
+    A deadline moved from the case's own provisional one (a pause, an extension, a re-dispatch
+    keeping the resolve clock) stays provisional, from the day that one was.
+    """
+    first = ctx.policy.calendar.is_workday.provisional_from
+    held = {d.clock: d for d in case.provisional}
+    kept = kept_clocks(case, payload)
+    clocks: list[str] = []
+    for clock, due in deadlines_in(payload).items():
+        prior = held.get(clock) if clock in kept else None
+        if prior is not None:
+            first = min(first, prior.since)
+            clocks.append(clock)
+        elif ctx.policy.provisional(goal, due):
+            clocks.append(clock)
+    if not clocks:
+        return payload
+    changed: P = dataclasses.replace(payload, **{"provisional": sorted(clocks), "provisional_from": first.isoformat()})
+    return changed
+
+
+def _revise_sla_calendar(case: Case, cmd: c.ReviseSlaCalendar, meta: c.CommandMeta,
+                         ctx: Context) -> list[e.EventPayload]:
+    """Each provisional deadline whose days are now official keeps the working time it was walked
+    over them, counted again on the official calendar from the same instant; one that lands at or
+    before now breaches at once, naming the revision."""
+    calendar = ctx.policy.calendar
+    first = calendar.is_workday.provisional_from
+    through = date.fromordinal(first.toordinal() - 1).isoformat()
+    if cmd.official_through != through:
+        raise DomainError("conflict", f"this process's calendar is official through {through}, "
+                          f"not {cmd.official_through}", field="official_through")
+    goal = ctx.policy.goal(case.category, case.priority)
+    previous: dict[str, datetime] = {}
+    revised: dict[str, datetime] = {}
+    for held in case.provisional:
+        due: datetime | None = getattr(case, f"{held.clock}_due")
+        if due is None or held.since >= first:
+            continue  # still wholly on provisional days: the next notice re-plans it
+        anchor = max(held.anchor, datetime.combine(held.since, time(), CHINA))
+        previous[held.clock] = due
+        revised[held.clock] = calendar.add(anchor, calendar.as_placed(held.since).between(anchor, due)) \
+            if due > anchor else due
+    if not revised:
+        return []
+    out: list[e.EventPayload] = [_flag(ctx, goal, Case(case.case_id), e.SlaCalendarRevised(
+        calendar=cmd.calendar, official_through=cmd.official_through,
+        previous_accept_due=previous.get("accept"), previous_resolve_due=previous.get("resolve"),
+        previous_follow_up_due=previous.get("follow_up"), accept_due=revised.get("accept"),
+        resolve_due=revised.get("resolve"), follow_up_due=revised.get("follow_up")))]
+    running = running_clocks(case)
+    for clock, due in sorted(revised.items()):
+        # Only a deadline the revision moved into the past: one already past is the timers' to breach.
+        moved_past = due <= meta.issued_at < previous[clock]
+        if clock in running and moved_past and (clock, "breach") not in case.sla_marks:
+            out.append(e.SlaBreached(clock=clock, due_at=due, cause=f"日历修订 calendar revision: official "
+                                                                     f"through {through} ({cmd.calendar})"))
+    return out
 
 
 def _assigned(case: Case) -> str:
@@ -413,5 +482,5 @@ _HANDLERS: dict[type[c.Command], Callable[[Case, Any, c.CommandMeta, Context], S
     c.Reply: _reply, c.Close: _close, c.Feedback: _feedback, c.Reopen: _reopen, c.Urge: _urge,
     c.Withdraw: _withdraw, c.RecordSlaWarning: _sla_mark("warning"),
     c.RecordSlaBreach: _sla_mark("breach"), c.OpenSupervision: _sla_mark("supervision"),
-    c.ApplySlaPolicy: _apply_sla_policy,
+    c.ApplySlaPolicy: _apply_sla_policy, c.ReviseSlaCalendar: _revise_sla_calendar,
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
@@ -20,7 +20,7 @@ class EventPayload:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """The envelope every event carries (domain.md, 'Event envelope')."""
+    """The envelope every event carries (docs/events.md, 'Envelope')."""
 
     event_id: str
     case_id: str
@@ -62,6 +62,10 @@ class AppealDispatched(EventPayload):
     note: str | None
     accept_due: datetime
     resolve_due: datetime
+    # The clocks whose deadline here lies on provisional days (暂定: no State Council notice yet),
+    # and the first such day; a calendar revision re-plans them once the notice is in.
+    provisional: list[str] = field(default_factory=list)
+    provisional_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,10 @@ class AppealTransferred(EventPayload):
     to_department: str
     reason: str
     accept_due: datetime
+    # The clocks whose deadline here lies on provisional days (暂定: no State Council notice yet),
+    # and the first such day; a calendar revision re-plans them once the notice is in.
+    provisional: list[str] = field(default_factory=list)
+    provisional_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,10 @@ class MaterialsSupplied(EventPayload):
     note: str | None
     paused_from: datetime
     resolve_due: datetime
+    # The clocks whose deadline here lies on provisional days (暂定: no State Council notice yet),
+    # and the first such day; a calendar revision re-plans them once the notice is in.
+    provisional: list[str] = field(default_factory=list)
+    provisional_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +130,10 @@ class ExtensionRequested(EventPayload):
 class ExtensionGranted(EventPayload):
     working_days: int
     resolve_due: datetime
+    # The clocks whose deadline here lies on provisional days (暂定: no State Council notice yet),
+    # and the first such day; a calendar revision re-plans them once the notice is in.
+    provisional: list[str] = field(default_factory=list)
+    provisional_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +163,10 @@ class AppealReplied(EventPayload):
     department: str
     content: str
     follow_up_due: datetime
+    # The clocks whose deadline here lies on provisional days (暂定: no State Council notice yet),
+    # and the first such day; a calendar revision re-plans them once the notice is in.
+    provisional: list[str] = field(default_factory=list)
+    provisional_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +193,10 @@ class AppealReopened(EventPayload):
     department: str
     accept_due: datetime
     resolve_due: datetime
+    # The clocks whose deadline here lies on provisional days (暂定: no State Council notice yet),
+    # and the first such day; a calendar revision re-plans them once the notice is in.
+    provisional: list[str] = field(default_factory=list)
+    provisional_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,10 +216,11 @@ class SlaWarning(EventPayload):
 
 @dataclass(frozen=True, slots=True)
 class SlaBreached(EventPayload):
-    """超期."""
+    """超期; `cause` names what moved the deadline into the past, when it was not time passing."""
 
     clock: str
     due_at: datetime
+    cause: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +240,30 @@ class SlaPolicyApplied(EventPayload):
     accept_due: datetime | None
     resolve_due: datetime | None
     follow_up_due: datetime | None
+    # The clocks whose deadline here lies on provisional days (暂定: no State Council notice yet),
+    # and the first such day; a calendar revision re-plans them once the notice is in.
+    provisional: list[str] = field(default_factory=list)
+    provisional_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlaCalendarRevised(EventPayload):
+    """The State Council notice came: provisional deadlines re-planned on the official days (日历修订).
+
+    Each moved clock keeps the working time it was walked over the provisional days; the
+    previous deadlines stay beside the new ones, and `calendar` says where the official days came from.
+    """
+
+    calendar: str
+    official_through: str
+    previous_accept_due: datetime | None
+    previous_resolve_due: datetime | None
+    previous_follow_up_due: datetime | None
+    accept_due: datetime | None
+    resolve_due: datetime | None
+    follow_up_due: datetime | None
+    provisional: list[str] = field(default_factory=list)
+    provisional_from: str | None = None
 
 
 EVENT_TYPES: dict[str, type[EventPayload]] = {
@@ -224,6 +273,6 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         MaterialsRequested, MaterialsSupplied, ExtensionRequested, ExtensionGranted,
         ExtensionDenied, AppealEscalated, UpperLevelReplied, AppealReplied, AppealClosed,
         FeedbackReceived, AppealReopened, Urged, SlaWarning, SlaBreached, SupervisionOpened,
-        SlaPolicyApplied,
+        SlaPolicyApplied, SlaCalendarRevised,
     )
 }

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterable
+from datetime import date
 from typing import Any
 
 from suqiu.domain import events as e
-from suqiu.domain.model import Case, Status, field_names
+from suqiu.domain.clocks import deadlines_in, kept_clocks
+from suqiu.domain.model import Case, ProvisionalDeadline, Status, field_names
 
 _CASE_FIELDS = field_names(Case)
 _CASE_VALUES = operator.attrgetter(*_CASE_FIELDS)
@@ -22,7 +24,10 @@ def evolve(case: Case, event: e.Event) -> Case:
     # fields positionally costs two thirds of a dict of them (and dataclasses.replace, which
     # re-inspects every field per call, more than either).
     values = list(_CASE_VALUES(case))
-    for name, value in _changes(case, event).items():
+    changes = _changes(case, event)
+    if case.provisional or getattr(event.payload, "provisional", None):
+        changes["provisional"] = _provisional(case, event, changes)
+    for name, value in changes.items():
         values[_POSITION[name]] = value
     values[_POSITION["seq"]] = event.seq
     return Case(*values)
@@ -94,7 +99,32 @@ def _changes(case: Case, event: e.Event) -> dict[str, Any]:
                         sla_marks=frozenset(m for m in case.sla_marks if not (m[0] in moved and m[1] == "warning")))
         case e.SupervisionOpened():
             return dict(sla_marks=case.sla_marks | {(p.clock, "supervision")}, supervised=True)
+        case e.SlaCalendarRevised():
+            revised = deadlines_in(p)
+            # A deadline that moved earns its own warning; a breach already recorded stays recorded.
+            return dict({f"{c}_due": due for c, due in revised.items()},
+                        sla_marks=frozenset(m for m in case.sla_marks if not (
+                            m[0] in revised and m[1] == "warning" and revised[m[0]] != getattr(case, f"{m[0]}_due"))))
     raise TypeError(f"unknown event payload {type(p).__name__}")
+
+
+def _provisional(case: Case, event: e.Event, changes: dict[str, Any]) -> tuple[ProvisionalDeadline, ...]:
+    """The case's provisional deadlines after `event`: set, kept (with their anchor) or dropped."""
+    p = event.payload
+    held = {d.clock: d for d in case.provisional}
+    placed = deadlines_in(p)
+    if placed:
+        kept = kept_clocks(case, p)
+        flagged = frozenset(getattr(p, "provisional", ()))
+        since = getattr(p, "provisional_from", None)
+        for clock in placed:
+            prior = held.pop(clock, None)
+            if clock in flagged and since is not None:
+                anchor = prior.anchor if prior is not None and clock in kept else event.occurred_at
+                held[clock] = ProvisionalDeadline(clock, date.fromisoformat(since), anchor)
+    # A clock whose deadline the event cleared (a return, a reopen's follow-up) has none to re-plan.
+    return tuple(d for c, d in sorted(held.items())
+                 if changes.get(f"{c}_due", getattr(case, f"{c}_due")) is not None)
 
 
 def replay_state(case_id: str, events: Iterable[e.Event]) -> Case:

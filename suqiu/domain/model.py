@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -71,6 +71,19 @@ class Enterprise:
 
 
 @dataclass(frozen=True, slots=True)
+class ProvisionalDeadline:
+    """A clock's deadline placed on provisional days (no State Council notice yet, 暂定).
+
+    `since` is the first provisional day when it was placed; `anchor` the instant from which its
+    working time was walked over them, so a revision can walk the same time on the official days.
+    """
+
+    clock: str
+    since: date
+    anchor: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Case:
     """A case as its events have built it; `seq` is the last applied event's number."""
 
@@ -107,6 +120,8 @@ class Case:
     supervised: bool = False
     # The SLA policy version last applied to the open clocks ("" = the one in force at dispatch).
     policy_version: str = ""
+    # The open clocks whose deadline is provisional, until a calendar revision re-plans them.
+    provisional: tuple[ProvisionalDeadline, ...] = ()
 
     @property
     def is_open(self) -> bool:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from suqiu.domain.errors import DomainError
 
@@ -24,11 +25,33 @@ class CalendarError(DomainError):
         super().__init__("calendar_unknown", message, **details)
 
 
+class Workdays(Protocol):
+    """Which days are working days; days from `provisional_from` on are provisional (no notice yet)."""
+
+    @property
+    def provisional_from(self) -> date: ...
+
+    @property
+    def provisional_through(self) -> date:
+        """The last day with any answer; later days are refused (CalendarError)."""
+        ...
+
+    def __call__(self, day: date, /) -> bool: ...
+
+    def as_placed(self, provisional_from: date) -> Workdays:
+        """The same calendar with every day from `provisional_from` on provisional."""
+        ...
+
+    def label(self) -> str:
+        """Where the official days come from."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class BusinessCalendar:
     """Working periods on working days, Asia/Shanghai."""
 
-    is_workday: Callable[[date], bool]
+    is_workday: Workdays
     periods: tuple[tuple[time, time], ...] = ((time(9, 0), time(12, 0)), (time(13, 30), time(17, 30)))
     # The periods as seconds after midnight: every deadline, import and KPI walks these.
     _spans: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
@@ -90,6 +113,14 @@ class BusinessCalendar:
             day += ONE_DAY
         return total
 
+    def provisional(self, due: datetime) -> bool:
+        """Whether a walk to `due` crossed provisional days (any walk from before it does, if `due` does)."""
+        return _local(due)[0] >= self.is_workday.provisional_from
+
+    def as_placed(self, provisional_from: date) -> BusinessCalendar:
+        """This calendar as it stood while the days from `provisional_from` on were provisional."""
+        return dataclasses.replace(self, is_workday=self.is_workday.as_placed(provisional_from))
+
     def _within(self, day: date, lo: float, hi: float) -> float:
         if not self.is_workday(day):
             return 0.0
@@ -140,6 +171,10 @@ class SlaPolicy:
         if goal.wall_clock:
             return max(0.0, (end - start).total_seconds() / 60)
         return self.calendar.between(start, end) / 60
+
+    def provisional(self, goal: Goal, due: datetime) -> bool:
+        """Whether `due` was placed on provisional days (never for a wall-clock goal)."""
+        return not goal.wall_clock and self.calendar.provisional(due)
 
     def goal_minutes(self, goal: Goal, clock: str) -> int:
         return {"accept": goal.accept_minutes, "resolve": goal.resolve_minutes,

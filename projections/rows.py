@@ -133,8 +133,18 @@ def fold(facts: list[Fact]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]
     return [tuple(r) for r in assignments.values()], [tuple(r) for r in closures.values()]
 
 
+def storable_json(text: str) -> str:
+    """JSON text PostgreSQL's jsonb takes: it refuses the NUL escape, which events stored before the
+    input rules (suqiu.domain.inputs) may hold; the event store keeps the bytes as they were."""
+    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
+
+
+def _storable(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+
+
 def timeline_row(ev: e.Event) -> tuple[Any, ...]:
-    data = to_json_text(ev.payload)
+    data = storable_json(to_json_text(ev.payload))
     return (ev.case_id, ev.seq, ev.event_id, ev.event_type, ev.occurred_at, ev.actor.system,
             ev.actor.role.value, ev.actor.department, ev.actor.person, data)
 
@@ -147,11 +157,12 @@ def case_row(case: Case, timers: list[Timer], state: str, now: datetime) -> tupl
     ent = case.enterprise
     return (
         case.case_id, case.seq, case.status.value, case.department, case.jurisdiction, case.category,
-        case.priority, case.channel, case.title, ent.uscc if ent else "", ent.name if ent else "",
+        case.priority, case.channel, _storable(case.title), _storable(ent.uscc) if ent else "",
+        _storable(ent.name) if ent else "",
         case.submitted_at, case.assigned_at, case.accept_due, case.resolve_due, case.follow_up_due,
         min(clocks.values(), default=None), min(warns, default=None), "warning" in marks,
         "breach" in marks, case.supervised, case.reopen_count, case.closed_at, case.outcome, case.rating,
-        state, now, min((d.since for d in case.provisional), default=None) if case.is_open else None,
+        storable_json(state), now, min((d.since for d in case.provisional), default=None) if case.is_open else None,
     )
 
 

@@ -113,7 +113,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     @app.agent(commands, name="command-intake")
     async def command_intake(stream: faust.StreamT[bytes]) -> None:
         await rt.ready.wait()
-        handler = CommandIntake(settings, rt.runtime.service, rt.runtime.codec)
+        handler = CommandIntake(settings, rt.runtime.service, rt.runtime.codec, rt.runtime.pool)
         async for event in stream.events():
             out = await handler.handle(event.key, event.value, _header_pairs(event.headers))
             # Wait for the broker's ack before the offset moves on: a result is never only in a buffer.

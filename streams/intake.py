@@ -8,9 +8,10 @@ from typing import Any
 
 import psycopg
 import structlog
+from psycopg_pool import AsyncConnectionPool
 
 from schemas.codec import Codec, DecodeError
-from streams.dlq import Outgoing, dead_letter
+from streams.dlq import Outgoing, dead_letter, park
 from suqiu.config import Settings
 from suqiu.domain import DomainError
 from suqiu.domain.model import Actor, Role
@@ -22,18 +23,21 @@ log = structlog.get_logger(__name__)
 class CommandIntake:
     """Turns one command record into one outgoing record: a result, or the input dead-lettered."""
 
-    def __init__(self, settings: Settings, service: CommandService, codec: Codec) -> None:
+    def __init__(self, settings: Settings, service: CommandService, codec: Codec,
+                 pool: AsyncConnectionPool[Any]) -> None:
         self.settings = settings
         self.service = service
         self.codec = codec
+        self.pool = pool
 
     async def handle(self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> Outgoing:
+        """Exactly one answer per record: its result (accepted, duplicate or rejected) or a dead letter."""
         try:
             type_name, meta, body = self.codec.decode_command(value or b"")
             actor = Actor(meta["actor"]["system"], Role(meta["actor"]["role"]),
                           meta["actor"]["department"], meta["actor"]["person"])
         except (DecodeError, ValueError) as exc:
-            return self._dead_letter(key, value, headers, str(exc))
+            return await park(self.pool, self._dead_letter(key, value, headers, str(exc)))
         request = CommandRequest(
             type_name, meta["command_id"], actor, body, case_id=meta["case_id"],
             expected_seq=meta["expected_seq"], correlation_id=meta["correlation_id"],
@@ -46,7 +50,16 @@ class CommandIntake:
                                                                 reason=exc.message)
             result = {"command_id": request.command_id, "case_id": request.case_id, "status": "rejected",
                       "error": exc.as_dict()}
-        return Outgoing(self.settings.results_topic, request.command_id.encode(), self.codec.encode_result(result), [])
+        except Exception as exc:  # whatever handling this record raised is its answer: the agent goes on
+            bound.exception("kafka command failed")
+            result = {"command_id": request.command_id, "case_id": request.case_id, "status": "rejected",
+                      "error": {"code": "internal", "message": f"internal error; nothing was stored "
+                                                               f"({type(exc).__name__})", "details": {}}}
+        try:
+            return Outgoing(self.settings.results_topic, request.command_id.encode(), self.codec.encode_result(result),
+                            [])
+        except Exception as exc:  # an id the result cannot carry (not UTF-8): the input is the answer
+            return await park(self.pool, self._dead_letter(key, value, headers, f"unanswerable command: {exc}"))
 
     async def _execute(self, request: CommandRequest) -> Any:
         # A database outage must not turn into lost or rejected commands: hold the partition and retry.

@@ -10,10 +10,11 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from projections import queries
 from schemas.codec import to_json_text, to_json_value
-from suqiu.domain import Case, DomainError
+from suqiu.domain import Case, DomainError, inputs
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.model import Actor, Role, Status
 from suqiu.domain.refdata import subtree
@@ -26,6 +27,7 @@ MAX_BODY = 256 * 1024
 STATUS = {
     "invalid_input": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid_state": 409,
     "conflict": 409, "idempotency_mismatch": 409, "too_large": 413, "calendar_unknown": 503,
+    "method_not_allowed": 405, "unsupported_encoding": 415, "headers_too_large": 431,
 }
 RUNTIME = web.AppKey("runtime", Runtime)
 ACTOR = web.RequestKey("actor", Actor)
@@ -37,10 +39,11 @@ def error_response(code: str, message: str, **details: Any) -> web.Response:
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        text=to_json_text(body), status=status,
-        content_type="application/json", charset="utf-8",
-    )
+    try:
+        text = to_json_text(body)
+    except TypeError:  # a refusal quoting what orjson cannot write (an integer past 64 bits, a lone surrogate)
+        text = json.dumps(to_json_value(body), ensure_ascii=True, default=repr)
+    return web.Response(text=text, status=status, content_type="application/json", charset="utf-8")
 
 
 @web.middleware
@@ -60,7 +63,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status == 404:
             return error_response("not_found", f"no route {request.method} {request.path}")
         if exc.status == 405:
-            return error_response("invalid_input", f"method {request.method} not allowed on {request.path}")
+            allowed = sorted(getattr(exc, "allowed_methods", ()))
+            return error_response("method_not_allowed", f"method {request.method} not allowed on {request.path}",
+                                  allowed=allowed)
+        if exc.status == 415:
+            return error_response("unsupported_encoding", exc.text or "unsupported Content-Encoding",
+                                  field="Content-Encoding")
         raise
     except Exception:
         log.exception("request failed", path=request.path)
@@ -73,29 +81,46 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer ") or not header[7:].strip():
-        raise DomainError("unauthorized", "missing bearer key: send Authorization: Bearer <key>")
-    info = await request.app[RUNTIME].keys.resolve(header[7:].strip())
+        raise DomainError("unauthorized", "missing bearer key: send Authorization: Bearer <key>",
+                          rule="every route but /v1/health and /v1/schemas needs an API key", field="Authorization")
+    key = header[7:].strip()
+    if not key.isascii() or not key.isprintable():
+        raise DomainError("unauthorized", "Authorization: a key is printable ASCII", field="Authorization",
+                          rule="API keys are printable ASCII")
+    info = await request.app[RUNTIME].keys.resolve(key)
     if info is None:
-        raise DomainError("unauthorized", "unknown or revoked key")
+        raise DomainError("unauthorized", "unknown or revoked key", field="Authorization",
+                          rule="a key issued by suqiu keys create and not revoked")
     request[ACTOR] = info.actor
     return await handler(request)
 
 
 def _prefix(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
-    return header[7:19] if header.startswith("Bearer ") and len(header) > 7 else None
+    prefix = header[7:19] if header.startswith("Bearer ") and len(header) > 7 else None
+    return prefix if prefix is None or (prefix.isascii() and prefix.isprintable()) else repr(prefix.encode(errors="replace"))
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise DomainError("too_large", f"request body over {MAX_BODY} bytes", limit=MAX_BODY)
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except RequestPayloadError as exc:  # a body its Content-Encoding does not decode, or cut short
+        raise DomainError("invalid_input", f"body: {str(exc).splitlines()[-1].strip()}", field="Content-Encoding",
+                          rule="a body encoded as its Content-Encoding says (gzip, deflate) or not at all") from None
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DomainError("invalid_input", f"body: not valid UTF-8 JSON ({exc})", field="body") from None
+    except RecursionError:
+        raise DomainError("invalid_input", f"body: nested deeper than {inputs.MAX_DEPTH} levels", field="body",
+                          rule="JSON depth") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise DomainError("invalid_input", f"body: {exc}", field="body", rule="integer range") from None
     if not isinstance(body, dict):
         raise DomainError("invalid_input", "body: must be a JSON object", field="body")
+    inputs.json_shape(body)
     return body
 
 
@@ -103,10 +128,7 @@ def _meta_fields(body: dict[str, Any]) -> tuple[str, int | None]:
     command_id = body.pop("command_id", None)
     if not isinstance(command_id, str) or not command_id.strip():
         raise DomainError("invalid_input", "command_id: is required (a UUID chosen by the client)", field="command_id")
-    expected = body.pop("expected_seq", None)
-    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
-        raise DomainError("invalid_input", "expected_seq: must be an integer", field="expected_seq")
-    return command_id.strip(), expected
+    return command_id, inputs.expected_seq(body.pop("expected_seq", None))
 
 
 async def submit(request: web.Request) -> web.Response:
@@ -139,7 +161,7 @@ async def command(request: web.Request) -> web.Response:
 async def readable_case(request: web.Request) -> Case:
     """The case, if this key may read it: a department reads the cases it holds or has held."""
     rt = request.app[RUNTIME]
-    case = await rt.service.load(request.match_info["case_id"])
+    case = await rt.service.load(inputs.identifier(request.match_info["case_id"], "case_id"))
     if case.seq == 0:
         raise DomainError("not_found", f"no case {case.case_id}", case_id=case.case_id)
     actor = request[ACTOR]
@@ -202,9 +224,10 @@ async def schemas(request: web.Request) -> web.Response:
 
 
 async def schema(request: web.Request) -> web.Response:
-    info = request.app[RUNTIME].codec.by_fingerprint.get(request.match_info["fingerprint"].lower())
+    fingerprint = inputs.identifier(request.match_info["fingerprint"], "fingerprint").lower()
+    info = request.app[RUNTIME].codec.by_fingerprint.get(fingerprint)
     if info is None:
-        raise DomainError("not_found", f"no schema with fingerprint {request.match_info['fingerprint']}")
+        raise DomainError("not_found", f"no schema with fingerprint {fingerprint}")
     return json_response({"fingerprint": info.fingerprint, "name": info.name, "kind": info.kind,
                           "version": info.version, "schema": info.schema})
 
@@ -234,6 +257,8 @@ async def list_appeals(request: web.Request) -> web.Response:
     if not 1 <= limit <= 500:
         raise DomainError("invalid_input", "limit: must be an integer from 1 to 500", field="limit")
     after = q.get("after")
+    if after is not None:
+        after = inputs.identifier(after, "after")
     now = rt.clock.now()
     async with rt.pool.connection() as conn:
         if after is not None and not await queries.case_known(conn, after):
@@ -257,7 +282,7 @@ async def departments(request: web.Request) -> web.Response:
 
 async def department_load(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    code = request.match_info["code"]
+    code = inputs.identifier(request.match_info["code"], "code")
     dept = rt.context.departments.get(code)
     if dept is None:
         raise DomainError("not_found", f"no department {code}", department=code)
@@ -271,7 +296,7 @@ async def department_load(request: web.Request) -> web.Response:
 async def jurisdiction_kpis(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     ctx = rt.context
-    code = request.match_info["code"]
+    code = inputs.identifier(request.match_info["code"], "code")
     own_department(request, None)
     if code not in ctx.jurisdictions:
         raise DomainError("not_found", f"no jurisdiction {code}", jurisdiction=code)

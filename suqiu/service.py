@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import random
@@ -19,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from schemas.codec import GENESIS, Codec, stored_hash
 from suqiu.clock import Clock, SystemClock
-from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve
+from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve, inputs
 from suqiu.domain.commands import ImportCase, Submit, parse_command
 from suqiu.domain.events import Event
 from suqiu.domain.model import Actor, plain
@@ -30,6 +31,20 @@ from suqiu.store.group import GroupCommit, GroupRead
 log = structlog.get_logger(__name__)
 CACHE_SIZE = 20_000
 RETRIES = 10
+
+
+def _checked(req: CommandRequest) -> CommandRequest:
+    """The request with its envelope validated as every boundary must (suqiu.domain.inputs)."""
+    if not isinstance(req.type, str) or not req.type:
+        raise DomainError("invalid_input", "type: is required (dispatch, accept, ...)", field="type")
+    def optional(value: str | None, name: str) -> str | None:
+        return None if value is None else inputs.identifier(value, name)
+
+    return dataclasses.replace(
+        req, command_id=inputs.identifier(req.command_id, "command_id"), case_id=optional(req.case_id, "case_id"),
+        expected_seq=inputs.expected_seq(req.expected_seq),
+        correlation_id=optional(req.correlation_id, "correlation_id"),
+        causation_id=optional(req.causation_id, "causation_id"))
 
 
 def new_id() -> str:
@@ -86,9 +101,8 @@ class CommandService:
         self._reads = GroupRead(pool)
 
     async def execute(self, req: CommandRequest) -> CommandResult:
+        req = _checked(req)
         command = parse_command(req.type, req.body)
-        if not req.command_id or len(req.command_id) > 128:
-            raise DomainError("invalid_input", "command_id: is required (at most 128 characters)", field="command_id")
         if not isinstance(command, Submit) and not req.case_id:
             raise DomainError("invalid_input", "case_id: is required for lifecycle commands", field="case_id")
         request_hash = _request_hash(req, command)

@@ -24,7 +24,7 @@ from suqiu.config import Settings
 from suqiu.domain.model import Role
 from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres
 from suqiu.runtime import Runtime
-from suqiu.server import broker_probe
+from suqiu.server import ApiRunner, broker_probe
 from suqiu.store import reference
 from suqiu.store.keys import create_key
 from suqiu.store.migrate import migrate
@@ -147,10 +147,17 @@ def submission(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+class ApiTestServer(TestServer):
+    """aiohttp's test server on the API's own runner (its parser's refusals in the error contract)."""
+
+    async def _make_runner(self, **kwargs: Any) -> ApiRunner:
+        return ApiRunner(self.app, **kwargs)
+
+
 @pytest.fixture
 async def api(runtime: Runtime, keys: dict[str, str], settings: Settings) -> AsyncIterator[Api]:
     assert settings.kafka_bootstrap
-    server = TestServer(create_app(runtime, broker_probe(settings.kafka_bootstrap)))
+    server = ApiTestServer(create_app(runtime, broker_probe(settings.kafka_bootstrap)))
     await server.start_server()
     async with aiohttp.ClientSession() as session:
         yield Api(session, str(server.make_url("")).rstrip("/"), keys)

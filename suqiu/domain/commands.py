@@ -8,6 +8,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
+from suqiu.domain import inputs
 from suqiu.domain.errors import invalid
 from suqiu.domain.model import Actor, Enterprise
 
@@ -332,43 +333,17 @@ def _has_default(f: Any) -> bool:
 def _coerce(hint: Any, raw: Any, path: str, meta: typing.Mapping[str, Any]) -> Any:
     """`raw` as a value of `hint` (Optional already unwrapped), or an error naming `path`."""
     if hint is str:
-        if not isinstance(raw, str):
-            raise invalid(path, "must be a string")
-        value = raw.strip()
-        if meta.get("required", True) and not value:
-            raise invalid(path, "must not be empty")
-        if len(value) > meta.get("max", TEXT):
-            raise invalid(path, f"longer than {meta.get('max', TEXT)} characters")
-        return value
+        return inputs.text(raw, path, meta.get("max", TEXT), required=meta.get("required", True))
     if hint is int:
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise invalid(path, "must be an integer")
-        return raw
+        return inputs.integer(raw, path)
     if hint is datetime:
-        return parse_instant(raw, path)
+        return inputs.instant(raw, path)
     if get_origin(hint) is tuple:
-        if not isinstance(raw, list | tuple) or not all(isinstance(x, str) and x.strip() for x in raw):
+        if not isinstance(raw, list | tuple):
             raise invalid(path, "must be a list of non-empty strings")
         if len(raw) > 100:
             raise invalid(path, "more than 100 items")
-        return tuple(x.strip()[:TEXT] for x in raw)
+        return tuple(inputs.text(x, f"{path}[{i}]", TEXT) for i, x in enumerate(raw))
     if hint is Enterprise:
         return _build(Enterprise, raw, prefix=path + ".")
     raise TypeError(f"no coercion for {hint!r}")  # a programming error, not bad input
-
-
-def parse_instant(raw: Any, path: str) -> datetime:
-    """An ISO 8601 instant with an explicit offset; naive times are ambiguous and refused."""
-    if isinstance(raw, datetime):
-        value = raw
-    elif isinstance(raw, str):
-        try:
-            value = datetime.fromisoformat(raw)
-        except ValueError:
-            raise invalid(path, "is not an ISO 8601 date-time") from None
-    else:
-        raise invalid(path, "must be an ISO 8601 date-time string")
-    if value.tzinfo is None:
-        raise invalid(path, "needs a UTC offset, e.g. +08:00")
-    # Events carry millisecond instants (Avro timestamp-millis); truncate once, here.
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)

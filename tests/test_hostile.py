@@ -1,0 +1,225 @@
+"""Hostile input is normal input: every boundary refuses with a 4xx naming the field, stores nothing,
+and one bad item never fails its neighbours."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from projections.projector import Incoming, Projector
+from schemas.codec import Codec
+from suqiu.config import Settings
+from suqiu.domain import events as e
+from suqiu.domain.model import Actor, Enterprise, Role
+from suqiu.runtime import Runtime
+from tests.conftest import SYSTEM, Api, stored, submission
+from tests.kafka_helpers import faust_worker, produce, read_topic
+from tests.sla_helpers import query
+
+INTAKE = Actor(SYSTEM, Role.INTAKE, person="kafka-gw")
+
+
+def refused(status: int, body: Any, field: str | None = None) -> None:
+    assert 400 <= status < 500, (status, body)
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}, body
+    if field is not None:
+        assert body["error"]["details"].get("field") == field, body
+
+
+HOSTILE_SUBMITS = [
+    ("command_id", {"command_id": "a\u0000b"}),
+    ("command_id", {"command_id": "   "}),
+    ("command_id", {"command_id": "x" * 129}),
+    ("source_ref", {"source_ref": "TJ\u0000-1"}),
+    ("source_system", {"source_system": "hot\u0000line"}),
+    ("source_ref", {"source_ref": "TJ\n1"}),
+    ("title", {"title": "施工\u0000许可"}),
+    ("title", {"title": "bell\u0007"}),
+    ("content", {"content": "x" * 20001}),
+    ("enterprise.name", {"enterprise": {"uscc": "91110000600037341L", "name": "某\u0000公司"}}),
+    ("occurred_at", {"occurred_at": "0001-01-01T00:00:00+00:00"}),
+    ("occurred_at", {"occurred_at": "9999-12-31T23:59:59+00:00"}),
+    ("expected_seq", {"expected_seq": 10**30}),
+    ("expected_seq", {"expected_seq": 2**64}),
+    ("expected_seq", {"expected_seq": 0}),
+]
+
+
+@pytest.mark.parametrize("field, change", HOSTILE_SUBMITS, ids=[f"{f}-{i}" for i, (f, _) in enumerate(HOSTILE_SUBMITS)])
+async def test_a_hostile_submit_is_refused_naming_the_field_and_stores_nothing(
+        api: Api, settings: Settings, field: str, change: dict[str, Any]) -> None:
+    before = stored(settings)
+    status, body = await api.call("intake", "POST", "/appeals", submission(**change))
+    refused(status, body, field)
+    assert body["error"]["code"] == "invalid_input"
+    assert stored(settings) == before
+
+
+@pytest.mark.parametrize("raw, rule", [
+    (b'{"command_id": "\\ud800", "title": "x"}', "UTF-8"),
+    (b"[" * 1000 + b"]" * 1000, "depth"),
+    (b'{"a": ' * 40 + b"1" + b"}" * 40, "depth"),
+    (b'{"n": 1' + b"0" * 5000 + b"}", "integer"),
+    (b'{"n": 99999999999999999999}', "integer"),
+    (b'{"n": NaN}', "finite"),
+    (b"\xff\xfe", "UTF-8"),
+], ids=["surrogate", "array-depth", "object-depth", "huge-int", "int64", "nan", "not-utf8"])
+async def test_a_hostile_json_body_is_a_400_and_stores_nothing(api: Api, settings: Settings, raw: bytes,
+                                                              rule: str) -> None:
+    before = stored(settings)
+    status, body = await api.call("intake", "POST", "/appeals", raw=raw)
+    refused(status, body)
+    assert rule.lower() in json.dumps(body).lower(), body
+    assert stored(settings) == before
+
+
+async def test_hostile_paths_and_queries_are_refused(api: Api) -> None:
+    for path in ("/appeals/a%00b", "/appeals/a%00b/history", "/departments/x%00/load", "/schemas/ab%00"):
+        status, body = await api.call("auditor", "GET", path)
+        refused(status, body)
+    status, body = await api.call("auditor", "GET", "/appeals?after=a%00b")
+    refused(status, body, "after")
+    status, body = await api.do("dispatcher", "a\u0000b", "urge")
+    refused(status, body)
+
+
+async def raw_request(api: Api, request: bytes) -> tuple[int, bytes, bytes]:
+    """One HTTP/1.1 request as bytes (headers no client library would send): status, headers, body."""
+    url = urlsplit(api.base)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(request)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), head, body
+
+
+async def test_hostile_headers_and_encodings_answer_in_the_error_shape(api: Api, keys: dict[str, str],
+                                                                     settings: Settings) -> None:
+    before = stored(settings)
+    good = json.dumps(submission()).encode()
+    auth = f"Authorization: Bearer {keys['intake']}\r\n".encode()
+    cases = {
+        "bad key bytes": b"POST /v1/appeals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+                         b"Content-Type: application/json\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+        "bad correlation id": b"POST /v1/appeals HTTP/1.1\r\nHost: x\r\n" + auth + b"X-Correlation-Id: \xff\x00\r\n"
+                              b"Content-Type: application/json\r\nConnection: close\r\nContent-Length: "
+                              + str(len(good)).encode() + b"\r\n\r\n" + good,
+        "gzip that is not": b"POST /v1/appeals HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Encoding: gzip\r\n"
+                            b"Content-Type: application/json\r\nConnection: close\r\nContent-Length: "
+                            + str(len(good)).encode() + b"\r\n\r\n" + good,
+    }
+    for name, request in cases.items():
+        status, head, body = await raw_request(api, request)
+        assert 400 <= status < 500, (name, status, body)
+        assert b"application/json" in head, (name, head)
+        refused(status, json.loads(body))
+    status, body = await api.call("intake", "DELETE", "/appeals")
+    assert status == 405 and body["error"]["code"] == "method_not_allowed", body
+    status, body = await api.call(None, "GET", "/appeals")
+    assert status == 401 and body["error"]["details"]["rule"], body
+    assert stored(settings) == before
+
+
+async def test_poison_requests_in_a_group_commit_fail_alone(api: Api, settings: Settings) -> None:
+    good = [submission() for _ in range(60)]
+    poison = [submission(source_ref=f"TJ\u0000{i}") for i in range(3)]
+    answers = await asyncio.gather(*(api.call("intake", "POST", "/appeals", b) for b in [*poison, *good]))
+    assert [s for s, _ in answers[:3]] == [400, 400, 400]
+    assert [s for s, _ in answers[3:]] == [201] * 60, [b for s, b in answers[3:] if s != 201][:3]
+    assert stored(settings)["source_refs"] == 60
+
+
+# Any JSON value, for any field of a submit or a lifecycle command: hypothesis shrinks a 5xx to its cause.
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8)
+FIELDS = ["command_id", "source_system", "source_ref", "enterprise", "channel", "category", "priority",
+          "jurisdiction", "title", "content", "occurred_at", "expected_seq", "type", "department", "note",
+          "reason", "items", "working_days", "rating", "outcome", "clock", "due_at"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=st.dictionaries(st.sampled_from(FIELDS), JSON, min_size=1, max_size=4),
+       lifecycle=st.booleans())
+async def test_fuzzed_bodies_never_answer_5xx_and_a_refusal_stores_nothing(
+        api: Api, settings: Settings, changes: dict[str, Any], lifecycle: bool) -> None:
+    before = stored(settings)
+    if lifecycle:
+        body = {"type": "dispatch", "command_id": str(uuid.uuid4()), "department": "bh-market", **changes}
+        status, answer = await api.call("dispatcher", "POST", "/appeals/no-such-case/commands", body)
+    else:
+        status, answer = await api.call("intake", "POST", "/appeals", submission(**changes))
+    assert status < 500, (status, answer)
+    if status >= 400:
+        refused(status, answer)
+        assert stored(settings) == before
+
+
+async def test_kafka_intake_answers_every_hostile_record_and_carries_on(topics: Settings, runtime: Runtime) -> None:
+    s, codec = topics, Codec()
+    assert s.kafka_bootstrap
+
+    def submit(command_id: str, **change: Any) -> bytes:
+        body = submission(**change)
+        body.pop("command_id")
+        return codec.encode_command("submit", body, command_id=command_id, actor=INTAKE)
+
+    hostile = {
+        "nul-command-id": submit("a\u0000b"),
+        "blank-command-id": submit("   "),
+        "nul-source-ref": submit(str(uuid.uuid4()), source_ref="TJ\u0000x"),
+        "nul-case-id": codec.encode_command("urge", {"note": "x"}, command_id=str(uuid.uuid4()),
+                                            actor=Actor(SYSTEM, Role.DISPATCHER), case_id="c\u0000"),
+        "cut-frame": codec.encode_command("urge", {"note": "x"}, command_id=str(uuid.uuid4()),
+                                            actor=Actor(SYSTEM, Role.DISPATCHER), case_id="no-such-case")[:-1],
+        "huge": b"\xc3\x01" + b"\x00" * 900_000,  # over the inline limit of a dead letter
+    }
+    good = str(uuid.uuid4())
+    before = stored(s)
+    async with faust_worker(s, runtime.clock):
+        await produce(s.kafka_bootstrap, s.commands_topic,
+                      [(k.encode(), v) for k, v in hostile.items()] + [(None, b""), (good.encode(), submit(good))])
+        # Four refusals and the good one answer with results; a cut frame, the huge one and the empty one
+        # are dead letters.
+        results = await read_topic(s.kafka_bootstrap, s.results_topic, 5, timeout=60)
+        dlq = await read_topic(s.kafka_bootstrap, s.dlq_topic, 3, timeout=60)
+    answers = {codec.decode_result(r.value)["command_id"]: codec.decode_result(r.value) for r in results}
+    assert answers[good]["status"] == "created"
+    rejected = [a for a in answers.values() if a["status"] == "rejected"]
+    assert all(a["error"]["code"] == "invalid_input" for a in rejected), rejected
+    # Each of the 8 records got exactly one answer: a result, or a dead letter with its reason.
+    assert len(results) + len(dlq) == len(hostile) + 2
+    assert (len(results), len(dlq)) == (5, 3), ([codec.decode_result(r.value) for r in results],
+                                                         [dict(r.headers) for r in dlq])
+    assert all(dict(r.headers).get("suqiu.dlq.reason") for r in dlq)
+    parked = [dict(r.headers) for r in dlq if "suqiu.dlq.stored" in dict(r.headers)]
+    assert len(parked) == 1 and parked[0]["suqiu.dlq.stored"].startswith(b"dead_letters/")
+    assert query(s, "SELECT length(value) FROM dead_letters") == [(900_002,)]
+    assert stored(s)["events"] == before["events"] + 1
+
+
+async def test_events_stored_before_the_input_rules_still_project(topics: Settings, runtime: Runtime) -> None:
+    # An older deployment accepted a NUL in a title; PostgreSQL cannot hold it in text or jsonb.
+    at = datetime(2026, 7, 21, 2, 0, tzinfo=UTC)
+    ev = e.Event(str(uuid.uuid4()), "legacy-1", 1, at, at, INTAKE, "c-1", "c-1", "c-1", e.AppealSubmitted(
+        enterprise=Enterprise("91110000600037341L", "某\u0000公司"), channel="web", category="approval",
+        priority="normal", jurisdiction="tj-binhai", title="标题\u0000", content="内容\u0000",
+        source_system="web", source_ref="legacy\u0000"))
+    assert topics.database_url
+    async with await psycopg.AsyncConnection.connect(topics.database_url, autocommit=True) as conn:
+        await Projector(Codec(), lambda: runtime.policy, lambda: at).apply(conn, [Incoming("t", 0, 0, ev)])
+    assert query(topics, "SELECT title, enterprise_name FROM case_view WHERE case_id = 'legacy-1'") == \
+        [("标题\ufffd", "某\ufffd公司")]
+    assert query(topics, "SELECT data->>'title' FROM case_timeline WHERE case_id = 'legacy-1'") == [("标题\ufffd",)]

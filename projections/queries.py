@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, time
 from typing import Any
 
@@ -36,8 +36,9 @@ def sla_state(row: dict[str, Any], now: datetime) -> str:
 
 async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state: str | None = None,
                      department: str | None = None, overdue: bool | None = None, limit: int = 50,
-                     after: str | None = None) -> list[dict[str, Any]]:
-    """Cases in submission order; `after` is the last case id of the previous page."""
+                     after: str | None = None, usccs: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """Cases in submission order; `after` is the last case id of the previous page; `usccs`
+    limits them to those enterprises' cases."""
     where: list[str] = ["true"]
     params: list[Any] = []
     if state is not None:
@@ -46,6 +47,9 @@ async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state
     if department is not None:
         where.append("department = %s")
         params.append(department)
+    if usccs is not None:
+        where.append("enterprise_uscc = ANY(%s)")
+        params.append(list(usccs))
     if overdue is not None:
         clause = "(next_due IS NOT NULL AND (breached OR next_due <= %s))"
         where.append(clause if overdue else f"NOT {clause}")
@@ -61,6 +65,13 @@ async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state
     for row in rows:
         row["sla_status"] = sla_state(row, now)
     return rows
+
+
+async def held_by(conn: psycopg.AsyncConnection[Any], case_id: str, department: str | None) -> bool:
+    """Whether `department` was ever assigned the case (派单, 转办 or 重办 to it)."""
+    cur = await conn.execute("SELECT 1 FROM assignments WHERE case_id = %s AND department = %s LIMIT 1",
+                             (case_id, department))
+    return await cur.fetchone() is not None
 
 
 async def case_known(conn: psycopg.AsyncConnection[Any], case_id: str) -> bool:

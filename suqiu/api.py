@@ -14,9 +14,9 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from projections import queries
 from schemas.codec import to_json_text, to_json_value
-from suqiu.domain import Case, DomainError, inputs
+from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.clocks import sla_status
-from suqiu.domain.model import Actor, Role, Status
+from suqiu.domain.model import Status
 from suqiu.domain.refdata import subtree
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
@@ -30,7 +30,7 @@ STATUS = {
     "method_not_allowed": 405, "unsupported_encoding": 415, "headers_too_large": 431,
 }
 RUNTIME = web.AppKey("runtime", Runtime)
-ACTOR = web.RequestKey("actor", Actor)
+PRINCIPAL = web.RequestKey("principal", access.Principal)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -91,7 +91,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if info is None:
         raise DomainError("unauthorized", "unknown or revoked key", field="Authorization",
                           rule="a key issued by suqiu keys create and not revoked")
-    request[ACTOR] = info.actor
+    request[PRINCIPAL] = info.principal
     return await handler(request)
 
 
@@ -137,8 +137,8 @@ async def submit(request: web.Request) -> web.Response:
     if body.get("type") == "submit":
         del body["type"]
     result = await request.app[RUNTIME].service.execute(
-        CommandRequest("submit", command_id, request[ACTOR], body, expected_seq=expected,
-                       correlation_id=request.headers.get("X-Correlation-Id"))
+        CommandRequest("submit", command_id, request[PRINCIPAL].actor, body, expected_seq=expected,
+                       correlation_id=request.headers.get("X-Correlation-Id"), principal=request[PRINCIPAL])
     )
     return json_response(result.as_dict(), 201 if result.status == "created" else 200)
 
@@ -152,36 +152,26 @@ async def command(request: web.Request) -> web.Response:
     if type_name == "submit":
         raise DomainError("invalid_input", "type: submit a new appeal with POST /v1/appeals", field="type")
     result = await request.app[RUNTIME].service.execute(
-        CommandRequest(type_name, command_id, request[ACTOR], body, case_id=request.match_info["case_id"],
-                       expected_seq=expected, correlation_id=request.headers.get("X-Correlation-Id"))
+        CommandRequest(type_name, command_id, request[PRINCIPAL].actor, body, case_id=request.match_info["case_id"],
+                       expected_seq=expected, correlation_id=request.headers.get("X-Correlation-Id"),
+                       principal=request[PRINCIPAL])
     )
     return json_response(result.as_dict())
 
 
 async def readable_case(request: web.Request) -> Case:
-    """The case, if this key may read it: a department reads the cases it holds or has held."""
+    """The case, if this key may read it (suqiu.domain.access.check_read)."""
     rt = request.app[RUNTIME]
     case = await rt.service.load(inputs.identifier(request.match_info["case_id"], "case_id"))
     if case.seq == 0:
         raise DomainError("not_found", f"no case {case.case_id}", case_id=case.case_id)
-    actor = request[ACTOR]
-    if actor.role is Role.DEPARTMENT and case.department != actor.department:
+    principal = request[PRINCIPAL]
+    held = False
+    if access.read_needs_history(case, principal):
         async with rt.pool.connection() as conn:
-            cur = await conn.execute("SELECT 1 FROM assignments WHERE case_id = %s AND department = %s LIMIT 1",
-                                     (case.case_id, actor.department))
-            held = await cur.fetchone() is not None
-        if not held:
-            raise DomainError("forbidden", f"department {actor.department} may read only cases assigned to it",
-                              rule="department scoping: reads too", department=actor.department)
+            held = await queries.held_by(conn, case.case_id, principal.actor.department)
+    access.check_read(case, principal, held=held)
     return case
-
-
-def own_department(request: web.Request, code: str | None) -> None:
-    """Department keys see their own department's cases and figures, nobody else's."""
-    actor = request[ACTOR]
-    if actor.role is Role.DEPARTMENT and code != actor.department:
-        raise DomainError("forbidden", f"department {actor.department} may read only its own figures and cases",
-                          rule="department scoping: reads too", department=actor.department)
 
 
 async def get_case(request: web.Request) -> web.Response:
@@ -241,10 +231,7 @@ async def list_appeals(request: web.Request) -> web.Response:
     state = q.get("state")
     if state is not None and state not in {s.value for s in Status if s is not Status.NEW}:
         raise DomainError("invalid_input", f"state: unknown state {state!r}", field="state")
-    department = q.get("department")
-    if request[ACTOR].role is Role.DEPARTMENT:
-        department = department or request[ACTOR].department
-        own_department(request, department)
+    department, usccs = access.list_scope(request[PRINCIPAL], q.get("department"))
     if department is not None and department not in rt.context.departments:
         raise DomainError("invalid_input", f"department: unknown department {department!r}", field="department")
     overdue = {"true": True, "false": False, None: None}.get(q.get("overdue"), "bad")
@@ -263,7 +250,7 @@ async def list_appeals(request: web.Request) -> web.Response:
     async with rt.pool.connection() as conn:
         if after is not None and not await queries.case_known(conn, after):
             raise DomainError("invalid_input", f"after: unknown case id {after!r}", field="after")
-        rows = await queries.list_cases(conn, now, state=state, department=department,
+        rows = await queries.list_cases(conn, now, state=state, department=department, usccs=usccs,
                                         overdue=overdue if isinstance(overdue, bool) else None,
                                         limit=limit, after=after)
     return json_response({"appeals": rows, "next": rows[-1]["case_id"] if len(rows) == limit else None})
@@ -274,9 +261,9 @@ async def departments(request: web.Request) -> web.Response:
     async with rt.pool.connection() as conn:
         counts = await queries.open_counts(conn, rt.clock.now())
     empty = {"open": 0, "due_soon": 0, "overdue": 0}
+    visible = access.visible_departments(request[PRINCIPAL], rt.context.departments)
     return json_response({"departments": [
-        {**dataclasses.asdict(d), "load": counts.get(d.code, empty)}
-        for d in sorted(rt.context.departments.values(), key=lambda d: d.code)
+        {**dataclasses.asdict(rt.context.departments[code]), "load": counts.get(code, empty)} for code in visible
     ]})
 
 
@@ -286,7 +273,7 @@ async def department_load(request: web.Request) -> web.Response:
     dept = rt.context.departments.get(code)
     if dept is None:
         raise DomainError("not_found", f"no department {code}", department=code)
-    own_department(request, code)
+    access.check_figures(request[PRINCIPAL], code)
     now = rt.clock.now()
     async with rt.pool.connection() as conn:
         figures = await queries.figures(conn, [code], now)
@@ -297,7 +284,7 @@ async def jurisdiction_kpis(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     ctx = rt.context
     code = inputs.identifier(request.match_info["code"], "code")
-    own_department(request, None)
+    access.check_figures(request[PRINCIPAL], None)
     if code not in ctx.jurisdictions:
         raise DomainError("not_found", f"no jurisdiction {code}", jurisdiction=code)
     nodes = subtree(ctx.jurisdictions, code)

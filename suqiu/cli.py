@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     kc = ks.add_parser("create")
     kc.add_argument("--role", required=True, choices=[r.value for r in Role])
     kc.add_argument("--department", help="required for, and only for, --role department")
+    kc.add_argument("--uscc", action="append", default=[],
+                    help="required for --role enterprise: an enterprise it speaks for (repeat for several)")
+    kc.add_argument("--source-system", action="append", default=[], dest="source_systems",
+                    help="--role intake only: a source system it submits for (repeat; none: any)")
     kc.add_argument("--label", help="who holds it, e.g. the integrating system's name")
     kc.add_argument("--system", help="the system id the key acts in (default SUQIU_SYSTEM_ID)")
     ks.add_parser("list")
@@ -250,17 +254,19 @@ def run_keys(settings: Settings, args: argparse.Namespace) -> int:
                 sys.stderr.write(f"--department: unknown department {department!r}\n")
                 return 2
             try:
-                secret = create_key(conn, args.system or settings.system_id, Role(args.role), department, args.label)
+                secret = create_key(conn, args.system or settings.system_id, Role(args.role), department, args.label,
+                                    usccs=tuple(args.uscc), source_systems=tuple(args.source_systems))
             except ValueError as exc:
-                sys.stderr.write(f"--department: {exc}\n")
+                sys.stderr.write(f"{exc}\n")
                 return 2
             sys.stdout.write(f"{secret}\n")
             sys.stderr.write("store it now: only its SHA-256 is kept, it cannot be shown again\n")
         elif args.keys_command == "list":
             for k in list_keys(conn):
                 state = f"revoked {k['revoked_at']:%Y-%m-%d %H:%M}" if k["revoked_at"] else "active"
+                bound = ",".join(k["bound_to"]) or "-"
                 sys.stdout.write(f"{k['prefix']}  {k['system']:<10} {k['role']:<10} {k['department'] or '-':<16} "
-                                 f"{state:<24} {k['label'] or ''}\n")
+                                 f"{state:<24} {bound:<24} {k['label'] or ''}\n")
         else:
             n = revoke_key(conn, args.prefix)
             if n == 0:

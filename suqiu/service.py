@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from schemas.codec import GENESIS, Codec, stored_hash
 from suqiu.clock import Clock, SystemClock
 from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve, inputs
+from suqiu.domain.access import Principal
 from suqiu.domain.commands import ImportCase, Submit, parse_command
 from suqiu.domain.events import Event
 from suqiu.domain.model import Actor, plain
@@ -65,6 +66,8 @@ class CommandRequest:
     expected_seq: int | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
+    # The authenticated key behind `actor` (HTTP, signed Kafka): its bindings scope what it may do.
+    principal: Principal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +139,7 @@ class CommandService:
                 command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
                 event_ids=tuple(self._new_id() for _ in range(_ids_for(command))),
                 expected_seq=req.expected_seq,
-                correlation_id=req.correlation_id, causation_id=req.causation_id,
+                correlation_id=req.correlation_id, causation_id=req.causation_id, principal=req.principal,
             )
             try:
                 events = decide(case, command, meta, self._context())
@@ -239,7 +242,8 @@ class CommandService:
                 case_id = self._new_id()
                 meta = CommandMeta(command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
                                    event_ids=tuple(self._new_id() for _ in range(_ids_for(command))),
-                                   correlation_id=req.correlation_id, causation_id=req.causation_id)
+                                   correlation_id=req.correlation_id, causation_id=req.causation_id,
+                                   principal=req.principal)
                 events = decide(Case(case_id=case_id), command, meta, ctx)
             except DomainError as exc:
                 results[req.command_id] = exc

@@ -35,13 +35,21 @@ ROLE_DEPARTMENTS = {Role.DEPARTMENT: "bh-market"}
 
 
 def issue_keys(dsn: str, system_id: str) -> dict[str, dict[str, Any]]:
-    """One fresh key per role; the keys of the previous `suqiu up` are revoked."""
+    """One fresh key per role; the keys of the previous `suqiu up` are revoked.
+
+    The enterprise key speaks for the demo's enterprises (an enterprise key is always bound).
+    """
+    from suqiu.demo import ENTERPRISES
+
+    usccs = tuple(uscc for uscc, _ in ENTERPRISES)
     keys: dict[str, dict[str, Any]] = {}
     with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
         conn.execute("UPDATE api_keys SET revoked_at = now() WHERE label = %s AND revoked_at IS NULL", (UP_LABEL,))
         for role in (Role.INTAKE, Role.DISPATCHER, Role.DEPARTMENT, Role.ENTERPRISE, Role.AUDITOR, Role.ADMIN):
             department = ROLE_DEPARTMENTS.get(role)
-            keys[role.value] = {"key": create_key(conn, system_id, role, department, UP_LABEL), "department": department}
+            bound = usccs if role is Role.ENTERPRISE else ()
+            keys[role.value] = {"key": create_key(conn, system_id, role, department, UP_LABEL, usccs=bound),
+                                "department": department, "usccs": list(bound)}
     return keys
 
 

@@ -33,6 +33,8 @@ logs.configure("WARNING")
 SYSTEM = "tj-binhai"
 # A Tuesday 10:00 in Tianjin: clocks in tests start inside working hours.
 T0 = datetime(2026, 7, 21, 2, 0, tzinfo=UTC)
+ENTERPRISE_USCC = "91110000600037341L"
+OTHER_USCC = "91120116MA05JQ2X9U"
 
 
 @pytest.fixture(scope="session")
@@ -98,8 +100,12 @@ def keys(settings: Settings) -> dict[str, str]:
     assert settings.database_url
     out = {}
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        for role in (Role.INTAKE, Role.DISPATCHER, Role.ENTERPRISE, Role.AUDITOR, Role.ADMIN, Role.SYSTEM):
+        for role in (Role.INTAKE, Role.DISPATCHER, Role.AUDITOR, Role.ADMIN, Role.SYSTEM):
             out[role.value] = create_key(conn, SYSTEM, role)
+        # Speaks for the enterprise of submission(); another enterprise's cases are not there for it.
+        out["enterprise"] = create_key(conn, SYSTEM, Role.ENTERPRISE, usccs=(ENTERPRISE_USCC,))
+        out["other-enterprise"] = create_key(conn, SYSTEM, Role.ENTERPRISE, usccs=(OTHER_USCC,))
+        out["hotline-intake"] = create_key(conn, SYSTEM, Role.INTAKE, source_systems=("hotline-12345",))
         for dept in ("bh-market", "bh-planning", "bh-hrss", "bh-approval"):
             out[dept] = create_key(conn, SYSTEM, Role.DEPARTMENT, dept)
     return out
@@ -138,7 +144,7 @@ def submission(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "command_id": str(uuid.uuid4()), "source_system": "hotline-12345",
         "source_ref": f"TJ12345-{uuid.uuid4().hex[:10]}",
-        "enterprise": {"uscc": "91110000600037341L", "name": "天津某某科技有限公司", "contact_name": "李明",
+        "enterprise": {"uscc": ENTERPRISE_USCC, "name": "天津某某科技有限公司", "contact_name": "李明",
                        "contact_phone": "13800000000"},
         "channel": "symposium", "category": "approval", "priority": "normal", "jurisdiction": "tj-binhai",
         "title": "施工许可审批进度", "content": "二期厂房施工许可已提交三周，希望了解进度。",

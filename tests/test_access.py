@@ -7,7 +7,8 @@ from structlog.testing import capture_logs
 
 from suqiu.config import Settings
 from suqiu.runtime import Runtime
-from tests.conftest import Api, run_cli, stored
+from tests.conftest import ENTERPRISE_USCC, OTHER_USCC, Api, run_cli, stored, submission
+from tests.kafka_helpers import faust_worker
 from tests.sla_helpers import caught_up, query
 
 
@@ -86,3 +87,69 @@ async def test_auditors_are_read_only_and_no_secret_reaches_the_events(settings:
     assert status == 200
     data = b"".join(bytes(r[0]) for r in query(settings, "SELECT data FROM events"))
     assert all(k.encode() not in data for k in api.keys.values())
+
+
+async def test_an_enterprise_key_reads_and_acts_only_on_its_own_enterprises_cases(
+        topics: Settings, runtime: Runtime, api: Api) -> None:
+    settings = topics
+    mine = (await api.submit())["case_id"]
+    theirs = (await api.submit(enterprise={"uscc": OTHER_USCC, "name": "另一家公司"}))["case_id"]
+    async with faust_worker(settings, runtime.clock):
+        for case in (mine, theirs):
+            await api.ok("dispatcher", case, "dispatch", department="bh-market")
+            await caught_up(settings, case)
+    status, body = await api.call("enterprise", "GET", f"/appeals/{mine}")
+    assert status == 200 and body["enterprise"]["contact_phone"] == "13800000000"
+    status, body = await api.call("enterprise", "GET", "/appeals")
+    assert status == 200 and [a["case_id"] for a in body["appeals"]] == [mine]
+    before = stored(settings)
+    # Another enterprise's case is not there for this key: 404 as for any unknown id, no hint.
+    for path in (f"/appeals/{theirs}", f"/appeals/{theirs}/history"):
+        status, body = await api.call("enterprise", "GET", path)
+        assert status == 404 and body["error"]["code"] == "not_found", (path, body)
+        assert (await api.call("enterprise", "GET", path.replace(theirs, "no-such-case")))[1] == \
+            {**body, "error": {**body["error"], "message": body["error"]["message"].replace(theirs, "no-such-case"),
+                               "details": {"case_id": "no-such-case"}}}
+    for type_name, fields in (("withdraw", {"reason": "x"}), ("supply_materials", {}),
+                              ("feedback", {"rating": "satisfied"})):
+        status, body = await api.do("enterprise", theirs, type_name, **fields)
+        assert status == 404 and body["error"]["code"] == "not_found", (type_name, body)
+    assert stored(settings) == before
+    await api.ok("enterprise", mine, "withdraw", reason="已自行解决")
+    status, body = await api.call("other-enterprise", "GET", "/appeals")
+    assert status == 200 and [a["case_id"] for a in body["appeals"]] == [theirs]
+    for path in ("/departments/bh-market/load", "/jurisdictions/tj-binhai/kpis"):
+        status, body = await api.call("enterprise", "GET", path)
+        assert status == 403 and body["error"]["code"] == "forbidden", (path, body)
+    status, body = await api.call("enterprise", "GET", "/departments")
+    assert status == 200 and body["departments"] == []
+
+
+async def test_an_intake_key_bound_to_a_source_system_submits_only_for_it(settings: Settings, api: Api) -> None:
+    status, body = await api.call("hotline-intake", "POST", "/appeals", submission(source_system="web-portal"))
+    assert status == 403 and body["error"]["details"]["field"] == "source_system", body
+    assert "bound to" in body["error"]["details"]["rule"]
+    assert stored(settings)["events"] == 0
+    status, body = await api.call("hotline-intake", "POST", "/appeals", submission(source_system="hotline-12345"))
+    assert status == 201, body
+
+
+async def test_a_department_key_sees_only_its_own_department_in_the_listing(api: Api) -> None:
+    status, body = await api.call("bh-market", "GET", "/departments")
+    assert status == 200 and [d["code"] for d in body["departments"]] == ["bh-market"]
+    status, body = await api.call("dispatcher", "GET", "/departments")
+    assert len(body["departments"]) > 1
+
+
+async def test_keys_for_enterprises_must_name_them(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(monkeypatch, capsys, settings, "keys", "create", "--role", "enterprise")
+    assert code == 2 and "--uscc" in err
+    code, _, err = cli(monkeypatch, capsys, settings, "keys", "create", "--role", "enterprise", "--uscc", "123")
+    assert code == 2 and "must be 18 characters" in err
+    assert cli(monkeypatch, capsys, settings, "keys", "create", "--role", "dispatcher", "--uscc", OTHER_USCC)[0] == 2
+    code, _, _ = cli(monkeypatch, capsys, settings, "keys", "create", "--role", "enterprise", "--uscc", OTHER_USCC,
+                     "--uscc", ENTERPRISE_USCC)
+    assert code == 0
+    code, out, _ = cli(monkeypatch, capsys, settings, "keys", "list")
+    assert f"{OTHER_USCC},{ENTERPRISE_USCC}" in out

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from suqiu.calendar import ChinaWorkdays
 from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve, replay_state
+from suqiu.domain.access import Principal
 from suqiu.domain.commands import parse_command
 from suqiu.domain.model import Actor, Role, Status
 from suqiu.domain.refdata import Context, Department, Jurisdiction, ancestors, subtree
@@ -34,8 +35,10 @@ SUBMIT = {
 
 
 def meta(n: int, actor: Actor, at: datetime = T0) -> CommandMeta:
+    # An enterprise acts through a key bound to its own USCC (suqiu.domain.access).
+    usccs = frozenset({SUBMIT["enterprise"]["uscc"]}) if actor.role is Role.ENTERPRISE else frozenset()
     return CommandMeta(command_id=f"c{n}", case_id="case-1", actor=actor, issued_at=at,
-                       event_ids=(f"e{n}a", f"e{n}b"))
+                       event_ids=(f"e{n}a", f"e{n}b"), principal=Principal(actor, usccs))
 
 
 def test_uscc_checksums() -> None:

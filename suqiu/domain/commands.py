@@ -12,6 +12,9 @@ from suqiu.domain import inputs
 from suqiu.domain.errors import invalid
 from suqiu.domain.model import Actor, Enterprise
 
+if typing.TYPE_CHECKING:
+    from suqiu.domain.access import Principal
+
 TEXT = 2000
 LONG_TEXT = 20000
 
@@ -34,6 +37,8 @@ class CommandMeta:
     expected_seq: int | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
+    # The authenticated key behind `actor`, with what it is bound to (None: the actor alone, unbound).
+    principal: Principal | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

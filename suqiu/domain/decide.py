@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any, TypeVar
 
+from suqiu.domain import access
 from suqiu.domain import commands as c
 from suqiu.domain import events as e
 from suqiu.domain.clocks import deadlines_in, kept_clocks, running_clocks, warning_at
@@ -16,12 +16,10 @@ from suqiu.domain.model import (
     CATEGORIES,
     CHANNELS,
     CLOCKS,
-    OPEN,
     OUTCOMES,
     PRIORITIES,
     RATINGS,
     Case,
-    Role,
     Status,
 )
 from suqiu.domain.refdata import Context
@@ -29,45 +27,6 @@ from suqiu.domain.sla import CHINA, Goal
 from suqiu.domain.uscc import uscc_problem
 
 S = Status
-DISPATCHING = frozenset({Role.DISPATCHER, Role.ADMIN})
-SUBMITTING = frozenset({Role.INTAKE, Role.SYSTEM, Role.ADMIN})
-ENTERPRISE_SIDE = frozenset({Role.ENTERPRISE, Role.INTAKE})
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """Who may issue a command and in which states; `text` is quoted in every rejection."""
-
-    roles: frozenset[Role]
-    states: frozenset[Status]
-    text: str
-    own_department: bool = False
-
-
-RULES: dict[str, Rule] = {
-    "dispatch": Rule(DISPATCHING, frozenset({S.SUBMITTED, S.RETURNED}), "派单 only from submitted or after a return"),
-    "accept": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.DISPATCHED}), "签收 only a dispatched case", True),
-    "return": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.DISPATCHED, S.ACCEPTED}), "退回 only a dispatched or accepted case", True),
-    "transfer": Rule(DISPATCHING, frozenset({S.DISPATCHED, S.ACCEPTED}), "转办 only a dispatched or accepted case"),
-    "request_materials": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.ACCEPTED}), "补充材料 only on an accepted case", True),
-    "supply_materials": Rule(ENTERPRISE_SIDE, frozenset({S.SUSPENDED}), "materials only for a suspended case"),
-    "request_extension": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.ACCEPTED}), "延期 only on an accepted case", True),
-    "grant_extension": Rule(DISPATCHING, frozenset({S.ACCEPTED}), "延期 decisions only on an accepted case"),
-    "deny_extension": Rule(DISPATCHING, frozenset({S.ACCEPTED}), "延期 decisions only on an accepted case"),
-    "escalate": Rule(DISPATCHING, frozenset({S.ACCEPTED, S.RETURNED}), "上报 only an accepted or returned case"),
-    "upper_level_reply": Rule(frozenset({Role.SYSTEM}), frozenset({S.ESCALATED}), "upper-level answers only for an escalated case"),
-    "reply": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.ACCEPTED}), "答复 only an accepted case", True),
-    "close": Rule(DISPATCHING, OPEN, "办结 only a replied case (duplicate/withdrawn: any open case)"),
-    "feedback": Rule(ENTERPRISE_SIDE, frozenset({S.CLOSED}), "评价 only a closed case"),
-    "reopen": Rule(DISPATCHING, frozenset({S.CLOSED}), "重办 only a closed case"),
-    "urge": Rule(DISPATCHING, OPEN, "催办 only an open case"),
-    "withdraw": Rule(ENTERPRISE_SIDE, OPEN, "撤回 only an open case"),
-    "record_sla_warning": Rule(frozenset({Role.SYSTEM}), OPEN, "SLA events only on an open case"),
-    "record_sla_breach": Rule(frozenset({Role.SYSTEM}), OPEN, "SLA events only on an open case"),
-    "open_supervision": Rule(frozenset({Role.SYSTEM, Role.DISPATCHER}), OPEN, "督办 only an open case"),
-    "apply_sla_policy": Rule(frozenset({Role.SYSTEM}), OPEN, "a policy change moves only open clocks"),
-    "revise_sla_calendar": Rule(frozenset({Role.SYSTEM}), OPEN, "a calendar revision re-plans only open clocks"),
-}
 _DUE_STATES = {"accept": frozenset({S.DISPATCHED}), "resolve": frozenset({S.DISPATCHED, S.ACCEPTED, S.RETURNED, S.SUSPENDED}),
                "follow_up": frozenset({S.REPLIED})}
 
@@ -77,8 +36,7 @@ def decide(case: Case, command: c.Command, meta: c.CommandMeta, ctx: Context) ->
 
     An empty list means the command was already satisfied (an SLA mark repeated).
     """
-    if meta.actor.role is Role.AUDITOR:
-        raise DomainError("forbidden", "auditors are read-only", rule="auditor read-only", role="auditor")
+    access.check_writable(meta.actor)
     if meta.expected_seq is not None and meta.expected_seq != case.seq:
         raise DomainError(
             "conflict",
@@ -93,7 +51,7 @@ def decide(case: Case, command: c.Command, meta: c.CommandMeta, ctx: Context) ->
     else:
         if case.status is Status.NEW:
             raise DomainError("not_found", f"no case {meta.case_id}", case_id=meta.case_id)
-        _authorize(case, command.type, meta)
+        access.authorize(case, command.type, meta.principal or access.Principal(meta.actor))
         timed = [(p, meta.issued_at) for p in _HANDLERS[type(command)](case, command, meta, ctx)]
     if len(timed) > len(meta.event_ids):
         raise ValueError("not enough event ids supplied for the events decided")
@@ -114,36 +72,13 @@ def decide(case: Case, command: c.Command, meta: c.CommandMeta, ctx: Context) ->
     ]
 
 
-def _authorize(case: Case, type_name: str, meta: c.CommandMeta) -> None:
-    rule = RULES[type_name]
-    role = meta.actor.role
-    if role not in rule.roles:
-        raise DomainError(
-            "forbidden", f"role {role.value} may not {type_name}",
-            rule=f"{type_name} is for {', '.join(sorted(r.value for r in rule.roles))}", role=role.value,
-        )
-    if case.status not in rule.states:
-        raise DomainError(
-            "invalid_state", f"{type_name} is not allowed when the case is {case.status.value}: {rule.text}",
-            state=case.status.value, rule=rule.text,
-        )
-    if rule.own_department and role is Role.DEPARTMENT and case.department != meta.actor.department:
-        raise DomainError(
-            "forbidden", f"department {meta.actor.department} may act only on cases assigned to it",
-            rule="department scoping: the case is assigned to another department",
-            department=meta.actor.department,
-        )
-
-
 def _check_vocab(field: str, value: str, allowed: frozenset[str]) -> None:
     if value not in allowed:
         raise invalid(field, f"unknown value {value!r}", allowed=sorted(allowed))
 
 
 def _submit(case: Case, cmd: c.Submit, meta: c.CommandMeta, ctx: Context) -> e.EventPayload:
-    if meta.actor.role not in SUBMITTING:
-        raise DomainError("forbidden", f"role {meta.actor.role.value} may not submit",
-                          rule="submit is for intake, system, admin", role=meta.actor.role.value)
+    access.authorize_submit(meta.principal or access.Principal(meta.actor), cmd.source_system)
     if case.status is not Status.NEW:
         raise DomainError("conflict", f"case {meta.case_id} already exists", case_id=meta.case_id)
     problem = uscc_problem(cmd.enterprise.uscc)
@@ -163,15 +98,10 @@ def _submit(case: Case, cmd: c.Submit, meta: c.CommandMeta, ctx: Context) -> e.E
     )
 
 
-IMPORTING = frozenset({Role.SYSTEM, Role.ADMIN})
-
-
 def _import(case: Case, cmd: c.ImportCase, meta: c.CommandMeta, ctx: Context) -> list[tuple[e.EventPayload, datetime]]:
     """A historical case as far as it went, each event at its original time; a resolve deadline
     that the historical reply missed is recorded as the breach it was, at the deadline."""
-    if meta.actor.role not in IMPORTING:
-        raise DomainError("forbidden", f"role {meta.actor.role.value} may not import history",
-                          rule="import is for system, admin", role=meta.actor.role.value)
+    access.authorize_import(meta.actor)
     at = cmd.submitted_at
     if at > meta.issued_at:
         raise invalid("submitted_at", "is in the future")
@@ -318,8 +248,8 @@ def _close(case: Case, cmd: c.Close, meta: c.CommandMeta, ctx: Context) -> list[
     if cmd.outcome not in ("duplicate", "withdrawn") and case.status is not Status.REPLIED:
         raise DomainError(
             "invalid_state",
-            f"close with outcome {cmd.outcome} is not allowed when the case is {case.status.value}: {RULES['close'].text}",
-            state=case.status.value, rule=RULES["close"].text,
+            f"close with outcome {cmd.outcome} is not allowed when the case is {case.status.value}: {access.RULES['close'].text}",
+            state=case.status.value, rule=access.RULES["close"].text,
         )
     return [e.AppealClosed(outcome=cmd.outcome, note=cmd.note or None)]
 

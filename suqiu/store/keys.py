@@ -1,4 +1,4 @@
-"""API keys: secrets shown once, stored as SHA-256, each mapped to system, role, department."""
+"""API keys: secrets shown once, stored as SHA-256, each mapped to system, role, department and bindings."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from suqiu.domain.access import Principal
 from suqiu.domain.model import Actor, Role
+from suqiu.domain.uscc import uscc_problem
 
 CACHE_SECONDS = 5.0  # how long a revoked key may still pass: the price of not querying per request
 
@@ -19,7 +21,11 @@ CACHE_SECONDS = 5.0  # how long a revoked key may still pass: the price of not q
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
     prefix: str
-    actor: Actor
+    principal: Principal
+
+    @property
+    def actor(self) -> Actor:
+        return self.principal.actor
 
 
 def digest(secret: str) -> bytes:
@@ -27,24 +33,37 @@ def digest(secret: str) -> bytes:
 
 
 def create_key(
-    conn: psycopg.Connection[Any], system_id: str, role: Role, department: str | None = None, label: str | None = None
+    conn: psycopg.Connection[Any], system_id: str, role: Role, department: str | None = None, label: str | None = None,
+    *, usccs: tuple[str, ...] = (), source_systems: tuple[str, ...] = (),
 ) -> str:
-    """Store a new key and return its secret (the only time it is seen)."""
+    """Store a new key and return its secret (the only time it is seen).
+
+    An enterprise key is bound to the enterprises it speaks for (their USCCs, at least one); an
+    intake key may be bound to its source systems.
+    """
     if (role is Role.DEPARTMENT) != (department is not None):
-        raise ValueError("a department key needs a department, and only a department key has one")
+        raise ValueError("--department: a department key needs a department, and only a department key has one")
+    if (role is Role.ENTERPRISE) != bool(usccs):
+        raise ValueError("--uscc: an enterprise key needs the enterprise(s) it speaks for, and only it has them")
+    for code in usccs:
+        if problem := uscc_problem(code):
+            raise ValueError(f"--uscc {code}: {problem}")
+    if source_systems and role is not Role.INTAKE:
+        raise ValueError("--source-system: only an intake key is bound to source systems")
     secret = f"sq_{role.value[:4]}_{secrets.token_urlsafe(24)}"
     conn.execute(
-        "INSERT INTO api_keys (key_hash, key_prefix, system_id, role, department, label) VALUES (%s, %s, %s, %s, %s, %s)",
-        (digest(secret), secret[:12], system_id, role.value, department, label),
+        "INSERT INTO api_keys (key_hash, key_prefix, system_id, role, department, label, usccs, source_systems) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (digest(secret), secret[:12], system_id, role.value, department, label, list(usccs), list(source_systems)),
     )
     return secret
 
 
 def list_keys(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     """Every key by its prefix; never the secret (it is not stored)."""
-    cur = conn.execute("SELECT key_prefix, system_id, role, department, label, created_at, revoked_at "
-                       "FROM api_keys ORDER BY created_at, key_prefix")
-    names = ("prefix", "system", "role", "department", "label", "created_at", "revoked_at")
+    cur = conn.execute("SELECT key_prefix, system_id, role, department, label, created_at, revoked_at, "
+                       "usccs || source_systems FROM api_keys ORDER BY created_at, key_prefix")
+    names = ("prefix", "system", "role", "department", "label", "created_at", "revoked_at", "bound_to")
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
@@ -70,11 +89,12 @@ class KeyResolver:
             return hit[1]
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT key_prefix, system_id, role, department FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
-                (h,),
+                "SELECT key_prefix, system_id, role, department, usccs, source_systems FROM api_keys "
+                "WHERE key_hash = %s AND revoked_at IS NULL", (h,),
             )
             row = await cur.fetchone()
-        info = None if row is None else KeyInfo(row[0], Actor(row[1], Role(row[2]), row[3]))
+        info = None if row is None else KeyInfo(row[0], Principal(Actor(row[1], Role(row[2]), row[3]),
+                                                                  frozenset(row[4]), frozenset(row[5])))
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[h] = (now, info)

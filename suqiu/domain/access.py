@@ -1,0 +1,174 @@
+"""Who may read and act (权限): every such rule, each with the text quoted when it refuses.
+
+The shells (HTTP, Kafka, the board) authenticate a key and ask here; none keeps a rule of
+its own. A principal is the authenticated key: the actor it records in events and, for
+enterprise and intake keys, the enterprises or source systems it is bound to. Whose case
+it is, and which department holds it, come from the case, never from what a sender claims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from suqiu.domain.errors import DomainError
+from suqiu.domain.model import OPEN, Actor, Case, Role, Status
+
+S = Status
+DISPATCHING = frozenset({Role.DISPATCHER, Role.ADMIN})
+SUBMITTING = frozenset({Role.INTAKE, Role.SYSTEM, Role.ADMIN})
+IMPORTING = frozenset({Role.SYSTEM, Role.ADMIN})
+ENTERPRISE_SIDE = frozenset({Role.ENTERPRISE, Role.INTAKE})
+
+DEPARTMENT_READS = "department scoping: reads too"  # a department reads the cases it holds or held, its own figures
+ENTERPRISE_CASES = "an enterprise key reads and acts only on the cases of the enterprises it is bound to"
+INTAKE_SYSTEMS = "an intake key submits only for the source systems it is bound to"
+FIGURES = "department and jurisdiction figures are for government staff"
+AUDITOR = "auditors are read-only"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated key: its actor, and what it is bound to (empty: not bound).
+
+    An enterprise key is always bound to one or more USCCs (an unbound one sees nothing); an
+    intake key may be bound to source systems, and an unbound one submits for any.
+    """
+
+    actor: Actor
+    usccs: frozenset[str] = frozenset()
+    source_systems: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Who may issue a command and in which states; `text` is quoted in every rejection."""
+
+    roles: frozenset[Role]
+    states: frozenset[Status]
+    text: str
+    own_department: bool = False
+
+
+RULES: dict[str, Rule] = {
+    "dispatch": Rule(DISPATCHING, frozenset({S.SUBMITTED, S.RETURNED}), "派单 only from submitted or after a return"),
+    "accept": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.DISPATCHED}), "签收 only a dispatched case", True),
+    "return": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.DISPATCHED, S.ACCEPTED}), "退回 only a dispatched or accepted case", True),
+    "transfer": Rule(DISPATCHING, frozenset({S.DISPATCHED, S.ACCEPTED}), "转办 only a dispatched or accepted case"),
+    "request_materials": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.ACCEPTED}), "补充材料 only on an accepted case", True),
+    "supply_materials": Rule(ENTERPRISE_SIDE, frozenset({S.SUSPENDED}), "materials only for a suspended case"),
+    "request_extension": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.ACCEPTED}), "延期 only on an accepted case", True),
+    "grant_extension": Rule(DISPATCHING, frozenset({S.ACCEPTED}), "延期 decisions only on an accepted case"),
+    "deny_extension": Rule(DISPATCHING, frozenset({S.ACCEPTED}), "延期 decisions only on an accepted case"),
+    "escalate": Rule(DISPATCHING, frozenset({S.ACCEPTED, S.RETURNED}), "上报 only an accepted or returned case"),
+    "upper_level_reply": Rule(frozenset({Role.SYSTEM}), frozenset({S.ESCALATED}), "upper-level answers only for an escalated case"),
+    "reply": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.ACCEPTED}), "答复 only an accepted case", True),
+    "close": Rule(DISPATCHING, OPEN, "办结 only a replied case (duplicate/withdrawn: any open case)"),
+    "feedback": Rule(ENTERPRISE_SIDE, frozenset({S.CLOSED}), "评价 only a closed case"),
+    "reopen": Rule(DISPATCHING, frozenset({S.CLOSED}), "重办 only a closed case"),
+    "urge": Rule(DISPATCHING, OPEN, "催办 only an open case"),
+    "withdraw": Rule(ENTERPRISE_SIDE, OPEN, "撤回 only an open case"),
+    "record_sla_warning": Rule(frozenset({Role.SYSTEM}), OPEN, "SLA events only on an open case"),
+    "record_sla_breach": Rule(frozenset({Role.SYSTEM}), OPEN, "SLA events only on an open case"),
+    "open_supervision": Rule(frozenset({Role.SYSTEM, Role.DISPATCHER}), OPEN, "督办 only an open case"),
+    "apply_sla_policy": Rule(frozenset({Role.SYSTEM}), OPEN, "a policy change moves only open clocks"),
+    "revise_sla_calendar": Rule(frozenset({Role.SYSTEM}), OPEN, "a calendar revision re-plans only open clocks"),
+}
+
+
+def _no_case(case_id: str) -> DomainError:
+    return DomainError("not_found", f"no case {case_id}", case_id=case_id)
+
+
+def check_writable(actor: Actor) -> None:
+    if actor.role is Role.AUDITOR:
+        raise DomainError("forbidden", AUDITOR, rule="auditor read-only", role="auditor")
+
+
+def authorize_submit(principal: Principal, source_system: str) -> None:
+    role = principal.actor.role
+    if role not in SUBMITTING:
+        raise DomainError("forbidden", f"role {role.value} may not submit",
+                          rule="submit is for intake, system, admin", role=role.value)
+    if role is Role.INTAKE and principal.source_systems and source_system not in principal.source_systems:
+        raise DomainError("forbidden", f"this key submits for {', '.join(sorted(principal.source_systems))}, "
+                          f"not {source_system}", rule=INTAKE_SYSTEMS, field="source_system")
+
+
+def authorize_import(actor: Actor) -> None:
+    if actor.role not in IMPORTING:
+        raise DomainError("forbidden", f"role {actor.role.value} may not import history",
+                          rule="import is for system, admin", role=actor.role.value)
+
+
+def authorize(case: Case, type_name: str, principal: Principal) -> None:
+    """May `principal` issue `type_name` on `case` now: role, state, department and enterprise."""
+    actor = principal.actor
+    check_enterprise(case, principal)
+    rule = RULES[type_name]
+    role = actor.role
+    if role not in rule.roles:
+        raise DomainError(
+            "forbidden", f"role {role.value} may not {type_name}",
+            rule=f"{type_name} is for {', '.join(sorted(r.value for r in rule.roles))}", role=role.value,
+        )
+    if case.status not in rule.states:
+        raise DomainError(
+            "invalid_state", f"{type_name} is not allowed when the case is {case.status.value}: {rule.text}",
+            state=case.status.value, rule=rule.text,
+        )
+    if rule.own_department and role is Role.DEPARTMENT and case.department != actor.department:
+        raise DomainError(
+            "forbidden", f"department {actor.department} may act only on cases assigned to it",
+            rule="department scoping: the case is assigned to another department",
+            department=actor.department,
+        )
+
+
+def check_enterprise(case: Case, principal: Principal) -> None:
+    """An enterprise key meets another enterprise's case as a case that does not exist."""
+    if principal.actor.role is Role.ENTERPRISE and (case.enterprise is None
+                                                    or case.enterprise.uscc not in principal.usccs):
+        raise _no_case(case.case_id)
+
+
+def read_needs_history(case: Case, principal: Principal) -> bool:
+    """Whether reading `case` turns on the departments that held it before (check_read's `held`)."""
+    return principal.actor.role is Role.DEPARTMENT and case.department != principal.actor.department
+
+
+def check_read(case: Case, principal: Principal, *, held: bool = False) -> None:
+    """May `principal` read `case`; `held`: its department held the case at some time."""
+    check_enterprise(case, principal)
+    if read_needs_history(case, principal) and not held:
+        raise DomainError("forbidden", f"department {principal.actor.department} may read only cases assigned to it",
+                          rule=DEPARTMENT_READS, department=principal.actor.department)
+
+
+def list_scope(principal: Principal, department: str | None) -> tuple[str | None, frozenset[str] | None]:
+    """(department, enterprises) a case list is limited to for `principal`; None: not limited."""
+    actor = principal.actor
+    if actor.role is Role.DEPARTMENT:
+        department = department or actor.department
+        check_figures(principal, department)
+    if actor.role is Role.ENTERPRISE:
+        return department, principal.usccs
+    return department, None
+
+
+def check_figures(principal: Principal, department: str | None) -> None:
+    """Department figures: staff read them; a department only its own (department=None: a jurisdiction's)."""
+    actor = principal.actor
+    if actor.role is Role.ENTERPRISE:
+        raise DomainError("forbidden", FIGURES, rule=FIGURES, role=actor.role.value)
+    if actor.role is Role.DEPARTMENT and department != actor.department:
+        raise DomainError("forbidden", f"department {actor.department} may read only its own figures and cases",
+                          rule=DEPARTMENT_READS, department=actor.department)
+
+
+def visible_departments(principal: Principal, codes: Iterable[str]) -> list[str]:
+    """The departments whose load `principal` may see in a listing."""
+    actor = principal.actor
+    if actor.role is Role.ENTERPRISE:
+        return []
+    return sorted(c for c in codes if actor.role is not Role.DEPARTMENT or c == actor.department)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -77,7 +78,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in ("/v1/health",) or request.path.startswith("/v1/schemas"):
+    if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
         return await handler(request)
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer ") or not header[7:].strip():
@@ -225,7 +226,7 @@ async def schema(request: web.Request) -> web.Response:
 async def list_appeals(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     q = request.query
-    unknown = sorted(set(q) - {"state", "department", "overdue", "limit", "after"})
+    unknown = sorted(set(q) - {p.name for p in LIST_QUERY})
     if unknown:
         raise DomainError("invalid_input", f"{unknown[0]}: unknown query parameter", field=unknown[0])
     state = q.get("state")
@@ -317,22 +318,78 @@ async def health(request: web.Request) -> web.Response:
 BROKER_PROBE: web.AppKey[Callable[[], Awaitable[str]]] = web.AppKey("broker_probe")
 
 
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A query parameter: its name, JSON Schema and meaning (for the handler and the OpenAPI document)."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route of the contract; the router and GET /v1/openapi.json are both built from ROUTES.
+
+    `body`: "submit" or "command" (the shapes come from suqiu.domain.commands); `public`: no key.
+    """
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    who: str
+    body: str | None = None
+    query: tuple[Param, ...] = ()
+    public: bool = False
+    success: int = 200
+
+
+LIST_QUERY = (
+    Param("state", {"type": "string", "enum": sorted(s.value for s in Status if s is not Status.NEW)}, "case state"),
+    Param("department", {"type": "string", "maxLength": inputs.ID_MAX}, "assigned department code"),
+    Param("overdue", {"type": "string", "enum": ["true", "false"]}, "only (or no) cases past a running deadline"),
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "page size"),
+    Param("after", {"type": "string", "maxLength": inputs.ID_MAX}, "the last case id of the previous page"),
+)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from suqiu.openapi import document
+
+    return json_response(document(ROUTES))
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/v1/appeals", submit, "Submit an appeal (受理)", "intake, system, admin", body="submit",
+          success=201),
+    Route("POST", "/v1/appeals/{case_id}/commands", command, "Act on a case (派单, 签收, 转办, 答复, 办结, ...)",
+          "by command: see the type's rule", body="command"),
+    Route("GET", "/v1/appeals", list_appeals, "List cases, in submission order", "any key; a department its own, "
+          "an enterprise its enterprises'", query=LIST_QUERY),
+    Route("GET", "/v1/appeals/{case_id}", get_case, "The case now: deadlines, SLA status, provisional deadlines",
+          "readers of the case"),
+    Route("GET", "/v1/appeals/{case_id}/history", history, "Every event of the case, with its hash (全过程可追溯)",
+          "readers of the case"),
+    Route("GET", "/v1/schemas", schemas, "The Avro schemas by fingerprint", "anyone", public=True),
+    Route("GET", "/v1/schemas/{fingerprint}", schema, "One Avro schema", "anyone", public=True),
+    Route("GET", "/v1/departments", departments, "Departments and their open load", "staff; a department itself"),
+    Route("GET", "/v1/departments/{code}/load", department_load, "A department's figures (三率, handling time)",
+          "staff; a department itself"),
+    Route("GET", "/v1/jurisdictions/{code}/kpis", jurisdiction_kpis, "A jurisdiction's figures over its subtree",
+          "staff"),
+    Route("GET", "/v1/health", health, "Database, broker, read-model lag and calendar", "anyone", public=True),
+    Route("GET", "/v1/openapi.json", openapi, "This document", "anyone", public=True),
+)
+PUBLIC_PATHS = frozenset(r.path for r in ROUTES if r.public and "{" not in r.path)
+PUBLIC_PREFIXES = tuple(r.path.split("{", 1)[0] for r in ROUTES if r.public and "{" in r.path)
+
+
 def create_app(runtime: Runtime, broker_probe: Callable[[], Awaitable[str]] | None = None) -> web.Application:
     app = web.Application(middlewares=[errors, authenticate], client_max_size=MAX_BODY)
     app[RUNTIME] = runtime
     if broker_probe is not None:
         app[BROKER_PROBE] = broker_probe
-    app.router.add_post("/v1/appeals", submit)
-    app.router.add_post("/v1/appeals/{case_id}/commands", command)
-    app.router.add_get("/v1/appeals", list_appeals)
-    app.router.add_get("/v1/appeals/{case_id}", get_case)
-    app.router.add_get("/v1/appeals/{case_id}/history", history)
-    app.router.add_get("/v1/schemas", schemas)
-    app.router.add_get("/v1/schemas/{fingerprint}", schema)
-    app.router.add_get("/v1/departments", departments)
-    app.router.add_get("/v1/departments/{code}/load", department_load)
-    app.router.add_get("/v1/jurisdictions/{code}/kpis", jurisdiction_kpis)
-    app.router.add_get("/v1/health", health)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
     return app
-
-

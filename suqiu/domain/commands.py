@@ -299,8 +299,13 @@ def _build(cls: type[Any], body: typing.Mapping[str, Any], prefix: str) -> Any:
     return cls(**values)
 
 
+def field_specs(cls: type[Any]) -> tuple[FieldSpec, ...]:
+    """How a command class (or Enterprise) is parsed, field by field: for documents of the contract."""
+    return _shape(cls)[0]
+
+
 @dataclass(frozen=True, slots=True)
-class _FieldSpec:
+class FieldSpec:
     """One field of a command class as parsing needs it: the hint without Optional, and whether required."""
 
     name: str
@@ -309,10 +314,10 @@ class _FieldSpec:
     meta: typing.Mapping[str, Any]
 
 
-_SHAPES: dict[type[Any], tuple[tuple[_FieldSpec, ...], frozenset[str]]] = {}
+_SHAPES: dict[type[Any], tuple[tuple[FieldSpec, ...], frozenset[str]]] = {}
 
 
-def _shape(cls: type[Any]) -> tuple[tuple[_FieldSpec, ...], frozenset[str]]:
+def _shape(cls: type[Any]) -> tuple[tuple[FieldSpec, ...], frozenset[str]]:
     """Field specs of a command class; resolving annotations is slow (~200 µs), so once per class."""
     shape = _SHAPES.get(cls)
     if shape is None:
@@ -324,7 +329,7 @@ def _shape(cls: type[Any]) -> tuple[tuple[_FieldSpec, ...], frozenset[str]]:
             if optional:
                 hint = next(a for a in get_args(hint) if a is not type(None))
             required = f.metadata.get("required", True) and not optional and not _has_default(f)
-            specs.append(_FieldSpec(f.name, hint, required, f.metadata))
+            specs.append(FieldSpec(f.name, hint, required, f.metadata))
         shape = _SHAPES[cls] = (tuple(specs), frozenset(s.name for s in specs))
     return shape
 

@@ -13,12 +13,7 @@ from suqiu.domain import events as e
 from suqiu.domain.clocks import deadlines_in, kept_clocks, running_clocks, warning_at
 from suqiu.domain.errors import DomainError, invalid
 from suqiu.domain.model import (
-    CATEGORIES,
-    CHANNELS,
-    CLOCKS,
-    OUTCOMES,
-    PRIORITIES,
-    RATINGS,
+    VOCABULARIES,
     Case,
     Status,
 )
@@ -72,7 +67,8 @@ def decide(case: Case, command: c.Command, meta: c.CommandMeta, ctx: Context) ->
     ]
 
 
-def _check_vocab(field: str, value: str, allowed: frozenset[str]) -> None:
+def _check_vocab(field: str, value: str) -> None:
+    allowed = VOCABULARIES[field]
     if value not in allowed:
         raise invalid(field, f"unknown value {value!r}", allowed=sorted(allowed))
 
@@ -84,9 +80,9 @@ def _submit(case: Case, cmd: c.Submit, meta: c.CommandMeta, ctx: Context) -> e.E
     problem = uscc_problem(cmd.enterprise.uscc)
     if problem:
         raise invalid("enterprise.uscc", problem, value=cmd.enterprise.uscc)
-    _check_vocab("channel", cmd.channel, CHANNELS)
-    _check_vocab("category", cmd.category, CATEGORIES)
-    _check_vocab("priority", cmd.priority, PRIORITIES)
+    _check_vocab("channel", cmd.channel)
+    _check_vocab("category", cmd.category)
+    _check_vocab("priority", cmd.priority)
     if cmd.jurisdiction not in ctx.jurisdictions:
         raise invalid("jurisdiction", f"unknown jurisdiction {cmd.jurisdiction!r}")
     if cmd.occurred_at is not None and cmd.occurred_at > meta.issued_at:
@@ -115,7 +111,7 @@ def _import(case: Case, cmd: c.ImportCase, meta: c.CommandMeta, ctx: Context) ->
         if cmd.replied_at > meta.issued_at:
             raise invalid("replied_at", "is in the future")
     if cmd.closed_at is not None:
-        _check_vocab("outcome", cmd.outcome, OUTCOMES)
+        _check_vocab("outcome", cmd.outcome)
         if cmd.closed_at < (cmd.replied_at or at):
             raise invalid("closed_at", "is before the reply (or the submission)")
         if cmd.closed_at > meta.issued_at:
@@ -244,7 +240,7 @@ def _reply(case: Case, cmd: c.Reply, meta: c.CommandMeta, ctx: Context) -> list[
 
 
 def _close(case: Case, cmd: c.Close, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
-    _check_vocab("outcome", cmd.outcome, OUTCOMES)
+    _check_vocab("outcome", cmd.outcome)
     if cmd.outcome not in ("duplicate", "withdrawn") and case.status is not Status.REPLIED:
         raise DomainError(
             "invalid_state",
@@ -255,7 +251,7 @@ def _close(case: Case, cmd: c.Close, meta: c.CommandMeta, ctx: Context) -> list[
 
 
 def _feedback(case: Case, cmd: c.Feedback, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
-    _check_vocab("rating", cmd.rating, RATINGS)
+    _check_vocab("rating", cmd.rating)
     if case.rating is not None:
         raise DomainError("invalid_state", "this closure is already rated",
                           state=case.status.value, rule="one 评价 per closure")
@@ -283,7 +279,7 @@ def _withdraw(case: Case, cmd: c.Withdraw, meta: c.CommandMeta, ctx: Context) ->
 
 def _sla_mark(kind: str) -> Callable[[Case, Any, c.CommandMeta, Context], list[e.EventPayload]]:
     def handler(case: Case, cmd: Any, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
-        _check_vocab("clock", cmd.clock, CLOCKS)
+        _check_vocab("clock", cmd.clock)
         due = running_clocks(case).get(cmd.clock)
         # A timer may fire late, twice, or after the case moved on: only the current cycle counts.
         if (cmd.clock, kind) in case.sla_marks or due is None:

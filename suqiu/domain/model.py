@@ -50,6 +50,10 @@ PRIORITIES = frozenset({"normal", "urgent"})
 OUTCOMES = frozenset({"resolved", "explained", "unresolvable", "duplicate", "withdrawn"})
 RATINGS = frozenset({"satisfied", "basically_satisfied", "unsatisfied"})
 CLOCKS = frozenset({"accept", "resolve", "follow_up"})
+# The command fields that take a word from a vocabulary, and which: decide checks them, the
+# OpenAPI document lists them.
+VOCABULARIES = {"channel": CHANNELS, "category": CATEGORIES, "priority": PRIORITIES, "outcome": OUTCOMES,
+                "rating": RATINGS, "clock": CLOCKS}
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from suqiu.domain.evolve import evolve
 from suqiu.domain.model import Case
 from suqiu.domain.sla import SlaPolicy
 from suqiu.store.events import CASE_EVENTS_SQL
-from suqiu.store.probes import delete_by, probe
+from suqiu.store.probes import probe
 
 log = structlog.get_logger(__name__)
 NAME = "read-models"
@@ -58,11 +58,19 @@ def _bulk_insert(table: str, columns: tuple[tuple[str, str], ...], tail: str = "
 # A batch's cases, by index probes (see suqiu.store.probes): the table grows under the projector.
 LOCK_CASES = f"SELECT r.case_id, r.seq FROM {probe('case_view', 'case_id', 'case_id, seq', lock=True)}"
 READ_STATES = f"SELECT r.case_id, r.state::text FROM {probe('case_view', 'case_id', 'case_id, state')}"
-DELETE_TIMERS = delete_by("sla_timers", "case_id")
+# A case's timers are replaced only where case_view holds the state this batch computed. A stale
+# batch (applied after a later one for the same case: a rebalance, a redelivery, two projectors
+# briefly sharing a partition) neither leaves timers for a state the view has moved past, such
+# as a case since closed, nor deletes the newer state's timers.
+_CURRENT = ("unnest(%b::text[], %b::int[]) AS k(case_id, seq) CROSS JOIN LATERAL (SELECT 1 FROM case_view "
+            "WHERE case_view.case_id = k.case_id AND case_view.seq = k.seq OFFSET 0) AS v")
+DELETE_TIMERS = (f"DELETE FROM sla_timers WHERE ctid = ANY(ARRAY(SELECT r.ctid FROM {_CURRENT} CROSS JOIN LATERAL "
+                 "(SELECT ctid FROM sla_timers WHERE sla_timers.case_id = k.case_id OFFSET 0) AS r))")
 UPSERT_CASE = _bulk_insert("case_view", CASE_COLUMNS, "ON CONFLICT (case_id) DO UPDATE SET " + ", ".join(
     f"{n} = EXCLUDED.{n}" for n, _ in CASE_COLUMNS[1:]) + " WHERE case_view.seq < EXCLUDED.seq")
 INSERT_TIMELINE = _bulk_insert("case_timeline", TIMELINE_COLUMNS, "ON CONFLICT DO NOTHING")
-INSERT_TIMERS = _bulk_insert("sla_timers", TIMER_COLUMNS)
+INSERT_TIMERS = _bulk_insert("sla_timers", TIMER_COLUMNS,
+                             f"WHERE u.case_id IN (SELECT k.case_id FROM {_CURRENT})")
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -148,9 +156,10 @@ class Projector:
                 async with conn.cursor() as c:
                     await c.execute(INSERT_TIMELINE, _columns(timeline, len(TIMELINE_COLUMNS)))
                     await c.execute(UPSERT_CASE, _columns(cases, len(CASE_COLUMNS)))
-                    await c.execute(DELETE_TIMERS, ([r[0] for r in cases],))
+                    current = ([r[0] for r in cases], [r[1] for r in cases])
+                    await c.execute(DELETE_TIMERS, current)
                     if timers:
-                        await c.execute(INSERT_TIMERS, _columns(timers, len(TIMER_COLUMNS)))
+                        await c.execute(INSERT_TIMERS, [*_columns(timers, len(TIMER_COLUMNS)), *current])
                     for round_ in _rounds(facts.values()):
                         for kind, values in round_.items():
                             await c.execute(rows.FACT_SQL[kind], _columns(values, len(values[0])))

@@ -245,3 +245,68 @@ async def test_a_worker_whose_calendar_cannot_place_a_deadline_holds_until_its_p
         assert await caught_up(s, case, timeout=30) >= 2
     due = query(s, "SELECT resolve_due FROM case_view WHERE case_id = %s", case)[0][0]
     assert due.year == 2032
+
+
+async def test_no_timer_outlives_its_case_across_batches_and_a_stale_concurrent_batch(
+        settings: Settings, runtime: Runtime, api: Api) -> None:
+    closed = (await api.submit())["case_id"]
+    await api.ok("dispatcher", closed, "dispatch", department="bh-market")
+    await api.ok("bh-market", closed, "accept")
+    await api.ok("bh-market", closed, "reply", content="已办理")
+    await api.ok("dispatcher", closed, "close", outcome="resolved")
+    running = (await api.submit())["case_id"]
+    await api.ok("dispatcher", running, "dispatch", department="bh-market")
+    await api.ok("bh-market", running, "accept")
+    codec = Codec()
+
+    def stored(case: str) -> list[Incoming]:
+        rows = query(settings, "SELECT data FROM events WHERE case_id = %s ORDER BY seq", case)
+        return [Incoming("t", 0, i, codec.decode_event(bytes(r[0]))) for i, r in enumerate(rows)]
+
+    def timers(case: str) -> list[tuple[Any, ...]]:
+        return query(settings, "SELECT clock, kind, fire_at FROM sla_timers WHERE case_id = %s ORDER BY 1, 2", case)
+
+    def projector() -> Projector:  # each a fresh process's: no cached state
+        return Projector(codec, lambda: runtime.policy, runtime.clock.now)
+
+    assert settings.database_url
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
+        # One case's events across two batches: the dispatch's timers go when the closure comes.
+        await projector().apply(conn, stored(closed)[:2])
+        assert timers(closed)
+        await projector().apply(conn, stored(closed)[2:])
+        assert timers(closed) == []
+    # Two projectors on new cases at once (a rebalance, a redelivery): the later state commits
+    # first, while the stale batch (submit and dispatch only) waits on its row; then the stale one.
+    later_done, release = asyncio.Event(), asyncio.Event()
+
+    async def later() -> None:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn, conn.transaction():
+            await projector().apply_in(conn, stored(closed) + stored(running), checkpoint=False)
+            later_done.set()
+            await release.wait()
+
+    async def stale() -> None:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn, conn.transaction():
+            await projector().apply_in(conn, stored(closed)[:2] + stored(running)[:2], checkpoint=False)
+
+    await conn_free(settings, closed, running)
+    first = asyncio.create_task(later())
+    await later_done.wait()
+    second = asyncio.create_task(stale())
+    await asyncio.sleep(0.3)  # the stale batch is now blocked on the rows the later one inserted
+    release.set()
+    await first
+    await second
+    assert timers(closed) == [], "a closed case holds no timer"
+    assert [t[:2] for t in timers(running)] == [("resolve", "breach"), ("resolve", "warning")], \
+        "the newer state's timers stay"
+    assert view_seq(settings, closed) == 5 and view_seq(settings, running) == 3
+
+
+async def conn_free(settings: Settings, *cases: str) -> None:
+    """No read-model rows for `cases`: as if no projector had seen them yet."""
+    assert settings.database_url
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
+        for table in ("case_view", "sla_timers", "case_timeline", "assignments", "closures"):
+            await conn.execute(f"DELETE FROM {table} WHERE case_id = ANY(%s)", (list(cases),))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import uuid
 from typing import Any
@@ -140,3 +141,17 @@ async def test_a_repeated_submit_answers_the_original_case_without_a_new_one(
         await runtime.service.execute(CommandRequest("submit", command_id, INTAKE, other))
     assert refused.value.code == "idempotency_mismatch"
     assert count_rows(settings, "events") == 1 == count_rows(settings, "commands")
+
+
+async def test_an_item_the_database_refuses_fails_alone_and_its_batch_neighbours_are_stored(
+        settings: Settings, runtime: Runtime, clock: ManualClock) -> None:
+    # The input rules refuse a NUL before it reaches the store; data an older client or a bug lets
+    # through must still fail alone. PostgreSQL's text cannot hold a NUL: psycopg refuses it.
+    good = [new_case(runtime, clock) for _ in range(40)]
+    poison = dataclasses.replace(new_case(runtime, clock), source=("hotline-12345", "TJ\x00poison"))
+    commits = runtime.service._commits
+    outcome = await asyncio.gather(*(commits.append(a) for a in [*good[:20], poison, *good[20:]]),
+                                   return_exceptions=True)
+    assert isinstance(outcome[20], psycopg.DataError), outcome[20]
+    assert [o for i, o in enumerate(outcome) if i != 20] == [None] * 40
+    assert stored(settings)["source_refs"] == 40

@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any, Generic, TypeVar
 
 import structlog
-from psycopg import AsyncConnection, errors
+from psycopg import AsyncConnection, OperationalError, errors
 from psycopg_pool import AsyncConnectionPool
 
 from suqiu.store.events import MAX_APPENDS, WAKE_RELAY, Append, Found, Lookup, append_many, look_up
@@ -64,16 +64,40 @@ class _Group(ABC, Generic[ItemT, ResultT]):
                 try:
                     async with self._pool.connection() as conn:
                         outcome = await self._run(conn, [item for item, _ in batch])
-                except Exception as exc:  # e.g. the connection failed: every caller of the batch hears it
+                except OperationalError as exc:  # the connection failed: every caller of the batch hears it
                     for _, done in batch:
                         if not done.done():
                             done.set_exception(exc)
+                    continue
+                except Exception as exc:
+                    # One item the database or the codec refuses must fail alone, not its neighbours:
+                    # the batch was rolled back whole, so each item goes again by itself.
+                    if len(batch) == 1:
+                        if not batch[0][1].done():
+                            batch[0][1].set_exception(exc)
+                        continue
+                    log.warning("group batch refused, running its items one by one", size=len(batch),
+                                error=type(exc).__name__)
+                    for item, done in batch:
+                        await self._alone(item, done)
                     continue
                 for (_, done), result in zip(batch, outcome, strict=True):
                     if not done.done():
                         done.set_result(result)
         finally:
             self._running -= 1
+
+    async def _alone(self, item: ItemT, done: asyncio.Future[ResultT]) -> None:
+        """Run `item` by itself and answer its caller."""
+        try:
+            async with self._pool.connection() as conn:
+                result = (await self._run(conn, [item]))[0]
+        except Exception as exc:
+            if not done.done():
+                done.set_exception(exc)
+        else:
+            if not done.done():
+                done.set_result(result)
 
     @abstractmethod
     async def _run(self, conn: AsyncConnection[Any], items: list[ItemT]) -> list[ResultT]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -12,9 +13,11 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.fuzz import kafka_records
 from projections.projector import Incoming, Projector
 from schemas.codec import Codec
 from suqiu.config import Settings
@@ -223,3 +226,33 @@ async def test_events_stored_before_the_input_rules_still_project(topics: Settin
     assert query(topics, "SELECT title, enterprise_name FROM case_view WHERE case_id = 'legacy-1'") == \
         [("标题\ufffd", "某\ufffd公司")]
     assert query(topics, "SELECT data->>'title' FROM case_timeline WHERE case_id = 'legacy-1'") == [("标题\ufffd",)]
+
+
+async def test_a_kafka_fuzz_of_320_records_gets_one_answer_each_and_the_store_matches(
+        topics: Settings, runtime: Runtime) -> None:
+    s = topics
+    assert s.kafka_bootstrap
+    records = kafka_records(320, random.Random(7), Codec())
+    before = stored(s)
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", max_request_size=2 * 1024 * 1024)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(s.commands_topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    async with faust_worker(s, runtime.clock):
+        results = await read_topic(s.kafka_bootstrap, s.results_topic, 1, timeout=20)
+        dlq = await read_topic(s.kafka_bootstrap, s.dlq_topic, 1, timeout=20)
+        for _ in range(60):
+            if len(results) + len(dlq) >= len(records):
+                break
+            results = await read_topic(s.kafka_bootstrap, s.results_topic, len(results) + 1, timeout=1)
+            dlq = await read_topic(s.kafka_bootstrap, s.dlq_topic, len(dlq) + 1, timeout=1)
+    assert len(results) + len(dlq) == len(records)
+    answers = [Codec().decode_result(r.value) for r in results]
+    created = [a for a in answers if a["status"] == "created"]
+    assert all(a["error"]["code"] == "invalid_input" for a in answers if a["status"] == "rejected")
+    assert all(dict(r.headers).get("suqiu.dlq.reason") for r in dlq)
+    assert stored(s)["events"] == before["events"] + len(created)  # nothing stored for a refusal

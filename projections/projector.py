@@ -87,6 +87,13 @@ class Incoming:
     event: e.Event
 
 
+# What a case's events can raise on their way into the read models, beside the infrastructure's
+# own failures (which propagate, so the batch is retried): a value PostgreSQL refuses, or a fold
+# that fails on data it never met. Such a case is quarantined; the others go on.
+UNSTORABLE = (psycopg.DataError, psycopg.errors.IntegrityError, ValueError, TypeError, KeyError, OverflowError,
+              AssertionError)
+
+
 class Projector:
     """Case views, timelines, SLA timers and department facts, all from the events topic."""
 
@@ -99,11 +106,45 @@ class Projector:
         self._cases: OrderedDict[str, Case] = OrderedDict()
 
     async def apply(self, conn: psycopg.AsyncConnection[Any], batch: Sequence[Incoming]) -> int:
-        """Apply what is new in `batch`; returns how many events changed something."""
+        """Apply what is new in `batch`; returns how many events changed something.
+
+        A case whose events the read models cannot take is quarantined (`quarantined_cases`)
+        and every other case of the batch is applied: one bad event never empties the read
+        models, and none is skipped silently.
+        """
+        try:
+            return await self._apply_whole(conn, batch)
+        except UNSTORABLE as exc:
+            log.warning("projector batch refused, applying it case by case", size=len(batch),
+                        error=type(exc).__name__)
+        by_case: dict[str, list[Incoming]] = defaultdict(list)
+        for item in batch:
+            by_case[item.event.case_id].append(item)
+        applied = 0
+        for case_id, items in by_case.items():
+            try:
+                applied += await self._apply_whole(conn, items, checkpoint=False)
+            except UNSTORABLE as exc:
+                await self._quarantine(conn, case_id, items[0].event.seq, exc)
+        async with conn.transaction():
+            await self._checkpoint(conn, batch, {}, self.clock())
+        return applied
+
+    async def _quarantine(self, conn: psycopg.AsyncConnection[Any], case_id: str, seq: int, exc: Exception) -> None:
+        self._cases.pop(case_id, None)
+        log.error("case quarantined: the read models cannot store its events", case_id=case_id, seq=seq,
+                  error=f"{type(exc).__name__}: {exc}")
+        await conn.execute(
+            "INSERT INTO quarantined_cases (case_id, seq, error, since) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (case_id) DO UPDATE SET seq = least(quarantined_cases.seq, EXCLUDED.seq), "
+            "error = EXCLUDED.error", (case_id, seq, f"{type(exc).__name__}: {exc}"[:2000], self.clock()))
+
+    async def _apply_whole(self, conn: psycopg.AsyncConnection[Any], batch: Sequence[Incoming], *,
+                           checkpoint: bool = True) -> int:
         while True:
             try:
                 async with conn.transaction():
-                    return await self.apply_in(conn, batch)
+                    return await self.apply_in(conn, batch, checkpoint=checkpoint)
             except psycopg.errors.SerializationFailure:
                 continue
             except psycopg.errors.DeadlockDetected:

@@ -147,6 +147,15 @@ async def open_counts(conn: psycopg.AsyncConnection[Any], now: datetime) -> dict
     return {r[0]: {"open": r[1], "due_soon": r[2], "overdue": r[3]} for r in await cur.fetchall()}
 
 
+async def quarantined(conn: psycopg.AsyncConnection[Any], limit: int = 20) -> dict[str, Any]:
+    """Cases the read models hold back (their events could not be stored): how many, and the first."""
+    cur = await conn.execute("SELECT case_id, seq, error, since, count(*) OVER () FROM quarantined_cases "
+                             "ORDER BY since, case_id LIMIT %s", (limit,))
+    rows = await cur.fetchall()
+    return {"cases": int(rows[0][4]) if rows else 0,
+            "first": [{"case_id": r[0], "seq": r[1], "error": r[2], "since": r[3]} for r in rows]}
+
+
 async def lag(conn: psycopg.AsyncConnection[Any], topic: str) -> dict[str, Any]:
     """Events not yet in the read models: the outbox backlog plus relay head minus checkpoint."""
     cur = await conn.execute(

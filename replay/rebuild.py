@@ -36,7 +36,9 @@ from suqiu.processes import log_level, set_up_child, settle_gc
 from suqiu.store.binary import CONVERT, COPY_AS
 
 log = structlog.get_logger(__name__)
-READ_MODELS = ("case_view", "case_timeline", "sla_timers", "assignments", "closures", "projection_offsets")
+# quarantined_cases is emptied too: a rebuild folds every case again, so none stays held back.
+READ_MODELS = ("case_view", "case_timeline", "sla_timers", "assignments", "closures", "projection_offsets",
+               "quarantined_cases")
 # The tables rebuilt beside the live ones, with the columns a worker copies into them.
 REBUILT: dict[str, tuple[tuple[str, str], ...]] = {
     "case_view": CASE_COLUMNS, "case_timeline": TIMELINE_COLUMNS, "sla_timers": TIMER_COLUMNS,

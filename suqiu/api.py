@@ -305,13 +305,19 @@ async def health(request: web.Request) -> web.Response:
         async with rt.pool.connection() as conn:
             await conn.execute("SELECT 1")
             checks["lag"] = await queries.lag(conn, rt.settings.events_topic)
+            checks["quarantine"] = await queries.quarantined(conn)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"unreachable: {exc}"
     probe = request.app.get(BROKER_PROBE)
     checks["broker"] = await probe() if probe else "not configured"
     checks["calendar"] = rt.calendar_coverage()  # reported, not a failure: the API still answers
-    healthy = checks["database"] == "ok" and checks["broker"] == "ok"
+    # Quarantined cases and a lag past the bound are read models falling short: degraded, by name.
+    lagging = checks.get("lag", {}).get("events", 0) > rt.settings.health_lag_bound
+    held_back = checks.get("quarantine", {}).get("cases", 0) > 0
+    healthy = checks["database"] == "ok" and checks["broker"] == "ok" and not lagging and not held_back
+    if lagging:
+        checks["lag"]["status"] = f"over the bound of {rt.settings.health_lag_bound} events (SUQIU_HEALTH_LAG_BOUND)"
     return json_response({"status": "ok" if healthy else "degraded", "checks": checks}, 200 if healthy else 503)
 
 

@@ -21,6 +21,8 @@ class Settings:
     projector_batch: int = 2000
     projector_processes: int = 1
     jurisdiction_feeds: tuple[str, ...] = ()
+    # /v1/health answers degraded while more events than this wait for the read models.
+    health_lag_bound: int = 10_000
     # Other systems this one escalates to or answers: system id -> its topic prefix (same broker).
     federation: dict[str, str] = field(default_factory=dict)
 
@@ -39,6 +41,7 @@ class Settings:
             timer_interval=float(env.get("SUQIU_TIMER_INTERVAL") or 0.5),
             projector_batch=int(env.get("SUQIU_PROJECTOR_BATCH") or 2000),
             projector_processes=int(env.get("SUQIU_PROJECTOR_PROCESSES") or 1),
+            health_lag_bound=int(env.get("SUQIU_HEALTH_LAG_BOUND") or 10_000),
             federation=dict(pair.split("=", 1) for pair in (env.get("SUQIU_FEDERATION") or "").split(",")
                             if "=" in pair),
             jurisdiction_feeds=tuple(j.strip() for j in (env.get("SUQIU_JURISDICTION_FEEDS") or "").split(",")
@@ -55,6 +58,7 @@ class Settings:
             "SUQIU_TIMER_INTERVAL": str(self.timer_interval),
             "SUQIU_PROJECTOR_BATCH": str(self.projector_batch),
             "SUQIU_PROJECTOR_PROCESSES": str(self.projector_processes),
+            "SUQIU_HEALTH_LAG_BOUND": str(self.health_lag_bound),
             "SUQIU_JURISDICTION_FEEDS": ",".join(self.jurisdiction_feeds),
             "SUQIU_FEDERATION": ",".join(f"{k}={v}" for k, v in self.federation.items()),
         }

@@ -26,7 +26,7 @@ from suqiu.domain.model import Actor, Enterprise, Role
 from suqiu.runtime import Runtime
 from tests.conftest import SYSTEM, Api, stored, submission
 from tests.kafka_helpers import faust_worker, produce, read_topic
-from tests.sla_helpers import query
+from tests.sla_helpers import query, replay
 
 INTAKE = Actor(SYSTEM, Role.INTAKE, person="kafka-gw")
 
@@ -256,3 +256,31 @@ async def test_a_kafka_fuzz_of_320_records_gets_one_answer_each_and_the_store_ma
     assert all(a["error"]["code"] == "invalid_input" for a in answers if a["status"] == "rejected")
     assert all(dict(r.headers).get("suqiu.dlq.reason") for r in dlq)
     assert stored(s)["events"] == before["events"] + len(created)  # nothing stored for a refusal
+
+
+async def test_a_case_the_read_models_cannot_take_is_quarantined_and_the_rest_go_on(
+        topics: Settings, runtime: Runtime, api: Api) -> None:
+    # An event on the topic whose predecessors the store does not hold (a store restored from an
+    # older backup, say) cannot be folded: that case is held back, loudly, and no other is lost.
+    good = [(await api.submit())["case_id"] for _ in range(3)]
+    codec = Codec()
+    rows = query(topics, "SELECT data FROM events WHERE case_id = ANY(%s) ORDER BY position", good)
+    batch = [Incoming("t", 0, i, codec.decode_event(bytes(r[0]))) for i, r in enumerate(rows)]
+    at = runtime.clock.now()
+    orphan = e.Event(str(uuid.uuid4()), "orphan-1", 3, at, at, INTAKE, "c-o", "c-o", "c-o", e.Urged(note="x"))
+    batch.insert(1, Incoming("t", 0, 99, orphan))
+    assert topics.database_url
+    async with await psycopg.AsyncConnection.connect(topics.database_url, autocommit=True) as conn:
+        applied = await Projector(Codec(), lambda: runtime.policy, lambda: at).apply(conn, batch)
+    assert applied == 3
+    assert sorted(r[0] for r in query(topics, "SELECT case_id FROM case_view")) == sorted(good)
+    assert query(topics, 'SELECT "offset" FROM projection_offsets') == [(99,)]  # the batch is done with
+    status, health = await api.call(None, "GET", "/health")
+    assert status == 503 and health["status"] == "degraded", health
+    quarantine = health["checks"]["quarantine"]
+    assert quarantine["cases"] == 1 and quarantine["first"][0]["case_id"] == "orphan-1"
+    assert quarantine["first"][0]["seq"] == 3 and "does not follow" in quarantine["first"][0]["error"]
+    # Once the cause is dealt with, a rebuild folds every stored case again and clears it.
+    assert (await replay(topics, "rebuild"))[0] == 0
+    status, health = await api.call(None, "GET", "/health")
+    assert status == 200 and health["checks"]["quarantine"]["cases"] == 0, health

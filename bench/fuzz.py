@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.common import start_stack
 from schemas.codec import Codec
+from streams.signing import sign
 from suqiu.domain.model import Actor, Role
 
 USCC = "91110000600037341L"
@@ -189,41 +190,46 @@ async def baseline(port: int, key: str, n: int, rng: random.Random) -> float:
     return n / (time.perf_counter() - started)
 
 
-def kafka_records(n: int, rng: random.Random, codec: Codec) -> list[tuple[bytes | None, bytes | None]]:
+Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+
+
+def kafka_records(n: int, rng: random.Random, codec: Codec, secret: str) -> list[Record]:
+    """Hostile command records: most signed with `secret` (an intake key), one kind unsigned."""
     intake = Actor("tj-binhai", Role.INTAKE)
-    out: list[tuple[bytes | None, bytes | None]] = []
+    out: list[Record] = []
     for i in range(n):
         kind = 7 if i % 80 == 79 else i % 7  # a big one in 80: the broker keeps them all in memory
         body = submission(rng)
         command_id = body.pop("command_id")
         if kind == 0:
-            out.append((b"garbage", bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 200)))))
+            key, value = b"garbage", bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 200)))
         elif kind == 1:
-            out.append((b"cut", codec.encode_command("submit", body, command_id=command_id, actor=intake)[:20]))
+            key, value = b"cut", codec.encode_command("submit", body, command_id=command_id, actor=intake)[:20]
         elif kind == 2:
-            out.append((b"unknown-fp", b"\xc3\x01" + rng.getrandbits(64).to_bytes(8, "little") + b"\x00"))
+            key, value = b"unknown-fp", b"\xc3\x01" + rng.getrandbits(64).to_bytes(8, "little") + b"\x00"
         elif kind in (3, 4, 5):
             name = rng.choice(["title", "source_ref", "content", "channel"])
             body[name] = str(body[name]) + rng.choice(["\u0000", "\u0007", "", " " * 3, "x" * 30000])
             cid = rng.choice([command_id, " ", "a\u0000b", "x" * 200])
-            out.append((cid.encode(), codec.encode_command("submit", body, command_id=cid, actor=intake)))
+            key, value = cid.encode(), codec.encode_command("submit", body, command_id=cid, actor=intake)
         elif kind == 6:
-            out.append((None, b""))  # aiokafka sends no record without key and value: the empty one
+            key, value = None, b""  # aiokafka sends no record without key and value: the empty one
         else:
-            out.append((b"big", b"\xc3\x01" + bytes(600_000)))
+            key, value = b"big", b"\xc3\x01" + bytes(600_000)
+        out.append((key, value, [] if kind == 5 else sign(secret, value)))
     return out
 
 
-async def kafka_phase(bootstrap: str, commands: str, results: str, dlq: str, n: int,
-                      rng: random.Random) -> tuple[int, int, float]:
+async def kafka_phase(bootstrap: str, commands: str, results: str, dlq: str, n: int, rng: random.Random,
+                      secret: str) -> tuple[int, int, float]:
     codec = Codec()
-    records = kafka_records(n, rng, codec)
+    records = kafka_records(n, rng, codec, secret)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=2 * 1024 * 1024,
                                 linger_ms=5)
     await producer.start()
     try:
-        for key, value in records:
-            await producer.send(commands, key=key, value=value)
+        for key, value, headers in records:
+            await producer.send(commands, key=key, value=value, headers=headers)
         await producer.flush()
     finally:
         await producer.stop()
@@ -269,7 +275,7 @@ def main() -> int:
             events = conn.execute("SELECT count(*) FROM events").fetchone()
         assert refs and events
         results, dead, kafka_seconds = asyncio.run(kafka_phase(
-            s.kafka_bootstrap, s.commands_topic, s.results_topic, s.dlq_topic, args.kafka, rng))
+            s.kafka_bootstrap, s.commands_topic, s.results_topic, s.dlq_topic, args.kafka, rng, keys["intake"]))
         time.sleep(5)
         with psycopg.connect(s.database_url) as conn:
             cases = conn.execute("SELECT count(DISTINCT case_id) FROM events").fetchone()

@@ -113,7 +113,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     @app.agent(commands, name="command-intake")
     async def command_intake(stream: faust.StreamT[bytes]) -> None:
         await rt.ready.wait()
-        handler = CommandIntake(settings, rt.runtime.service, rt.runtime.codec, rt.runtime.pool)
+        r = rt.runtime
+        handler = CommandIntake(settings, r.service, r.codec, r.pool, r.keys)
         async for event in stream.events():
             out = await handler.handle(event.key, event.value, _header_pairs(event.headers))
             # Wait for the broker's ack before the offset moves on: a result is never only in a buffer.
@@ -176,7 +177,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                         continue  # the read-models agent dead-letters it
                     out = await bridge.handle(decoded)
                     if out is not None:
-                        await (await remote[out.topic].send(key=out.key, value=out.value))
+                        await (await remote[out.topic].send(key=out.key, value=out.value, headers=out.headers))
 
             await Batcher(stream, bridge_batch, size=500, within=0.05).run()
 

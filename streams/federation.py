@@ -16,14 +16,17 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from schemas.codec import Codec
+from streams.signing import sign
 from suqiu.config import Settings
 from suqiu.domain import events as e
 from suqiu.domain.model import Actor, Role
 from suqiu.store.events import read_case
 
+log = structlog.get_logger(__name__)
 NAMESPACE = uuid.UUID("7e0b5a3c-2f4d-4a8e-b6c1-5d9f3e2a1b07")
 
 
@@ -32,6 +35,7 @@ class Outgoing:
     topic: str
     key: bytes
     value: bytes
+    headers: list[tuple[str, bytes]]
 
 
 class FederationBridge:
@@ -75,7 +79,7 @@ class FederationBridge:
         }
         value = self.codec.encode_command("submit", body, command_id=command_id, actor=self.actor,
                                           correlation_id=ev.correlation_id)
-        return Outgoing(topic, command_id.encode(), value)
+        return Outgoing(topic, command_id.encode(), value, self._signed(p.target_system, value))
 
     async def _answer(self, ev: e.Event, p: e.AppealClosed) -> Outgoing | None:
         history = await self._history(ev.case_id)
@@ -91,4 +95,12 @@ class FederationBridge:
         value = self.codec.encode_command("upper_level_reply", {"upper_case_id": ev.case_id, "content": content},
                                           command_id=command_id, actor=self.actor, case_id=first.source_ref,
                                           correlation_id=ev.correlation_id)
-        return Outgoing(topic, first.source_ref.encode(), value)
+        return Outgoing(topic, first.source_ref.encode(), value, self._signed(first.source_system, value))
+
+    def _signed(self, system: str, value: bytes) -> list[tuple[str, bytes]]:
+        """The other system authenticates our commands by the key it issued us (streams.signing)."""
+        secret = self.settings.federation_keys.get(system)
+        if secret is None:
+            log.error("no key for the other system: it will refuse this command as unauthorized", system=system)
+            return []
+        return sign(secret, value)

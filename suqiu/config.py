@@ -25,6 +25,8 @@ class Settings:
     health_lag_bound: int = 10_000
     # Other systems this one escalates to or answers: system id -> its topic prefix (same broker).
     federation: dict[str, str] = field(default_factory=dict)
+    # The API key each of those systems issued this one, to sign the commands sent to it.
+    federation_keys: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,6 +46,8 @@ class Settings:
             health_lag_bound=int(env.get("SUQIU_HEALTH_LAG_BOUND") or 10_000),
             federation=dict(pair.split("=", 1) for pair in (env.get("SUQIU_FEDERATION") or "").split(",")
                             if "=" in pair),
+            federation_keys=dict(pair.split("=", 1) for pair in (env.get("SUQIU_FEDERATION_KEYS") or "").split(",")
+                                 if "=" in pair),
             jurisdiction_feeds=tuple(j.strip() for j in (env.get("SUQIU_JURISDICTION_FEEDS") or "").split(",")
                                      if j.strip()),
         )
@@ -61,6 +65,7 @@ class Settings:
             "SUQIU_HEALTH_LAG_BOUND": str(self.health_lag_bound),
             "SUQIU_JURISDICTION_FEEDS": ",".join(self.jurisdiction_feeds),
             "SUQIU_FEDERATION": ",".join(f"{k}={v}" for k, v in self.federation.items()),
+            "SUQIU_FEDERATION_KEYS": ",".join(f"{k}={v}" for k, v in self.federation_keys.items()),
         }
         for key, value in (("SUQIU_KAFKA_BOOTSTRAP", self.kafka_bootstrap), ("SUQIU_DATABASE_URL", self.database_url),
                            ("SUQIU_SLA_POLICY", self.sla_policy)):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from streams.app import create_app
+from streams.signing import sign
 from suqiu.clock import Clock
 from suqiu.config import Settings
 from suqiu.runtime import Runtime
@@ -47,11 +48,15 @@ async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 2
     return out
 
 
-async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+async def produce(bootstrap: str, topic: str,
+                  messages: Sequence[tuple[bytes | None, bytes] | tuple[bytes | None, bytes, str | list[Any]]]) -> None:
+    """Send (key, value) records, or (key, value, secret): signed with that API key (streams.signing),
+    or (key, value, headers) as given."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=2 * 1024 * 1024)
     await producer.start()
     try:
-        for key, value in messages:
-            await producer.send_and_wait(topic, value=value, key=key)
+        for key, value, *secret in messages:
+            headers = (sign(secret[0], value) if isinstance(secret[0], str) else secret[0]) if secret else None
+            await producer.send_and_wait(topic, value=value, key=key, headers=headers)
     finally:
         await producer.stop()

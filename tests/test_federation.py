@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import psycopg
+
 from schemas.codec import Codec
 from streams.federation import NAMESPACE
 from streams.topics import ensure_topics
@@ -12,6 +14,7 @@ from suqiu.domain.model import Actor, Role
 from suqiu.embedded import EmbeddedPostgres
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
+from suqiu.store.keys import create_key
 from tests.conftest import Api, new_schema
 from tests.kafka_helpers import faust_worker, produce, read_topic
 from tests.sla_helpers import eventually, query
@@ -22,9 +25,16 @@ CITY = "tj-city"
 async def test_escalation_creates_a_linked_case_upstream_and_its_answer_comes_back(
         topics: Settings, runtime: Runtime, api: Api, postgres: EmbeddedPostgres) -> None:
     schema, city_dsn = new_schema(postgres, "c")
-    district = topics.with_(federation={CITY: f"{schema}."})
+    assert topics.database_url
+    # Each deployment authenticates the other's commands by the key it issued it (streams.signing).
+    with psycopg.connect(city_dsn, autocommit=True) as conn:
+        issued_by_city = create_key(conn, topics.system_id, Role.SYSTEM, label="district federation")
+    with psycopg.connect(topics.database_url, autocommit=True) as conn:
+        issued_by_district = create_key(conn, CITY, Role.SYSTEM, label="city federation")
+    district = topics.with_(federation={CITY: f"{schema}."}, federation_keys={CITY: issued_by_city})
     city = district.with_(database_url=city_dsn, system_id=CITY, topic_prefix=f"{schema}.",
-                          federation={district.system_id: district.topic_prefix})
+                          federation={district.system_id: district.topic_prefix},
+                          federation_keys={district.system_id: issued_by_district})
     await ensure_topics(city)
     city_rt = await Runtime(city, clock=runtime.clock).open()
     try:

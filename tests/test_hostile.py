@@ -7,6 +7,7 @@ import asyncio
 import json
 import random
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -170,7 +171,8 @@ async def test_fuzzed_bodies_never_answer_5xx_and_a_refusal_stores_nothing(
         assert stored(settings) == before
 
 
-async def test_kafka_intake_answers_every_hostile_record_and_carries_on(topics: Settings, runtime: Runtime) -> None:
+async def test_kafka_intake_answers_every_hostile_record_and_carries_on(topics: Settings, runtime: Runtime,
+                                                                        keys: dict[str, str]) -> None:
     s, codec = topics, Codec()
     assert s.kafka_bootstrap
 
@@ -193,7 +195,8 @@ async def test_kafka_intake_answers_every_hostile_record_and_carries_on(topics: 
     before = stored(s)
     async with faust_worker(s, runtime.clock):
         await produce(s.kafka_bootstrap, s.commands_topic,
-                      [(k.encode(), v) for k, v in hostile.items()] + [(None, b""), (good.encode(), submit(good))])
+                      [(k.encode(), v, keys["intake"]) for k, v in hostile.items()]
+                      + [(None, b""), (good.encode(), submit(good), keys["intake"])])
         # Four refusals and the good one answer with results; a cut frame, the huge one and the empty one
         # are dead letters.
         results = await read_topic(s.kafka_bootstrap, s.results_topic, 5, timeout=60)
@@ -229,16 +232,16 @@ async def test_events_stored_before_the_input_rules_still_project(topics: Settin
 
 
 async def test_a_kafka_fuzz_of_320_records_gets_one_answer_each_and_the_store_matches(
-        topics: Settings, runtime: Runtime) -> None:
+        topics: Settings, runtime: Runtime, keys: dict[str, str]) -> None:
     s = topics
     assert s.kafka_bootstrap
-    records = kafka_records(320, random.Random(7), Codec())
+    records = kafka_records(320, random.Random(7), Codec(), keys["intake"])
     before = stored(s)
     producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", max_request_size=2 * 1024 * 1024)
     await producer.start()
     try:
-        for key, value in records:
-            await producer.send(s.commands_topic, key=key, value=value)
+        for key, value, headers in records:
+            await producer.send(s.commands_topic, key=key, value=value, headers=headers)
         await producer.flush()
     finally:
         await producer.stop()
@@ -253,7 +256,8 @@ async def test_a_kafka_fuzz_of_320_records_gets_one_answer_each_and_the_store_ma
     assert len(results) + len(dlq) == len(records)
     answers = [Codec().decode_result(r.value) for r in results]
     created = [a for a in answers if a["status"] == "created"]
-    assert all(a["error"]["code"] == "invalid_input" for a in answers if a["status"] == "rejected")
+    refused = Counter(a["error"]["code"] for a in answers if a["status"] == "rejected")
+    assert set(refused) == {"invalid_input", "unauthorized"}, refused  # the unsigned kind: unauthorized
     assert all(dict(r.headers).get("suqiu.dlq.reason") for r in dlq)
     assert stored(s)["events"] == before["events"] + len(created)  # nothing stored for a refusal
 

@@ -10,11 +10,13 @@ from typing import Any
 import psycopg
 
 from schemas.codec import Codec
+from streams.signing import sign
 from suqiu.config import Settings
 from suqiu.domain.model import Actor, Role
 from suqiu.runtime import Runtime
 from tests.conftest import SYSTEM, Api, stored, submission
 from tests.kafka_helpers import faust_worker, produce, read_topic
+from tests.sla_helpers import query
 
 INTAKE = Actor(SYSTEM, Role.INTAKE, person="kafka-gw")
 DISPATCHER = Actor(SYSTEM, Role.DISPATCHER)
@@ -33,13 +35,15 @@ def submit_body() -> dict[str, Any]:
     return body
 
 
-async def test_commands_over_kafka_get_results_and_same_rules_as_http(topics: Settings, runtime: Runtime) -> None:
+async def test_commands_over_kafka_get_results_and_same_rules_as_http(topics: Settings, runtime: Runtime,
+                                                                     keys: dict[str, str]) -> None:
     s, codec = topics, Codec()
     assert s.kafka_bootstrap
     async with faust_worker(s, runtime.clock):
         submit_id = str(uuid.uuid4())
         await produce(s.kafka_bootstrap, s.commands_topic, [
-            (submit_id.encode(), codec.encode_command("submit", submit_body(), command_id=submit_id, actor=INTAKE)),
+            (submit_id.encode(), codec.encode_command("submit", submit_body(), command_id=submit_id, actor=INTAKE),
+             keys["intake"]),
         ])
         results = await read_topic(s.kafka_bootstrap, s.results_topic, 1)
         first = codec.decode_result(results[0].value)
@@ -47,22 +51,23 @@ async def test_commands_over_kafka_get_results_and_same_rules_as_http(topics: Se
         assert first["status"] == "created" and first["seq"] == 1
         case_id = first["case_id"]
         cmds = [
-            ("dispatch", {"department": "bh-market", "note": "请处理"}, DISPATCHER),
-            ("accept", {}, Actor(SYSTEM, Role.DEPARTMENT, "bh-hrss")),  # wrong department: 403 rule
-            ("reply", {"content": "x"}, DISPATCHER),                       # wrong role
-            ("urge", {"note": "快"}, DISPATCHER),
+            ("dispatch", {"department": "bh-market", "note": "请处理"}, "dispatcher"),
+            ("accept", {}, "bh-hrss"),  # wrong department: 403 rule
+            ("reply", {"content": "x"}, "dispatcher"),                       # wrong role
+            ("urge", {"note": "快"}, "dispatcher"),
         ]
         ids = []
-        for type_name, body, actor in cmds:
+        for type_name, body, who in cmds:
             cid = str(uuid.uuid4())
             ids.append(cid)
             await produce(s.kafka_bootstrap, s.commands_topic, [
-                (case_id.encode(), codec.encode_command(type_name, body, command_id=cid, actor=actor, case_id=case_id)),
+                (case_id.encode(), codec.encode_command(type_name, body, command_id=cid, actor=DISPATCHER,
+                                                        case_id=case_id), keys[who]),
             ])
         # A redelivered command answers with the original result and stores nothing.
         await produce(s.kafka_bootstrap, s.commands_topic, [
             (case_id.encode(), codec.encode_command("urge", {"note": "快"}, command_id=ids[-1], actor=DISPATCHER,
-                                                    case_id=case_id)),
+                                                    case_id=case_id), keys["dispatcher"]),
         ])
         records = await read_topic(s.kafka_bootstrap, s.results_topic, 6)
         by_id = defaultdict(list)
@@ -80,15 +85,16 @@ async def test_commands_over_kafka_get_results_and_same_rules_as_http(topics: Se
         runtime.clock.set(datetime(2031, 12, 29, 2, 0, tzinfo=UTC))  # type: ignore[attr-defined]
         second, late, urge = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
         await produce(s.kafka_bootstrap, s.commands_topic, [
-            (second.encode(), codec.encode_command("submit", submit_body(), command_id=second, actor=INTAKE))])
+            (second.encode(), codec.encode_command("submit", submit_body(), command_id=second, actor=INTAKE),
+             keys["intake"])])
         results = {codec.decode_result(r.value)["command_id"]: codec.decode_result(r.value)
                    for r in await read_topic(s.kafka_bootstrap, s.results_topic, 7)}
         new_case = results[second]["case_id"]
         await produce(s.kafka_bootstrap, s.commands_topic, [
             (new_case.encode(), codec.encode_command("dispatch", {"department": "bh-market"}, command_id=late,
-                                                     actor=DISPATCHER, case_id=new_case)),
+                                                     actor=DISPATCHER, case_id=new_case), keys["dispatcher"]),
             (new_case.encode(), codec.encode_command("urge", {"note": "年底"}, command_id=urge, actor=DISPATCHER,
-                                                     case_id=new_case)),
+                                                     case_id=new_case), keys["dispatcher"]),
         ])
         results = {codec.decode_result(r.value)["command_id"]: codec.decode_result(r.value)
                    for r in await read_topic(s.kafka_bootstrap, s.results_topic, 9)}
@@ -104,7 +110,7 @@ async def test_commands_over_kafka_get_results_and_same_rules_as_http(topics: Se
 
 
 async def test_undecodable_commands_go_to_the_dlq_and_the_next_good_one_is_processed(
-    topics: Settings, runtime: Runtime
+    topics: Settings, runtime: Runtime, keys: dict[str, str]
 ) -> None:
     s, codec = topics, Codec()
     assert s.kafka_bootstrap
@@ -116,7 +122,8 @@ async def test_undecodable_commands_go_to_the_dlq_and_the_next_good_one_is_proce
             (b"garbage", b"\x00\xffnot avro at all"),
             (b"unknown-fp", unknown_fp),
             (b"truncated", truncated),
-            (good_id.encode(), codec.encode_command("submit", submit_body(), command_id=good_id, actor=INTAKE)),
+            (good_id.encode(), codec.encode_command("submit", submit_body(), command_id=good_id, actor=INTAKE),
+             keys["intake"]),
         ])
         dlq = await read_topic(s.kafka_bootstrap, s.dlq_topic, 3)
         results = await read_topic(s.kafka_bootstrap, s.results_topic, 1)
@@ -154,3 +161,33 @@ async def test_every_stored_event_is_on_the_topic_byte_for_byte_in_case_order(
         assert dict(r.headers)["event_type"].decode() == event.event_type
         per_case[event.case_id].append(event.seq)
     assert all(seqs == [1, 2, 3, 4] for seqs in per_case.values())
+
+
+async def test_the_actor_is_the_signing_key_never_the_payload(topics: Settings, runtime: Runtime,
+                                                                keys: dict[str, str]) -> None:
+    s, codec = topics, Codec()
+    assert s.kafka_bootstrap
+    before = stored(s)
+    forged, unsigned, tampered, good = (str(uuid.uuid4()) for _ in range(4))
+    as_dispatcher = codec.encode_command("submit", submit_body(), command_id=forged, actor=DISPATCHER)
+    signed = codec.encode_command("submit", submit_body(), command_id=tampered, actor=INTAKE)
+    async with faust_worker(s, runtime.clock):
+        await produce(s.kafka_bootstrap, s.commands_topic, [
+            # Claims to be a dispatcher, signed by an auditor's key: the auditor acts, and may not.
+            (forged.encode(), as_dispatcher, keys["auditor"]),
+            (unsigned.encode(), codec.encode_command("submit", submit_body(), command_id=unsigned, actor=INTAKE)),
+            # Signed by the intake key, then changed on the way: the signature no longer holds.
+            (tampered.encode(), signed.replace("施工".encode(), "伪造".encode()), sign(keys["intake"], signed)),
+            (good.encode(), codec.encode_command("submit", submit_body(), command_id=good, actor=DISPATCHER),
+             keys["intake"]),
+        ])
+        results = {codec.decode_result(r.value)["command_id"]: codec.decode_result(r.value)
+                   for r in await read_topic(s.kafka_bootstrap, s.results_topic, 4)}
+    assert results[forged]["error"]["code"] == "forbidden", results[forged]
+    assert results[unsigned]["error"]["code"] == "unauthorized"
+    assert "unsigned" in results[unsigned]["error"]["message"]
+    assert results[tampered]["error"]["code"] == "unauthorized"
+    assert results[good]["status"] == "created"
+    assert stored(s)["events"] == before["events"] + 1
+    actor = query(s, "SELECT data FROM events WHERE case_id = %s", results[good]["case_id"])
+    assert b"intake" in bytes(actor[0][0]) and b"dispatcher" not in bytes(actor[0][0])

@@ -16,6 +16,7 @@ from suqiu.domain.model import Actor, Role
 from suqiu.domain.uscc import uscc_problem
 
 CACHE_SECONDS = 5.0  # how long a revoked key may still pass: the price of not querying per request
+PREFIX_LENGTH = 12  # the public part of a key: how logs, listings and signed Kafka records name it
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ def create_key(
     conn.execute(
         "INSERT INTO api_keys (key_hash, key_prefix, system_id, role, department, label, usccs, source_systems) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        (digest(secret), secret[:12], system_id, role.value, department, label, list(usccs), list(source_systems)),
+        (digest(secret), secret[:PREFIX_LENGTH], system_id, role.value, department, label, list(usccs), list(source_systems)),
     )
     return secret
 
@@ -80,6 +81,25 @@ class KeyResolver:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
         self._cache: dict[bytes, tuple[float, KeyInfo | None]] = {}
+        self._prefixes: dict[str, tuple[float, list[tuple[bytes, Principal]]]] = {}
+
+    async def by_prefix(self, prefix: str) -> list[tuple[bytes, Principal]]:
+        """The live keys named `prefix`, with their hashes (to check a signed Kafka record)."""
+        hit = self._prefixes.get(prefix)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT key_hash, system_id, role, department, usccs, source_systems FROM api_keys "
+                "WHERE key_prefix = %s AND revoked_at IS NULL", (prefix,))
+            rows = await cur.fetchall()
+        found = [(bytes(r[0]), Principal(Actor(r[1], Role(r[2]), r[3]), frozenset(r[4]), frozenset(r[5])))
+                 for r in rows]
+        if len(self._prefixes) > 10_000:
+            self._prefixes.clear()
+        self._prefixes[prefix] = (now, found)
+        return found
 
     async def resolve(self, secret: str) -> KeyInfo | None:
         h = digest(secret)

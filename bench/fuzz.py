@@ -198,7 +198,7 @@ def kafka_records(n: int, rng: random.Random, codec: Codec, secret: str) -> list
     intake = Actor("tj-binhai", Role.INTAKE)
     out: list[Record] = []
     for i in range(n):
-        kind = 7 if i % 80 == 79 else i % 7  # a big one in 80: the broker keeps them all in memory
+        kind = 7 if i % 400 == 7 else i % 7  # a 2 MB one in 400: the broker keeps them all in memory
         body = submission(rng)
         command_id = body.pop("command_id")
         if kind == 0:
@@ -215,7 +215,7 @@ def kafka_records(n: int, rng: random.Random, codec: Codec, secret: str) -> list
         elif kind == 6:
             key, value = None, b""  # aiokafka sends no record without key and value: the empty one
         else:
-            key, value = b"big", b"\xc3\x01" + bytes(600_000)
+            key, value = b"big", b"\xc3\x01" + bytes(2 * 1024 * 1024)
         out.append((key, value, [] if kind == 5 else sign(secret, value)))
     return out
 
@@ -224,7 +224,7 @@ async def kafka_phase(bootstrap: str, commands: str, results: str, dlq: str, n: 
                       secret: str) -> tuple[int, int, float]:
     codec = Codec()
     records = kafka_records(n, rng, codec, secret)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=2 * 1024 * 1024,
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=3 * 1024 * 1024,
                                 linger_ms=5)
     await producer.start()
     try:

@@ -27,7 +27,7 @@ from suqiu.domain.model import Actor, Enterprise, Role
 from suqiu.runtime import Runtime
 from tests.conftest import SYSTEM, Api, stored, submission
 from tests.kafka_helpers import faust_worker, produce, read_topic
-from tests.sla_helpers import query, replay
+from tests.sla_helpers import caught_up, query, replay, snapshot
 
 INTAKE = Actor(SYSTEM, Role.INTAKE, person="kafka-gw")
 
@@ -52,6 +52,7 @@ HOSTILE_SUBMITS = [
     ("enterprise.name", {"enterprise": {"uscc": "91110000600037341L", "name": "某\u0000公司"}}),
     ("occurred_at", {"occurred_at": "0001-01-01T00:00:00+00:00"}),
     ("occurred_at", {"occurred_at": "9999-12-31T23:59:59+00:00"}),
+    ("occurred_at", {"occurred_at": "2026-07-21T02:10:01+00:00"}),  # T0 + 10 min 1 s: past the clock skew
     ("expected_seq", {"expected_seq": 10**30}),
     ("expected_seq", {"expected_seq": 2**64}),
     ("expected_seq", {"expected_seq": 0}),
@@ -237,7 +238,7 @@ async def test_a_kafka_fuzz_of_320_records_gets_one_answer_each_and_the_store_ma
     assert s.kafka_bootstrap
     records = kafka_records(320, random.Random(7), Codec(), keys["intake"])
     before = stored(s)
-    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", max_request_size=2 * 1024 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", max_request_size=3 * 1024 * 1024)
     await producer.start()
     try:
         for key, value, headers in records:
@@ -253,13 +254,20 @@ async def test_a_kafka_fuzz_of_320_records_gets_one_answer_each_and_the_store_ma
                 break
             results = await read_topic(s.kafka_bootstrap, s.results_topic, len(results) + 1, timeout=1)
             dlq = await read_topic(s.kafka_bootstrap, s.dlq_topic, len(dlq) + 1, timeout=1)
+        answers = [Codec().decode_result(r.value) for r in results]
+        created = [a for a in answers if a["status"] == "created"]
+        for answer in created:
+            await caught_up(s, answer["case_id"])
     assert len(results) + len(dlq) == len(records)
-    answers = [Codec().decode_result(r.value) for r in results]
-    created = [a for a in answers if a["status"] == "created"]
     refused = Counter(a["error"]["code"] for a in answers if a["status"] == "rejected")
     assert set(refused) == {"invalid_input", "unauthorized"}, refused  # the unsigned kind: unauthorized
     assert all(dict(r.headers).get("suqiu.dlq.reason") for r in dlq)
     assert stored(s)["events"] == before["events"] + len(created)  # nothing stored for a refusal
+    assert any(dict(r.headers).get("suqiu.dlq.stored") for r in dlq)  # the 2 MB record, kept in PostgreSQL
+    # The read models equal a fold of the store: a rebuild changes nothing.
+    live = snapshot(s)
+    assert (await replay(s, "rebuild"))[0] == 0
+    assert snapshot(s) == live
 
 
 async def test_a_case_the_read_models_cannot_take_is_quarantined_and_the_rest_go_on(
@@ -288,3 +296,9 @@ async def test_a_case_the_read_models_cannot_take_is_quarantined_and_the_rest_go
     assert (await replay(topics, "rebuild"))[0] == 0
     status, health = await api.call(None, "GET", "/health")
     assert status == 200 and health["checks"]["quarantine"]["cases"] == 0, health
+
+
+async def test_a_sender_clock_a_few_minutes_ahead_is_accepted_and_the_appeal_dated_now(api: Api) -> None:
+    body = await api.submit(occurred_at="2026-07-21T02:05:00+00:00")  # T0 + 5 min
+    _, history = await api.call("auditor", "GET", f"/appeals/{body['case_id']}/history")
+    assert history["events"][0]["occurred_at"] == history["events"][0]["recorded_at"] == "2026-07-21T02:00:00.000Z"

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime, time
 from typing import Any, TypeVar
 
-from suqiu.domain import access
+from suqiu.domain import access, inputs
 from suqiu.domain import commands as c
 from suqiu.domain import events as e
 from suqiu.domain.clocks import deadlines_in, kept_clocks, running_clocks, warning_at
@@ -42,7 +42,8 @@ def decide(case: Case, command: c.Command, meta: c.CommandMeta, ctx: Context) ->
     if isinstance(command, c.ImportCase):
         timed = _import(case, command, meta, ctx)
     elif isinstance(command, c.Submit):
-        timed = [(_submit(case, command, meta, ctx), command.occurred_at or meta.issued_at)]
+        # A sender's clock a little ahead of ours: the appeal cannot have been raised after we recorded it.
+        timed = [(_submit(case, command, meta, ctx), min(command.occurred_at or meta.issued_at, meta.issued_at))]
     else:
         if case.status is Status.NEW:
             raise DomainError("not_found", f"no case {meta.case_id}", case_id=meta.case_id)
@@ -85,8 +86,9 @@ def _submit(case: Case, cmd: c.Submit, meta: c.CommandMeta, ctx: Context) -> e.E
     _check_vocab("priority", cmd.priority)
     if cmd.jurisdiction not in ctx.jurisdictions:
         raise invalid("jurisdiction", f"unknown jurisdiction {cmd.jurisdiction!r}")
-    if cmd.occurred_at is not None and cmd.occurred_at > meta.issued_at:
-        raise invalid("occurred_at", "is in the future")
+    if cmd.occurred_at is not None and cmd.occurred_at > meta.issued_at + inputs.CLOCK_SKEW:
+        raise invalid("occurred_at", f"is more than {inputs.CLOCK_SKEW.seconds // 60} minutes in the future",
+                      rule="occurred_at no later than now (senders' clocks may run ahead by 10 minutes)")
     return e.AppealSubmitted(
         enterprise=cmd.enterprise, channel=cmd.channel, category=cmd.category, priority=cmd.priority,
         jurisdiction=cmd.jurisdiction, title=cmd.title, content=cmd.content,

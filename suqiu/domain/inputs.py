@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from suqiu.domain.errors import invalid
@@ -21,6 +21,7 @@ MAX_DEPTH = 32
 INT64 = 2**63
 EXPECTED_SEQ_MAX = 2**31
 FIRST_YEAR, LAST_YEAR = 2000, 2100
+CLOCK_SKEW = timedelta(minutes=10)  # how far a sender's clock may run ahead of ours
 
 # Unicode category Cc: C0, DEL and C1. Free text may hold tab and newline (and CR, as in CRLF).
 _CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")

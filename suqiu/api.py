@@ -268,6 +268,19 @@ async def departments(request: web.Request) -> web.Response:
     ]})
 
 
+async def jurisdictions(request: web.Request) -> web.Response:
+    """The 辖区 tree: each node with its parent and, nested, its children."""
+    tree = request.app[RUNTIME].context.jurisdictions
+    children: dict[str | None, list[str]] = {}
+    for j in sorted(tree.values(), key=lambda j: j.code):
+        children.setdefault(j.parent if j.parent in tree else None, []).append(j.code)
+
+    def node(code: str) -> dict[str, Any]:
+        return {**dataclasses.asdict(tree[code]), "children": [node(c) for c in children.get(code, [])]}
+
+    return json_response({"jurisdictions": [node(c) for c in children.get(None, [])]})
+
+
 async def department_load(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     code = inputs.identifier(request.match_info["code"], "code")
@@ -382,6 +395,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/departments", departments, "Departments and their open load", "staff; a department itself"),
     Route("GET", "/v1/departments/{code}/load", department_load, "A department's figures (三率, handling time)",
           "staff; a department itself"),
+    Route("GET", "/v1/jurisdictions", jurisdictions, "The jurisdiction tree (辖区), nested", "any key"),
     Route("GET", "/v1/jurisdictions/{code}/kpis", jurisdiction_kpis, "A jurisdiction's figures over its subtree",
           "staff"),
     Route("GET", "/v1/health", health, "Database, broker, read-model lag and calendar", "anyone", public=True),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 
@@ -244,3 +245,19 @@ async def test_health_reports_database_and_broker(api: Api, clock: ManualClock) 
     assert status == 200 and body["checks"]["calendar"]["official_through"] == "2026-12-31"
     assert "no State Council notice for 2027" in body["checks"]["calendar"]["status"]
     assert "provisional" in body["checks"]["calendar"]["status"]
+
+
+async def test_the_jurisdiction_tree_is_listed_nested(api: Api) -> None:
+    status, body = await api.call("auditor", "GET", "/jurisdictions")
+    assert status == 200
+
+    def walk(nodes: list[dict[str, Any]], parent: str | None) -> list[str]:
+        out = []
+        for n in nodes:
+            assert n["parent"] == parent, n
+            out += [n["code"], *walk(n["children"], n["code"])]
+        return out
+
+    codes = walk(body["jurisdictions"], None)
+    assert "tj-binhai" in codes and "tj-teda" in codes and len(codes) == len(set(codes))
+    assert codes.index("tj-binhai") < codes.index("tj-teda")  # a zone under its district

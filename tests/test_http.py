@@ -12,6 +12,7 @@ import psycopg
 from schemas.codec import GENESIS, Codec, chain_hash, stored_hash, unhashed_body
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
+from suqiu.runtime import Runtime
 from tests.conftest import Api, stored, submission
 
 
@@ -261,3 +262,18 @@ async def test_the_jurisdiction_tree_is_listed_nested(api: Api) -> None:
     codes = walk(body["jurisdictions"], None)
     assert "tj-binhai" in codes and "tj-teda" in codes and len(codes) == len(set(codes))
     assert codes.index("tj-binhai") < codes.index("tj-teda")  # a zone under its district
+
+
+async def test_health_bounds_each_check_and_says_which_is_down(api: Api, runtime: Runtime) -> None:
+    # Every pooled connection is taken: the database check waits no longer than its own bound.
+    held = [await runtime.pool.getconn() for _ in range(runtime.pool.max_size)]
+    try:
+        status, body = await api.call(None, "GET", "/health")
+    finally:
+        for conn in held:
+            await runtime.pool.putconn(conn)
+    assert status == 503 and body["status"] == "degraded"
+    assert body["checks"]["database"].startswith("unreachable: no answer within")
+    assert body["checks"]["broker"] == "ok"
+    status, body = await api.call(None, "GET", "/health")
+    assert status == 200 and body["checks"]["database"] == "ok"

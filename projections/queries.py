@@ -16,7 +16,6 @@ LIST_COLUMNS = (
     "enterprise_name, submitted_at, assigned_at, accept_due, resolve_due, follow_up_due, next_due, warned, "
     "breached, supervised, reopen_count, closed_at, outcome, rating"
 )
-OPEN_STATES = ("closed", "withdrawn")
 
 
 def day_start(now: datetime) -> datetime:

@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from schemas.codec import to_json_value
 from suqiu.clock import Clock
 from suqiu.domain import DomainError
+from suqiu.domain.clocks import CLOCK_STATES
 from suqiu.domain.model import Actor, Role
 from suqiu.domain.sla import SlaPolicy
 from suqiu.policy import load_policy
@@ -138,9 +139,6 @@ class SlaTimers:
         return None
 
 
-OPEN_CLOCK_STATES = ("dispatched", "accepted", "returned", "suspended", "replied")
-
-
 async def roll_out_policy(pool: AsyncConnectionPool[Any], service: CommandService, policy: SlaPolicy,
                           document: str, clock: Clock, system_id: str) -> int:
     """Register the running policy; when it is new, move every open case's deadlines to its goals.
@@ -165,7 +163,7 @@ async def roll_out_policy(pool: AsyncConnectionPool[Any], service: CommandServic
         rows: list[tuple[Any, ...]] = []
         if prior is not None:
             cur = await conn.execute("SELECT case_id, category, priority FROM case_view WHERE status = ANY(%s)",
-                                     (list(OPEN_CLOCK_STATES),))
+                                     ([s.value for s in sorted(CLOCK_STATES)],))
             rows = list(await cur.fetchall())
     if prior is not None:
         previous = load_policy(text=prior[1])

@@ -14,7 +14,7 @@ from typing import Any
 
 from suqiu.calendar import ChinaWorkdays
 from suqiu.domain.model import CATEGORIES, PRIORITIES
-from suqiu.domain.sla import BusinessCalendar, Goal, SlaPolicy
+from suqiu.domain.sla import WARNING_SHARE, BusinessCalendar, Goal, SlaPolicy
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|wd)\s*$")
 _GOAL_KEYS = {"accept": "accept_minutes", "resolve": "resolve_minutes", "follow_up": "follow_up_minutes"}
@@ -70,7 +70,7 @@ def parse_policy(doc: Mapping[str, Any], *, source: str = "policy", base: Path |
         if priority != "*" and priority not in PRIORITIES:
             raise PolicyError(f"{source}: {where}.priority: unknown priority {priority!r}")
         goals[(category, priority)] = _goal(g, default, day, source, where)
-    share = float(doc.get("warning_share", 0.8))
+    share = float(doc.get("warning_share", WARNING_SHARE))
     if not 0 < share < 1:
         raise PolicyError(f"{source}: warning_share must be between 0 and 1")
     return SlaPolicy(

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from suqiu.calendar import ChinaWorkdays
 from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve, replay_state
 from suqiu.domain.access import Principal
+from suqiu.domain.clocks import CLOCK_STATES, Clock
 from suqiu.domain.commands import parse_command
-from suqiu.domain.model import Actor, Role, Status
+from suqiu.domain.model import CLOCKS, Actor, Role, Status
 from suqiu.domain.refdata import Context, Department, Jurisdiction, ancestors, subtree
 from suqiu.domain.sla import CHINA, CalendarError
 from suqiu.domain.uscc import complete_uscc, uscc_problem
@@ -205,3 +206,10 @@ def test_jurisdiction_tree_walks() -> None:
     assert subtree(tree, "tj") == {"tj", "bh", "teda", "hp"}
     assert ancestors(tree, "teda") == ["teda", "bh", "tj"]
     assert ancestors(tree, "a") == ["a", "b"]
+
+
+def test_the_clocks_are_one_vocabulary_with_their_states() -> None:
+    assert {c.value for c in Clock} == CLOCKS
+    assert Clock.RESOLVE.runs_in < Clock.RESOLVE.moves_in  # paused (挂起), it still moves with a policy change
+    assert {Status.DISPATCHED, Status.ACCEPTED, Status.RETURNED, Status.SUSPENDED, Status.REPLIED} == CLOCK_STATES
+    assert Clock.FOLLOW_UP.due(Case(case_id="c", follow_up_due=T0)) == T0

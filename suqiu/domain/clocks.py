@@ -4,12 +4,48 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from suqiu.domain import events as e
-from suqiu.domain.model import CLOCKS, Case, Status
+from suqiu.domain.model import Case, Status
 from suqiu.domain.sla import SlaPolicy
 
-_RESOLVING = frozenset({Status.DISPATCHED, Status.ACCEPTED, Status.RETURNED})
+S = Status
+
+
+class Clock(StrEnum):
+    """An SLA clock (时限): accept (签收), resolve (办结) or follow-up (回访)."""
+
+    ACCEPT = "accept"
+    RESOLVE = "resolve"
+    FOLLOW_UP = "follow_up"
+
+    @property
+    def runs_in(self) -> frozenset[Status]:
+        """The states in which this clock runs: its warning, breach and supervision fall due."""
+        return _RUNS_IN[self]
+
+    @property
+    def moves_in(self) -> frozenset[Status]:
+        """The states in which a policy change or a calendar revision moves its deadline: where
+        it runs, and where it is paused (挂起) and will run again."""
+        return _MOVES_IN[self]
+
+    @property
+    def due_field(self) -> str:
+        """The field of the case, and of the events that set it, holding this clock's deadline."""
+        return f"{self.value}_due"
+
+    def due(self, case: Case | e.EventPayload) -> datetime | None:
+        due: datetime | None = getattr(case, self.due_field, None)
+        return due
+
+
+_RUNS_IN = {Clock.ACCEPT: frozenset({S.DISPATCHED}), Clock.RESOLVE: frozenset({S.DISPATCHED, S.ACCEPTED, S.RETURNED}),
+            Clock.FOLLOW_UP: frozenset({S.REPLIED})}
+_MOVES_IN = {**_RUNS_IN, Clock.RESOLVE: _RUNS_IN[Clock.RESOLVE] | {S.SUSPENDED}}
+# The states with a clock that a policy change or a calendar revision may move.
+CLOCK_STATES = frozenset().union(*_MOVES_IN.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,16 +64,13 @@ def running_clocks(case: Case) -> dict[str, datetime]:
     Suspended (挂起) pauses every clock; escalated (上报) cases run on the upper level's clock.
     """
     clocks: dict[str, datetime] = {}
-    if case.status is Status.DISPATCHED and case.accept_due is not None:
-        clocks["accept"] = case.accept_due
-    if case.status in _RESOLVING and case.resolve_due is not None:
-        clocks["resolve"] = case.resolve_due
-    if case.status is Status.REPLIED and case.follow_up_due is not None:
-        clocks["follow_up"] = case.follow_up_due
+    for clock in Clock:
+        due = clock.due(case)
+        if due is not None and case.status in clock.runs_in:
+            clocks[clock.value] = due
     return clocks
 
 
-_DUE_FIELDS = tuple((clock, f"{clock}_due") for clock in sorted(CLOCKS))
 # Events that move a clock's existing deadline rather than place a new one.
 _MOVES = (e.MaterialsSupplied, e.ExtensionGranted, e.SlaPolicyApplied, e.SlaCalendarRevised)
 
@@ -45,10 +78,10 @@ _MOVES = (e.MaterialsSupplied, e.ExtensionGranted, e.SlaPolicyApplied, e.SlaCale
 def deadlines_in(payload: e.EventPayload) -> dict[str, datetime]:
     """clock name -> the deadline this event sets for it."""
     found = {}
-    for clock, name in _DUE_FIELDS:
-        due = getattr(payload, name, None)
+    for clock in Clock:
+        due = clock.due(payload)
         if due is not None:
-            found[clock] = due
+            found[clock.value] = due
     return found
 
 

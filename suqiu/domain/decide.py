@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from suqiu.domain import access, inputs
 from suqiu.domain import commands as c
 from suqiu.domain import events as e
-from suqiu.domain.clocks import deadlines_in, kept_clocks, running_clocks, warning_at
+from suqiu.domain.clocks import Clock, deadlines_in, kept_clocks, running_clocks, warning_at
 from suqiu.domain.errors import DomainError, invalid
 from suqiu.domain.model import (
     VOCABULARIES,
@@ -20,10 +20,6 @@ from suqiu.domain.model import (
 from suqiu.domain.refdata import Context
 from suqiu.domain.sla import CHINA, Goal
 from suqiu.domain.uscc import uscc_problem
-
-S = Status
-_DUE_STATES = {"accept": frozenset({S.DISPATCHED}), "resolve": frozenset({S.DISPATCHED, S.ACCEPTED, S.RETURNED, S.SUSPENDED}),
-               "follow_up": frozenset({S.REPLIED})}
 
 
 def decide(case: Case, command: c.Command, meta: c.CommandMeta, ctx: Context) -> list[e.Event]:
@@ -316,10 +312,10 @@ def _apply_sla_policy(case: Case, cmd: c.ApplySlaPolicy, meta: c.CommandMeta, ct
     previous = {"accept": cmd.previous_accept_minutes, "resolve": cmd.previous_resolve_minutes,
                 "follow_up": cmd.previous_follow_up_minutes}
     moved: dict[str, datetime | None] = {}
-    for clock, states in _DUE_STATES.items():
-        due: datetime | None = getattr(case, f"{clock}_due")
+    for clock in Clock:
+        due = clock.due(case)
         delta = ctx.policy.goal_minutes(goal, clock) - previous[clock]
-        if due is None or case.status not in states or delta == 0:
+        if due is None or case.status not in clock.moves_in or delta == 0:
             moved[clock] = None
         else:
             moved[clock] = ctx.policy.after(goal, due, delta) if delta > 0 else ctx.policy.before(goal, due, -delta)
@@ -371,7 +367,7 @@ def _revise_sla_calendar(case: Case, cmd: c.ReviseSlaCalendar, meta: c.CommandMe
     previous: dict[str, datetime] = {}
     revised: dict[str, datetime] = {}
     for held in case.provisional:
-        due: datetime | None = getattr(case, f"{held.clock}_due")
+        due = Clock(held.clock).due(case)
         if due is None or held.since >= first:
             continue  # still wholly on provisional days: the next notice re-plans it
         anchor = max(held.anchor, datetime.combine(held.since, time(), CHINA))

@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 from suqiu.domain import events as e
-from suqiu.domain.clocks import deadlines_in, kept_clocks
+from suqiu.domain.clocks import Clock, deadlines_in, kept_clocks
 from suqiu.domain.model import Case, ProvisionalDeadline, Status, field_names
 
 _CASE_FIELDS = field_names(Case)
@@ -91,9 +91,9 @@ def _changes(case: Case, event: e.Event) -> dict[str, Any]:
         case e.SlaBreached():
             return dict(sla_marks=case.sla_marks | {(p.clock, "breach")})
         case e.SlaPolicyApplied():
-            moved = {c for c, due in (("accept", p.accept_due), ("resolve", p.resolve_due),
-                                      ("follow_up", p.follow_up_due)) if due is not None}
-            changes: dict[str, Any] = {f"{c}_due": getattr(p, f"{c}_due") for c in moved}
+            placed = deadlines_in(p)
+            moved = set(placed)
+            changes: dict[str, Any] = {Clock(c).due_field: due for c, due in placed.items()}
             # A moved deadline earns its own warning; a breach already recorded stays recorded.
             return dict(changes, policy_version=p.policy_version,
                         sla_marks=frozenset(m for m in case.sla_marks if not (m[0] in moved and m[1] == "warning")))
@@ -102,9 +102,9 @@ def _changes(case: Case, event: e.Event) -> dict[str, Any]:
         case e.SlaCalendarRevised():
             revised = deadlines_in(p)
             # A deadline that moved earns its own warning; a breach already recorded stays recorded.
-            return dict({f"{c}_due": due for c, due in revised.items()},
+            return dict({Clock(c).due_field: due for c, due in revised.items()},
                         sla_marks=frozenset(m for m in case.sla_marks if not (
-                            m[0] in revised and m[1] == "warning" and revised[m[0]] != getattr(case, f"{m[0]}_due"))))
+                            m[0] in revised and m[1] == "warning" and revised[m[0]] != Clock(m[0]).due(case))))
     raise TypeError(f"unknown event payload {type(p).__name__}")
 
 
@@ -124,7 +124,7 @@ def _provisional(case: Case, event: e.Event, changes: dict[str, Any]) -> tuple[P
                 held[clock] = ProvisionalDeadline(clock, date.fromisoformat(since), anchor)
     # A clock whose deadline the event cleared (a return, a reopen's follow-up) has none to re-plan.
     return tuple(d for c, d in sorted(held.items())
-                 if changes.get(f"{c}_due", getattr(case, f"{c}_due")) is not None)
+                 if changes.get(Clock(c).due_field, Clock(c).due(case)) is not None)
 
 
 def replay_state(case_id: str, events: Iterable[e.Event]) -> Case:

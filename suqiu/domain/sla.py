@@ -13,6 +13,7 @@ from suqiu.domain.errors import DomainError
 # China has kept UTC+8 without daylight saving since 1991; a fixed offset keeps this pure.
 CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
 MAX_DAYS = 3660
+WARNING_SHARE = 0.8  # 临期预警 when this share of a goal has elapsed, unless the policy says otherwise
 
 
 class CalendarError(DomainError):
@@ -144,7 +145,7 @@ class SlaPolicy:
     calendar: BusinessCalendar
     default: Goal
     goals: Mapping[tuple[str, str], Goal] = field(default_factory=dict)
-    warning_share: float = 0.8
+    warning_share: float = WARNING_SHARE
     supervision_after_minutes: int = 240
     max_extensions: int = 1
     version: str = "default"

@@ -80,42 +80,33 @@ class KeyResolver:
 
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
-        self._cache: dict[bytes, tuple[float, KeyInfo | None]] = {}
-        self._prefixes: dict[str, tuple[float, list[tuple[bytes, Principal]]]] = {}
+        self._cache: dict[tuple[str, Any], tuple[float, list[tuple[bytes, KeyInfo]]]] = {}
+
+    async def resolve(self, secret: str) -> KeyInfo | None:
+        """The live key whose secret this is (a bearer key over HTTP)."""
+        found = await self._live("key_hash", digest(secret))
+        return found[0][1] if found else None
 
     async def by_prefix(self, prefix: str) -> list[tuple[bytes, Principal]]:
         """The live keys named `prefix`, with their hashes (to check a signed Kafka record)."""
-        hit = self._prefixes.get(prefix)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT key_hash, system_id, role, department, usccs, source_systems FROM api_keys "
-                "WHERE key_prefix = %s AND revoked_at IS NULL", (prefix,))
-            rows = await cur.fetchall()
-        found = [(bytes(r[0]), Principal(Actor(r[1], Role(r[2]), r[3]), frozenset(r[4]), frozenset(r[5])))
-                 for r in rows]
-        if len(self._prefixes) > 10_000:
-            self._prefixes.clear()
-        self._prefixes[prefix] = (now, found)
-        return found
+        return [(key_hash, info.principal) for key_hash, info in await self._live("key_prefix", prefix)]
 
-    async def resolve(self, secret: str) -> KeyInfo | None:
-        h = digest(secret)
-        hit = self._cache.get(h)
+    async def _live(self, column: str, value: Any) -> list[tuple[bytes, KeyInfo]]:
+        """Live keys by `column` (key_hash or key_prefix), cached for CACHE_SECONDS."""
+        hit = self._cache.get((column, value))
         now = time.monotonic()
         if hit is not None and now - hit[0] < CACHE_SECONDS:
             return hit[1]
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT key_prefix, system_id, role, department, usccs, source_systems FROM api_keys "
-                "WHERE key_hash = %s AND revoked_at IS NULL", (h,),
-            )
-            row = await cur.fetchone()
-        info = None if row is None else KeyInfo(row[0], Principal(Actor(row[1], Role(row[2]), row[3]),
-                                                                  frozenset(row[4]), frozenset(row[5])))
+            cur = await conn.execute(_LIVE_BY[column], (value,))
+            rows = await cur.fetchall()
+        found = [(bytes(r[0]), KeyInfo(r[1], Principal(Actor(r[2], Role(r[3]), r[4]), frozenset(r[5]), frozenset(r[6]))))
+                 for r in rows]
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[h] = (now, info)
-        return info
+        self._cache[(column, value)] = (now, found)
+        return found
+
+
+_LIVE_BY = {column: "SELECT key_hash, key_prefix, system_id, role, department, usccs, source_systems FROM api_keys "
+                    f"WHERE {column} = %s AND revoked_at IS NULL" for column in ("key_hash", "key_prefix")}

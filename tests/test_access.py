@@ -8,8 +8,8 @@ from structlog.testing import capture_logs
 from suqiu.config import Settings
 from suqiu.runtime import Runtime
 from tests.conftest import ENTERPRISE_USCC, OTHER_USCC, Api, run_cli, stored, submission
-from tests.kafka_helpers import faust_worker
-from tests.sla_helpers import caught_up, query
+from tests.support.kafka import faust_worker
+from tests.support.sla import caught_up, query
 
 
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], settings: Settings,
@@ -63,7 +63,7 @@ async def test_departments_read_only_their_cases_and_figures(topics: Settings, r
 
 
 async def test_a_department_keeps_reading_a_case_it_transferred(topics: Settings, runtime: Runtime, api: Api) -> None:
-    from tests.kafka_helpers import faust_worker
+    from tests.support.kafka import faust_worker
 
     async with faust_worker(topics, runtime.clock):
         case = (await api.submit())["case_id"]

@@ -12,7 +12,7 @@ from faust.types import EventT
 
 from streams.batching import Batcher
 from suqiu.config import Settings
-from tests.kafka_helpers import produce
+from tests.support.kafka import produce
 
 
 def _app(settings: Settings, group: str, datadir: str) -> faust.App:

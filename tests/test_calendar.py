@@ -18,8 +18,8 @@ from suqiu.policy import policy_document
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
 from tests.conftest import SYSTEM, submission
-from tests.kafka_helpers import faust_worker
-from tests.sla_helpers import caught_up, cst, eventually, query, replay, snapshot
+from tests.support.kafka import faust_worker
+from tests.support.sla import caught_up, cst, eventually, query, replay, snapshot
 
 # Where the two libraries disagree about a year chinesecalendar knows, each day with the reason.
 # A day that appears or disappears here fails the test by name: one library's data changed.

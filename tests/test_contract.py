@@ -18,8 +18,8 @@ from suqiu.config import Settings
 from suqiu.domain.events import EVENT_TYPES
 from suqiu.runtime import Runtime
 from tests.conftest import Api
-from tests.kafka_helpers import produce
-from tests.test_schemas import event
+from tests.support.events import event
+from tests.support.kafka import produce
 
 ROOT = Path(__file__).resolve().parent.parent
 

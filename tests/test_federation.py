@@ -16,8 +16,8 @@ from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
 from suqiu.store.keys import create_key
 from tests.conftest import Api, new_schema
-from tests.kafka_helpers import faust_worker, produce, read_topic
-from tests.sla_helpers import eventually, query
+from tests.support.kafka import faust_worker, produce, read_topic
+from tests.support.sla import eventually, query
 
 CITY = "tj-city"
 

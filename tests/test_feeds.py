@@ -10,8 +10,8 @@ from streams.topics import ensure_topics
 from suqiu.config import Settings
 from suqiu.runtime import Runtime
 from tests.conftest import Api
-from tests.kafka_helpers import faust_worker, read_topic
-from tests.sla_helpers import caught_up, query
+from tests.support.kafka import faust_worker, read_topic
+from tests.support.sla import caught_up, query
 
 
 async def test_a_jurisdiction_feed_carries_its_subtree_only(settings: Settings, runtime: Runtime, api: Api) -> None:

@@ -26,8 +26,8 @@ from suqiu.domain import events as e
 from suqiu.domain.model import Actor, Enterprise, Role
 from suqiu.runtime import Runtime
 from tests.conftest import SYSTEM, Api, stored, submission
-from tests.kafka_helpers import faust_worker, produce, read_topic
-from tests.sla_helpers import caught_up, query, replay, snapshot
+from tests.support.kafka import faust_worker, produce, read_topic
+from tests.support.sla import caught_up, query, replay, snapshot
 
 INTAKE = Actor(SYSTEM, Role.INTAKE, person="kafka-gw")
 

@@ -7,25 +7,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-
-from schemas.codec import GENESIS, Codec, chain_hash, stored_hash, unhashed_body
+from schemas.codec import Codec
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
 from suqiu.runtime import Runtime
 from tests.conftest import Api, stored, submission
-
-
-def chain_ok(settings: Settings, case_id: str) -> bool:
-    assert settings.database_url
-    with psycopg.connect(settings.database_url) as conn:
-        rows = conn.execute("SELECT seq, data, hash FROM events WHERE case_id = %s ORDER BY seq", (case_id,)).fetchall()
-    prev = GENESIS
-    for i, (seq, data, h) in enumerate(rows, start=1):
-        if seq != i or chain_hash(prev, unhashed_body(bytes(data))) != bytes(h) or stored_hash(bytes(data)) != bytes(h):
-            return False
-        prev = bytes(h)
-    return True
+from tests.support.sla import chain_ok
 
 
 async def test_every_lifecycle_command_over_http(api: Api, settings: Settings) -> None:

@@ -23,9 +23,9 @@ from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest, _request_hash
 from suqiu.store.binary import jsonb_bytes, uuid_bytes
 from tests.conftest import count_rows, run_cli
-from tests.kafka_helpers import faust_worker
-from tests.proc_helpers import descendants, processes
-from tests.sla_helpers import caught_up, eventually, query
+from tests.support.kafka import faust_worker
+from tests.support.procs import descendants, processes
+from tests.support.sla import caught_up, eventually, query
 
 HEADER = ["工单编号", "受理时间", "统一社会信用代码", "企业名称", "来源渠道", "诉求类别", "所属区域", "诉求标题",
           "诉求内容", "承办单位", "答复时间", "答复内容", "办结时间", "办结结果"]

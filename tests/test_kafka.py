@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Any
 
 import psycopg
 
@@ -14,9 +13,9 @@ from streams.signing import sign
 from suqiu.config import Settings
 from suqiu.domain.model import Actor, Role
 from suqiu.runtime import Runtime
-from tests.conftest import SYSTEM, Api, stored, submission
-from tests.kafka_helpers import faust_worker, produce, read_topic
-from tests.sla_helpers import query
+from tests.conftest import SYSTEM, Api, stored
+from tests.support.kafka import faust_worker, produce, read_topic
+from tests.support.sla import query, submit_body
 
 INTAKE = Actor(SYSTEM, Role.INTAKE, person="kafka-gw")
 DISPATCHER = Actor(SYSTEM, Role.DISPATCHER)
@@ -27,12 +26,6 @@ def store_events(settings: Settings) -> list[tuple[str, int, bytes]]:
     with psycopg.connect(settings.database_url) as conn:
         rows = conn.execute("SELECT case_id, seq, data FROM events ORDER BY position").fetchall()
     return [(r[0], r[1], bytes(r[2])) for r in rows]
-
-
-def submit_body() -> dict[str, Any]:
-    body = submission()
-    body.pop("command_id")
-    return body
 
 
 async def test_commands_over_kafka_get_results_and_same_rules_as_http(topics: Settings, runtime: Runtime,

@@ -23,10 +23,10 @@ from suqiu.config import Settings
 from suqiu.processes import GC_YOUNG
 from suqiu.runtime import Runtime
 from tests.conftest import Api
-from tests.kafka_helpers import faust_worker, produce, read_topic
-from tests.proc_helpers import processes
-from tests.sla_helpers import caught_up, cst, dispatched_into_2032, eventually, knowing_2027, query, view_seq
-from tests.test_domain import run, steps
+from tests.support.domain import run, steps
+from tests.support.kafka import faust_worker, produce, read_topic
+from tests.support.procs import processes
+from tests.support.sla import caught_up, cst, dispatched_into_2032, eventually, knowing_2027, query, view_seq
 
 
 @settings(max_examples=100, deadline=None)

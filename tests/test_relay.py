@@ -24,7 +24,7 @@ from suqiu.embedded import EmbeddedBroker
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
 from tests.conftest import SYSTEM, submission
-from tests.kafka_helpers import read_topic
+from tests.support.kafka import read_topic
 
 DISPATCHER = Actor(SYSTEM, Role.DISPATCHER)
 

@@ -23,8 +23,8 @@ from suqiu.domain.evolve import replay_state
 from suqiu.domain.sla import CHINA
 from suqiu.runtime import Runtime
 from tests.conftest import Api
-from tests.kafka_helpers import faust_worker
-from tests.sla_helpers import caught_up, dispatched_into_2032, knowing_2027, query, replay, snapshot
+from tests.support.kafka import faust_worker
+from tests.support.sla import caught_up, dispatched_into_2032, knowing_2027, query, replay, snapshot
 
 
 async def lifecycle(api: Api) -> str:

@@ -19,9 +19,8 @@ from suqiu.domain.sla import CalendarError
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
 from tests.conftest import Api
-from tests.kafka_helpers import faust_worker
-from tests.sla_helpers import caught_up, cst, eventually, query, sla_events
-from tests.test_kafka import submit_body
+from tests.support.kafka import faust_worker
+from tests.support.sla import caught_up, cst, eventually, query, sla_events, submit_body
 
 
 async def test_accept_clock_warns_breaches_and_supervises_once_each(

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from suqiu.embedded import free_port
-from tests.proc_helpers import descendants, processes
+from tests.support.procs import descendants, processes
 
 
 def test_suqiu_up_serves_writes_its_files_and_stops_leaving_nothing(tmp_path: Path) -> None:

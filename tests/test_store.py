@@ -21,7 +21,7 @@ from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest, new_id
 from suqiu.store import events as store
 from tests.conftest import SYSTEM, count_rows, stored, submission
-from tests.test_http import chain_ok
+from tests.support.sla import chain_ok
 
 INTAKE = Actor(SYSTEM, Role.INTAKE)
 DISPATCHER = Actor(SYSTEM, Role.DISPATCHER)

@@ -14,7 +14,7 @@ import psycopg
 from rich.console import Console
 
 from replay import cli as replay_cli
-from schemas.codec import Codec
+from schemas.codec import GENESIS, Codec, chain_hash, stored_hash, unhashed_body
 from suqiu.cli import build_parser
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
@@ -128,3 +128,23 @@ def replay_sync(settings: Settings, *argv: str) -> tuple[int, str]:
     code = replay_cli.run(build_parser().parse_args(["replay", *argv]), settings,
                           Console(file=buf, width=200, highlight=False))
     return code, buf.getvalue()
+
+
+def chain_ok(settings: Settings, case_id: str) -> bool:
+    assert settings.database_url
+    with psycopg.connect(settings.database_url) as conn:
+        rows = conn.execute("SELECT seq, data, hash FROM events WHERE case_id = %s ORDER BY seq", (case_id,)).fetchall()
+    prev = GENESIS
+    for i, (seq, data, h) in enumerate(rows, start=1):
+        if seq != i or chain_hash(prev, unhashed_body(bytes(data))) != bytes(h) or stored_hash(bytes(data)) != bytes(h):
+            return False
+        prev = bytes(h)
+    return True
+
+
+def submit_body() -> dict[str, Any]:
+    from tests.conftest import submission
+
+    body = submission()
+    body.pop("command_id")
+    return body

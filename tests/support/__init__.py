@@ -1,0 +1,1 @@
+"""Fixtures' helpers that tests share: no test module imports another."""

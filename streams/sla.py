@@ -88,7 +88,7 @@ class SlaTimers:
         a repeat before the read model caught up store one revision per case.
         """
         workdays = policy.calendar.is_workday
-        through = workdays.provisional_from - timedelta(days=1)
+        through = workdays.official_through
         async with self.pool.connection() as conn:
             cur = await conn.execute("SELECT case_id FROM case_view WHERE provisional_from <= %s "
                                      "ORDER BY provisional_from LIMIT %s", (through, self.batch), prepare=True)

@@ -138,7 +138,7 @@ def coverage(workdays: Workdays, today: date) -> dict[str, Any]:
     Deadlines past `official_through` are placed on the provisional calendar and re-planned once
     the State Council notice is in the override file; a year past `provisional_through` is refused.
     """
-    through = workdays.provisional_from - timedelta(days=1)
+    through = workdays.official_through
     out: dict[str, Any] = {"status": "ok", "official_through": through.isoformat(),
                            "provisional_through": workdays.provisional_through.isoformat()}
     if through - today < WARN_AHEAD:

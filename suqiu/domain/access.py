@@ -21,7 +21,6 @@ IMPORTING = frozenset({Role.SYSTEM, Role.ADMIN})
 ENTERPRISE_SIDE = frozenset({Role.ENTERPRISE, Role.INTAKE})
 
 DEPARTMENT_READS = "department scoping: reads too"  # a department reads the cases it holds or held, its own figures
-ENTERPRISE_CASES = "an enterprise key reads and acts only on the cases of the enterprises it is bound to"
 INTAKE_SYSTEMS = "an intake key submits only for the source systems it is bound to"
 FIGURES = "department and jurisdiction figures are for government staff"
 AUDITOR = "auditors are read-only"

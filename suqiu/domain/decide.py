@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, time
+from datetime import datetime, time
 from typing import Any, TypeVar
 
 from suqiu.domain import access, inputs
@@ -43,7 +43,7 @@ def decide(case: Case, command: c.Command, meta: c.CommandMeta, ctx: Context) ->
     else:
         if case.status is Status.NEW:
             raise DomainError("not_found", f"no case {meta.case_id}", case_id=meta.case_id)
-        access.authorize(case, command.type, meta.principal or access.Principal(meta.actor))
+        access.authorize(case, command.type, _principal(meta))
         timed = [(p, meta.issued_at) for p in _HANDLERS[type(command)](case, command, meta, ctx)]
     if len(timed) > len(meta.event_ids):
         raise ValueError("not enough event ids supplied for the events decided")
@@ -64,6 +64,11 @@ def decide(case: Case, command: c.Command, meta: c.CommandMeta, ctx: Context) ->
     ]
 
 
+def _principal(meta: c.CommandMeta) -> access.Principal:
+    """Who issued the command: its authenticated key, or the actor alone (SLA timers, imports)."""
+    return meta.principal or access.Principal(meta.actor)
+
+
 def _check_vocab(field: str, value: str) -> None:
     allowed = VOCABULARIES[field]
     if value not in allowed:
@@ -71,7 +76,7 @@ def _check_vocab(field: str, value: str) -> None:
 
 
 def _submit(case: Case, cmd: c.Submit, meta: c.CommandMeta, ctx: Context) -> e.EventPayload:
-    access.authorize_submit(meta.principal or access.Principal(meta.actor), cmd.source_system)
+    access.authorize_submit(_principal(meta), cmd.source_system)
     if case.status is not Status.NEW:
         raise DomainError("conflict", f"case {meta.case_id} already exists", case_id=meta.case_id)
     problem = uscc_problem(cmd.enterprise.uscc)
@@ -359,7 +364,7 @@ def _revise_sla_calendar(case: Case, cmd: c.ReviseSlaCalendar, meta: c.CommandMe
     before now breaches at once, naming the revision."""
     calendar = ctx.policy.calendar
     first = calendar.is_workday.provisional_from
-    through = date.fromordinal(first.toordinal() - 1).isoformat()
+    through = calendar.is_workday.official_through.isoformat()
     if cmd.official_through != through:
         raise DomainError("conflict", f"this process's calendar is official through {through}, "
                           f"not {cmd.official_through}", field="official_through")

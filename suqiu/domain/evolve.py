@@ -91,21 +91,21 @@ def _changes(case: Case, event: e.Event) -> dict[str, Any]:
         case e.SlaBreached():
             return dict(sla_marks=case.sla_marks | {(p.clock, "breach")})
         case e.SlaPolicyApplied():
-            placed = deadlines_in(p)
-            moved = set(placed)
-            changes: dict[str, Any] = {Clock(c).due_field: due for c, due in placed.items()}
-            # A moved deadline earns its own warning; a breach already recorded stays recorded.
-            return dict(changes, policy_version=p.policy_version,
-                        sla_marks=frozenset(m for m in case.sla_marks if not (m[0] in moved and m[1] == "warning")))
+            return dict(_moved(case, p), policy_version=p.policy_version)
         case e.SupervisionOpened():
             return dict(sla_marks=case.sla_marks | {(p.clock, "supervision")}, supervised=True)
         case e.SlaCalendarRevised():
-            revised = deadlines_in(p)
-            # A deadline that moved earns its own warning; a breach already recorded stays recorded.
-            return dict({Clock(c).due_field: due for c, due in revised.items()},
-                        sla_marks=frozenset(m for m in case.sla_marks if not (
-                            m[0] in revised and m[1] == "warning" and revised[m[0]] != Clock(m[0]).due(case))))
+            return _moved(case, p)
     raise TypeError(f"unknown event payload {type(p).__name__}")
+
+
+def _moved(case: Case, p: e.EventPayload) -> dict[str, Any]:
+    """The deadlines a policy change or a calendar revision sets; one that moved earns its own
+    warning, and a breach already recorded stays recorded."""
+    placed = deadlines_in(p)
+    moved = {c for c, due in placed.items() if due != Clock(c).due(case)}
+    return dict({Clock(c).due_field: due for c, due in placed.items()},
+                sla_marks=frozenset(m for m in case.sla_marks if not (m[0] in moved and m[1] == "warning")))
 
 
 def _provisional(case: Case, event: e.Event, changes: dict[str, Any]) -> tuple[ProvisionalDeadline, ...]:

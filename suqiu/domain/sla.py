@@ -33,6 +33,11 @@ class Workdays(Protocol):
     def provisional_from(self) -> date: ...
 
     @property
+    def official_through(self) -> date:
+        """The day before `provisional_from`: the last one a notice (or the library) describes."""
+        ...
+
+    @property
     def provisional_through(self) -> date:
         """The last day with any answer; later days are refused (CalendarError)."""
         ...

@@ -24,10 +24,6 @@ class KeyInfo:
     prefix: str
     principal: Principal
 
-    @property
-    def actor(self) -> Actor:
-        return self.principal.actor
-
 
 def digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()

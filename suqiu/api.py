@@ -31,6 +31,7 @@ STATUS = {
     "conflict": 409, "idempotency_mismatch": 409, "too_large": 413, "calendar_unknown": 503,
     "method_not_allowed": 405, "unsupported_encoding": 415, "headers_too_large": 431,
 }
+INTERNAL = "internal"  # the one 500: a fault of ours, logged with its traceback
 RUNTIME = web.AppKey("runtime", Runtime)
 PRINCIPAL = web.RequestKey("principal", access.Principal)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,7 +75,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except Exception:
         log.exception("request failed", path=request.path)
-        return error_response("internal", "internal error; nothing was stored")
+        return error_response(INTERNAL, "internal error; nothing was stored")
 
 
 @web.middleware
@@ -84,7 +85,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer ") or not header[7:].strip():
         raise DomainError("unauthorized", "missing bearer key: send Authorization: Bearer <key>",
-                          rule="every route but /v1/health and /v1/schemas needs an API key", field="Authorization")
+                          rule=f"every route but {', '.join(r.path for r in ROUTES if r.public)} needs an API key",
+                          field="Authorization")
     key = header[7:].strip()
     if not key.isascii() or not key.isprintable():
         raise DomainError("unauthorized", "Authorization: a key is printable ASCII", field="Authorization",
@@ -393,7 +395,7 @@ LIST_QUERY = (
 async def openapi(request: web.Request) -> web.Response:
     from suqiu.openapi import document
 
-    return json_response(document(ROUTES))
+    return json_response(document(ROUTES, [*STATUS, INTERNAL]))
 
 
 ROUTES: tuple[Route, ...] = (

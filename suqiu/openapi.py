@@ -17,22 +17,25 @@ if TYPE_CHECKING:
 
 VERSION = "1"
 # The characters the validator refuses (suqiu.domain.inputs), as JSON Schema patterns.
-_ID_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
-_TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
-ERROR_CODES = ("invalid_input", "unauthorized", "forbidden", "not_found", "method_not_allowed", "invalid_state",
-               "conflict", "idempotency_mismatch", "too_large", "unsupported_encoding", "headers_too_large",
-               "calendar_unknown", "internal")
-ERROR = {
-    "type": "object", "required": ["error"], "additionalProperties": False,
-    "properties": {"error": {
-        "type": "object", "required": ["code", "message", "details"],
-        "properties": {
-            "code": {"type": "string", "enum": list(ERROR_CODES)},
-            "message": {"type": "string"},
-            "details": {"type": "object", "description": "`field` and `rule` name what was refused, where it applies"},
-        },
-    }},
-}
+_ID_PATTERN = f"^[^{inputs.CONTROL_IN_ID}]*$"
+_TEXT_PATTERN = f"^[^{inputs.CONTROL_IN_TEXT}]*$"
+
+
+def _error(codes: Iterable[str]) -> dict[str, Any]:
+    return {
+        "type": "object", "required": ["error"], "additionalProperties": False,
+        "properties": {"error": {
+            "type": "object", "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string", "enum": list(codes)},
+                "message": {"type": "string"},
+                "details": {"type": "object",
+                            "description": "`field` and `rule` name what was refused, where it applies"},
+            },
+        }},
+    }
+
+
 RESULT = {
     "type": "object", "required": ["status", "command_id", "case_id", "seq", "event_ids"],
     "properties": {
@@ -98,9 +101,9 @@ def _schema_name(command: str) -> str:
     return "".join(part.title() for part in command.split("_"))
 
 
-def document(routes: Iterable[Route]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of `routes` (suqiu.api.ROUTES)."""
-    schemas: dict[str, Any] = {"Error": ERROR, "Result": RESULT, **command_schemas()}
+def document(routes: Iterable[Route], error_codes: Iterable[str]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `routes` (suqiu.api.ROUTES), refusing with `error_codes`."""
+    schemas: dict[str, Any] = {"Error": _error(error_codes), "Result": RESULT, **command_schemas()}
     lifecycle = {"oneOf": [{"$ref": f"#/components/schemas/{_schema_name(t)}"} for t in sorted(LIFECYCLE_TYPES)],
                  "discriminator": {"propertyName": "type"}}
     paths: dict[str, Any] = {}

@@ -24,8 +24,11 @@ FIRST_YEAR, LAST_YEAR = 2000, 2100
 CLOCK_SKEW = timedelta(minutes=10)  # how far a sender's clock may run ahead of ours
 
 # Unicode category Cc: C0, DEL and C1. Free text may hold tab and newline (and CR, as in CRLF).
-_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_CONTROL_IN_ID = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# As regular-expression character ranges, which JSON Schema patterns read the same way.
+CONTROL_IN_ID = r"\x00-\x1f\x7f-\x9f"
+CONTROL_IN_TEXT = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+_CONTROL_IN_TEXT = re.compile(f"[{CONTROL_IN_TEXT}]")
+_CONTROL_IN_ID = re.compile(f"[{CONTROL_IN_ID}]")
 
 
 def text(value: Any, path: str, limit: int, *, required: bool = True) -> str:

@@ -28,6 +28,9 @@ class Rows:
     sla_timers: list[tuple[Any, ...]] = field(default_factory=list)
     assignments: list[tuple[Any, ...]] = field(default_factory=list)
     closures: list[tuple[Any, ...]] = field(default_factory=list)
+    replies: list[tuple[Any, ...]] = field(default_factory=list)
+    # Per case, so a (department, day) repeats across cases: the rebuild sums them once copied.
+    department_days: list[tuple[Any, ...]] = field(default_factory=list)
 
     def tables(self) -> dict[str, list[tuple[Any, ...]]]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -52,7 +55,9 @@ def project_history(events: Iterable[e.Event], policy: SlaPolicy, now: datetime,
     out.case_view.append(view)
     out.case_timeline.extend(timeline)
     out.sla_timers.extend(timers)
-    assignments, closures = rows.fold(facts)
+    assignments, closures, replies = rows.fold(facts)
     out.assignments.extend(assignments)
     out.closures.extend(closures)
+    out.replies.extend(replies)
+    out.department_days.extend(rows.day_rows(facts))
     return len(timeline)

@@ -204,6 +204,10 @@ class Projector:
                     for round_ in _rounds(facts.values()):
                         for kind, values in round_.items():
                             await c.execute(rows.FACT_SQL[kind], _columns(values, len(values[0])))
+                    # In key order, so two projectors adding to the same days lock them in one order.
+                    days = sorted(rows.day_rows(f for case_facts in facts.values() for f in case_facts))
+                    if days:
+                        await c.execute(rows.ADD_DAYS, _columns(days, len(rows.DAY_COLUMNS)))
             if checkpoint:
                 await self._checkpoint(conn, batch, applied, now)
         return sum(applied.values())

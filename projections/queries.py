@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime, time
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from suqiu.domain.sla import CHINA
+from projections import rows
+from suqiu.domain.periods import Grain, Period
 
 LIST_COLUMNS = (
     "case_id, seq, status, department, jurisdiction, category, priority, channel, title, enterprise_uscc, "
     "enterprise_name, submitted_at, assigned_at, accept_due, resolve_due, follow_up_due, next_due, warned, "
     "breached, supervised, reopen_count, closed_at, outcome, rating"
 )
-
-
-def day_start(now: datetime) -> datetime:
-    """Midnight in Asia/Shanghai of the day `now` falls on: "today" for the figures."""
-    return datetime.combine(now.astimezone(CHINA).date(), time(), CHINA)
 
 
 def sla_state(row: dict[str, Any], now: datetime) -> str:
@@ -78,60 +74,137 @@ async def case_known(conn: psycopg.AsyncConnection[Any], case_id: str) -> bool:
     return await cur.fetchone() is not None
 
 
-LOAD_SQL = """
-WITH open AS (
-    SELECT count(*) AS open,
-           count(*) FILTER (WHERE next_due IS NOT NULL AND (breached OR next_due <= %(now)s)) AS overdue,
-           count(*) FILTER (WHERE next_due IS NOT NULL AND NOT breached AND next_due > %(now)s
-                            AND (warned OR warn_at <= %(now)s)) AS due_soon
-    FROM case_view WHERE department = ANY(%(departments)s) AND status NOT IN ('closed', 'withdrawn')
-), a AS (
-    SELECT count(*) FILTER (WHERE accepted_at >= %(today)s) AS accepted_today,
-           count(*) FILTER (WHERE accepted_at IS NOT NULL AND accepted_at <= accept_due) AS responded_on_time,
-           count(*) FILTER (WHERE accepted_at IS NOT NULL OR accept_due <= %(now)s) AS response_due
-    FROM assignments WHERE department = ANY(%(departments)s)
-), c AS (
-    SELECT count(*) FILTER (WHERE closed_at >= %(today)s) AS closed_today,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY handling_minutes) AS median_minutes,
-           percentile_cont(0.9) WITHIN GROUP (ORDER BY handling_minutes) AS p90_minutes,
-           count(*) FILTER (WHERE replied_at IS NOT NULL AND replied_at <= resolve_due) AS replied_on_time,
-           count(*) FILTER (WHERE replied_at IS NOT NULL) AS replied,
-           count(*) FILTER (WHERE outcome = 'resolved') AS resolved,
-           count(*) FILTER (WHERE outcome IN ('resolved', 'explained', 'unresolvable')) AS handled,
-           count(*) FILTER (WHERE rating IN ('satisfied', 'basically_satisfied')) AS satisfied,
-           count(*) FILTER (WHERE rating IS NOT NULL) AS rated,
-           count(*) FILTER (WHERE reopened AND outcome IN ('resolved', 'explained', 'unresolvable')) AS reopened
-    FROM closures WHERE department = ANY(%(departments)s)
-)
-SELECT * FROM open, a, c
+OPEN_SQL = """
+SELECT count(*) AS open,
+       count(*) FILTER (WHERE next_due IS NOT NULL AND (breached OR next_due <= %(now)s)) AS overdue,
+       count(*) FILTER (WHERE next_due IS NOT NULL AND NOT breached AND next_due > %(now)s
+                        AND (warned OR warn_at <= %(now)s)) AS due_soon
+FROM case_view WHERE department = ANY(%(departments)s) AND status NOT IN ('closed', 'withdrawn')
 """
+_BOUNDS = "(%(start)s::date IS NULL OR {day} >= %(start)s) AND (%(end)s::date IS NULL OR {day} < %(end)s)"
+# What a group of figures is keyed by: all of the period, each department, or each month (quarter, year).
+_KEYS = {"all": "NULL::text", "department": "department"}
+_LOCAL = "({} AT TIME ZONE 'Asia/Shanghai')::date"
+COUNTS_SQL = ("SELECT {key} AS key, " + ", ".join(f"sum({n})::int AS {n}" for n in rows.DAY_COUNTS)
+              + " FROM department_days WHERE department = ANY(%(departments)s) AND " + _BOUNDS.format(day="day")
+              + " GROUP BY 1")
+HANDLING_SQL = ("SELECT {key} AS key, percentile_cont(0.5) WITHIN GROUP (ORDER BY handling_minutes), "
+                "percentile_cont(0.9) WITHIN GROUP (ORDER BY handling_minutes) FROM replies "
+                "WHERE department = ANY(%(departments)s) AND handling_minutes IS NOT NULL AND "
+                + _BOUNDS.format(day=_LOCAL.format("replied_at")) + " GROUP BY 1")
+# The assignments made in the period whose accept deadline has not come: their response is not due yet.
+AWAITING_SQL = ("SELECT {key} AS key, count(*) FROM assignments WHERE department = ANY(%(departments)s) "
+                "AND accepted_at IS NULL AND accept_due > %(now)s AND "
+                + _BOUNDS.format(day=_LOCAL.format("assigned_at")) + " GROUP BY 1")
+TODAY_SQL = ("SELECT coalesce(sum(acceptances), 0)::int, coalesce(sum(closed), 0)::int FROM department_days "
+             "WHERE department = ANY(%(departments)s) AND day = %(today)s")
+RANKED = ("response_rate", "on_time_rate", "resolution_rate", "satisfaction_rate", "reopen_rate")
+LOWER_IS_BETTER = frozenset({"reopen_rate"})
 
 
-async def figures(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], now: datetime) -> dict[str, Any]:
-    """Load and performance (三率 and more) over `departments`; rates are null with no denominator."""
+def _key(group: str | Grain, day: str) -> str:
+    if isinstance(group, Grain):
+        return f"date_trunc('{group.value}', {day})::date"
+    return _KEYS[group]
+
+
+async def _period_figures(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], now: datetime,
+                          period: Period, group: str | Grain) -> dict[Any, dict[str, Any]]:
+    """The period figures of `departments`, keyed by `group`: one entry per key with any activity."""
+    params = {"departments": list(departments), "now": now, "start": period.start, "end": period.end}
+    out: dict[Any, dict[str, Any]] = {}
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(LOAD_SQL, {"departments": list(departments), "now": now, "today": day_start(now)})
-        r = await cur.fetchone()
-    assert r is not None
+        await cur.execute(COUNTS_SQL.format(key=_key(group, "day")), params)
+        counts = {r.pop("key"): r for r in await cur.fetchall()}
+    cur2 = await conn.execute(HANDLING_SQL.format(key=_key(group, _LOCAL.format("replied_at"))), params)
+    handling = {r[0]: (r[1], r[2]) for r in await cur2.fetchall()}
+    cur2 = await conn.execute(AWAITING_SQL.format(key=_key(group, _LOCAL.format("assigned_at"))), params)
+    awaiting = {r[0]: int(r[1]) for r in await cur2.fetchall()}
+    for key in counts.keys() | handling.keys():
+        out[key] = _rates(counts.get(key) or dict.fromkeys(rows.DAY_COUNTS, 0), handling.get(key, (None, None)),
+                          awaiting.get(key, 0))
+    return out
 
-    def rate(num: str, den: str) -> float | None:
-        return round(r[num] / r[den], 4) if r[den] else None
+
+def _rates(c: dict[str, int], handling: tuple[float | None, float | None], awaiting: int) -> dict[str, Any]:
+    """The 三率 and the rest from a period's counts; a rate is null with no denominator."""
+    due = c["assigned"] - awaiting
+
+    def rate(num: int, den: int) -> float | None:
+        return round(num / den, 4) if den else None
 
     def hours(v: float | None) -> float | None:
         return None if v is None else round(v / 60, 2)
 
     return {
-        "open": r["open"], "due_soon": r["due_soon"], "overdue": r["overdue"],
-        "accepted_today": r["accepted_today"], "closed_today": r["closed_today"],
-        "handling_working_hours": {"median": hours(r["median_minutes"]), "p90": hours(r["p90_minutes"])},
-        "response_rate": rate("responded_on_time", "response_due"),
-        "on_time_rate": rate("replied_on_time", "replied"),
-        "resolution_rate": rate("resolved", "handled"),
-        "satisfaction_rate": rate("satisfied", "rated"),
-        "reopen_rate": rate("reopened", "handled"),
-        "counts": {k: r[k] for k in ("responded_on_time", "response_due", "replied_on_time", "replied", "resolved",
-                                     "handled", "satisfied", "rated", "reopened")},
+        "handling_working_hours": {"median": hours(handling[0]), "p90": hours(handling[1])},
+        "response_rate": rate(c["accepted_on_time"], due),
+        "on_time_rate": rate(c["replied_on_time"], c["replied"]),
+        "resolution_rate": rate(c["resolved"], c["handled"]),
+        "satisfaction_rate": rate(c["satisfied"], c["rated"]),
+        "reopen_rate": rate(c["reopened"], c["handled"]),
+        "counts": {"assigned": c["assigned"], "responded_on_time": c["accepted_on_time"], "response_due": due,
+                   "replied_on_time": c["replied_on_time"], "replied": c["replied"], "closed": c["closed"],
+                   "resolved": c["resolved"], "handled": c["handled"], "satisfied": c["satisfied"],
+                   "rated": c["rated"], "reopened": c["reopened"]},
     }
+
+
+ALL_TIME = Period()
+EMPTY = _rates(dict.fromkeys(rows.DAY_COUNTS, 0), (None, None), 0)
+
+
+async def figures(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], now: datetime,
+                  period: Period = ALL_TIME) -> dict[str, Any]:
+    """Load now (open, due soon, overdue, today's acceptances and closures) and the performance
+    figures (三率, handling time) of what happened in `period` (all time when unbounded)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(OPEN_SQL, {"departments": list(departments), "now": now})
+        load = await cur.fetchone()
+    assert load is not None
+    cur2 = await conn.execute(TODAY_SQL, {"departments": list(departments), "today": rows.day_of(now)})
+    today = await cur2.fetchone()
+    assert today is not None
+    done = (await _period_figures(conn, departments, now, period, "all")).get(None, EMPTY)
+    return {"open": load["open"], "due_soon": load["due_soon"], "overdue": load["overdue"],
+            "accepted_today": today[0], "closed_today": today[1], "period": period.as_dict(), **done}
+
+
+async def series(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], now: datetime, period: Period,
+                 grain: Grain) -> list[dict[str, Any]]:
+    """The figures of each month (quarter, year) of a bounded period, in order, idle ones included."""
+    found = await _period_figures(conn, departments, now, period, grain)
+    return [{"period": label, **part.as_dict(), **found.get(grain.start(part.start or date.min), EMPTY)}
+            for label, part in period.split(grain)]
+
+
+async def extent(conn: psycopg.AsyncConnection[Any], departments: Sequence[str]) -> Period:
+    """The days the figures of `departments` have any activity on (for a series with no bounds)."""
+    cur = await conn.execute("SELECT min(day), max(day) FROM department_days WHERE department = ANY(%s)",
+                             (list(departments),))
+    row = await cur.fetchone()
+    if row is None or row[0] is None:
+        return Period()
+    return Period(row[0], row[1] + timedelta(days=1))
+
+
+async def ranking(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], now: datetime, period: Period,
+                  by: str) -> list[dict[str, Any]]:
+    """The departments ranked on one rate over `period`, best first; one with no denominator is
+    unranked and last. Equal rates share a rank (1, 2, 2, 4)."""
+    found = await _period_figures(conn, departments, now, period, "department")
+    entries = [{"department": d, **found.get(d, EMPTY)} for d in departments]
+    sign = 1 if by in LOWER_IS_BETTER else -1
+    entries.sort(key=lambda x: (x[by] is None, sign * (x[by] or 0), x["department"]))
+    previous: tuple[int, float | None] = (0, None)
+    for i, entry in enumerate(entries, 1):
+        if entry[by] is None:
+            entry["rank"] = None
+            continue
+        rank = previous[0] if entry[by] == previous[1] else i
+        entry["rank"] = rank
+        previous = (rank, entry[by])
+    return entries
 
 
 async def open_counts(conn: psycopg.AsyncConnection[Any], now: datetime) -> dict[str, dict[str, int]]:

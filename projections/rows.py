@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from schemas.codec import to_json_text
 from suqiu.domain import events as e
 from suqiu.domain.clocks import Timer, running_clocks
 from suqiu.domain.model import Case, field_names
-from suqiu.domain.sla import SlaPolicy
+from suqiu.domain.sla import CHINA, SlaPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,21 @@ class Accepted:
 
     case_id: str
     at: datetime
+    department: str
+    assigned_at: datetime
+    accept_due: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Replied:
+    """答复: a reply, counted when it is given (handling time, on-time)."""
+
+    case_id: str
+    seq: int
+    department: str
+    replied_at: datetime
+    resolve_due: datetime | None
+    handling_minutes: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +70,8 @@ class Rated:
     case_id: str
     cycle: int
     rating: str
+    department: str | None
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +80,23 @@ class Reopened:
 
     case_id: str
     cycle: int
+    department: str | None
+    outcome: str | None
+    at: datetime
 
 
-Fact = Assigned | Accepted | Closed | Rated | Reopened
+Fact = Assigned | Accepted | Replied | Closed | Rated | Reopened
+# The outcomes that count as handled (办理) for the resolution and reopen rates, and the ratings
+# that count as satisfied (满意, 基本满意).
+HANDLED = frozenset({"resolved", "explained", "unresolvable"})
+SATISFIED = frozenset({"satisfied", "basically_satisfied"})
+DAY_COUNTS = ("assigned", "accepted", "accepted_on_time", "acceptances", "replied", "replied_on_time", "closed",
+              "resolved", "handled", "reopened", "rated", "satisfied")
 ASSIGNMENT_COLUMNS = (("case_id", "text"), ("seq", "int"), ("department", "text"), ("assigned_at", "timestamptz"),
                       ("accept_due", "timestamptz"), ("accepted_at", "timestamptz"))
+REPLY_COLUMNS = (("case_id", "text"), ("seq", "int"), ("department", "text"), ("replied_at", "timestamptz"),
+                 ("resolve_due", "timestamptz"), ("handling_minutes", "float8"))
+DAY_COLUMNS = (("department", "text"), ("day", "date"), *((name, "int") for name in DAY_COUNTS))
 CLOSURE_COLUMNS = (("case_id", "text"), ("cycle", "int"), ("department", "text"), ("closed_at", "timestamptz"),
                    ("outcome", "text"), ("replied_at", "timestamptz"), ("resolve_due", "timestamptz"),
                    ("handling_minutes", "float8"), ("rating", "text"), ("reopened", "bool"))
@@ -92,6 +121,9 @@ FACT_SQL: dict[type[Fact], str] = {
     Accepted: "UPDATE assignments a SET accepted_at = r.at FROM (SELECT u.at, x.ctid FROM "
               f"{_unnest('text', 'timestamptz')} AS u(case_id, at) CROSS JOIN LATERAL (SELECT ctid FROM assignments "
               "WHERE assignments.case_id = u.case_id ORDER BY seq DESC LIMIT 1) AS x) AS r WHERE a.ctid = r.ctid",
+    Replied: "INSERT INTO replies (case_id, seq, department, replied_at, resolve_due, handling_minutes) "
+             f"SELECT * FROM {_unnest('text', 'int', 'text', 'timestamptz', 'timestamptz', 'float8')} "
+             "ON CONFLICT DO NOTHING",
     Closed: "INSERT INTO closures (case_id, cycle, department, closed_at, outcome, replied_at, resolve_due, "
             "handling_minutes) SELECT * FROM "
             f"{_unnest('text', 'int', 'text', 'timestamptz', 'text', 'timestamptz', 'timestamptz', 'float8')} "
@@ -101,17 +133,82 @@ FACT_SQL: dict[type[Fact], str] = {
     Reopened: "UPDATE closures SET reopened = true WHERE ctid = ANY(ARRAY(SELECT x.ctid FROM "
               f"{_unnest('text', 'int')} AS u(case_id, cycle) {_CLOSURE_OF_U}))",
 }
+# The fields each statement takes, in its order: the facts carry more, for their tallies.
+FACT_FIELDS: dict[type[Fact], tuple[str, ...]] = {
+    Assigned: field_names(Assigned), Accepted: ("case_id", "at"), Replied: field_names(Replied),
+    Closed: field_names(Closed), Rated: ("case_id", "cycle", "rating"), Reopened: ("case_id", "cycle")}
 FACT_VALUES: dict[type[Fact], Callable[[Fact], tuple[Any, ...]]] = {
-    kind: operator.attrgetter(*field_names(kind)) for kind in FACT_SQL}
+    kind: operator.attrgetter(*names) for kind, names in FACT_FIELDS.items()}
+# Adds a batch's tallies to the days: one row per (department, day), the counts in DAY_COUNTS order.
+ADD_DAYS = ("INSERT INTO department_days (department, day, " + ", ".join(DAY_COUNTS) + ") SELECT * FROM "
+            + _unnest("text", "date", *("int" for _ in DAY_COUNTS)) + " ON CONFLICT (department, day) DO UPDATE SET "
+            + ", ".join(f"{n} = department_days.{n} + EXCLUDED.{n}" for n in DAY_COUNTS))
 
 
-def fold(facts: list[Fact]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """One case's facts, in event order, as its final assignment and closure rows (a rebuild's way).
+def day_of(at: datetime) -> date:
+    """The Asia/Shanghai day an instant falls on: the day the figures count it in."""
+    return at.astimezone(CHINA).date()
+
+
+def tallies(fact: Fact) -> list[tuple[str, date, str]]:
+    """What `fact` adds to the daily figures: (department, day, count), one each.
+
+    These are the definitions behind the period figures (三率): an assignment counts on the day
+    it was made, with its acceptance on time or late; a reply on the day it was given, on time
+    when by the resolve deadline; a closure, a rating and a reopening on their own day.
+    """
+    match fact:
+        case Assigned():
+            return [(fact.department, day_of(fact.assigned_at), "assigned")]
+        case Accepted():
+            made = day_of(fact.assigned_at)
+            out = [(fact.department, made, "accepted"), (fact.department, day_of(fact.at), "acceptances")]
+            if fact.at <= fact.accept_due:
+                out.append((fact.department, made, "accepted_on_time"))
+            return out
+        case Replied():
+            day = day_of(fact.replied_at)
+            out = [(fact.department, day, "replied")]
+            if fact.resolve_due is not None and fact.replied_at <= fact.resolve_due:
+                out.append((fact.department, day, "replied_on_time"))
+            return out
+        case Closed() if fact.department is not None:
+            day = day_of(fact.closed_at)
+            out = [(fact.department, day, "closed")]
+            if fact.outcome in HANDLED:
+                out.append((fact.department, day, "handled"))
+            if fact.outcome == "resolved":
+                out.append((fact.department, day, "resolved"))
+            return out
+        case Rated() if fact.department is not None:
+            day = day_of(fact.at)
+            out = [(fact.department, day, "rated")]
+            if fact.rating in SATISFIED:
+                out.append((fact.department, day, "satisfied"))
+            return out
+        case Reopened() if fact.department is not None and fact.outcome in HANDLED:
+            return [(fact.department, day_of(fact.at), "reopened")]
+    return []
+
+
+def day_rows(facts: Iterable[Fact]) -> list[tuple[Any, ...]]:
+    """The tallies of `facts` summed per (department, day), as department_days rows."""
+    counts: dict[tuple[str, date], list[int]] = {}
+    index = {name: i for i, name in enumerate(DAY_COUNTS)}
+    for fact in facts:
+        for department, day, name in tallies(fact):
+            counts.setdefault((department, day), [0] * len(DAY_COUNTS))[index[name]] += 1
+    return [(department, day, *values) for (department, day), values in counts.items()]
+
+
+def fold(facts: list[Fact]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """One case's facts, in event order, as its final assignment, closure and reply rows (a rebuild's way).
 
     Gives the rows FACT_SQL would leave behind, without a round trip per fact.
     """
     assignments: dict[int, list[Any]] = {}
     closures: dict[int, list[Any]] = {}
+    replies: dict[int, tuple[Any, ...]] = {}
     for fact in facts:
         match fact:
             case Assigned():
@@ -120,6 +217,8 @@ def fold(facts: list[Fact]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]
             case Accepted():
                 if assignments:
                     assignments[max(assignments)][5] = fact.at
+            case Replied():
+                replies.setdefault(fact.seq, FACT_VALUES[Replied](fact))
             case Closed():
                 closures.setdefault(fact.cycle, [fact.case_id, fact.cycle, fact.department, fact.closed_at,
                                                  fact.outcome, fact.replied_at, fact.resolve_due,
@@ -130,7 +229,7 @@ def fold(facts: list[Fact]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]
             case Reopened():
                 if fact.cycle in closures:
                     closures[fact.cycle][9] = True
-    return [tuple(r) for r in assignments.values()], [tuple(r) for r in closures.values()]
+    return [tuple(r) for r in assignments.values()], [tuple(r) for r in closures.values()], list(replies.values())
 
 
 def storable_json(text: str) -> str:
@@ -174,17 +273,25 @@ def facts(before: Case, ev: e.Event, after: Case, policy: SlaPolicy) -> list[Fac
             assert after.department is not None and after.accept_due is not None
             out: list[Fact] = [Assigned(ev.case_id, ev.seq, after.department, at, after.accept_due)]
             if isinstance(p, e.AppealReopened):
-                out.append(Reopened(ev.case_id, before.reopen_count))
+                out.append(Reopened(ev.case_id, before.reopen_count, before.department, before.outcome, at))
             return out
         case e.AppealAccepted():
-            return [Accepted(ev.case_id, at)]
+            assert before.department is not None and before.assigned_at is not None and before.accept_due is not None
+            return [Accepted(ev.case_id, at, before.department, before.assigned_at, before.accept_due)]
+        case e.AppealReplied():
+            handling = _handling(before, at, policy)
+            return [Replied(ev.case_id, ev.seq, p.department, at, before.resolve_due, handling)]
         case e.AppealClosed():
-            handling = None
-            if before.replied_at is not None and before.assigned_at is not None:
-                goal = policy.goal(before.category, before.priority)
-                handling = policy.working_minutes(goal, before.assigned_at, before.replied_at)
+            handling = None if before.replied_at is None else _handling(before, before.replied_at, policy)
             return [Closed(ev.case_id, before.reopen_count, before.department, at, p.outcome, before.replied_at,
                            before.resolve_due, handling)]
         case e.FeedbackReceived():
-            return [Rated(ev.case_id, before.reopen_count, p.rating)]
+            return [Rated(ev.case_id, before.reopen_count, p.rating, before.department, at)]
     return []
+
+
+def _handling(before: Case, replied_at: datetime, policy: SlaPolicy) -> float | None:
+    """Working minutes from the assignment to the reply (办理时长)."""
+    if before.assigned_at is None:
+        return None
+    return policy.working_minutes(policy.goal(before.category, before.priority), before.assigned_at, replied_at)

@@ -37,12 +37,13 @@ from suqiu.store.binary import CONVERT, COPY_AS
 
 log = structlog.get_logger(__name__)
 # quarantined_cases is emptied too: a rebuild folds every case again, so none stays held back.
-READ_MODELS = ("case_view", "case_timeline", "sla_timers", "assignments", "closures", "projection_offsets",
-               "quarantined_cases")
+READ_MODELS = ("case_view", "case_timeline", "sla_timers", "assignments", "closures", "replies", "department_days",
+               "projection_offsets", "quarantined_cases")
 # The tables rebuilt beside the live ones, with the columns a worker copies into them.
 REBUILT: dict[str, tuple[tuple[str, str], ...]] = {
     "case_view": CASE_COLUMNS, "case_timeline": TIMELINE_COLUMNS, "sla_timers": TIMER_COLUMNS,
-    "assignments": rows.ASSIGNMENT_COLUMNS, "closures": rows.CLOSURE_COLUMNS,
+    "assignments": rows.ASSIGNMENT_COLUMNS, "closures": rows.CLOSURE_COLUMNS, "replies": rows.REPLY_COLUMNS,
+    "department_days": rows.DAY_COLUMNS,
 }
 LOCK_ID = 0x5351_0003
 FLUSH_ROWS = 20_000  # timeline rows a worker holds before it copies them out
@@ -96,6 +97,7 @@ async def _rebuild(dsn: str, policy_path: str | None, at: datetime, topic: str, 
                 folded = await asyncio.to_thread(_fold_all, shares, progress)
                 log.info("rebuild folded the snapshot", events=folded, workers=workers,
                          seconds=round(time.perf_counter() - started, 2))
+            await _sum_days(conn)
             started = time.perf_counter()
             renames = await _index_next(conn, dsn, workers)
             log.info("rebuild indexed the new tables", seconds=round(time.perf_counter() - started, 2))
@@ -107,6 +109,17 @@ async def _rebuild(dsn: str, policy_path: str | None, at: datetime, topic: str, 
             await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(
                 sql.SQL(", ").join(sql.Identifier(_next(t)) for t in REBUILT)))
             await conn.execute("SELECT pg_advisory_unlock(%s, hashtext(current_schema()))", (LOCK_ID,))
+
+
+async def _sum_days(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The workers copied each case's daily tallies; one row per (department, day) holds their sum."""
+    table = sql.Identifier(_next("department_days"))
+    sums = sql.SQL(", ").join(sql.SQL("sum({0}) AS {0}").format(sql.Identifier(n)) for n in rows.DAY_COUNTS)
+    async with conn.transaction():
+        await conn.execute(sql.SQL("CREATE TEMP TABLE summed_days ON COMMIT DROP AS SELECT department, day, {} "
+                                   "FROM {} GROUP BY department, day").format(sums, table))
+        await conn.execute(sql.SQL("TRUNCATE {}").format(table))
+        await conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM summed_days").format(table))
 
 
 def _next(name: str) -> str:

@@ -19,6 +19,7 @@ from schemas.codec import to_json_text, to_json_value
 from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.model import Status
+from suqiu.domain.periods import Grain, Period
 from suqiu.domain.refdata import subtree
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
@@ -284,6 +285,40 @@ async def jurisdictions(request: web.Request) -> web.Response:
     return json_response({"jurisdictions": [node(c) for c in children.get(None, [])]})
 
 
+def _query(request: web.Request, params: tuple[Param, ...]) -> dict[str, str]:
+    """The query parameters, refusing one the route does not take."""
+    unknown = sorted(set(request.query) - {p.name for p in params})
+    if unknown:
+        raise DomainError("invalid_input", f"{unknown[0]}: unknown query parameter", field=unknown[0],
+                          allowed=[p.name for p in params])
+    return {k: request.query[k] for k in request.query}
+
+
+def _grain(text: str | None) -> Grain | None:
+    if text is None:
+        return None
+    try:
+        return Grain(text)
+    except ValueError:
+        raise DomainError("invalid_input", f"by: unknown grain {text[:40]!r}", field="by",
+                          allowed=[g.value for g in Grain]) from None
+
+
+async def _figures_answer(rt: Runtime, departments: list[str], q: dict[str, str]) -> dict[str, Any]:
+    """Load now and the period's figures; with `by`, the series of its months (quarters, years) too."""
+    period, grain = Period.parse(q.get("from"), q.get("to")), _grain(q.get("by"))
+    now = rt.clock.now()
+    async with rt.pool.connection() as conn:
+        answer = {"as_of": now, **await queries.figures(conn, departments, now, period)}
+        if grain is not None:
+            span = period if period.bounded else await queries.extent(conn, departments)
+            if period.start is not None or period.end is not None:
+                span = Period(period.start or span.start, period.end or span.end)
+            answer["periods"] = (await queries.series(conn, departments, now, span, grain)
+                                 if span.bounded and span.start < span.end else [])  # type: ignore[operator]
+    return answer
+
+
 async def department_load(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     code = inputs.identifier(request.match_info["code"], "code")
@@ -291,27 +326,43 @@ async def department_load(request: web.Request) -> web.Response:
     if dept is None:
         raise DomainError("not_found", f"no department {code}", department=code)
     access.check_figures(request[PRINCIPAL], code)
-    now = rt.clock.now()
-    async with rt.pool.connection() as conn:
-        figures = await queries.figures(conn, [code], now)
-    return json_response({**dataclasses.asdict(dept), "as_of": now, **figures})
+    q = _query(request, PERIOD_QUERY)
+    return json_response({**dataclasses.asdict(dept), **await _figures_answer(rt, [code], q)})
 
 
-async def jurisdiction_kpis(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
+def _subtree_departments(rt: Runtime, request: web.Request) -> tuple[str, set[str], list[str]]:
     ctx = rt.context
     code = inputs.identifier(request.match_info["code"], "code")
     access.check_figures(request[PRINCIPAL], None)
     if code not in ctx.jurisdictions:
         raise DomainError("not_found", f"no jurisdiction {code}", jurisdiction=code)
     nodes = subtree(ctx.jurisdictions, code)
-    members = sorted(d.code for d in ctx.departments.values() if d.jurisdiction in nodes)
+    return code, nodes, sorted(d.code for d in ctx.departments.values() if d.jurisdiction in nodes)
+
+
+async def jurisdiction_kpis(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    code, nodes, members = _subtree_departments(rt, request)
+    q = _query(request, PERIOD_QUERY)
+    answer = await _figures_answer(rt, members, q)
+    return json_response({"jurisdiction": dataclasses.asdict(rt.context.jurisdictions[code]), "departments": members,
+                          "jurisdictions": sorted(nodes), **answer})
+
+
+async def jurisdiction_ranking(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    code, _, members = _subtree_departments(rt, request)
+    q = _query(request, RANKING_QUERY)
+    period = Period.parse(q.get("from"), q.get("to"))
+    by = q.get("by", "on_time_rate")
+    if by not in queries.RANKED:
+        raise DomainError("invalid_input", f"by: cannot rank on {by[:40]!r}", field="by", allowed=list(queries.RANKED))
     now = rt.clock.now()
     async with rt.pool.connection() as conn:
-        figures = await queries.figures(conn, members, now)
-    j = ctx.jurisdictions[code]
-    return json_response({"jurisdiction": dataclasses.asdict(j), "as_of": now, "departments": members,
-                          "jurisdictions": sorted(nodes), **figures})
+        entries = await queries.ranking(conn, members, now, period, by)
+    names = rt.context.departments
+    return json_response({"jurisdiction": code, "as_of": now, "period": period.as_dict(), "by": by,
+                          "ranking": [{**e, "name": names[e["department"]].name} for e in entries]})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -392,6 +443,16 @@ LIST_QUERY = (
 )
 
 
+PERIOD_QUERY = (
+    Param("from", {"type": "string", "format": "date"}, "first day of the period (Asia/Shanghai); all time if absent"),
+    Param("to", {"type": "string", "format": "date"}, "day after the period (exclusive)"),
+    Param("by", {"type": "string", "enum": [g.value for g in Grain]},
+          "one entry per month, quarter or year of the period, in `periods`"),
+)
+RANKING_QUERY = (*PERIOD_QUERY[:2], Param("by", {"type": "string", "enum": list(queries.RANKED),
+                                                "default": "on_time_rate"}, "the rate to rank on"))
+
+
 async def openapi(request: web.Request) -> web.Response:
     from suqiu.openapi import document
 
@@ -412,11 +473,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/schemas", schemas, "The Avro schemas by fingerprint", "anyone", public=True),
     Route("GET", "/v1/schemas/{fingerprint}", schema, "One Avro schema", "anyone", public=True),
     Route("GET", "/v1/departments", departments, "Departments and their open load", "staff; a department itself"),
-    Route("GET", "/v1/departments/{code}/load", department_load, "A department's figures (三率, handling time)",
-          "staff; a department itself"),
+    Route("GET", "/v1/departments/{code}/load", department_load,
+          "A department's load now and its figures for a period (三率, handling time)", "staff; a department itself",
+          query=PERIOD_QUERY),
     Route("GET", "/v1/jurisdictions", jurisdictions, "The jurisdiction tree (辖区), nested", "any key"),
-    Route("GET", "/v1/jurisdictions/{code}/kpis", jurisdiction_kpis, "A jurisdiction's figures over its subtree",
-          "staff"),
+    Route("GET", "/v1/jurisdictions/{code}/kpis", jurisdiction_kpis,
+          "A jurisdiction's figures over its subtree, for a period", "staff", query=PERIOD_QUERY),
+    Route("GET", "/v1/jurisdictions/{code}/ranking", jurisdiction_ranking,
+          "The subtree's departments ranked on one rate over a period (排名)", "staff", query=RANKING_QUERY),
     Route("GET", "/v1/health", health, "Database, broker, read-model lag and calendar", "anyone", public=True),
     Route("GET", "/v1/openapi.json", openapi, "This document", "anyone", public=True),
 )

@@ -231,10 +231,13 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
     rejects = Path(args.rejects or f"{path}.rejects.csv")
     if outcome.rejected:
         write_rejects(rejects, outcome)
+    else:
+        rejects.unlink(missing_ok=True)  # a previous run's rejects would mislead
     sys.stdout.write(f"{outcome.rows} rows in {seconds:.1f} s ({outcome.rows / max(seconds, 1e-9):,.0f} rows/s, "
                      f"{workers} worker{'s' if workers > 1 else ''}): "
                      f"{outcome.imported} imported, {outcome.already} already imported, "
-                     f"{len(outcome.rejected)} rejected" + (f" (see {rejects})" if outcome.rejected else "") + "\n")
+                     f"{len(outcome.rejected)} rejected" + (f" (see {rejects})" if outcome.rejected else "") + "\n"
+                     f"{outcome.open_cases(mapping)}\n")
     return 1 if outcome.rejected else 0
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from suqiu.config import Settings
 from suqiu.domain import DomainError
-from suqiu.domain.model import Actor, Role
+from suqiu.domain.model import OUTCOMES, Actor, Role
 from suqiu.processes import worker_pool
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest, CommandResult
@@ -38,6 +38,7 @@ TIMES = ("submitted_at", "replied_at", "closed_at")
 BODY_TO_COLUMN = {"enterprise.uscc": "uscc", "enterprise.name": "enterprise_name",
                   "enterprise.contact_name": "contact_name", "enterprise.contact_phone": "contact_phone"}
 _EXCEL_SERIAL = re.compile(r"^\d{4,6}(\.\d+)?$")
+OPEN_CASES = ("live", "close_as")
 _FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d",
             "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日", "%Y%m%d%H%M%S")
 
@@ -55,6 +56,14 @@ class ImportMapping:
     columns: Mapping[str, str]
     values: Mapping[str, Mapping[str, str]]
     defaults: Mapping[str, str]
+    date_formats: tuple[str, ...] = ()
+    open_cases: str = "live"
+    close_outcome: str = ""
+    close_note: str = ""
+
+    def column(self, name: str) -> str:
+        """The CSV column a field comes from, or the field's name when only [defaults] gives it."""
+        return self.columns.get(name, f"defaults.{name}")
 
 
 @dataclass
@@ -64,20 +73,31 @@ class Outcome:
     already: int = 0
     rejected: list[tuple[int, str, list[str]]] = field(default_factory=list)
     header: list[str] = field(default_factory=list)
+    open: int = 0  # imported without a closure in the file: live, or closed as the mapping says
+
+    def open_cases(self, m: ImportMapping) -> str:
+        """What became of the cases the file left open (the summary always says)."""
+        if m.open_cases == "close_as":
+            return f"{self.open} open in the file, closed as {m.close_outcome} at their last event (open_cases = close_as)"
+        return f"{self.open} open in the file, running on fresh clocks from now (open_cases = live)"
 
 
 def load_mapping(path: Path) -> ImportMapping:
+    """The mapping file (see docs/import.md); MappingError names the key that is wrong."""
     try:
         doc = tomllib.loads(path.read_text("utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise MappingError(f"{path}: {exc}") from None
-    columns = doc.get("columns", {})
-    missing = [f for f in REQUIRED if f not in columns]
-    if missing:
-        raise MappingError(f"{path}: columns.{missing[0]} is required (the CSV header holding it)")
-    unknown = sorted(set(columns) - set(REQUIRED) - set(OPTIONAL))
+    columns = _table(doc, "columns", path)
+    defaults = _table(doc, "defaults", path)
+    values = _table(doc, "values", path)
+    unknown = sorted((set(columns) | set(defaults) | set(values)) - set(FIELDS))
     if unknown:
-        raise MappingError(f"{path}: columns.{unknown[0]} is not a field (known: {', '.join(REQUIRED + OPTIONAL)})")
+        raise MappingError(f"{path}: {unknown[0]} is not a field (known: {', '.join(FIELDS)})")
+    missing = [f for f in REQUIRED if f not in columns and not defaults.get(f)]
+    if missing:
+        raise MappingError(f"{path}: {missing[0]} is required: name its CSV column in [columns] "
+                           "or give a value in [defaults]")
     if "source_system" not in doc:
         raise MappingError(f"{path}: source_system is required (names the system the rows came from)")
     m = re.fullmatch(r"([+-])(\d\d):(\d\d)", doc.get("utc_offset", "+08:00"))
@@ -90,25 +110,48 @@ def load_mapping(path: Path) -> ImportMapping:
         "".encode(encoding)
     except LookupError:
         raise MappingError(f"{path}: encoding: unknown text encoding {encoding!r}") from None
-    return ImportMapping(str(doc["source_system"]), encoding, doc.get("delimiter", ","), offset, columns,
-                    doc.get("values", {}), doc.get("defaults", {}))
+    delimiter = doc.get("delimiter", ",")
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise MappingError(f"{path}: delimiter must be one character, such as \",\" or \"\\t\"")
+    formats = doc.get("date_formats", [])
+    if not isinstance(formats, list) or not all(isinstance(f, str) and "%" in f for f in formats):
+        raise MappingError(f"{path}: date_formats must be a list of strptime formats, such as [\"%m/%d/%Y %H:%M\"]")
+    open_cases = doc.get("open_cases", "live")
+    if open_cases not in OPEN_CASES:
+        raise MappingError(f"{path}: open_cases must be one of {', '.join(OPEN_CASES)}")
+    close_as = _table(doc, "close_as", path)
+    if open_cases == "close_as" and close_as.get("outcome") not in OUTCOMES:
+        raise MappingError(f"{path}: close_as.outcome is required with open_cases = \"close_as\" "
+                           f"(one of {', '.join(sorted(OUTCOMES))})")
+    return ImportMapping(str(doc["source_system"]), encoding, delimiter, offset, columns, values, defaults,
+                         tuple(formats), open_cases, close_as.get("outcome", ""), close_as.get("note", ""))
 
 
-def parse_time(raw: str, offset: timezone, column: str) -> datetime:
+def _table(doc: Mapping[str, Any], key: str, path: Path) -> dict[str, Any]:
+    table = doc.get(key, {})
+    if not isinstance(table, dict):
+        raise MappingError(f"{path}: {key} must be a table ([{key}])")
+    return table
+
+
+def parse_time(raw: str, offset: timezone, column: str, formats: tuple[str, ...] = ()) -> datetime:
+    """ISO 8601, or the first of `formats` (the built-in ones when none are given) that reads it."""
     text = raw.strip()
     if _EXCEL_SERIAL.match(text):
         raise ValueError(f"{column}: {text!r} looks like an Excel serial number; export dates as text")
+    tried = formats or _FORMATS
     try:
         t = datetime.fromisoformat(text)
     except ValueError:
-        for fmt in _FORMATS:
+        for fmt in tried:
             try:
                 t = datetime.strptime(text, fmt)
                 break
             except ValueError:
                 continue
         else:
-            raise ValueError(f"{column}: {text!r} is not a date-time") from None
+            raise ValueError(f"{column}: {text!r} is not a date-time (accepted: ISO 8601, "
+                             + ", ".join(tried) + "; set date_formats in the mapping)") from None
     return t if t.tzinfo else t.replace(tzinfo=offset)
 
 
@@ -135,19 +178,23 @@ def row_body(raw: Mapping[str, str], m: ImportMapping) -> dict[str, Any]:
     for name in FIELDS:
         text = (raw.get(name) or "").strip() or m.defaults.get(name, "")
         values = m.values.get(name)
-        v[name] = values.get(text, text) if values else text
+        v[name] = values.get(text, values.get("*", text)) if values and text else text
     for name in REQUIRED:
         if not v[name]:
-            raise ValueError(f"{m.columns[name]}: required ({name}) but empty")
-    times = {name: parse_time(v[name], m.offset, m.columns.get(name, name)) if v[name] else None
+            raise ValueError(f"{m.column(name)}: required ({name}) but empty")
+    times = {name: parse_time(v[name], m.offset, m.column(name), m.date_formats) if v[name] else None
              for name in TIMES}
     submitted = times["submitted_at"]
     assert submitted is not None
     for name in ("replied_at", "closed_at"):
         t = times[name]
         if t is not None and t < submitted:
-            raise ValueError(f"{m.columns[name]}: {t.isoformat()} is before the submission ({submitted.isoformat()})")
+            raise ValueError(f"{m.column(name)}: {t.isoformat()} is before the submission ({submitted.isoformat()})")
     replied, closed = times["replied_at"], times["closed_at"]
+    outcome, note = v["outcome"], ""
+    if closed is None and m.open_cases == "close_as":
+        # Closed as of its own last event, with the outcome and note the mapping chose.
+        closed, outcome, note = replied or submitted, m.close_outcome, m.close_note
     return {
         "source_system": m.source_system, "source_ref": v["source_ref"],
         "enterprise": {"uscc": v["uscc"], "name": v["enterprise_name"],
@@ -157,7 +204,7 @@ def row_body(raw: Mapping[str, str], m: ImportMapping) -> dict[str, Any]:
         "submitted_at": submitted.isoformat(), "department": v["department"], "reply": v["reply"],
         "replied_at": replied.isoformat() if replied else None,
         "closed_at": closed.isoformat() if closed else None,
-        "outcome": v["outcome"] if closed else "",
+        "outcome": outcome if closed else "", "close_note": note,
     }
 
 
@@ -224,11 +271,15 @@ async def import_rows(create: CreateRows, out: Outcome, rows: Rows, lines: Chunk
                 name = str(result.details.get("field") or "")
                 column = m.columns.get(BODY_TO_COLUMN.get(name, name))
                 reason = result.message.removeprefix(f"{name}: ")
+                allowed = result.details.get("allowed")
+                if allowed:
+                    reason += f" (allowed: {', '.join(map(str, allowed))}; map others in [values.{name}])"
                 out.rejected.append((line, f"{column or name or 'row'}: {reason}", fields))
             elif result.status == "duplicate":
                 out.already += 1
             else:
                 out.imported += 1
+                out.open += _is_open(fields, rows)
         if progress is not None:
             progress(len(part))
 
@@ -288,6 +339,11 @@ def _worker_create(rows: Rows, chunk: Chunk) -> list[tuple[str, str, str, int, t
     results = _worker.loop.run_until_complete(create_rows(_worker.runtime.service.create_many, rows, chunk))
     return [(r.status, r.command_id, r.case_id, r.seq, r.event_ids) if isinstance(r, CommandResult) else r
             for r in results]
+
+
+def _is_open(fields: list[str], rows: Rows) -> bool:
+    at = rows.columns.get("closed_at")
+    return at is None or at >= len(fields) or not fields[at].strip()
 
 
 def write_rejects(path: Path, out: Outcome) -> None:

@@ -22,7 +22,7 @@ from schemas.codec import GENESIS, Codec, stored_hash
 from suqiu.clock import Clock, SystemClock
 from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve, inputs
 from suqiu.domain.access import Principal
-from suqiu.domain.commands import ImportCase, Submit, parse_command
+from suqiu.domain.commands import ImportCase, Submit, hashed_fields, parse_command
 from suqiu.domain.events import Event
 from suqiu.domain.model import Actor, plain
 from suqiu.domain.refdata import Context
@@ -305,7 +305,8 @@ class CommandService:
 
 def _request_hash(req: CommandRequest, command: Any) -> bytes:
     canonical = _CANONICAL.encode(
-        {"type": req.type, "case_id": req.case_id, "actor": plain(req.actor), "command": plain(command)})
+        {"type": req.type, "case_id": req.case_id, "actor": plain(req.actor),
+         "command": {k: plain(v) for k, v in hashed_fields(command).items()}})
     return hashlib.sha256(canonical.encode()).digest()
 
 

@@ -51,9 +51,9 @@ ROWS = [
     # 8: an invalid unified social credit code
     ["H-007", "2025-03-05 10:00", "91110000600037341X", "某公司", "12345热线", "行政审批", "tj-binhai", "标题",
      "内容", "", "", "", "", ""],
-    # 9: from a year no calendar describes (chinesecalendar starts in 2004): no deadline can be placed
+    # 9: handled in a year no calendar describes (chinesecalendar starts in 2004): no deadline can be placed
     ["H-008", "2003-06-02 10:00", GOOD, "某公司", "12345热线", "行政审批", "tj-binhai", "标题", "内容",
-     "滨海新区行政审批局", "", "", "", ""],
+     "滨海新区行政审批局", "2003-06-03 10:00", "答复", "2003-06-04 10:00", "已解决"],
 ]
 MAPPING = """
 source_system = "tj-12345-legacy"
@@ -144,15 +144,22 @@ async def test_import_good_rows_reject_bad_ones_and_twice_adds_nothing(
     again = list(csv.reader((tmp_path / "history.csv.rejects.csv").read_text("utf-8-sig").splitlines()))
     assert {int(r[0]): r[1] for r in again[1:]} == reasons  # a refusal decided in a worker keeps its field
 
-    # A live worker breaches the case still open; the closed historical ones get nothing new.
+    # The case still open runs on fresh clocks from the import: a live worker raises nothing for it
+    # until they fall due; the closed historical ones get nothing new.
+    open_case = by_ref["H-003"][0]
+    dispatched = next(ev for c, _, ev in events if c == open_case and ev.event_type == "AppealDispatched")
+    imported_at = dispatched.recorded_at  # the import's own clock: dispatched then, not in March 2025
+    assert dispatched.occurred_at == imported_at and dispatched.payload.accept_due > imported_at
     async with faust_worker(s, runtime.clock):
-        open_case = by_ref["H-003"][0]
-        await eventually(lambda: query(s, "SELECT count(*) FROM events WHERE case_id = %s AND "
-                                          "event_type = 'SlaBreached'", open_case)[0][0], lambda n: n >= 1)
-        for ref in ("H-001", "H-002"):
+        for ref in ("H-001", "H-002", "H-003"):
             await caught_up(s, by_ref[ref][0])
-    sla = dict(query(s, "SELECT case_id, count(*) FROM events WHERE event_type LIKE 'Sla%%' GROUP BY 1"))
+        timers = await eventually(lambda: query(s, "SELECT fire_at FROM sla_timers WHERE case_id = %s", open_case),
+                                  lambda rows: len(rows) >= 2)
+        assert min(r[0] for r in timers) > imported_at, timers  # due after the import, not in 2025
+    sla = dict(query(s, "SELECT case_id, count(*) FROM events WHERE event_type LIKE 'Sla%%' "
+                        "OR event_type = 'SupervisionOpened' GROUP BY 1"))
     assert sla.get(by_ref["H-001"][0], 0) == 0 and sla[by_ref["H-002"][0]] == 1  # only the retroactive breach
+    assert sla.get(open_case, 0) == 0
 
 
 async def test_import_of_a_missing_file_is_a_clear_error(

@@ -19,10 +19,18 @@ TEXT = 2000
 LONG_TEXT = 20000
 
 
-def _text(limit: int = TEXT, *, required: bool = True) -> Any:
+def _text(limit: int = TEXT, *, required: bool = True, added: bool = False) -> Any:
+    """A text field of at most `limit` characters. `added`: a field added after commands were first
+    stored, hashed for idempotency only when set, so a command sent again matches its first sending."""
     if required:
         return field(metadata={"max": limit, "required": True})
-    return field(default="", metadata={"max": limit, "required": False})
+    return field(default="", metadata={"max": limit, "required": False, "added": added})
+
+
+def hashed_fields(command: Any) -> dict[str, Any]:
+    """The command's fields as its idempotency hash covers them (see `_text`'s `added`)."""
+    return {f.name: getattr(command, f.name) for f in fields(command)
+            if not (f.metadata.get("added") and getattr(command, f.name) == f.default)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +84,7 @@ class ImportCase(Submit):
     reply: str = _text(LONG_TEXT, required=False)
     closed_at: datetime | None = None
     outcome: str = _text(32, required=False)
+    close_note: str = _text(required=False, added=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

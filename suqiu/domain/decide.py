@@ -98,8 +98,13 @@ def _submit(case: Case, cmd: c.Submit, meta: c.CommandMeta, ctx: Context) -> e.E
 
 
 def _import(case: Case, cmd: c.ImportCase, meta: c.CommandMeta, ctx: Context) -> list[tuple[e.EventPayload, datetime]]:
-    """A historical case as far as it went, each event at its original time; a resolve deadline
-    that the historical reply missed is recorded as the breach it was, at the deadline."""
+    """A historical case as far as it went, each event at its original time (历史数据导入).
+
+    Its clocks are settled as of its own last event: a resolve deadline the historical reply
+    missed is recorded as the breach it was, at the deadline. A case still open at the import
+    starts a fresh cycle at the import: an unanswered one is dispatched then, and a replied one
+    owes its follow-up (回访) from then. No alarm is raised today for a cycle that ended years ago.
+    """
     access.authorize_import(meta.actor)
     at = cmd.submitted_at
     if at > meta.issued_at:
@@ -124,20 +129,29 @@ def _import(case: Case, cmd: c.ImportCase, meta: c.CommandMeta, ctx: Context) ->
     if cmd.department:
         _known_department(ctx, cmd.department)
         goal = ctx.policy.goal(cmd.category, cmd.priority)
-        resolve_due = ctx.policy.after(goal, at, goal.resolve_minutes)
+        # An unanswered case open at the import is dispatched at the import, on today's clocks.
+        live = cmd.replied_at is None and cmd.closed_at is None
+        dispatched = meta.issued_at if live else at
+        resolve_due = ctx.policy.after(goal, dispatched, goal.resolve_minutes)
         out.append((_flag(ctx, goal, case, e.AppealDispatched(
-            department=cmd.department, note=None, accept_due=ctx.policy.after(goal, at, goal.accept_minutes),
-            resolve_due=resolve_due)), at))
+            department=cmd.department, note=LIVE_IMPORT_NOTE if live else None,
+            accept_due=ctx.policy.after(goal, dispatched, goal.accept_minutes), resolve_due=resolve_due)),
+            dispatched))
         if cmd.replied_at is not None:
             out.append((e.AppealAccepted(department=cmd.department), at))
             if cmd.replied_at > resolve_due:
                 out.append((e.SlaBreached(clock="resolve", due_at=resolve_due), resolve_due))
+            # A follow-up still owed at the import is owed from the import, not from years ago.
+            follow_from = cmd.replied_at if cmd.closed_at is not None else max(cmd.replied_at, meta.issued_at)
             out.append((_flag(ctx, goal, case, e.AppealReplied(
                 department=cmd.department, content=cmd.reply or "（历史数据未记录答复内容）",
-                follow_up_due=ctx.policy.after(goal, cmd.replied_at, goal.follow_up_minutes))), cmd.replied_at))
+                follow_up_due=ctx.policy.after(goal, follow_from, goal.follow_up_minutes))), cmd.replied_at))
     if cmd.closed_at is not None:
-        out.append((e.AppealClosed(outcome=cmd.outcome, note="历史数据导入"), cmd.closed_at))
+        out.append((e.AppealClosed(outcome=cmd.outcome, note=cmd.close_note or "历史数据导入"), cmd.closed_at))
     return out
+
+
+LIVE_IMPORT_NOTE = "历史数据导入：导入时尚未答复，自导入时起重新计时"
 
 
 def _known_department(ctx: Context, code: str) -> None:

@@ -1,0 +1,119 @@
+"""Reporting periods (统计周期): Asia/Shanghai days, `to` exclusive, split by month, quarter or year."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from enum import StrEnum
+
+from suqiu.domain.errors import invalid
+from suqiu.domain.sla import CHINA
+
+# A period longer than this is almost certainly a typo (year 20260 for 2026).
+MAX_DAYS = 366 * 50
+
+
+class Grain(StrEnum):
+    """How a period is split for a series: 月度, 季度, 年度."""
+
+    MONTH = "month"
+    QUARTER = "quarter"
+    YEAR = "year"
+
+    def start(self, day: date) -> date:
+        """The first day of the month, quarter or year `day` falls in."""
+        if self is Grain.MONTH:
+            return day.replace(day=1)
+        if self is Grain.QUARTER:
+            return date(day.year, (day.month - 1) // 3 * 3 + 1, 1)
+        return date(day.year, 1, 1)
+
+    def following(self, start: date) -> date:
+        """The first day of the next month, quarter or year after the one starting on `start`."""
+        months = {Grain.MONTH: 1, Grain.QUARTER: 3, Grain.YEAR: 12}[self]
+        index = start.year * 12 + start.month - 1 + months
+        return date(index // 12, index % 12 + 1, 1)
+
+    def label(self, start: date) -> str:
+        """2026-07, 2026-Q3, 2026."""
+        if self is Grain.MONTH:
+            return f"{start.year:04d}-{start.month:02d}"
+        if self is Grain.QUARTER:
+            return f"{start.year:04d}-Q{(start.month - 1) // 3 + 1}"
+        return f"{start.year:04d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """Days from `start` up to, not including, `end`; None on either side is unbounded."""
+
+    start: date | None = None
+    end: date | None = None
+
+    @classmethod
+    def parse(cls, start: str | None, end: str | None) -> Period:
+        """From query text (`from`, `to`: ISO dates); refusals name the parameter."""
+        period = cls(_iso_date(start, "from"), _iso_date(end, "to"))
+        if period.start is not None and period.end is not None:
+            if period.end <= period.start:
+                raise invalid("to", "must be after from (to is exclusive)", rule="from < to")
+            if (period.end - period.start).days > MAX_DAYS:
+                raise invalid("to", f"the period is longer than {MAX_DAYS} days", rule=f"to - from <= {MAX_DAYS} days")
+        return period
+
+    @property
+    def bounded(self) -> bool:
+        return self.start is not None and self.end is not None
+
+    def instants(self) -> tuple[datetime | None, datetime | None]:
+        """The period as instants: midnight in Asia/Shanghai at each end."""
+        return (None if self.start is None else midnight(self.start), None if self.end is None else midnight(self.end))
+
+    def split(self, grain: Grain) -> list[tuple[str, Period]]:
+        """The months (quarters, years) of a bounded period, the first and last cut to it."""
+        assert self.start is not None and self.end is not None, "split needs a bounded period"
+        out: list[tuple[str, Period]] = []
+        start = grain.start(self.start)
+        while start < self.end:
+            following = grain.following(start)
+            out.append((grain.label(start), Period(max(start, self.start), min(following, self.end))))
+            start = following
+        return out
+
+    def previous(self) -> Period:
+        """The period of the same length just before this one (环比): a month for a month."""
+        assert self.start is not None and self.end is not None, "previous needs a bounded period"
+        if self.start.day == 1 and self.end.day == 1:
+            months = (self.end.year - self.start.year) * 12 + self.end.month - self.start.month
+            index = self.start.year * 12 + self.start.month - 1 - months
+            return Period(date(index // 12, index % 12 + 1, 1), self.start)
+        return Period(self.start - (self.end - self.start), self.start)
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"from": None if self.start is None else self.start.isoformat(),
+                "to": None if self.end is None else self.end.isoformat()}
+
+
+def month(text: str, field: str = "month") -> Period:
+    """YYYY-MM as the period of that month."""
+    try:
+        first = datetime.strptime(text, "%Y-%m").date()
+    except ValueError:
+        raise invalid(field, f"{text!r} is not a month", rule="YYYY-MM") from None
+    return Period(first, Grain.MONTH.following(first))
+
+
+def midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), CHINA)
+
+
+def _iso_date(text: str | None, field: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise invalid(field, f"{text[:40]!r} is not an ISO date", rule="YYYY-MM-DD, a day in Asia/Shanghai") from None
+    if not 2000 <= day.year <= 2199:
+        raise invalid(field, "is outside the years 2000 to 2199", rule="a year from 2000 to 2199")
+    return day

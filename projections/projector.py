@@ -286,7 +286,7 @@ def _rounds(per_case: Iterable[list[rows.Fact]]) -> list[dict[type[rows.Fact], l
     """
     rounds: list[dict[type[rows.Fact], list[tuple[Any, ...]]]] = []
     for facts in per_case:
-        for i, fact in enumerate(facts):
+        for i, fact in enumerate(f for f in facts if type(f) in rows.FACT_SQL):  # some only add to the days
             if i == len(rounds):
                 rounds.append(defaultdict(list))
             kind = type(fact)

@@ -10,6 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from projections import rows
+from suqiu.domain.clocks import Clock
 from suqiu.domain.periods import Grain, Period
 
 LIST_COLUMNS = (
@@ -29,22 +30,53 @@ def sla_state(row: dict[str, Any], now: datetime) -> str:
     return "due_soon" if row["warned"] else "on_time"
 
 
+def next_clock(row: dict[str, Any]) -> str | None:
+    """The clock whose deadline is the case's next one (the one that breached, when overdue)."""
+    for clock in Clock:
+        if row["next_due"] is not None and row.get(clock.due_field) == row["next_due"]:
+            return clock.value
+    return None
+
+
+ALL_TIME = Period()
+ORDERS = {"submitted": "submitted_at, case_id", "next_due": "next_due NULLS LAST, case_id"}
+
+
 async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state: str | None = None,
                      department: str | None = None, overdue: bool | None = None, limit: int = 50,
-                     after: str | None = None, usccs: Collection[str] | None = None) -> list[dict[str, Any]]:
-    """Cases in submission order; `after` is the last case id of the previous page; `usccs`
-    limits them to those enterprises' cases."""
+                     after: str | None = None, usccs: Collection[str] | None = None, open_only: bool = False,
+                     category: str | None = None, text: str | None = None, submitted: Period = ALL_TIME,
+                     order: str = "submitted") -> list[dict[str, Any]]:
+    """Cases in submission order (or by next deadline); `after` is the last case id of the
+    previous page; `usccs` limits them to those enterprises' cases; `text` matches a case id or
+    USCC exactly, or a part of the enterprise name or title."""
     where: list[str] = ["true"]
     params: list[Any] = []
     if state is not None:
         where.append("status = %s")
         params.append(state)
+    if open_only:
+        where.append("status NOT IN ('closed', 'withdrawn')")
     if department is not None:
         where.append("department = %s")
         params.append(department)
+    if category is not None:
+        where.append("category = %s")
+        params.append(category)
     if usccs is not None:
         where.append("enterprise_uscc = ANY(%s)")
         params.append(list(usccs))
+    if text:
+        where.append("(case_id = %s OR enterprise_uscc = %s OR enterprise_name LIKE %s OR title LIKE %s)")
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        params.extend([text, text, pattern, pattern])
+    start, end = submitted.instants()
+    if start is not None:
+        where.append("submitted_at >= %s")
+        params.append(start)
+    if end is not None:
+        where.append("submitted_at < %s")
+        params.append(end)
     if overdue is not None:
         clause = "(next_due IS NOT NULL AND (breached OR next_due <= %s))"
         where.append(clause if overdue else f"NOT {clause}")
@@ -55,10 +87,11 @@ async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state
     params.append(limit)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT {LIST_COLUMNS} FROM case_view WHERE {' AND '.join(where)} "
-                          "ORDER BY submitted_at, case_id LIMIT %s", params)
+                          f"ORDER BY {ORDERS[order]} LIMIT %s", params)
         rows = await cur.fetchall()
     for row in rows:
         row["sla_status"] = sla_state(row, now)
+        row["next_clock"] = next_clock(row)
     return rows
 
 
@@ -146,11 +179,10 @@ def _rates(c: dict[str, int], handling: tuple[float | None, float | None], await
         "counts": {"assigned": c["assigned"], "responded_on_time": c["accepted_on_time"], "response_due": due,
                    "replied_on_time": c["replied_on_time"], "replied": c["replied"], "closed": c["closed"],
                    "resolved": c["resolved"], "handled": c["handled"], "satisfied": c["satisfied"],
-                   "rated": c["rated"], "reopened": c["reopened"]},
+                   "rated": c["rated"], "reopened": c["reopened"], "breached": c["breached"]},
     }
 
 
-ALL_TIME = Period()
 EMPTY = _rates(dict.fromkeys(rows.DAY_COUNTS, 0), (None, None), 0)
 
 
@@ -208,15 +240,27 @@ async def ranking(conn: psycopg.AsyncConnection[Any], departments: Sequence[str]
 
 
 async def open_counts(conn: psycopg.AsyncConnection[Any], now: datetime) -> dict[str, dict[str, int]]:
-    """Per department: open, due soon, overdue (what a dispatcher balances on)."""
+    """Per department: open, due soon, overdue, supervised (督办), and today's acceptances and
+    closures (what a dispatcher balances on)."""
     cur = await conn.execute(
         "SELECT department, count(*), "
         "count(*) FILTER (WHERE next_due IS NOT NULL AND NOT breached AND next_due > %(now)s "
         "AND (warned OR warn_at <= %(now)s)), "
-        "count(*) FILTER (WHERE next_due IS NOT NULL AND (breached OR next_due <= %(now)s)) "
+        "count(*) FILTER (WHERE next_due IS NOT NULL AND (breached OR next_due <= %(now)s)), "
+        "count(*) FILTER (WHERE supervised) "
         "FROM case_view WHERE department IS NOT NULL AND status NOT IN ('closed', 'withdrawn') "
         "GROUP BY department", {"now": now})
-    return {r[0]: {"open": r[1], "due_soon": r[2], "overdue": r[3]} for r in await cur.fetchall()}
+    out = {r[0]: {"open": r[1], "due_soon": r[2], "overdue": r[3], "supervised": r[4], "accepted_today": 0,
+                  "closed_today": 0} for r in await cur.fetchall()}
+    cur = await conn.execute("SELECT department, acceptances, closed FROM department_days WHERE day = %s",
+                             (rows.day_of(now),))
+    for department, accepted, closed in await cur.fetchall():
+        entry = out.setdefault(department, dict(EMPTY_LOAD))
+        entry["accepted_today"], entry["closed_today"] = accepted, closed
+    return out
+
+
+EMPTY_LOAD = {"open": 0, "due_soon": 0, "overdue": 0, "supervised": 0, "accepted_today": 0, "closed_today": 0}
 
 
 async def quarantined(conn: psycopg.AsyncConnection[Any], limit: int = 20) -> dict[str, Any]:

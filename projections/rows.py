@@ -85,13 +85,21 @@ class Reopened:
     at: datetime
 
 
-Fact = Assigned | Accepted | Replied | Closed | Rated | Reopened
+@dataclass(frozen=True, slots=True)
+class Breached:
+    """超期: a clock passed its deadline while the department held the case."""
+
+    department: str
+    due_at: datetime
+
+
+Fact = Assigned | Accepted | Replied | Closed | Rated | Reopened | Breached
 # The outcomes that count as handled (办理) for the resolution and reopen rates, and the ratings
 # that count as satisfied (满意, 基本满意).
 HANDLED = frozenset({"resolved", "explained", "unresolvable"})
 SATISFIED = frozenset({"satisfied", "basically_satisfied"})
 DAY_COUNTS = ("assigned", "accepted", "accepted_on_time", "acceptances", "replied", "replied_on_time", "closed",
-              "resolved", "handled", "reopened", "rated", "satisfied")
+              "resolved", "handled", "reopened", "rated", "satisfied", "breached")
 ASSIGNMENT_COLUMNS = (("case_id", "text"), ("seq", "int"), ("department", "text"), ("assigned_at", "timestamptz"),
                       ("accept_due", "timestamptz"), ("accepted_at", "timestamptz"))
 REPLY_COLUMNS = (("case_id", "text"), ("seq", "int"), ("department", "text"), ("replied_at", "timestamptz"),
@@ -188,6 +196,8 @@ def tallies(fact: Fact) -> list[tuple[str, date, str]]:
             return out
         case Reopened() if fact.department is not None and fact.outcome in HANDLED:
             return [(fact.department, day_of(fact.at), "reopened")]
+        case Breached():
+            return [(fact.department, day_of(fact.due_at), "breached")]
     return []
 
 
@@ -285,6 +295,8 @@ def facts(before: Case, ev: e.Event, after: Case, policy: SlaPolicy) -> list[Fac
             handling = None if before.replied_at is None else _handling(before, before.replied_at, policy)
             return [Closed(ev.case_id, before.reopen_count, before.department, at, p.outcome, before.replied_at,
                            before.resolve_due, handling)]
+        case e.SlaBreached() if before.department is not None:
+            return [Breached(before.department, p.due_at)]
         case e.FeedbackReceived():
             return [Rated(ev.case_id, before.reopen_count, p.rating, before.department, at)]
     return []

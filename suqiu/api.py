@@ -265,7 +265,7 @@ async def departments(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     async with rt.pool.connection() as conn:
         counts = await queries.open_counts(conn, rt.clock.now())
-    empty = {"open": 0, "due_soon": 0, "overdue": 0}
+    empty = queries.EMPTY_LOAD
     visible = access.visible_departments(request[PRINCIPAL], rt.context.departments)
     return json_response({"departments": [
         {**dataclasses.asdict(rt.context.departments[code]), "load": counts.get(code, empty)} for code in visible
@@ -314,6 +314,7 @@ async def _figures_answer(rt: Runtime, departments: list[str], q: dict[str, str]
             span = period if period.bounded else await queries.extent(conn, departments)
             if period.start is not None or period.end is not None:
                 span = Period(period.start or span.start, period.end or span.end)
+            span.check_series(grain)
             answer["periods"] = (await queries.series(conn, departments, now, span, grain)
                                  if span.bounded and span.start < span.end else [])  # type: ignore[operator]
     return answer
@@ -485,7 +486,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/openapi.json", openapi, "This document", "anyone", public=True),
 )
 PUBLIC_PATHS = frozenset(r.path for r in ROUTES if r.public and "{" not in r.path)
-PUBLIC_PREFIXES = tuple(r.path.split("{", 1)[0] for r in ROUTES if r.public and "{" in r.path)
+# The board signs in by session cookie (suqiu.board.views.page), not by bearer key.
+PUBLIC_PREFIXES = (*(r.path.split("{", 1)[0] for r in ROUTES if r.public and "{" in r.path), "/board")
 
 
 def create_app(runtime: Runtime, broker_probe: Callable[[], Awaitable[str]] | None = None) -> web.Application:
@@ -495,4 +497,7 @@ def create_app(runtime: Runtime, broker_probe: Callable[[], Awaitable[str]] | No
         app[BROKER_PROBE] = broker_probe
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
+    from suqiu.board.views import add_routes
+
+    add_routes(app)
     return app

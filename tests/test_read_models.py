@@ -83,7 +83,8 @@ async def test_kpis_for_a_scripted_scenario_equal_the_figures_worked_out_by_hand
 
         status, listing = await api.call("dispatcher", "GET", "/departments")
         market = next(x for x in listing["departments"] if x["code"] == "bh-market")
-        assert market["load"] == {"open": 2, "due_soon": 0, "overdue": 1}
+        assert market["load"] == {"open": 2, "due_soon": 0, "overdue": 1, "supervised": 0, "accepted_today": 0,
+                              "closed_today": 2}
 
         status, page = await api.call("dispatcher", "GET", "/appeals?department=bh-market&overdue=true")
         assert [x["case_id"] for x in page["appeals"]] == [c] and page["appeals"][0]["sla_status"] == "overdue"

@@ -171,3 +171,10 @@ def visible_departments(principal: Principal, codes: Iterable[str]) -> list[str]
     if actor.role is Role.ENTERPRISE:
         return []
     return sorted(c for c in codes if actor.role is not Role.DEPARTMENT or c == actor.department)
+
+
+def may_issue(principal: Principal, command_type: str) -> bool:
+    """Whether `principal`'s role may issue `command_type` at all (the board shows its button);
+    the case's state and department are still checked when the command is decided."""
+    rule = RULES.get(command_type)
+    return rule is not None and principal.actor.role in rule.roles

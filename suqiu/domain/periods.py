@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 
 from suqiu.domain.errors import invalid
@@ -14,14 +14,17 @@ MAX_DAYS = 366 * 50
 
 
 class Grain(StrEnum):
-    """How a period is split for a series: 月度, 季度, 年度."""
+    """How a period is split for a series: 日, 月度, 季度, 年度."""
 
+    DAY = "day"
     MONTH = "month"
     QUARTER = "quarter"
     YEAR = "year"
 
     def start(self, day: date) -> date:
         """The first day of the month, quarter or year `day` falls in."""
+        if self is Grain.DAY:
+            return day
         if self is Grain.MONTH:
             return day.replace(day=1)
         if self is Grain.QUARTER:
@@ -30,12 +33,16 @@ class Grain(StrEnum):
 
     def following(self, start: date) -> date:
         """The first day of the next month, quarter or year after the one starting on `start`."""
+        if self is Grain.DAY:
+            return start + timedelta(days=1)
         months = {Grain.MONTH: 1, Grain.QUARTER: 3, Grain.YEAR: 12}[self]
         index = start.year * 12 + start.month - 1 + months
         return date(index // 12, index % 12 + 1, 1)
 
     def label(self, start: date) -> str:
         """2026-07, 2026-Q3, 2026."""
+        if self is Grain.DAY:
+            return start.isoformat()
         if self is Grain.MONTH:
             return f"{start.year:04d}-{start.month:02d}"
         if self is Grain.QUARTER:
@@ -79,6 +86,11 @@ class Period:
             out.append((grain.label(start), Period(max(start, self.start), min(following, self.end))))
             start = following
         return out
+
+    def check_series(self, grain: Grain) -> None:
+        """A daily series is for a year at most: longer ones are asked by month."""
+        if grain is Grain.DAY and self.start is not None and self.end is not None and (self.end - self.start).days > 366:
+            raise invalid("by", "day is for periods of up to 366 days", rule="by=day with to - from <= 366 days")
 
     def previous(self) -> Period:
         """The period of the same length just before this one (环比): a month for a month."""

@@ -3,7 +3,7 @@
 -- hundred rows to sum rather than a scan of every assignment and closure.
 --   by the day of the assignment (派单/转办/重办): assigned, accepted, accepted_on_time
 --   by the day it happened: acceptances, replied, replied_on_time, closed, resolved, handled,
---   reopened (a handled closure reopened that day), rated, satisfied
+--   reopened (a handled closure reopened that day), rated, satisfied, breached (超期, by its deadline)
 CREATE TABLE IF NOT EXISTS department_days (
     department       text    NOT NULL,
     day              date    NOT NULL,
@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS department_days (
     reopened         integer NOT NULL DEFAULT 0,
     rated            integer NOT NULL DEFAULT 0,
     satisfied        integer NOT NULL DEFAULT 0,
+    breached         integer NOT NULL DEFAULT 0,
     PRIMARY KEY (department, day)
 );
 

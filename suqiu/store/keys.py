@@ -83,6 +83,11 @@ class KeyResolver:
         found = await self._live("key_hash", digest(secret))
         return found[0][1] if found else None
 
+    async def by_hash(self, key_hash: bytes) -> KeyInfo | None:
+        """The live key with this hash (a board session holds the hash, never the secret)."""
+        found = await self._live("key_hash", key_hash)
+        return found[0][1] if found else None
+
     async def by_prefix(self, prefix: str) -> list[tuple[bytes, Principal]]:
         """The live keys named `prefix`, with their hashes (to check a signed Kafka record)."""
         return [(key_hash, info.principal) for key_hash, info in await self._live("key_prefix", prefix)]

@@ -1,0 +1,370 @@
+"""The board's pages and actions: each asks the API's query functions and the command path.
+
+Pages are rendered on the server (Jinja2); the browser runs board.js to refresh the live parts
+every few seconds, draw the charts with Plotly and send actions without a reload.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import structlog
+from aiohttp import web
+
+from projections import queries
+from replay import history as audit
+from replay.verify import ChainChecker
+from suqiu.api import PRINCIPAL, RUNTIME, STATUS, readable_case
+from suqiu.board.sessions import Session, Sessions
+from suqiu.domain import DomainError, access, inputs
+from suqiu.domain.access import Principal
+from suqiu.domain.model import CATEGORIES
+from suqiu.domain.periods import Grain, Period
+from suqiu.domain.sla import CHINA
+from suqiu.service import CommandRequest
+from suqiu.store import events as store
+from suqiu.store.keys import digest
+
+log = structlog.get_logger(__name__)
+COOKIE = "suqiu_board"
+SESSIONS = web.AppKey("board_sessions", Sessions)
+SESSION = web.RequestKey("board_session", Session)
+TOKEN = web.RequestKey("board_token", str)
+# The board's actions (催办, 转办) and the form fields each sends as its command's body.
+ACTION_FIELDS = {"urge": ("note",), "transfer": ("department", "reason")}
+ACTIONS = tuple(ACTION_FIELDS)
+Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STATE_NAMES = {"submitted": "待派单", "dispatched": "待签收", "accepted": "办理中", "returned": "已退回",
+               "suspended": "挂起", "replied": "已答复", "escalated": "已上报", "closed": "已办结",
+               "withdrawn": "已撤回"}
+SLA_NAMES = {"overdue": "超期", "due_soon": "临期", "on_time": "正常", "paused": "暂停", "none": "—"}
+CLOCK_NAMES = {"accept": "签收时限", "resolve": "办结时限", "follow_up": "回访时限"}
+DEADLINE_NAMES = {"accept_due": "签收截止", "resolve_due": "办结截止", "follow_up_due": "回访截止", "due_at": "截止"}
+ROLE_NAMES = {"intake": "受理", "dispatcher": "派单员", "department": "承办单位", "enterprise": "企业",
+              "auditor": "审计", "admin": "管理员", "system": "系统"}
+
+_templates = jinja2.Environment(loader=jinja2.PackageLoader("suqiu.board", "templates"), autoescape=True,
+                                undefined=jinja2.StrictUndefined)
+
+
+def _cst(value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """An instant (or its ISO text, as the audit entries carry it) in Beijing time."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return "" if value is None else value.astimezone(CHINA).strftime(fmt)
+
+
+def _pct(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.1f}%"
+
+
+def _past(due: datetime | None, now: datetime) -> str:
+    """How far past its deadline a case is, in the words a supervisor reads."""
+    if due is None or due > now:
+        return ""
+    hours = (now - due).total_seconds() / 3600
+    return f"超期 {hours / 24:.1f} 天" if hours >= 48 else f"超期 {hours:.1f} 小时"
+
+
+_templates.filters.update(cst=_cst, pct=_pct)
+_templates.globals.update(STATE_NAMES=STATE_NAMES, SLA_NAMES=SLA_NAMES, CLOCK_NAMES=CLOCK_NAMES,
+                          DEADLINE_NAMES=DEADLINE_NAMES,
+                          ROLE_NAMES=ROLE_NAMES, past=_past)
+
+
+def render(name: str, status: int = 200, **context: Any) -> web.Response:
+    return web.Response(text=_templates.get_template(name).render(**context), status=status,
+                        content_type="text/html", charset="utf-8")
+
+
+def page(handler: Page) -> Page:
+    """A signed-in page: the session's key decides who reads, exactly as the bearer key does on /v1."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        token = request.cookies.get(COOKIE, "")
+        rt = request.app[RUNTIME]
+        session = await request.app[SESSIONS].find(token, rt.clock.now()) if token else None
+        info = await rt.keys.by_hash(session.key_hash) if session else None
+        if session is None or info is None:
+            raise web.HTTPSeeOther("/board/login")
+        request[PRINCIPAL], request[SESSION], request[TOKEN] = info.principal, session, token
+        try:
+            return await handler(request)
+        except DomainError as exc:
+            if request.method == "POST":
+                raise  # the API's middleware answers with the error shape; board.js shows it inline
+            return render("error.html", _status(exc.code), message=exc.message, **_frame(request))
+
+    return wrapped
+
+
+def _status(code: str) -> int:
+    return STATUS.get(code, 500)
+
+
+def _frame(request: web.Request) -> dict[str, Any]:
+    """What every page's frame shows: who is signed in, and the CSRF token for its forms."""
+    principal: Principal = request[PRINCIPAL]
+    names = request.app[RUNTIME].context.departments
+    dept = principal.actor.department
+    who = ROLE_NAMES.get(principal.actor.role.value, principal.actor.role.value)
+    if dept:
+        who += f" · {names[dept].name if dept in names else dept}"
+    return {"who": who, "csrf": request[SESSION].csrf}
+
+
+async def login_form(request: web.Request) -> web.Response:
+    return render("login.html", error=None)
+
+
+async def login(request: web.Request) -> web.Response:
+    form = await request.post()
+    key = str(form.get("key", "")).strip()
+    rt = request.app[RUNTIME]
+    info = await rt.keys.resolve(key) if key and key.isascii() and key.isprintable() else None
+    if info is None:
+        log.warning("board sign-in refused", key_prefix=key[:12] if key.isascii() else None)
+        return render("login.html", 401, error="密钥无效或已吊销")
+    token, _ = await request.app[SESSIONS].create(digest(key), rt.clock.now())
+    log.info("board sign-in", key_prefix=info.prefix, role=info.principal.actor.role.value)
+    response = web.HTTPSeeOther("/board/")
+    # Secure always: browsers send it over https, and over http only to localhost (a trustworthy origin).
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/board", secure=True)
+    raise response
+
+
+@page
+async def logout(request: web.Request) -> web.Response:
+    _check_csrf(request, await request.post())
+    await request.app[SESSIONS].end(request[TOKEN])
+    response = web.HTTPSeeOther("/board/login")
+    response.del_cookie(COOKIE, path="/board")
+    raise response
+
+
+def _check_csrf(request: web.Request, form: Any) -> None:
+    sent = str(form.get("csrf", "") or request.headers.get("X-CSRF-Token", ""))
+    if not hmac.compare_digest(sent.encode(), request[SESSION].csrf.encode()):
+        raise DomainError("forbidden", "the form is stale or was not sent by the board (CSRF token)",
+                          field="csrf", rule="board actions carry the session's CSRF token")
+
+
+def _period(request: web.Request, today: date) -> Period:
+    """The chosen period (from, to), this month when none is chosen."""
+    q = request.query
+    if "from" in q or "to" in q:
+        chosen = Period.parse(q.get("from") or None, q.get("to") or None)
+        if chosen.bounded:
+            return chosen
+    first = Grain.MONTH.start(today)
+    return Period(first, Grain.MONTH.following(first))
+
+
+def _scope(request: web.Request) -> tuple[list[str], str]:
+    """The departments whose figures this key may read together, and what to call them."""
+    rt = request.app[RUNTIME]
+    principal: Principal = request[PRINCIPAL]
+    ctx = rt.context
+    try:
+        access.check_figures(principal, None)
+    except DomainError:
+        own = principal.actor.department
+        access.check_figures(principal, own)
+        assert own is not None
+        return [own], ctx.departments[own].name if own in ctx.departments else own
+    roots = [j for j in ctx.jurisdictions.values() if j.parent not in ctx.jurisdictions]
+    root = roots[0]
+    return sorted(ctx.departments), root.name
+
+
+@page
+async def overview(request: web.Request) -> web.Response:
+    context = await _overview(request)
+    name = "overview_live.html" if request.query.get("part") == "live" else "overview.html"
+    return render(name, **context, **_frame(request))
+
+
+async def _overview(request: web.Request) -> dict[str, Any]:
+    rt = request.app[RUNTIME]
+    principal: Principal = request[PRINCIPAL]
+    now = rt.clock.now()
+    period = _period(request, now.astimezone(CHINA).date())
+    members, scope_name = _scope(request)
+    department, usccs = access.list_scope(principal, None)
+    visible = access.visible_departments(principal, rt.context.departments)
+    async with rt.pool.connection() as conn:
+        load = await queries.open_counts(conn, now)
+        kpis = await queries.figures(conn, members, now, period)
+        before = await queries.figures(conn, members, now, period.previous())
+        days = await queries.series(conn, members, now, period, Grain.DAY) if (
+            period.end - period.start).days <= 366 else []  # type: ignore[operator]
+        late = await queries.list_cases(conn, now, department=department, usccs=usccs, overdue=True,
+                                        open_only=True, order="next_due", limit=50)
+    late.sort(key=lambda r: (not r["supervised"], r["next_due"]))
+    names = rt.context.departments
+    rows = [{"code": d, "name": names[d].name, **load.get(d, queries.EMPTY_LOAD)} for d in visible]
+    chart = {"x": [d["period"] for d in days], "assigned": [d["counts"]["assigned"] for d in days],
+             "replied": [d["counts"]["replied"] for d in days],
+             "breached": [d["counts"]["breached"] for d in days]}
+    return {"now": now, "period": period, "scope_name": scope_name, "kpis": kpis, "before": before,
+            "rows": rows, "late": late, "chart": chart, "names": names,
+            "period_to_shown": (period.end - timedelta(days=1)) if period.end else None}
+
+
+@page
+async def department(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    code = inputs.identifier(request.match_info["code"], "code")
+    dept = rt.context.departments.get(code)
+    if dept is None:
+        raise DomainError("not_found", f"没有部门 {code}", department=code)
+    access.check_figures(request[PRINCIPAL], code)
+    now = rt.clock.now()
+    this_month = Grain.MONTH.start(now.astimezone(CHINA).date())
+    year = Period(date(this_month.year - 1, this_month.month, 1), Grain.MONTH.following(this_month))
+    year = Period(Grain.MONTH.following(year.start), year.end)  # type: ignore[arg-type]
+    async with rt.pool.connection() as conn:
+        load = (await queries.open_counts(conn, now)).get(code, queries.EMPTY_LOAD)
+        months = await queries.series(conn, [code], now, year, Grain.MONTH)
+        cases = await queries.list_cases(conn, now, department=code, open_only=True, order="next_due", limit=200)
+    principal: Principal = request[PRINCIPAL]
+    actions = [a for a in ACTIONS if access.may_issue(principal, a)]
+    chart = {"x": [m["period"] for m in months], "assigned": [m["counts"]["assigned"] for m in months],
+             "replied": [m["counts"]["replied"] for m in months],
+             "on_time_rate": [m["on_time_rate"] for m in months]}
+    return render("department.html", dept=dept, load=load, months=months, cases=cases, now=now, chart=chart,
+                  actions=actions, departments=sorted(rt.context.departments.values(), key=lambda d: d.code),
+                  **_frame(request))
+
+
+@page
+async def case(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    current = await readable_case(request)
+    stored, report = await _history(request, current.case_id)
+    at_text = request.query.get("at", "")
+    shown = None
+    if at_text:
+        try:
+            at = datetime.fromisoformat(at_text)
+        except ValueError:
+            raise DomainError("invalid_input", f"at: {at_text[:40]!r} 不是时间", field="at") from None
+        at = at if at.tzinfo else at.replace(tzinfo=CHINA)
+        shown = audit.case_json(audit.as_of(stored, at=at), at)
+    principal: Principal = request[PRINCIPAL]
+    actions = [a for a in ACTIONS if access.may_issue(principal, a)]
+    entries = [audit.entry(s) for s in stored]
+    template = "case_timeline.html" if request.query.get("part") == "timeline" else "case.html"
+    return render(template, case=current, entries=entries, report=report, at=at_text, shown=shown,
+                  actions=actions, now=rt.clock.now(), names=rt.context.departments,
+                  departments=sorted(rt.context.departments.values(), key=lambda d: d.code), **_frame(request))
+
+
+async def _history(request: web.Request, case_id: str) -> tuple[list[audit.Stored], Any]:
+    """The stored events, decoded, and the chain verified over their stored bytes (replay verify)."""
+    rt = request.app[RUNTIME]
+    async with rt.pool.connection() as conn:
+        rows = await store.read_history(conn, case_id)
+    checker = ChainChecker(rt.codec)
+    stored = []
+    for row in rows:
+        data = bytes(row.data)
+        checker.feed(row.case_id, row.seq, data, bytes(row.hash), row.event_type)
+        try:
+            stored.append(audit.Stored(rt.codec.decode_event(data), data[-32:]))
+        except Exception:  # an altered event may not decode: the chain report names it
+            continue
+    return stored, checker.report
+
+
+@page
+async def export(request: web.Request) -> web.Response:
+    current = await readable_case(request)
+    stored, _ = await _history(request, current.case_id)
+    entries = [audit.entry(s) for s in stored]
+    kind = request.match_info["kind"]
+    body = audit.to_jsonl(entries) if kind == "jsonl" else audit.to_csv(entries)
+    media = "application/x-ndjson" if kind == "jsonl" else "text/csv"
+    return web.Response(text=body, content_type=media, charset="utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{current.case_id}.{kind}"'})
+
+
+@page
+async def act(request: web.Request) -> web.Response:
+    """An action from the board: the same command path, with the same refusals, as POST /v1/.../commands."""
+    form = await request.post()
+    _check_csrf(request, form)
+    kind = str(form.get("type", ""))
+    if kind not in ACTIONS:
+        raise DomainError("invalid_input", f"type: the board sends {', '.join(ACTIONS)}", field="type")
+    body = {k: str(form.get(k, "")) for k in ACTION_FIELDS[kind]}
+    principal: Principal = request[PRINCIPAL]
+    result = await request.app[RUNTIME].service.execute(CommandRequest(
+        kind, str(uuid.uuid4()), principal.actor, body, case_id=request.match_info["case_id"], principal=principal))
+    log.info("board action", case_id=result.case_id, command_id=result.command_id, type=kind, status=result.status)
+    return web.json_response(result.as_dict())
+
+
+@page
+async def search(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    principal: Principal = request[PRINCIPAL]
+    q = request.query
+    state = q.get("state") or None
+    if state is not None and state not in STATE_NAMES:
+        raise DomainError("invalid_input", f"state: 未知状态 {state[:40]!r}", field="state")
+    department, usccs = access.list_scope(principal, q.get("department") or None)
+    category = q.get("category") or None
+    submitted = Period.parse(q.get("from") or None, q.get("to") or None)
+    text = (q.get("q") or "").strip()[:100] or None
+    now = rt.clock.now()
+    async with rt.pool.connection() as conn:
+        found = await queries.list_cases(conn, now, state=state, department=department, usccs=usccs, text=text,
+                                         category=category, submitted=submitted, limit=100)
+    return render("search.html", found=found, q=q, now=now, names=rt.context.departments,
+                  states=STATE_NAMES, categories=sorted(CATEGORIES),
+                  departments=access.visible_departments(principal, rt.context.departments), **_frame(request))
+
+
+STATIC = resources.files("suqiu.board") / "static"
+
+
+async def asset(request: web.Request) -> web.StreamResponse:
+    """The board's own script and style, and plotly.js from the installed plotly package (no CDN)."""
+    name = request.match_info["name"]
+    if name == "plotly.min.js":
+        path = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+    elif name in ("board.js", "board.css"):
+        path = Path(str(STATIC / name))
+    else:
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Cache-Control": "max-age=3600"})
+
+
+def add_routes(app: web.Application) -> None:
+    """The board under /board/, served by the API process: no extra service to deploy."""
+    app[SESSIONS] = Sessions(app[RUNTIME].pool)
+    r = app.router
+    r.add_get("/board", lambda _: _redirect("/board/"))
+    r.add_get("/board/login", login_form)
+    r.add_post("/board/login", login)
+    r.add_post("/board/logout", logout)
+    r.add_get("/board/", overview)
+    r.add_get("/board/search", search)
+    r.add_get("/board/departments/{code}", department)
+    r.add_get("/board/cases/{case_id}", case)
+    r.add_get("/board/cases/{case_id}/export.{kind:jsonl|csv}", export)
+    r.add_post("/board/cases/{case_id}/actions", act)
+    r.add_get("/board/assets/{name}", asset)
+
+
+async def _redirect(to: str) -> web.Response:
+    raise web.HTTPSeeOther(to)
+

@@ -1,0 +1,165 @@
+"""The supervision board in headless Chromium (Debian's package, driven by Playwright) against the real stack."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from suqiu.clock import ManualClock
+from suqiu.config import Settings
+from tests.conftest import Api
+from tests.support.kafka import faust_worker
+from tests.support.sla import caught_up, cst, eventually, query
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("SUQIU_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")) / "board"
+# As the machine's notes advise for a closed network: no background connections from the browser.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is installed by scripts/bootstrap.sh")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        await b.close()
+
+
+class Screen:
+    """One signed-in browser context at 1366×768, collecting console errors."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    async def fits(self, name: str) -> None:
+        """No horizontal scroll at 1366×768, and a screenshot kept as an artifact."""
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        width = await self.page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert width[0] <= width[1], (name, width)
+
+
+async def sign_in(browser: Browser, api: Api, who: str) -> Screen:
+    context = await browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN",
+                                        timezone_id="Asia/Shanghai")
+    screen = Screen(await context.new_page())
+    await screen.page.goto(f"{api.base}/board/")
+    assert screen.page.url.endswith("/board/login")  # no session, no board
+    await screen.page.fill("input[name=key]", api.keys[who])
+    await screen.page.click("button[type=submit]")
+    await screen.page.wait_for_url(f"{api.base}/board/")
+    cookie = next(c for c in await context.cookies() if c["name"] == "suqiu_board")
+    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
+    assert cookie["value"] != api.keys[who]
+    return screen
+
+
+async def test_the_board_for_a_dispatcher_a_department_and_an_auditor(
+        topics: Settings, api: Api, clock: ManualClock, browser: Browser) -> None:
+    s = topics.with_(timer_interval=0.05)
+    async with faust_worker(s, clock):
+        late = (await api.submit(title="园区道路施工许可"))["case_id"]
+        await api.ok("dispatcher", late, "dispatch", department="bh-market")  # accept by 12:00
+        other = (await api.submit(title="稳岗补贴"))["case_id"]
+        await api.ok("dispatcher", other, "dispatch", department="bh-planning")
+        await api.ok("bh-planning", other, "accept")
+        clock.set(cst(2026, 7, 21, 15, 0))
+        await eventually(lambda: query(s, "SELECT count(*) FROM events WHERE case_id = %s AND "
+                                          "event_type = 'SlaBreached'", late)[0][0], lambda n: n == 1)
+        for case in (late, other):
+            await caught_up(s, case)
+
+        # A dispatcher: the overdue case first, its breach on the timeline at 12:00, and an urge.
+        d = await sign_in(browser, api, "dispatcher")
+        first = d.page.locator("#late tbody tr").first
+        assert await first.get_attribute("data-case") == late
+        assert "签收时限" in await first.inner_text() and "超期 3.0 小时" in await first.inner_text()
+        assert await d.page.locator("#departments tbody tr").count() > 1
+        await d.page.wait_for_function("document.querySelector('#daily .main-svg') !== null")  # Plotly drew
+        await d.fits("overview")
+        await d.page.click(f"#late a[href='/board/cases/{late}']")
+        await d.page.wait_for_url(f"**/board/cases/{late}")
+        breach = d.page.locator("#timeline li[data-event=SlaBreached]")
+        # Recorded when the timer fired (15:00), for the 12:00 accept deadline, both in Beijing time.
+        assert "2026-07-21 15:00:00" in await breach.inner_text() and "截止 2026-07-21 12:00" in await breach.inner_text()
+        assert await d.page.get_attribute("#chain", "data-chain") == "ok"
+        await d.page.evaluate("window.__stayed = true")
+        await d.page.fill("form[data-action] input[name=note]", "请尽快签收")
+        await d.page.click("form[data-action] button[value=urge]")
+        await d.page.wait_for_function("document.querySelector('form[data-action] .result').textContent !== ''")
+        assert await d.page.inner_text("form[data-action] .result") == "已提交"
+        await d.page.wait_for_selector("#timeline li[data-event=Urged]")
+        assert await d.page.evaluate("window.__stayed === true")  # no reload
+        assert "请尽快签收" in await d.page.locator("#timeline li[data-event=Urged]").inner_text()
+        await caught_up(s, late)
+        # A refusal from the command path, inline: transfer to the department that holds it.
+        await d.page.select_option("form[data-action] select[name=department]", "bh-market")
+        await d.page.fill("form[data-action] input[name=reason]", "重新指派")
+        await d.page.click("form[data-action] button[value=transfer]")
+        await d.page.wait_for_selector("form[data-action] .result.error")
+        assert "already the assigned department" in await d.page.inner_text("form[data-action] .result")
+        await d.fits("case")
+        async with d.page.expect_download() as download:
+            await d.page.click("a[href$='export.jsonl']")
+        path = await (await download.value).path()
+        assert path is not None and late in Path(path).read_text("utf-8")
+        await d.page.goto(f"{api.base}/board/departments/bh-market")
+        assert await d.page.locator("table.cases tbody tr").first.get_attribute("data-case") == late
+        await d.page.wait_for_function("document.querySelector('#monthly .main-svg') !== null")
+        await d.fits("department")
+        await d.page.goto(f"{api.base}/board/search?q={late}")
+        assert await d.page.locator("table.cases tbody tr").count() == 1
+        await d.fits("search")
+        # The one refusal provoked above is the browser's only complaint (it logs every 4xx answer).
+        assert d.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"], d.errors
+
+        # A department key: its own department only, on every page.
+        m = await sign_in(browser, api, "bh-market")
+        assert await m.page.locator("#departments tbody tr").count() == 1
+        assert "滨海新区市场监督管理局" in await m.page.inner_text("#departments")
+        assert (await m.page.request.get(f"{api.base}/board/departments/bh-planning")).status == 403
+        assert (await m.page.request.get(f"{api.base}/board/cases/{other}")).status == 403
+        await m.fits("overview-department")
+        assert m.errors == []
+
+        # An auditor: no action buttons, and a forged action refused, with nothing stored.
+        a = await sign_in(browser, api, "auditor")
+        await a.page.goto(f"{api.base}/board/cases/{late}")
+        assert await a.page.locator("form[data-action]").count() == 0
+        csrf = await a.page.get_attribute("body", "data-csrf")
+        before = query(s, "SELECT count(*) FROM events WHERE case_id = %s", late)[0][0]
+        forged = await a.page.request.post(f"{api.base}/board/cases/{late}/actions",
+                                           form={"csrf": csrf or "", "type": "urge", "note": "伪造"})
+        assert forged.status == 403 and (await forged.json())["error"]["code"] == "forbidden"
+        stale = await d.page.request.post(f"{api.base}/board/cases/{late}/actions",
+                                          form={"csrf": "not-the-token", "type": "urge", "note": "跨站"})
+        assert stale.status == 403 and (await stale.json())["error"]["details"]["field"] == "csrf"
+        assert query(s, "SELECT count(*) FROM events WHERE case_id = %s", late)[0][0] == before
+
+        # Stored bytes altered: the badge turns red.
+        query(s, "UPDATE events SET data = overlay(data placing '\\x00'::bytea from 20 for 1) "
+                 "WHERE case_id = %s AND seq = 1 RETURNING seq", other)
+        await a.page.goto(f"{api.base}/board/cases/{other}")
+        assert await a.page.get_attribute("#chain", "data-chain") == "broken"
+        assert "哈希链校验失败" in await a.page.inner_text("#chain")
+        await a.fits("case-broken")
+        assert a.errors == []
+
+        # Logout ends the session on the server, not only in the browser.
+        await d.page.goto(f"{api.base}/board/")
+        await d.page.click("header form button")
+        await d.page.wait_for_url("**/board/login")
+        assert query(s, "SELECT count(*) FROM board_sessions WHERE key_hash = sha256(%s::bytea)",
+                     api.keys["dispatcher"].encode())[0][0] == 0
+

@@ -168,6 +168,7 @@ def run_up(settings: Settings, *, state_dir: str, demo: bool) -> int:
         lines = [
             "Suqiu is up.",
             f"  HTTP API         {stack.http_url}/v1",
+            f"  board (督办看板)  {stack.http_url}/board/  (sign in with a key from .suqiu/keys.json)",
             f"  Kafka bootstrap  {s.kafka_bootstrap}   (topics prefix {s.topic_prefix!r})",
             f"  PostgreSQL       {s.database_url}",
             *([f"                   {stack.postgres.tcp_dsn}   (the same server over TCP)"]

@@ -11,7 +11,7 @@ from psycopg.rows import dict_row
 
 from projections import rows
 from suqiu.domain.clocks import Clock
-from suqiu.domain.periods import Grain, Period
+from suqiu.domain.periods import ALL_TIME, Grain, Period
 
 LIST_COLUMNS = (
     "case_id, seq, status, department, jurisdiction, category, priority, channel, title, enterprise_uscc, "
@@ -38,7 +38,9 @@ def next_clock(row: dict[str, Any]) -> str | None:
     return None
 
 
-ALL_TIME = Period()
+# What overdue (超期) and due soon (临期) mean on a case_view row; {now} is the query's placeholder.
+OVERDUE = "(next_due IS NOT NULL AND (breached OR next_due <= {now}))"
+DUE_SOON = "(next_due IS NOT NULL AND NOT breached AND next_due > {now} AND (warned OR warn_at <= {now}))"
 ORDERS = {"submitted": "submitted_at, case_id", "next_due": "next_due NULLS LAST, case_id"}
 
 
@@ -78,7 +80,7 @@ async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state
         where.append("submitted_at < %s")
         params.append(end)
     if overdue is not None:
-        clause = "(next_due IS NOT NULL AND (breached OR next_due <= %s))"
+        clause = OVERDUE.format(now="%s")
         where.append(clause if overdue else f"NOT {clause}")
         params.append(now)
     if after is not None:
@@ -107,13 +109,6 @@ async def case_known(conn: psycopg.AsyncConnection[Any], case_id: str) -> bool:
     return await cur.fetchone() is not None
 
 
-OPEN_SQL = """
-SELECT count(*) AS open,
-       count(*) FILTER (WHERE next_due IS NOT NULL AND (breached OR next_due <= %(now)s)) AS overdue,
-       count(*) FILTER (WHERE next_due IS NOT NULL AND NOT breached AND next_due > %(now)s
-                        AND (warned OR warn_at <= %(now)s)) AS due_soon
-FROM case_view WHERE department = ANY(%(departments)s) AND status NOT IN ('closed', 'withdrawn')
-"""
 _BOUNDS = "(%(start)s::date IS NULL OR {day} >= %(start)s) AND (%(end)s::date IS NULL OR {day} < %(end)s)"
 # What a group of figures is keyed by: all of the period, each department, or each month (quarter, year).
 _KEYS = {"all": "NULL::text", "department": "department"}
@@ -129,8 +124,6 @@ HANDLING_SQL = ("SELECT {key} AS key, percentile_cont(0.5) WITHIN GROUP (ORDER B
 AWAITING_SQL = ("SELECT {key} AS key, count(*) FROM assignments WHERE department = ANY(%(departments)s) "
                 "AND accepted_at IS NULL AND accept_due > %(now)s AND "
                 + _BOUNDS.format(day=_LOCAL.format("assigned_at")) + " GROUP BY 1")
-TODAY_SQL = ("SELECT coalesce(sum(acceptances), 0)::int, coalesce(sum(closed), 0)::int FROM department_days "
-             "WHERE department = ANY(%(departments)s) AND day = %(today)s")
 RANKED = ("response_rate", "on_time_rate", "resolution_rate", "satisfaction_rate", "reopen_rate")
 LOWER_IS_BETTER = frozenset({"reopen_rate"})
 
@@ -190,16 +183,11 @@ async def figures(conn: psycopg.AsyncConnection[Any], departments: Sequence[str]
                   period: Period = ALL_TIME) -> dict[str, Any]:
     """Load now (open, due soon, overdue, today's acceptances and closures) and the performance
     figures (三率, handling time) of what happened in `period` (all time when unbounded)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(OPEN_SQL, {"departments": list(departments), "now": now})
-        load = await cur.fetchone()
-    assert load is not None
-    cur2 = await conn.execute(TODAY_SQL, {"departments": list(departments), "today": rows.day_of(now)})
-    today = await cur2.fetchone()
-    assert today is not None
+    per_department = (await open_counts(conn, now, departments)).values()
+    load = {k: sum(d[k] for d in per_department) for k in ("open", "due_soon", "overdue", "accepted_today",
+                                                             "closed_today")}
     done = (await _period_figures(conn, departments, now, period, "all")).get(None, EMPTY)
-    return {"open": load["open"], "due_soon": load["due_soon"], "overdue": load["overdue"],
-            "accepted_today": today[0], "closed_today": today[1], "period": period.as_dict(), **done}
+    return {**load, "period": period.as_dict(), **done}
 
 
 async def series(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], now: datetime, period: Period,
@@ -239,21 +227,21 @@ async def ranking(conn: psycopg.AsyncConnection[Any], departments: Sequence[str]
     return entries
 
 
-async def open_counts(conn: psycopg.AsyncConnection[Any], now: datetime) -> dict[str, dict[str, int]]:
-    """Per department: open, due soon, overdue, supervised (督办), and today's acceptances and
-    closures (what a dispatcher balances on)."""
+async def open_counts(conn: psycopg.AsyncConnection[Any], now: datetime,
+                      departments: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+    """Per department (all, or `departments`): open, due soon, overdue, supervised (督办), and
+    today's acceptances and closures (what a dispatcher balances on)."""
+    params = {"now": now, "today": rows.day_of(now), "departments": None if departments is None else list(departments)}
+    only = "(%(departments)s::text[] IS NULL OR department = ANY(%(departments)s))"
     cur = await conn.execute(
-        "SELECT department, count(*), "
-        "count(*) FILTER (WHERE next_due IS NOT NULL AND NOT breached AND next_due > %(now)s "
-        "AND (warned OR warn_at <= %(now)s)), "
-        "count(*) FILTER (WHERE next_due IS NOT NULL AND (breached OR next_due <= %(now)s)), "
-        "count(*) FILTER (WHERE supervised) "
-        "FROM case_view WHERE department IS NOT NULL AND status NOT IN ('closed', 'withdrawn') "
-        "GROUP BY department", {"now": now})
+        f"SELECT department, count(*), count(*) FILTER (WHERE {DUE_SOON.format(now='%(now)s')}), "
+        f"count(*) FILTER (WHERE {OVERDUE.format(now='%(now)s')}), count(*) FILTER (WHERE supervised) "
+        f"FROM case_view WHERE department IS NOT NULL AND status NOT IN ('closed', 'withdrawn') AND {only} "
+        "GROUP BY department", params)
     out = {r[0]: {"open": r[1], "due_soon": r[2], "overdue": r[3], "supervised": r[4], "accepted_today": 0,
                   "closed_today": 0} for r in await cur.fetchall()}
-    cur = await conn.execute("SELECT department, acceptances, closed FROM department_days WHERE day = %s",
-                             (rows.day_of(now),))
+    cur = await conn.execute(f"SELECT department, acceptances, closed FROM department_days WHERE day = %(today)s "
+                             f"AND {only}", params)
     for department, accepted, closed in await cur.fetchall():
         entry = out.setdefault(department, dict(EMPTY_LOAD))
         entry["accepted_today"], entry["closed_today"] = accepted, closed

@@ -36,7 +36,12 @@ class Stored:
 
 def load(conn: psycopg.Connection[Any], codec: Codec, case_id: str) -> list[Stored]:
     rows = conn.execute("SELECT data FROM events WHERE case_id = %s ORDER BY seq", (case_id,)).fetchall()
-    return [Stored(codec.decode_event(bytes(r[0])), bytes(r[0])[-32:]) for r in rows]
+    return [stored(codec, bytes(r[0])) for r in rows]
+
+
+def stored(codec: Codec, data: bytes) -> Stored:
+    """An event's stored bytes, decoded, with the hash they end in."""
+    return Stored(codec.decode_event(data), data[-32:])
 
 
 def entry(s: Stored) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from schemas.codec import to_json_text, to_json_value
 from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.model import Status
-from suqiu.domain.periods import Grain, Period
-from suqiu.domain.refdata import subtree
+from suqiu.domain.periods import ALL_TIME, Grain, Period
+from suqiu.domain.refdata import departments_in, subtree
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
 from suqiu.store import events as store
@@ -229,10 +229,7 @@ async def schema(request: web.Request) -> web.Response:
 
 async def list_appeals(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    q = request.query
-    unknown = sorted(set(q) - {p.name for p in LIST_QUERY})
-    if unknown:
-        raise DomainError("invalid_input", f"{unknown[0]}: unknown query parameter", field=unknown[0])
+    q = _query(request, LIST_QUERY)
     state = q.get("state")
     if state is not None and state not in {s.value for s in Status if s is not Status.NEW}:
         raise DomainError("invalid_input", f"state: unknown state {state!r}", field="state")
@@ -311,12 +308,11 @@ async def _figures_answer(rt: Runtime, departments: list[str], q: dict[str, str]
     async with rt.pool.connection() as conn:
         answer = {"as_of": now, **await queries.figures(conn, departments, now, period)}
         if grain is not None:
-            span = period if period.bounded else await queries.extent(conn, departments)
-            if period.start is not None or period.end is not None:
-                span = Period(period.start or span.start, period.end or span.end)
+            # An open end of the period is where the departments' activity begins or ends.
+            found = ALL_TIME if period.bounded else await queries.extent(conn, departments)
+            span = Period(period.start or found.start, period.end or found.end)
             span.check_series(grain)
-            answer["periods"] = (await queries.series(conn, departments, now, span, grain)
-                                 if span.bounded and span.start < span.end else [])  # type: ignore[operator]
+            answer["periods"] = await queries.series(conn, departments, now, span, grain) if span.days else []
     return answer
 
 
@@ -338,7 +334,7 @@ def _subtree_departments(rt: Runtime, request: web.Request) -> tuple[str, set[st
     if code not in ctx.jurisdictions:
         raise DomainError("not_found", f"no jurisdiction {code}", jurisdiction=code)
     nodes = subtree(ctx.jurisdictions, code)
-    return code, nodes, sorted(d.code for d in ctx.departments.values() if d.jurisdiction in nodes)
+    return code, nodes, departments_in(ctx.departments, nodes)
 
 
 async def jurisdiction_kpis(request: web.Request) -> web.Response:

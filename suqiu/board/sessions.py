@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
+
+from suqiu.store.keys import digest
 
 LIFETIME = timedelta(hours=8)  # one working day
 
@@ -17,10 +18,6 @@ LIFETIME = timedelta(hours=8)  # one working day
 class Session:
     key_hash: bytes
     csrf: str
-
-
-def _hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
 
 
 class Sessions:
@@ -34,16 +31,16 @@ class Sessions:
         async with self.pool.connection() as conn:
             await conn.execute("DELETE FROM board_sessions WHERE expires_at <= %s", (now,))
             await conn.execute("INSERT INTO board_sessions (token_hash, key_hash, csrf, created_at, expires_at) "
-                               "VALUES (%s, %s, %s, %s, %s)", (_hash(token), key_hash, csrf, now, now + LIFETIME))
+                               "VALUES (%s, %s, %s, %s, %s)", (digest(token), key_hash, csrf, now, now + LIFETIME))
         return token, Session(key_hash, csrf)
 
     async def find(self, token: str, now: datetime) -> Session | None:
         async with self.pool.connection() as conn:
             cur = await conn.execute("SELECT key_hash, csrf FROM board_sessions WHERE token_hash = %s "
-                                     "AND expires_at > %s", (_hash(token), now))
+                                     "AND expires_at > %s", (digest(token), now))
             row = await cur.fetchone()
         return Session(bytes(row[0]), row[1]) if row else None
 
     async def end(self, token: str) -> None:
         async with self.pool.connection() as conn:
-            await conn.execute("DELETE FROM board_sessions WHERE token_hash = %s", (_hash(token),))
+            await conn.execute("DELETE FROM board_sessions WHERE token_hash = %s", (digest(token),))

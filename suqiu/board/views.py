@@ -27,6 +27,7 @@ from suqiu.domain import DomainError, access, inputs
 from suqiu.domain.access import Principal
 from suqiu.domain.model import CATEGORIES
 from suqiu.domain.periods import Grain, Period
+from suqiu.domain.refdata import departments_in, subtree
 from suqiu.domain.sla import CHINA
 from suqiu.service import CommandRequest
 from suqiu.store import events as store
@@ -100,13 +101,9 @@ def page(handler: Page) -> Page:
         except DomainError as exc:
             if request.method == "POST":
                 raise  # the API's middleware answers with the error shape; board.js shows it inline
-            return render("error.html", _status(exc.code), message=exc.message, **_frame(request))
+            return render("error.html", STATUS.get(exc.code, 500), message=exc.message, **_frame(request))
 
     return wrapped
-
-
-def _status(code: str) -> int:
-    return STATUS.get(code, 500)
 
 
 def _frame(request: web.Request) -> dict[str, Any]:
@@ -179,9 +176,8 @@ def _scope(request: web.Request) -> tuple[list[str], str]:
         access.check_figures(principal, own)
         assert own is not None
         return [own], ctx.departments[own].name if own in ctx.departments else own
-    roots = [j for j in ctx.jurisdictions.values() if j.parent not in ctx.jurisdictions]
-    root = roots[0]
-    return sorted(ctx.departments), root.name
+    root = next(j for j in ctx.jurisdictions.values() if j.parent not in ctx.jurisdictions)
+    return departments_in(ctx.departments, subtree(ctx.jurisdictions, root.code)), root.name
 
 
 @page
@@ -203,8 +199,7 @@ async def _overview(request: web.Request) -> dict[str, Any]:
         load = await queries.open_counts(conn, now)
         kpis = await queries.figures(conn, members, now, period)
         before = await queries.figures(conn, members, now, period.previous())
-        days = await queries.series(conn, members, now, period, Grain.DAY) if (
-            period.end - period.start).days <= 366 else []  # type: ignore[operator]
+        days = await queries.series(conn, members, now, period, Grain.DAY) if period.fits_series(Grain.DAY) else []
         late = await queries.list_cases(conn, now, department=department, usccs=usccs, overdue=True,
                                         open_only=True, order="next_due", limit=50)
     late.sort(key=lambda r: (not r["supervised"], r["next_due"]))
@@ -228,8 +223,8 @@ async def department(request: web.Request) -> web.Response:
     access.check_figures(request[PRINCIPAL], code)
     now = rt.clock.now()
     this_month = Grain.MONTH.start(now.astimezone(CHINA).date())
-    year = Period(date(this_month.year - 1, this_month.month, 1), Grain.MONTH.following(this_month))
-    year = Period(Grain.MONTH.following(year.start), year.end)  # type: ignore[arg-type]
+    year_ago = date(this_month.year - 1, this_month.month, 1)
+    year = Period(Grain.MONTH.following(year_ago), Grain.MONTH.following(this_month))  # this month and 11 before
     async with rt.pool.connection() as conn:
         load = (await queries.open_counts(conn, now)).get(code, queries.EMPTY_LOAD)
         months = await queries.series(conn, [code], now, year, Grain.MONTH)
@@ -278,7 +273,7 @@ async def _history(request: web.Request, case_id: str) -> tuple[list[audit.Store
         data = bytes(row.data)
         checker.feed(row.case_id, row.seq, data, bytes(row.hash), row.event_type)
         try:
-            stored.append(audit.Stored(rt.codec.decode_event(data), data[-32:]))
+            stored.append(audit.stored(rt.codec, data))
         except Exception:  # an altered event may not decode: the chain report names it
             continue
     return stored, checker.report

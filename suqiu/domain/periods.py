@@ -11,6 +11,7 @@ from suqiu.domain.sla import CHINA
 
 # A period longer than this is almost certainly a typo (year 20260 for 2026).
 MAX_DAYS = 366 * 50
+MAX_DAILY = 366  # days in a daily series
 
 
 class Grain(StrEnum):
@@ -87,10 +88,19 @@ class Period:
             start = following
         return out
 
-    def check_series(self, grain: Grain) -> None:
+    @property
+    def days(self) -> int:
+        """How many days a bounded period holds; 0 for an unbounded or empty one."""
+        return max((self.end - self.start).days, 0) if self.start is not None and self.end is not None else 0
+
+    def fits_series(self, grain: Grain) -> bool:
         """A daily series is for a year at most: longer ones are asked by month."""
-        if grain is Grain.DAY and self.start is not None and self.end is not None and (self.end - self.start).days > 366:
-            raise invalid("by", "day is for periods of up to 366 days", rule="by=day with to - from <= 366 days")
+        return grain is not Grain.DAY or self.days <= MAX_DAILY
+
+    def check_series(self, grain: Grain) -> None:
+        if not self.fits_series(grain):
+            raise invalid("by", f"day is for periods of up to {MAX_DAILY} days",
+                          rule=f"by=day with to - from <= {MAX_DAILY} days")
 
     def previous(self) -> Period:
         """The period of the same length just before this one (环比): a month for a month."""
@@ -104,15 +114,6 @@ class Period:
     def as_dict(self) -> dict[str, str | None]:
         return {"from": None if self.start is None else self.start.isoformat(),
                 "to": None if self.end is None else self.end.isoformat()}
-
-
-def month(text: str, field: str = "month") -> Period:
-    """YYYY-MM as the period of that month."""
-    try:
-        first = datetime.strptime(text, "%Y-%m").date()
-    except ValueError:
-        raise invalid(field, f"{text!r} is not a month", rule="YYYY-MM") from None
-    return Period(first, Grain.MONTH.following(first))
 
 
 def midnight(day: date) -> datetime:
@@ -129,3 +130,6 @@ def _iso_date(text: str | None, field: str) -> date | None:
     if not 2000 <= day.year <= 2199:
         raise invalid(field, "is outside the years 2000 to 2199", rule="a year from 2000 to 2199")
     return day
+
+
+ALL_TIME = Period()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from suqiu.domain.sla import SlaPolicy
@@ -32,6 +32,11 @@ class Context:
     policy: SlaPolicy
     departments: Mapping[str, Department] = field(default_factory=dict)
     jurisdictions: Mapping[str, Jurisdiction] = field(default_factory=dict)
+
+
+def departments_in(departments: Mapping[str, Department], jurisdictions: Collection[str]) -> list[str]:
+    """The codes of the departments of `jurisdictions` (a subtree's, for its figures), sorted."""
+    return sorted(d.code for d in departments.values() if d.jurisdiction in jurisdictions)
 
 
 def subtree(tree: Mapping[str, Jurisdiction], root: str) -> set[str]:

@@ -20,6 +20,7 @@ import psycopg
 from bench.common import cpu_seconds, family, pct, rss_mib, start_stack
 from schemas.codec import Codec
 from suqiu import logs
+from suqiu.domain.events import SlaBreached
 from suqiu.domain.model import Actor, Role
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
@@ -61,6 +62,12 @@ def count(dsn: str, sql: str) -> int:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(sql).fetchone()
     return int(row[0]) if row else 0
+
+
+def _breach(codec: Codec, data: bytes) -> SlaBreached:
+    payload = codec.decode_event(data).payload
+    assert isinstance(payload, SlaBreached)
+    return payload
 
 
 def main() -> None:
@@ -115,7 +122,7 @@ def main() -> None:
         codec = Codec()
         with psycopg.connect(dsn) as conn:
             rows = conn.execute("SELECT recorded_at, data FROM events WHERE event_type = 'SlaBreached'").fetchall()
-        late = [(r[0] - codec.decode_event(bytes(r[1])).payload.due_at).total_seconds() for r in rows]
+        late = [(r[0] - _breach(codec, bytes(r[1])).due_at).total_seconds() for r in rows]
         print(f"open clocks: {clocks:,} timer rows ({args.clocks - args.live:,} copied in {copy_s:.1f} s; "
               f"{args.live} live cases dispatched in {dispatch_s:.1f} s)")
         print(f"idle timer CPU (worker and its {len(pids) - 1} child processes, {idle_window:.0f} s window): {idle_cpu:.1f} % of one core")

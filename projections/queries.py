@@ -10,6 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from projections import rows
+from projections.handling import percentiles
 from suqiu.domain.clocks import Clock
 from suqiu.domain.periods import ALL_TIME, Grain, Period
 
@@ -48,9 +49,10 @@ async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state
                      department: str | None = None, overdue: bool | None = None, limit: int = 50,
                      after: str | None = None, usccs: Collection[str] | None = None, open_only: bool = False,
                      category: str | None = None, text: str | None = None, submitted: Period = ALL_TIME,
-                     order: str = "submitted") -> list[dict[str, Any]]:
+                     order: str = "submitted", departments: Collection[str] | None = None,
+                     supervised: bool | None = None) -> list[dict[str, Any]]:
     """Cases in submission order (or by next deadline); `after` is the last case id of the
-    previous page; `usccs` limits them to those enterprises' cases; `text` matches a case id or
+    previous page; `departments` limits them to those held by any of them; `usccs` limits them to those enterprises' cases; `text` matches a case id or
     USCC exactly, or a part of the enterprise name or title."""
     where: list[str] = ["true"]
     params: list[Any] = []
@@ -62,6 +64,12 @@ async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state
     if department is not None:
         where.append("department = %s")
         params.append(department)
+    if departments is not None:
+        where.append("department = ANY(%s)")
+        params.append(list(departments))
+    if supervised is not None:
+        where.append("supervised = %s")
+        params.append(supervised)
     if category is not None:
         where.append("category = %s")
         params.append(category)
@@ -116,10 +124,6 @@ _LOCAL = "({} AT TIME ZONE 'Asia/Shanghai')::date"
 COUNTS_SQL = ("SELECT {key} AS key, " + ", ".join(f"sum({n})::int AS {n}" for n in rows.DAY_COUNTS)
               + " FROM department_days WHERE department = ANY(%(departments)s) AND " + _BOUNDS.format(day="day")
               + " GROUP BY 1")
-HANDLING_SQL = ("SELECT {key} AS key, percentile_cont(0.5) WITHIN GROUP (ORDER BY handling_minutes), "
-                "percentile_cont(0.9) WITHIN GROUP (ORDER BY handling_minutes) FROM replies "
-                "WHERE department = ANY(%(departments)s) AND handling_minutes IS NOT NULL AND "
-                + _BOUNDS.format(day=_LOCAL.format("replied_at")) + " GROUP BY 1")
 # The assignments made in the period whose accept deadline has not come: their response is not due yet.
 AWAITING_SQL = ("SELECT {key} AS key, count(*) FROM assignments WHERE department = ANY(%(departments)s) "
                 "AND accepted_at IS NULL AND accept_due > %(now)s AND "
@@ -135,15 +139,16 @@ def _key(group: str | Grain, day: str) -> str:
 
 
 async def _period_figures(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], now: datetime,
-                          period: Period, group: str | Grain) -> dict[Any, dict[str, Any]]:
-    """The period figures of `departments`, keyed by `group`: one entry per key with any activity."""
+                          period: Period, group: str | Grain, with_handling: bool = True) -> dict[Any, dict[str, Any]]:
+    """The period figures of `departments`, keyed by `group`: one entry per key with any activity
+    (without the handling-time percentiles unless `with_handling`)."""
     params = {"departments": list(departments), "now": now, "start": period.start, "end": period.end}
     out: dict[Any, dict[str, Any]] = {}
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(COUNTS_SQL.format(key=_key(group, "day")), params)
         counts = {r.pop("key"): r for r in await cur.fetchall()}
-    cur2 = await conn.execute(HANDLING_SQL.format(key=_key(group, _LOCAL.format("replied_at"))), params)
-    handling = {r[0]: (r[1], r[2]) for r in await cur2.fetchall()}
+    handling = await percentiles(conn, departments, period, lambda day: _key(group, day),
+                                 by_day=group is Grain.DAY) if with_handling else {}
     cur2 = await conn.execute(AWAITING_SQL.format(key=_key(group, _LOCAL.format("assigned_at"))), params)
     awaiting = {r[0]: int(r[1]) for r in await cur2.fetchall()}
     for key in counts.keys() | handling.keys():
@@ -183,17 +188,27 @@ async def figures(conn: psycopg.AsyncConnection[Any], departments: Sequence[str]
                   period: Period = ALL_TIME) -> dict[str, Any]:
     """Load now (open, due soon, overdue, today's acceptances and closures) and the performance
     figures (三率, handling time) of what happened in `period` (all time when unbounded)."""
-    per_department = (await open_counts(conn, now, departments)).values()
-    load = {k: sum(d[k] for d in per_department) for k in ("open", "due_soon", "overdue", "accepted_today",
-                                                             "closed_today")}
+    return {**total_load(await open_counts(conn, now, departments), departments),
+            **await performance(conn, departments, now, period)}
+
+
+def total_load(per_department: dict[str, dict[str, int]], departments: Sequence[str]) -> dict[str, int]:
+    """The load of `departments` together, from open_counts."""
+    found = [per_department[d] for d in departments if d in per_department]
+    return {k: sum(d[k] for d in found) for k in ("open", "due_soon", "overdue", "accepted_today", "closed_today")}
+
+
+async def performance(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], now: datetime,
+                      period: Period) -> dict[str, Any]:
+    """The performance figures (三率, handling time) of what `departments` did in `period`."""
     done = (await _period_figures(conn, departments, now, period, "all")).get(None, EMPTY)
-    return {**load, "period": period.as_dict(), **done}
+    return {"period": period.as_dict(), **done}
 
 
 async def series(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], now: datetime, period: Period,
-                 grain: Grain) -> list[dict[str, Any]]:
+                 grain: Grain, with_handling: bool = True) -> list[dict[str, Any]]:
     """The figures of each month (quarter, year) of a bounded period, in order, idle ones included."""
-    found = await _period_figures(conn, departments, now, period, grain)
+    found = await _period_figures(conn, departments, now, period, grain, with_handling)
     return [{"period": label, **part.as_dict(), **found.get(grain.start(part.start or date.min), EMPTY)}
             for label, part in period.split(grain)]
 

@@ -120,6 +120,10 @@ _CLOSURE_OF_U = ("CROSS JOIN LATERAL (SELECT ctid FROM closures WHERE closures.c
                  "AND closures.cycle = u.cycle OFFSET 0) AS x")
 
 
+# What a reply's row in handling_months is keyed by (see migration 012).
+HANDLING_MONTH_KEY = ("department, date_trunc('month', replied_at AT TIME ZONE 'Asia/Shanghai')::date, "
+                      "handling_bucket(handling_minutes)")
+
 # The live projector's way: one idempotent statement per kind of fact, for many cases at once.
 # Each takes one array per field of its fact, in field order, with at most one fact per case.
 FACT_SQL: dict[type[Fact], str] = {
@@ -129,9 +133,14 @@ FACT_SQL: dict[type[Fact], str] = {
     Accepted: "UPDATE assignments a SET accepted_at = r.at FROM (SELECT u.at, x.ctid FROM "
               f"{_unnest('text', 'timestamptz')} AS u(case_id, at) CROSS JOIN LATERAL (SELECT ctid FROM assignments "
               "WHERE assignments.case_id = u.case_id ORDER BY seq DESC LIMIT 1) AS x) AS r WHERE a.ctid = r.ctid",
-    Replied: "INSERT INTO replies (case_id, seq, department, replied_at, resolve_due, handling_minutes) "
+    # A reply counts in its month's handling-time buckets once: only the rows this statement adds.
+    Replied: "WITH added AS (INSERT INTO replies (case_id, seq, department, replied_at, resolve_due, handling_minutes) "
              f"SELECT * FROM {_unnest('text', 'int', 'text', 'timestamptz', 'timestamptz', 'float8')} "
-             "ON CONFLICT DO NOTHING",
+             "ON CONFLICT DO NOTHING RETURNING department, replied_at, handling_minutes) "
+             "INSERT INTO handling_months (department, month, bucket, replies) "
+             f"SELECT {HANDLING_MONTH_KEY}, count(*) FROM added WHERE handling_minutes IS NOT NULL "
+             "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
+             "ON CONFLICT (department, month, bucket) DO UPDATE SET replies = handling_months.replies + EXCLUDED.replies",
     Closed: "INSERT INTO closures (case_id, cycle, department, closed_at, outcome, replied_at, resolve_due, "
             "handling_minutes) SELECT * FROM "
             f"{_unnest('text', 'int', 'text', 'timestamptz', 'text', 'timestamptz', 'timestamptz', 'float8')} "

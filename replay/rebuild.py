@@ -38,12 +38,12 @@ from suqiu.store.binary import CONVERT, COPY_AS
 log = structlog.get_logger(__name__)
 # quarantined_cases is emptied too: a rebuild folds every case again, so none stays held back.
 READ_MODELS = ("case_view", "case_timeline", "sla_timers", "assignments", "closures", "replies", "department_days",
-               "projection_offsets", "quarantined_cases")
+               "handling_months", "projection_offsets", "quarantined_cases")
 # The tables rebuilt beside the live ones, with the columns a worker copies into them.
 REBUILT: dict[str, tuple[tuple[str, str], ...]] = {
     "case_view": CASE_COLUMNS, "case_timeline": TIMELINE_COLUMNS, "sla_timers": TIMER_COLUMNS,
     "assignments": rows.ASSIGNMENT_COLUMNS, "closures": rows.CLOSURE_COLUMNS, "replies": rows.REPLY_COLUMNS,
-    "department_days": rows.DAY_COLUMNS,
+    "department_days": rows.DAY_COLUMNS, "handling_months": (),  # summed from the replies, not copied
 }
 LOCK_ID = 0x5351_0003
 FLUSH_ROWS = 20_000  # timeline rows a worker holds before it copies them out
@@ -112,7 +112,8 @@ async def _rebuild(dsn: str, policy_path: str | None, at: datetime, topic: str, 
 
 
 async def _sum_days(conn: psycopg.AsyncConnection[Any]) -> None:
-    """The workers copied each case's daily tallies; one row per (department, day) holds their sum."""
+    """The workers copied each case's daily tallies; one row per (department, day) holds their sum.
+    The handling-time buckets are counted from the replies."""
     table = sql.Identifier(_next("department_days"))
     sums = sql.SQL(", ").join(sql.SQL("sum({0}) AS {0}").format(sql.Identifier(n)) for n in rows.DAY_COUNTS)
     async with conn.transaction():
@@ -120,6 +121,10 @@ async def _sum_days(conn: psycopg.AsyncConnection[Any]) -> None:
                                    "FROM {} GROUP BY department, day").format(sums, table))
         await conn.execute(sql.SQL("TRUNCATE {}").format(table))
         await conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM summed_days").format(table))
+        await conn.execute(sql.SQL("INSERT INTO {} (department, month, bucket, replies) SELECT {}, count(*) FROM {} "
+                                   "WHERE handling_minutes IS NOT NULL GROUP BY 1, 2, 3").format(
+            sql.Identifier(_next("handling_months")), sql.SQL(rows.HANDLING_MONTH_KEY),
+            sql.Identifier(_next("replies"))))
 
 
 def _next(name: str) -> str:

@@ -16,6 +16,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from projections import queries
 from schemas.codec import to_json_text, to_json_value
+from suqiu import report
 from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.model import Status
@@ -346,6 +347,21 @@ async def jurisdiction_kpis(request: web.Request) -> web.Response:
                           "jurisdictions": sorted(nodes), **answer})
 
 
+async def jurisdiction_report(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    code, _, members = _subtree_departments(rt, request)
+    q = _query(request, REPORT_QUERY)
+    if "month" not in q:
+        raise DomainError("invalid_input", "month: required, as YYYY-MM", field="month", rule="required")
+    month = report.month_period(q["month"])
+    async with rt.pool.connection() as conn:
+        body = await report.monthly(conn, rt.context.jurisdictions[code], members, rt.context.departments, month,
+                                    rt.clock.now())
+    assert month.start is not None
+    return web.Response(body=body, content_type=XLSX, headers={
+        "Content-Disposition": f'attachment; filename="{report.filename(code, month.start)}"'})
+
+
 async def jurisdiction_ranking(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     code, _, members = _subtree_departments(rt, request)
@@ -411,6 +427,7 @@ class Param:
     name: str
     schema: dict[str, Any]
     description: str
+    required: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,6 +446,7 @@ class Route:
     query: tuple[Param, ...] = ()
     public: bool = False
     success: int = 200
+    media: str = "application/json"  # what a success answers with
 
 
 LIST_QUERY = (
@@ -448,6 +466,10 @@ PERIOD_QUERY = (
 )
 RANKING_QUERY = (*PERIOD_QUERY[:2], Param("by", {"type": "string", "enum": list(queries.RANKED),
                                                 "default": "on_time_rate"}, "the rate to rank on"))
+
+REPORT_QUERY = (Param("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}, "the month, YYYY-MM",
+                      required=True),)
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -478,6 +500,9 @@ ROUTES: tuple[Route, ...] = (
           "A jurisdiction's figures over its subtree, for a period", "staff", query=PERIOD_QUERY),
     Route("GET", "/v1/jurisdictions/{code}/ranking", jurisdiction_ranking,
           "The subtree's departments ranked on one rate over a period (排名)", "staff", query=RANKING_QUERY),
+    Route("GET", "/v1/jurisdictions/{code}/report.xlsx", jurisdiction_report,
+          "The monthly report (月度通报): figures beside last month's, ranking, overdue and supervised cases",
+          "staff", query=REPORT_QUERY, media=XLSX),
     Route("GET", "/v1/health", health, "Database, broker, read-model lag and calendar", "anyone", public=True),
     Route("GET", "/v1/openapi.json", openapi, "This document", "anyone", public=True),
 )

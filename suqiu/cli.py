@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
 
 from suqiu import logs
 from suqiu.config import Settings
@@ -52,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     pc = ps.add_parser("check", help="validate it, list its goals and say how far ahead its calendar knows "
                                      "working days (exit 1 when that is under 60 days away)")
     pc.add_argument("file", nargs="?", help="the policy TOML (default SUQIU_SLA_POLICY, else the shipped one)")
+    rep = sub.add_parser("report", help="the monthly report (月度通报) of a jurisdiction, as an xlsx workbook")
+    rep.add_argument("--month", required=True, help="YYYY-MM")
+    rep.add_argument("--jurisdiction", required=True, help="a jurisdiction code; its whole subtree is reported")
+    rep.add_argument("--out", help="the file to write (default suqiu-CODE-YYYY-MM.xlsx)")
     from replay.cli import add_parser
 
     add_parser(sub)
@@ -88,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_import(settings, args))
     if args.command == "keys":
         return run_keys(settings, args)
+    if args.command == "report":
+        return asyncio.run(run_report(settings, args))
     if args.command == "policy":
         return run_policy_check(args.file or settings.sla_policy)
     if args.command == "replay":
@@ -281,3 +288,35 @@ def run_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+async def run_report(settings: Settings, args: argparse.Namespace) -> int:
+    """0: written; 2: an unknown jurisdiction or a malformed month (nothing written)."""
+    import psycopg
+
+    from suqiu import report
+    from suqiu.domain import DomainError
+    from suqiu.domain.refdata import departments_in, subtree
+    from suqiu.store import reference
+
+    if not settings.database_url:
+        sys.stderr.write("set SUQIU_DATABASE_URL (the report reads the read models)\n")
+        return 2
+    try:
+        month = report.month_period(args.month)
+    except DomainError as exc:
+        sys.stderr.write(f"{exc.message}\n")
+        return 2
+    assert month.start is not None
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
+        departments, jurisdictions = await reference.load(conn)
+        if args.jurisdiction not in jurisdictions:
+            sys.stderr.write(f"no jurisdiction {args.jurisdiction!r}; known: {', '.join(sorted(jurisdictions))}\n")
+            return 2
+        members = departments_in(departments, subtree(jurisdictions, args.jurisdiction))
+        body = await report.monthly(conn, jurisdictions[args.jurisdiction], members, departments, month,
+                                    datetime.now(UTC))
+    out = Path(args.out or report.filename(args.jurisdiction, month.start))
+    out.write_bytes(body)
+    sys.stdout.write(f"{out}: {len(members)} departments, {month.start:%Y-%m} beside the month before\n")
+    return 0

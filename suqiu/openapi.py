@@ -114,8 +114,8 @@ def document(routes: Iterable[Route], error_codes: Iterable[str]) -> dict[str, A
         params = [{"name": n, "in": "path", "required": True,
                    "schema": {"type": "string", "minLength": 1, "maxLength": inputs.ID_MAX, "pattern": _ID_PATTERN}}
                   for n in re.findall(r"{(\w+)}", route.path)]
-        params += [{"name": p.name, "in": "query", "required": False, "schema": p.schema, "description": p.description}
-                   for p in route.query]
+        params += [{"name": p.name, "in": "query", "required": p.required, "schema": p.schema,
+                    "description": p.description} for p in route.query]
         if params:
             op["parameters"] = params
         if route.body is not None:
@@ -141,8 +141,9 @@ def _responses(route: Route) -> dict[str, Any]:
     error = {"description": "refused: nothing stored",
              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     body: dict[str, Any] = {"$ref": "#/components/schemas/Result"} if route.body else {"type": "object"}
-    out: dict[str, Any] = {str(route.success): {"description": "done",
-                                                "content": {"application/json": {"schema": body}}}}
+    if route.media != "application/json":
+        body = {"type": "string", "format": "binary"}
+    out: dict[str, Any] = {str(route.success): {"description": "done", "content": {route.media: {"schema": body}}}}
     if route.body == "submit":
         out["200"] = {"description": "a repeat: the original result",
                       "content": {"application/json": {"schema": body}}}

@@ -29,6 +29,7 @@ from suqiu.domain.model import CATEGORIES
 from suqiu.domain.periods import Grain, Period
 from suqiu.domain.refdata import departments_in, subtree
 from suqiu.domain.sla import CHINA
+from suqiu.labels import CLOCK_NAMES, DEADLINE_NAMES, RATE_NAMES, ROLE_NAMES, SLA_NAMES, STATE_NAMES
 from suqiu.service import CommandRequest
 from suqiu.store import events as store
 from suqiu.store.keys import digest
@@ -42,15 +43,6 @@ TOKEN = web.RequestKey("board_token", str)
 ACTION_FIELDS = {"urge": ("note",), "transfer": ("department", "reason")}
 ACTIONS = tuple(ACTION_FIELDS)
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
-STATE_NAMES = {"submitted": "待派单", "dispatched": "待签收", "accepted": "办理中", "returned": "已退回",
-               "suspended": "挂起", "replied": "已答复", "escalated": "已上报", "closed": "已办结",
-               "withdrawn": "已撤回"}
-SLA_NAMES = {"overdue": "超期", "due_soon": "临期", "on_time": "正常", "paused": "暂停", "none": "—"}
-CLOCK_NAMES = {"accept": "签收时限", "resolve": "办结时限", "follow_up": "回访时限"}
-DEADLINE_NAMES = {"accept_due": "签收截止", "resolve_due": "办结截止", "follow_up_due": "回访截止", "due_at": "截止"}
-ROLE_NAMES = {"intake": "受理", "dispatcher": "派单员", "department": "承办单位", "enterprise": "企业",
-              "auditor": "审计", "admin": "管理员", "system": "系统"}
-
 _templates = jinja2.Environment(loader=jinja2.PackageLoader("suqiu.board", "templates"), autoescape=True,
                                 undefined=jinja2.StrictUndefined)
 
@@ -76,8 +68,7 @@ def _past(due: datetime | None, now: datetime) -> str:
 
 _templates.filters.update(cst=_cst, pct=_pct)
 _templates.globals.update(STATE_NAMES=STATE_NAMES, SLA_NAMES=SLA_NAMES, CLOCK_NAMES=CLOCK_NAMES,
-                          DEADLINE_NAMES=DEADLINE_NAMES,
-                          ROLE_NAMES=ROLE_NAMES, past=_past)
+                          DEADLINE_NAMES=DEADLINE_NAMES, RATE_NAMES=RATE_NAMES, ROLE_NAMES=ROLE_NAMES, past=_past)
 
 
 def render(name: str, status: int = 200, **context: Any) -> web.Response:
@@ -197,9 +188,9 @@ async def _overview(request: web.Request) -> dict[str, Any]:
     visible = access.visible_departments(principal, rt.context.departments)
     async with rt.pool.connection() as conn:
         load = await queries.open_counts(conn, now)
-        kpis = await queries.figures(conn, members, now, period)
-        before = await queries.figures(conn, members, now, period.previous())
-        days = await queries.series(conn, members, now, period, Grain.DAY) if period.fits_series(Grain.DAY) else []
+        kpis = {**queries.total_load(load, members), **await queries.performance(conn, members, now, period)}
+        before = await queries.performance(conn, members, now, period.previous())
+        days = await queries.series(conn, members, now, period, Grain.DAY, with_handling=False) if period.fits_series(Grain.DAY) else []
         late = await queries.list_cases(conn, now, department=department, usccs=usccs, overdue=True,
                                         open_only=True, order="next_due", limit=50)
     late.sort(key=lambda r: (not r["supervised"], r["next_due"]))

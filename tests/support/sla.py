@@ -109,7 +109,7 @@ async def dispatched_into_2032(settings: Settings, clock: ManualClock) -> str:
 def snapshot(s: Settings) -> dict[str, list[tuple[Any, ...]]]:
     """Every read model's rows (case_view without its update time), for comparing a rebuild with the live ones."""
     tables = {"case_view": "updated_at", "case_timeline": "", "sla_timers": "", "assignments": "", "closures": "",
-              "replies": "", "department_days": ""}
+              "replies": "", "department_days": "", "handling_months": ""}
     out = {}
     for table, skip in tables.items():
         cols = [r[0] for r in query(s, "SELECT column_name FROM information_schema.columns WHERE table_name = %s "

@@ -1,0 +1,27 @@
+"""The Simplified Chinese words officials read on the board and in reports: states, clocks,
+roles, and the figures with their definitions (the 三率)."""
+
+from __future__ import annotations
+
+STATE_NAMES = {"submitted": "待派单", "dispatched": "待签收", "accepted": "办理中", "returned": "已退回",
+               "suspended": "挂起", "replied": "已答复", "escalated": "已上报", "closed": "已办结",
+               "withdrawn": "已撤回"}
+SLA_NAMES = {"overdue": "超期", "due_soon": "临期", "on_time": "正常", "paused": "暂停", "none": "—"}
+CLOCK_NAMES = {"accept": "签收时限", "resolve": "办结时限", "follow_up": "回访时限"}
+DEADLINE_NAMES = {"accept_due": "签收截止", "resolve_due": "办结截止", "follow_up_due": "回访截止", "due_at": "截止"}
+ROLE_NAMES = {"intake": "受理", "dispatcher": "派单员", "department": "承办单位", "enterprise": "企业",
+              "auditor": "审计", "admin": "管理员", "system": "系统"}
+# Each rate of the figures (projections.queries.RANKED), its name and what it counts.
+RATE_NAMES = {"response_rate": "响应率", "on_time_rate": "按时答复率", "resolution_rate": "解决率",
+              "satisfaction_rate": "满意率", "reopen_rate": "重办率"}
+DEFINITIONS = {
+    "响应率": "派单、转办、重办后在签收时限内签收的件数 ÷ 已到签收时限（或已签收）的派单件数；按派单日期计入期间",
+    "按时答复率": "在办结时限内答复的件数 ÷ 期间内全部答复件数（无论是否已办结）；按答复日期计入",
+    "解决率": "办结结果为已解决的件数 ÷ 有效办结件数（已解决、已解释、无法解决；不含撤回、重复件）；按办结日期计入",
+    "满意率": "评价为满意或基本满意的件数 ÷ 全部评价件数；按评价日期计入",
+    "重办率": "有效办结后被重办的件数 ÷ 有效办结件数",
+    "办理时长": "从派单到答复的工作时长（工作小时，按工作日历计算）的中位数与第 90 百分位；按答复日期计入",
+    "超期": "运行中的时限已过截止时间，或已记录超期（SlaBreached）",
+    "督办": "对超期件发起的督办（SupervisionOpened），办结或撤回后解除",
+    "期间": "日期按北京时间（Asia/Shanghai）计；费率无分母时显示为“—”",
+}

@@ -36,7 +36,7 @@ CASE_COLUMNS = (
     ("follow_up_due", "timestamptz"), ("next_due", "timestamptz"), ("warn_at", "timestamptz"),
     ("warned", "bool"), ("breached", "bool"), ("supervised", "bool"), ("reopen_count", "int"),
     ("closed_at", "timestamptz"), ("outcome", "text"), ("rating", "text"), ("state", "jsonb"),
-    ("updated_at", "timestamptz"), ("provisional_from", "date"),
+    ("updated_at", "timestamptz"), ("provisional_from", "date"), ("source_system", "text"), ("source_ref", "text"),
 )
 TIMELINE_COLUMNS = (
     ("case_id", "text"), ("seq", "int"), ("event_id", "uuid"), ("event_type", "text"),

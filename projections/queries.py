@@ -17,7 +17,7 @@ from suqiu.domain.periods import ALL_TIME, Grain, Period
 LIST_COLUMNS = (
     "case_id, seq, status, department, jurisdiction, category, priority, channel, title, enterprise_uscc, "
     "enterprise_name, submitted_at, assigned_at, accept_due, resolve_due, follow_up_due, next_due, warned, "
-    "breached, supervised, reopen_count, closed_at, outcome, rating"
+    "breached, supervised, reopen_count, closed_at, outcome, rating, source_system, source_ref"
 )
 
 
@@ -52,8 +52,9 @@ async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state
                      order: str = "submitted", departments: Collection[str] | None = None,
                      supervised: bool | None = None) -> list[dict[str, Any]]:
     """Cases in submission order (or by next deadline); `after` is the last case id of the
-    previous page; `departments` limits them to those held by any of them; `usccs` limits them to those enterprises' cases; `text` matches a case id or
-    USCC exactly, or a part of the enterprise name or title."""
+    previous page; `departments` limits them to those held by any of them; `usccs` to those
+    enterprises' cases; `text` matches a case id, source reference or USCC exactly, or a part
+    of the enterprise name or title."""
     where: list[str] = ["true"]
     params: list[Any] = []
     if state is not None:
@@ -77,9 +78,10 @@ async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state
         where.append("enterprise_uscc = ANY(%s)")
         params.append(list(usccs))
     if text:
-        where.append("(case_id = %s OR enterprise_uscc = %s OR enterprise_name LIKE %s OR title LIKE %s)")
+        where.append("(case_id = %s OR source_ref = %s OR enterprise_uscc = %s OR enterprise_name LIKE %s "
+                     "OR title LIKE %s)")
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        params.extend([text, text, pattern, pattern])
+        params.extend([text, text, text, pattern, pattern])
     start, end = submitted.instants()
     if start is not None:
         where.append("submitted_at >= %s")

@@ -281,6 +281,7 @@ def case_row(case: Case, timers: list[Timer], state: str, now: datetime) -> tupl
         min(clocks.values(), default=None), min(warns, default=None), "warning" in marks,
         "breach" in marks, case.supervised, case.reopen_count, case.closed_at, case.outcome, case.rating,
         storable_json(state), now, min((d.since for d in case.provisional), default=None) if case.is_open else None,
+        _storable(case.source_system), _storable(case.source_ref),
     )
 
 

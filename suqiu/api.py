@@ -249,13 +249,14 @@ async def list_appeals(request: web.Request) -> web.Response:
     after = q.get("after")
     if after is not None:
         after = inputs.identifier(after, "after")
+    text = inputs.text(q["q"], "q", TEXT_MAX, required=False) or None if "q" in q else None
     now = rt.clock.now()
     async with rt.pool.connection() as conn:
         if after is not None and not await queries.case_known(conn, after):
             raise DomainError("invalid_input", f"after: unknown case id {after!r}", field="after")
         rows = await queries.list_cases(conn, now, state=state, department=department, usccs=usccs,
                                         overdue=overdue if isinstance(overdue, bool) else None,
-                                        limit=limit, after=after)
+                                        limit=limit, after=after, text=text)
     return json_response({"appeals": rows, "next": rows[-1]["case_id"] if len(rows) == limit else None})
 
 
@@ -449,12 +450,15 @@ class Route:
     media: str = "application/json"  # what a success answers with
 
 
+TEXT_MAX = 100  # a search text: longer ones are not a name or a number anyone types
 LIST_QUERY = (
     Param("state", {"type": "string", "enum": sorted(s.value for s in Status if s is not Status.NEW)}, "case state"),
     Param("department", {"type": "string", "maxLength": inputs.ID_MAX}, "assigned department code"),
     Param("overdue", {"type": "string", "enum": ["true", "false"]}, "only (or no) cases past a running deadline"),
     Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "page size"),
     Param("after", {"type": "string", "maxLength": inputs.ID_MAX}, "the last case id of the previous page"),
+    Param("q", {"type": "string", "maxLength": TEXT_MAX},
+          "a case id, source reference (工单编号) or USCC exactly, or part of the enterprise name or title"),
 )
 
 

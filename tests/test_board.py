@@ -69,7 +69,7 @@ async def test_the_board_for_a_dispatcher_a_department_and_an_auditor(
         topics: Settings, api: Api, clock: ManualClock, browser: Browser) -> None:
     s = topics.with_(timer_interval=0.05)
     async with faust_worker(s, clock):
-        late = (await api.submit(title="园区道路施工许可"))["case_id"]
+        late = (await api.submit(title="园区道路施工许可", source_ref="TJ12345-20260721-0042"))["case_id"]
         await api.ok("dispatcher", late, "dispatch", department="bh-market")  # accept by 12:00
         other = (await api.submit(title="稳岗补贴"))["case_id"]
         await api.ok("dispatcher", other, "dispatch", department="bh-planning")
@@ -120,7 +120,20 @@ async def test_the_board_for_a_dispatcher_a_department_and_an_auditor(
         await d.fits("department")
         await d.page.goto(f"{api.base}/board/search?q={late}")
         assert await d.page.locator("table.cases tbody tr").count() == 1
+        await d.page.goto(f"{api.base}/board/search?q=TJ12345-20260721-0042")  # the 工单编号 a caller quotes
+        assert await d.page.locator("table.cases tbody tr").first.get_attribute("data-case") == late
+        assert await d.page.locator("table.cases tbody tr").count() == 1
         await d.fits("search")
+        # A zone picked in the jurisdiction picker: its departments and cases only.
+        await d.page.goto(f"{api.base}/board/")
+        await d.page.select_option("select[name=jurisdiction]", "tj-teda")
+        await d.page.click("form.period button")
+        await d.page.wait_for_url("**/board/?jurisdiction=tj-teda*")
+        codes = await d.page.locator("#departments tbody tr").evaluate_all("rows => rows.map(r => r.dataset.code)")
+        assert sorted(codes) == ["teda-construction", "teda-service"], codes
+        assert await d.page.locator("#late tbody tr[data-case]").count() == 0
+        assert "天津经济技术开发区" in await d.page.inner_text(".kpis h2")
+        assert (await d.page.request.get(f"{api.base}/board/?jurisdiction=nowhere")).status == 404
         # The one refusal provoked above is the browser's only complaint (it logs every 4xx answer).
         assert d.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"], d.errors
 

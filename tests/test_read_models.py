@@ -9,6 +9,7 @@ import signal
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from hypothesis import given, settings
@@ -97,8 +98,15 @@ async def test_kpis_for_a_scripted_scenario_equal_the_figures_worked_out_by_hand
             if not (after := page["next"]):
                 break
         assert sorted(seen) == sorted([a, b, c, d]) and len(seen) == 4
+        ref = query(s, "SELECT source_ref FROM case_view WHERE case_id = %s", d)[0][0]
+        status, page = await api.call("auditor", "GET", f"/appeals?q={ref}")  # the source's 工单编号
+        assert status == 200 and [x["case_id"] for x in page["appeals"]] == [d]
+        assert page["appeals"][0]["source_ref"] == ref and page["appeals"][0]["source_system"] == "hotline-12345"
+        status, page = await api.call("auditor", "GET", "/appeals?q=" + quote("天津某某"))  # part of the name
+        assert sorted(x["case_id"] for x in page["appeals"]) == sorted([a, b, c, d])
         for bad, field in (("state=open", "state"), ("limit=0", "limit"), ("overdue=yes", "overdue"),
-                           ("department=nope", "department"), ("after=nope", "after"), ("sort=x", "sort")):
+                           ("department=nope", "department"), ("after=nope", "after"), ("sort=x", "sort"),
+                           ("q=a%00b", "q"), ("q=" + "x" * 101, "q")):
             status, err = await api.call("auditor", "GET", f"/appeals?{bad}")
             assert status == 400 and err["error"]["details"]["field"] == field, (bad, err)
         status, _ = await api.call("auditor", "GET", "/departments/nope/load")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -21,13 +21,13 @@ from aiohttp import web
 from projections import queries
 from replay import history as audit
 from replay.verify import ChainChecker
-from suqiu.api import PRINCIPAL, RUNTIME, STATUS, readable_case
+from suqiu.api import PRINCIPAL, RUNTIME, STATUS, TEXT_MAX, readable_case
 from suqiu.board.sessions import Session, Sessions
 from suqiu.domain import DomainError, access, inputs
 from suqiu.domain.access import Principal
 from suqiu.domain.model import CATEGORIES
 from suqiu.domain.periods import Grain, Period
-from suqiu.domain.refdata import departments_in, subtree
+from suqiu.domain.refdata import Jurisdiction, ancestors, departments_in, subtree
 from suqiu.domain.sla import CHINA
 from suqiu.labels import CLOCK_NAMES, DEADLINE_NAMES, RATE_NAMES, ROLE_NAMES, SLA_NAMES, STATE_NAMES
 from suqiu.service import CommandRequest
@@ -155,8 +155,9 @@ def _period(request: web.Request, today: date) -> Period:
     return Period(first, Grain.MONTH.following(first))
 
 
-def _scope(request: web.Request) -> tuple[list[str], str]:
-    """The departments whose figures this key may read together, and what to call them."""
+def _scope(request: web.Request) -> tuple[list[str], str, str | None]:
+    """The departments whose figures this key may read together, what to call them, and the
+    jurisdiction chosen (`?jurisdiction=`, the root when none; None for a department's key)."""
     rt = request.app[RUNTIME]
     principal: Principal = request[PRINCIPAL]
     ctx = rt.context
@@ -166,9 +167,13 @@ def _scope(request: web.Request) -> tuple[list[str], str]:
         own = principal.actor.department
         access.check_figures(principal, own)
         assert own is not None
-        return [own], ctx.departments[own].name if own in ctx.departments else own
-    root = next(j for j in ctx.jurisdictions.values() if j.parent not in ctx.jurisdictions)
-    return departments_in(ctx.departments, subtree(ctx.jurisdictions, root.code)), root.name
+        return [own], ctx.departments[own].name if own in ctx.departments else own, None
+    code = request.query.get("jurisdiction") or None
+    if code is None:
+        code = next(j for j in ctx.jurisdictions.values() if j.parent not in ctx.jurisdictions).code
+    elif code not in ctx.jurisdictions:
+        raise DomainError("not_found", f"没有辖区 {inputs.identifier(code, 'jurisdiction')}", jurisdiction=code)
+    return departments_in(ctx.departments, subtree(ctx.jurisdictions, code)), ctx.jurisdictions[code].name, code
 
 
 @page
@@ -183,25 +188,42 @@ async def _overview(request: web.Request) -> dict[str, Any]:
     principal: Principal = request[PRINCIPAL]
     now = rt.clock.now()
     period = _period(request, now.astimezone(CHINA).date())
-    members, scope_name = _scope(request)
+    members, scope_name, chosen = _scope(request)
     department, usccs = access.list_scope(principal, None)
-    visible = access.visible_departments(principal, rt.context.departments)
+    visible = [d for d in access.visible_departments(principal, rt.context.departments) if d in members]
     async with rt.pool.connection() as conn:
         load = await queries.open_counts(conn, now)
         kpis = {**queries.total_load(load, members), **await queries.performance(conn, members, now, period)}
         before = await queries.performance(conn, members, now, period.previous())
         days = await queries.series(conn, members, now, period, Grain.DAY, with_handling=False) if period.fits_series(Grain.DAY) else []
         late = await queries.list_cases(conn, now, department=department, usccs=usccs, overdue=True,
-                                        open_only=True, order="next_due", limit=50)
+                                        open_only=True, order="next_due", limit=50, departments=members)
     late.sort(key=lambda r: (not r["supervised"], r["next_due"]))
     names = rt.context.departments
     rows = [{"code": d, "name": names[d].name, **load.get(d, queries.EMPTY_LOAD)} for d in visible]
     chart = {"x": [d["period"] for d in days], "assigned": [d["counts"]["assigned"] for d in days],
              "replied": [d["counts"]["replied"] for d in days],
              "breached": [d["counts"]["breached"] for d in days]}
+    tree = rt.context.jurisdictions
+    picker = [(j.code, "　" * (len(ancestors(tree, j.code)) - 1) + j.name) for j in _in_tree_order(tree)]
     return {"now": now, "period": period, "scope_name": scope_name, "kpis": kpis, "before": before,
+            "jurisdiction": chosen, "jurisdictions": picker if chosen else [],
             "rows": rows, "late": late, "chart": chart, "names": names,
             "period_to_shown": (period.end - timedelta(days=1)) if period.end else None}
+
+
+def _in_tree_order(tree: Mapping[str, Jurisdiction]) -> list[Jurisdiction]:
+    """The 辖区 tree depth first, each parent before its children, siblings by code."""
+    children: dict[str | None, list[Jurisdiction]] = {}
+    for j in tree.values():
+        children.setdefault(j.parent if j.parent in tree else None, []).append(j)
+    out: list[Jurisdiction] = []
+    todo = sorted(children.get(None, []), key=lambda j: j.code, reverse=True)
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        todo.extend(sorted(children.get(node.code, []), key=lambda j: j.code, reverse=True))
+    return out
 
 
 @page
@@ -309,7 +331,7 @@ async def search(request: web.Request) -> web.Response:
     department, usccs = access.list_scope(principal, q.get("department") or None)
     category = q.get("category") or None
     submitted = Period.parse(q.get("from") or None, q.get("to") or None)
-    text = (q.get("q") or "").strip()[:100] or None
+    text = inputs.text(q.get("q", ""), "q", TEXT_MAX, required=False) or None
     now = rt.clock.now()
     async with rt.pool.connection() as conn:
         found = await queries.list_cases(conn, now, state=state, department=department, usccs=usccs, text=text,

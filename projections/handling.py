@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -36,29 +36,41 @@ def whole_months(period: Period) -> tuple[Period | None, list[Period]]:
     return Period(first, last), edges
 
 
-async def percentiles(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], period: Period,
-                      key: Callable[[str], str], by_day: bool = False) -> dict[Key, tuple[float, float]]:
-    """Median and P90 of the handling minutes of the replies given in `period`, per group key.
+async def percentiles(conn: psycopg.AsyncConnection[Any], scopes: Sequence[tuple[Sequence[str], Period]],
+                      key: Callable[[str], str], by_day: bool = False,
+                      owner: Mapping[str, str] | None = None) -> dict[Key, tuple[float, float]]:
+    """Median and P90 of the handling minutes of the replies of each scope's departments in
+    its period, together, per group key.
 
     `key` turns a day expression into the group key expression (queries._key); with `by_day`
-    every group is smaller than a month, so every count comes from the replies."""
-    months, edges = (None, [period]) if by_day else whole_months(period)
+    every group is smaller than a month, so every count comes from the replies. `owner` renames
+    a department key (a merged department's replies count as its successor's)."""
+    rename = owner or {}
     counts: dict[Key, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    if months is not None:
-        cur = await conn.execute(
-            f"SELECT {key('month')}, bucket, sum(replies) FROM handling_months WHERE department = ANY(%s) "
-            "AND (%s::date IS NULL OR month >= %s) AND (%s::date IS NULL OR month < %s) GROUP BY 1, 2",
-            (list(departments), months.start, months.start, months.end, months.end))
-        for k, bucket, n in await cur.fetchall():
-            counts[k][bucket] += int(n)
-    for edge in edges:
-        start, end = edge.instants()
-        cur = await conn.execute(f"SELECT {key(REPLY_DAY)}, handling_bucket(handling_minutes), count(*) {_REPLIES} "
-                                 "GROUP BY 1, 2", {"departments": list(departments), "start": start, "end": end})
-        for k, bucket, n in await cur.fetchall():
-            counts[k][bucket] += int(n)
+    for departments, period in scopes:
+        months, edges = (None, [period]) if by_day else whole_months(period)
+        if months is not None:
+            cur = await conn.execute(
+                f"SELECT {key('month')}, bucket, sum(replies) FROM handling_months WHERE department = ANY(%s) "
+                "AND (%s::date IS NULL OR month >= %s) AND (%s::date IS NULL OR month < %s) GROUP BY 1, 2",
+                (list(departments), months.start, months.start, months.end, months.end))
+            for k, bucket, n in await cur.fetchall():
+                counts[rename.get(k, k)][bucket] += int(n)
+        for edge in edges:
+            start, end = edge.instants()
+            cur = await conn.execute(f"SELECT {key(REPLY_DAY)}, handling_bucket(handling_minutes), count(*) "
+                                     f"{_REPLIES} GROUP BY 1, 2",
+                                     {"departments": list(departments), "start": start, "end": end})
+            for k, bucket, n in await cur.fetchall():
+                counts[rename.get(k, k)][bucket] += int(n)
     wanted = {k: _ranks(c) for k, c in counts.items()}
-    values = await _bucket_values(conn, departments, period, key, {(k, b) for k, w in wanted.items() for b, _ in w})
+    pairs = {(k, b) for k, w in wanted.items() for b, _ in w}
+    values: dict[tuple[Key, int], list[float]] = defaultdict(list)
+    for departments, period in scopes:
+        for pair, found in (await _bucket_values(conn, departments, period, key, pairs, rename)).items():
+            values[pair].extend(found)
+    for found in values.values():
+        found.sort()
     out = {}
     for k, ranks in wanted.items():
         total = sum(counts[k].values())
@@ -98,8 +110,9 @@ def _interpolate(low: float, high: float, fraction: float, total: int) -> float:
 
 
 async def _bucket_values(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], period: Period,
-                         key: Callable[[str], str], pairs: set[tuple[Key, int]]) -> dict[tuple[Key, int], list[float]]:
-    """The sorted handling minutes of each wanted (group, bucket)."""
+                         key: Callable[[str], str], pairs: set[tuple[Key, int]],
+                         rename: Mapping[str, str]) -> dict[tuple[Key, int], list[float]]:
+    """The handling minutes of each wanted (group, bucket), unsorted."""
     if not pairs:
         return {}
     start, end = period.instants()
@@ -109,8 +122,7 @@ async def _bucket_values(conn: psycopg.AsyncConnection[Any], departments: Sequen
         {"departments": list(departments), "start": start, "end": end, "buckets": sorted({b for _, b in pairs})})
     out: dict[tuple[Key, int], list[float]] = defaultdict(list)
     for k, bucket, minutes in await cur.fetchall():
-        if (k, bucket) in pairs:
-            out[(k, bucket)].append(minutes)
-    for found in out.values():
-        found.sort()
+        pair = (rename.get(k, k), bucket)
+        if pair in pairs:
+            out[pair].append(minutes)
     return out

@@ -13,6 +13,7 @@ from projections import rows
 from projections.handling import percentiles
 from suqiu.domain.clocks import Clock
 from suqiu.domain.periods import ALL_TIME, Grain, Period
+from suqiu.domain.refdata import Member
 
 LIST_COLUMNS = (
     "case_id, seq, status, department, jurisdiction, category, priority, channel, title, enterprise_uscc, "
@@ -123,12 +124,15 @@ _BOUNDS = "(%(start)s::date IS NULL OR {day} >= %(start)s) AND (%(end)s::date IS
 # What a group of figures is keyed by: all of the period, each department, or each month (quarter, year).
 _KEYS = {"all": "NULL::text", "department": "department"}
 _LOCAL = "({} AT TIME ZONE 'Asia/Shanghai')::date"
+# Whose facts count, and as whose: each member department from its `since` day (refdata.members).
+_MEMBERS = ("JOIN unnest(%(codes)s::text[], %(owners)s::text[], %(since)s::date[]) AS m(code, owner, since) "
+            "ON department = m.code AND (m.since IS NULL OR {day} >= m.since)")
 COUNTS_SQL = ("SELECT {key} AS key, " + ", ".join(f"sum({n})::int AS {n}" for n in rows.DAY_COUNTS)
-              + " FROM department_days WHERE department = ANY(%(departments)s) AND " + _BOUNDS.format(day="day")
+              + " FROM department_days " + _MEMBERS.format(day="day") + " WHERE " + _BOUNDS.format(day="day")
               + " GROUP BY 1")
 # The assignments made in the period whose accept deadline has not come: their response is not due yet.
-AWAITING_SQL = ("SELECT {key} AS key, count(*) FROM assignments WHERE department = ANY(%(departments)s) "
-                "AND accepted_at IS NULL AND accept_due > %(now)s AND "
+AWAITING_SQL = ("SELECT {key} AS key, count(*) FROM assignments " + _MEMBERS.format(day=_LOCAL.format("assigned_at"))
+                + " WHERE accepted_at IS NULL AND accept_due > %(now)s AND "
                 + _BOUNDS.format(day=_LOCAL.format("assigned_at")) + " GROUP BY 1")
 RANKED = ("response_rate", "on_time_rate", "resolution_rate", "satisfaction_rate", "reopen_rate")
 LOWER_IS_BETTER = frozenset({"reopen_rate"})
@@ -140,18 +144,33 @@ def _key(group: str | Grain, day: str) -> str:
     return _KEYS[group]
 
 
-async def _period_figures(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], now: datetime,
+def as_members(departments: Sequence[str | Member]) -> list[Member]:
+    """Plain codes count as themselves over all their history."""
+    return [d if isinstance(d, Member) else Member(d, d, None) for d in departments]
+
+
+async def _period_figures(conn: psycopg.AsyncConnection[Any], departments: Sequence[str | Member], now: datetime,
                           period: Period, group: str | Grain, with_handling: bool = True) -> dict[Any, dict[str, Any]]:
-    """The period figures of `departments`, keyed by `group`: one entry per key with any activity
-    (without the handling-time percentiles unless `with_handling`)."""
-    params = {"departments": list(departments), "now": now, "start": period.start, "end": period.end}
+    """The period figures of `departments` (codes, or members with the day they count from),
+    keyed by `group`: one entry per key with any activity (without the handling-time
+    percentiles unless `with_handling`). Grouped by department, a member counts as its owner."""
+    members = as_members(departments)
+    params = {"codes": [m.code for m in members], "owners": [m.owner for m in members],
+              "since": [m.since for m in members], "now": now, "start": period.start, "end": period.end}
     out: dict[Any, dict[str, Any]] = {}
+    owned = "m.owner" if group == "department" else _key(group, "{}")
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(COUNTS_SQL.format(key=_key(group, "day")), params)
+        await cur.execute(COUNTS_SQL.format(key=owned.format("day")), params)
         counts = {r.pop("key"): r for r in await cur.fetchall()}
-    handling = await percentiles(conn, departments, period, lambda day: _key(group, day),
-                                 by_day=group is Grain.DAY) if with_handling else {}
-    cur2 = await conn.execute(AWAITING_SQL.format(key=_key(group, _LOCAL.format("assigned_at"))), params)
+    scopes: dict[date | None, list[str]] = {}
+    for m in members:
+        scopes.setdefault(m.since, []).append(m.code)
+    parts = [(codes, Period(max(filter(None, (period.start, since)), default=None), period.end))
+             for since, codes in scopes.items()]
+    parts = [(codes, p) for codes, p in parts if p.start is None or p.end is None or p.start < p.end]
+    handling = await percentiles(conn, parts, lambda day: _key(group, day), by_day=group is Grain.DAY,
+                                 owner={m.code: m.owner for m in members}) if with_handling and parts else {}
+    cur2 = await conn.execute(AWAITING_SQL.format(key=owned.format(_LOCAL.format("assigned_at"))), params)
     awaiting = {r[0]: int(r[1]) for r in await cur2.fetchall()}
     for key in counts.keys() | handling.keys():
         out[key] = _rates(counts.get(key) or dict.fromkeys(rows.DAY_COUNTS, 0), handling.get(key, (None, None)),
@@ -186,11 +205,12 @@ def _rates(c: dict[str, int], handling: tuple[float | None, float | None], await
 EMPTY = _rates(dict.fromkeys(rows.DAY_COUNTS, 0), (None, None), 0)
 
 
-async def figures(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], now: datetime,
+async def figures(conn: psycopg.AsyncConnection[Any], departments: Sequence[str | Member], now: datetime,
                   period: Period = ALL_TIME) -> dict[str, Any]:
     """Load now (open, due soon, overdue, today's acceptances and closures) and the performance
     figures (三率, handling time) of what happened in `period` (all time when unbounded)."""
-    return {**total_load(await open_counts(conn, now, departments), departments),
+    codes = [m.code for m in as_members(departments)]
+    return {**total_load(await open_counts(conn, now, codes), codes),
             **await performance(conn, departments, now, period)}
 
 
@@ -200,14 +220,14 @@ def total_load(per_department: dict[str, dict[str, int]], departments: Sequence[
     return {k: sum(d[k] for d in found) for k in ("open", "due_soon", "overdue", "accepted_today", "closed_today")}
 
 
-async def performance(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], now: datetime,
+async def performance(conn: psycopg.AsyncConnection[Any], departments: Sequence[str | Member], now: datetime,
                       period: Period) -> dict[str, Any]:
     """The performance figures (三率, handling time) of what `departments` did in `period`."""
     done = (await _period_figures(conn, departments, now, period, "all")).get(None, EMPTY)
     return {"period": period.as_dict(), **done}
 
 
-async def series(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], now: datetime, period: Period,
+async def series(conn: psycopg.AsyncConnection[Any], departments: Sequence[str | Member], now: datetime, period: Period,
                  grain: Grain, with_handling: bool = True) -> list[dict[str, Any]]:
     """The figures of each month (quarter, year) of a bounded period, in order, idle ones included."""
     found = await _period_figures(conn, departments, now, period, grain, with_handling)
@@ -215,22 +235,23 @@ async def series(conn: psycopg.AsyncConnection[Any], departments: Sequence[str],
             for label, part in period.split(grain)]
 
 
-async def extent(conn: psycopg.AsyncConnection[Any], departments: Sequence[str]) -> Period:
+async def extent(conn: psycopg.AsyncConnection[Any], departments: Sequence[str | Member]) -> Period:
     """The days the figures of `departments` have any activity on (for a series with no bounds)."""
     cur = await conn.execute("SELECT min(day), max(day) FROM department_days WHERE department = ANY(%s)",
-                             (list(departments),))
+                             ([m.code for m in as_members(departments)],))
     row = await cur.fetchone()
     if row is None or row[0] is None:
         return Period()
     return Period(row[0], row[1] + timedelta(days=1))
 
 
-async def ranking(conn: psycopg.AsyncConnection[Any], departments: Sequence[str], now: datetime, period: Period,
-                  by: str) -> list[dict[str, Any]]:
-    """The departments ranked on one rate over `period`, best first; one with no denominator is
-    unranked and last. Equal rates share a rank (1, 2, 2, 4)."""
+async def ranking(conn: psycopg.AsyncConnection[Any], departments: Sequence[str | Member], now: datetime,
+                  period: Period, by: str) -> list[dict[str, Any]]:
+    """The departments (the members' owners) ranked on one rate over `period`, best first; one
+    with no denominator is unranked and last. Equal rates share a rank (1, 2, 2, 4)."""
     found = await _period_figures(conn, departments, now, period, "department")
-    entries = [{"department": d, **found.get(d, EMPTY)} for d in departments]
+    owners = sorted({m.owner for m in as_members(departments)})
+    entries = [{"department": d, **found.get(d, EMPTY)} for d in owners]
     sign = 1 if by in LOWER_IS_BETTER else -1
     entries.sort(key=lambda x: (x[by] is None, sign * (x[by] or 0), x["department"]))
     previous: tuple[int, float | None] = (0, None)

@@ -21,10 +21,11 @@ from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.model import Status
 from suqiu.domain.periods import ALL_TIME, Grain, Period
-from suqiu.domain.refdata import departments_in, subtree
+from suqiu.domain.refdata import Member, current, departments_in, members, subtree
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
 from suqiu.store import events as store
+from suqiu.store import reference
 
 log = structlog.get_logger(__name__)
 MAX_BODY = 256 * 1024
@@ -254,21 +255,40 @@ async def list_appeals(request: web.Request) -> web.Response:
     async with rt.pool.connection() as conn:
         if after is not None and not await queries.case_known(conn, after):
             raise DomainError("invalid_input", f"after: unknown case id {after!r}", field="after")
-        rows = await queries.list_cases(conn, now, state=state, department=department, usccs=usccs,
+        held = None if department is None else [m.code for m in members(rt.context, [department])]
+        rows = await queries.list_cases(conn, now, state=state, departments=held, usccs=usccs,
                                         overdue=overdue if isinstance(overdue, bool) else None,
                                         limit=limit, after=after, text=text)
+    for row in rows:  # the department answering for it today, through any merge (合并)
+        row["current_department"] = current(rt.context.departments, row["department"])
     return json_response({"appeals": rows, "next": rows[-1]["case_id"] if len(rows) == limit else None})
 
 
 async def departments(request: web.Request) -> web.Response:
+    """The departments now, with their load; with `as_of`, as the organisation stood then."""
     rt = request.app[RUNTIME]
+    q = _query(request, AS_OF_QUERY)
     async with rt.pool.connection() as conn:
+        if "as_of" in q:
+            at = inputs.instant(q["as_of"] if "T" in q["as_of"] else f"{q['as_of']}T23:59:59.999999+08:00", "as_of")
+            then = (await reference.as_of_async(conn, at)).departments
+            visible = access.visible_departments(request[PRINCIPAL], then)
+            return json_response({"as_of": at, "departments": [
+                {**dataclasses.asdict(then[code]), "active": then[code].active} for code in visible]})
         counts = await queries.open_counts(conn, rt.clock.now())
     empty = queries.EMPTY_LOAD
-    visible = access.visible_departments(request[PRINCIPAL], rt.context.departments)
+    now = rt.context.departments
+    visible = access.visible_departments(request[PRINCIPAL], now)
     return json_response({"departments": [
-        {**dataclasses.asdict(rt.context.departments[code]), "load": counts.get(code, empty)} for code in visible
+        {**dataclasses.asdict(now[code]), "active": now[code].active, "load": counts.get(code, empty)}
+        for code in visible
     ]})
+
+
+async def categories(request: web.Request) -> web.Response:
+    """The deployment's categories (诉求类别), from its organisation; retired ones take no new appeals."""
+    found = request.app[RUNTIME].context.categories
+    return json_response({"categories": [dataclasses.asdict(found[c]) for c in sorted(found)]})
 
 
 async def jurisdictions(request: web.Request) -> web.Response:
@@ -303,7 +323,7 @@ def _grain(text: str | None) -> Grain | None:
                           allowed=[g.value for g in Grain]) from None
 
 
-async def _figures_answer(rt: Runtime, departments: list[str], q: dict[str, str]) -> dict[str, Any]:
+async def _figures_answer(rt: Runtime, departments: list[Member], q: dict[str, str]) -> dict[str, Any]:
     """Load now and the period's figures; with `by`, the series of its months (quarters, years) too."""
     period, grain = Period.parse(q.get("from"), q.get("to")), _grain(q.get("by"))
     now = rt.clock.now()
@@ -326,10 +346,12 @@ async def department_load(request: web.Request) -> web.Response:
         raise DomainError("not_found", f"no department {code}", department=code)
     access.check_figures(request[PRINCIPAL], code)
     q = _query(request, PERIOD_QUERY)
-    return json_response({**dataclasses.asdict(dept), **await _figures_answer(rt, [code], q)})
+    answer = await _figures_answer(rt, members(rt.context, [code]), q)
+    return json_response({**dataclasses.asdict(dept), "active": dept.active, **answer})
 
 
 def _subtree_departments(rt: Runtime, request: web.Request) -> tuple[str, set[str], list[str]]:
+    """The jurisdiction asked for, its subtree, and every department it has had (active or not)."""
     ctx = rt.context
     code = inputs.identifier(request.match_info["code"], "code")
     access.check_figures(request[PRINCIPAL], None)
@@ -341,23 +363,27 @@ def _subtree_departments(rt: Runtime, request: web.Request) -> tuple[str, set[st
 
 async def jurisdiction_kpis(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    code, nodes, members = _subtree_departments(rt, request)
+    code, nodes, held = _subtree_departments(rt, request)
     q = _query(request, PERIOD_QUERY)
-    answer = await _figures_answer(rt, members, q)
-    return json_response({"jurisdiction": dataclasses.asdict(rt.context.jurisdictions[code]), "departments": members,
+    answer = await _figures_answer(rt, members(rt.context, held), q)
+    return json_response({"jurisdiction": dataclasses.asdict(rt.context.jurisdictions[code]), "departments": held,
                           "jurisdictions": sorted(nodes), **answer})
+
+
+def _active(rt: Runtime, codes: list[str]) -> list[str]:
+    return [c for c in codes if rt.context.departments[c].active]
 
 
 async def jurisdiction_report(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    code, _, members = _subtree_departments(rt, request)
+    code, _, held = _subtree_departments(rt, request)
     q = _query(request, REPORT_QUERY)
     if "month" not in q:
         raise DomainError("invalid_input", "month: required, as YYYY-MM", field="month", rule="required")
     month = report.month_period(q["month"])
     async with rt.pool.connection() as conn:
-        body = await report.monthly(conn, rt.context.jurisdictions[code], members, rt.context.departments, month,
-                                    rt.clock.now())
+        body = await report.monthly(conn, rt.context.jurisdictions[code], members(rt.context, _active(rt, held)),
+                                    rt.context.departments, month, rt.clock.now())
     assert month.start is not None
     return web.Response(body=body, content_type=XLSX, headers={
         "Content-Disposition": f'attachment; filename="{report.filename(code, month.start)}"'})
@@ -365,7 +391,7 @@ async def jurisdiction_report(request: web.Request) -> web.Response:
 
 async def jurisdiction_ranking(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    code, _, members = _subtree_departments(rt, request)
+    code, _, held = _subtree_departments(rt, request)
     q = _query(request, RANKING_QUERY)
     period = Period.parse(q.get("from"), q.get("to"))
     by = q.get("by", "on_time_rate")
@@ -373,7 +399,7 @@ async def jurisdiction_ranking(request: web.Request) -> web.Response:
         raise DomainError("invalid_input", f"by: cannot rank on {by[:40]!r}", field="by", allowed=list(queries.RANKED))
     now = rt.clock.now()
     async with rt.pool.connection() as conn:
-        entries = await queries.ranking(conn, members, now, period, by)
+        entries = await queries.ranking(conn, members(rt.context, _active(rt, held)), now, period, by)
     names = rt.context.departments
     return json_response({"jurisdiction": code, "as_of": now, "period": period.as_dict(), "by": by,
                           "ranking": [{**e, "name": names[e["department"]].name} for e in entries]})
@@ -471,6 +497,8 @@ PERIOD_QUERY = (
 RANKING_QUERY = (*PERIOD_QUERY[:2], Param("by", {"type": "string", "enum": list(queries.RANKED),
                                                 "default": "on_time_rate"}, "the rate to rank on"))
 
+AS_OF_QUERY = (Param("as_of", {"type": "string", "maxLength": 40},
+                     "an ISO date (end of that day, Beijing time) or instant: the organisation then"),)
 REPORT_QUERY = (Param("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}, "the month, YYYY-MM",
                       required=True),)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -495,7 +523,9 @@ ROUTES: tuple[Route, ...] = (
           "readers of the case"),
     Route("GET", "/v1/schemas", schemas, "The Avro schemas by fingerprint", "anyone", public=True),
     Route("GET", "/v1/schemas/{fingerprint}", schema, "One Avro schema", "anyone", public=True),
-    Route("GET", "/v1/departments", departments, "Departments and their open load", "staff; a department itself"),
+    Route("GET", "/v1/departments", departments, "Departments and their open load, or as they stood on a date",
+          "staff; a department itself", query=AS_OF_QUERY),
+    Route("GET", "/v1/categories", categories, "The deployment's appeal categories (诉求类别)", "any key"),
     Route("GET", "/v1/departments/{code}/load", department_load,
           "A department's load now and its figures for a period (三率, handling time)", "staff; a department itself",
           query=PERIOD_QUERY),

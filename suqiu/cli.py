@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     pc = ps.add_parser("check", help="validate it, list its goals and say how far ahead its calendar knows "
                                      "working days (exit 1 when that is under 60 days away)")
     pc.add_argument("file", nargs="?", help="the policy TOML (default SUQIU_SLA_POLICY, else the shipped one)")
+    org = sub.add_parser("org", help="the organisation (机构): jurisdictions, departments, categories")
+    osub = org.add_subparsers(dest="org_command", required=True)
+    ol = osub.add_parser("load", help="load a file as the next version and print what changed; a retired "
+                                      "department's open cases are transferred to its successor")
+    ol.add_argument("file", help="the organisation TOML (docs/organisation.md)")
+    ol.add_argument("--by", help="who loads it, recorded with the version (default: the login name)")
+    oc = osub.add_parser("check", help="validate a file, and with a database say what loading it would change")
+    oc.add_argument("file")
+    oshow = osub.add_parser("show", help="print the organisation in the file format")
+    oshow.add_argument("--as-of", help="an ISO date or instant: the organisation as it stood then")
     rep = sub.add_parser("report", help="the monthly report (月度通报) of a jurisdiction, as an xlsx workbook")
     rep.add_argument("--month", required=True, help="YYYY-MM")
     rep.add_argument("--jurisdiction", required=True, help="a jurisdiction code; its whole subtree is reported")
@@ -93,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_import(settings, args))
     if args.command == "keys":
         return run_keys(settings, args)
+    if args.command == "org":
+        from suqiu.orgcli import run_org
+
+        return run_org(settings, args)
     if args.command == "report":
         return asyncio.run(run_report(settings, args))
     if args.command == "policy":
@@ -296,7 +310,8 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
 
     from suqiu import report
     from suqiu.domain import DomainError
-    from suqiu.domain.refdata import departments_in, subtree
+    from suqiu.domain.refdata import Context, departments_in, members, subtree
+    from suqiu.policy import load_policy
     from suqiu.store import reference
 
     if not settings.database_url:
@@ -309,14 +324,17 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     assert month.start is not None
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
-        departments, jurisdictions = await reference.load(conn)
+        now_org = await reference.read_async(conn)
+        departments, jurisdictions = now_org.organisation.departments, now_org.organisation.jurisdictions
         if args.jurisdiction not in jurisdictions:
             sys.stderr.write(f"no jurisdiction {args.jurisdiction!r}; known: {', '.join(sorted(jurisdictions))}\n")
             return 2
-        members = departments_in(departments, subtree(jurisdictions, args.jurisdiction))
-        body = await report.monthly(conn, jurisdictions[args.jurisdiction], members, departments, month,
-                                    datetime.now(UTC))
+        active = departments_in(departments, subtree(jurisdictions, args.jurisdiction), active=True)
+        body = await report.monthly(conn, jurisdictions[args.jurisdiction],
+                                    members(Context(policy=load_policy(settings.sla_policy), departments=departments,
+                                                    merged_on=now_org.merged_on), active),
+                                    departments, month, datetime.now(UTC))
     out = Path(args.out or report.filename(args.jurisdiction, month.start))
     out.write_bytes(body)
-    sys.stdout.write(f"{out}: {len(members)} departments, {month.start:%Y-%m} beside the month before\n")
+    sys.stdout.write(f"{out}: {len(active)} departments, {month.start:%Y-%m} beside the month before\n")
     return 0

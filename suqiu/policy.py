@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from suqiu.calendar import ChinaWorkdays
-from suqiu.domain.model import CATEGORIES, PRIORITIES
+from suqiu.domain.model import PRIORITIES
+from suqiu.domain.refdata import Category
 from suqiu.domain.sla import WARNING_SHARE, BusinessCalendar, Goal, SlaPolicy
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|wd)\s*$")
@@ -65,8 +66,8 @@ def parse_policy(doc: Mapping[str, Any], *, source: str = "policy", base: Path |
     for i, g in enumerate(doc.get("goal", [])):
         where = f"goal[{i}]"
         category, priority = g.get("category", "*"), g.get("priority", "*")
-        if category != "*" and category not in CATEGORIES:
-            raise PolicyError(f"{source}: {where}.category: unknown category {category!r}")
+        if not isinstance(category, str) or not category:
+            raise PolicyError(f"{source}: {where}.category: a category code or \"*\"")
         if priority != "*" and priority not in PRIORITIES:
             raise PolicyError(f"{source}: {where}.priority: unknown priority {priority!r}")
         goals[(category, priority)] = _goal(g, default, day, source, where)
@@ -135,3 +136,9 @@ def _overrides(cal: Mapping[str, Any], source: str, base: Path | None) -> tuple[
                 out[when] = workday
                 sources[when.year] = where
     return out, sources
+
+
+def unknown_categories(policy: SlaPolicy, categories: Mapping[str, Category]) -> list[str]:
+    """The categories the policy's goals name that the organisation lacks or has retired: their
+    goals would never apply, so the policy is refused (at start, and by `suqiu policy check`)."""
+    return sorted(c for c, _ in policy.goals if c != "*" and (c not in categories or categories[c].retired))

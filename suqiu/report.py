@@ -19,7 +19,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from projections import queries
 from suqiu.domain import DomainError
 from suqiu.domain.periods import Grain, Period
-from suqiu.domain.refdata import Department, Jurisdiction
+from suqiu.domain.refdata import Department, Jurisdiction, Member
 from suqiu.domain.sla import CHINA
 from suqiu.labels import CLOCK_NAMES, DEFINITIONS, RATE_NAMES, STATE_NAMES
 
@@ -43,20 +43,22 @@ def month_period(month: str) -> Period:
     return Period(start, Grain.MONTH.following(start))
 
 
-async def monthly(conn: psycopg.AsyncConnection[Any], jurisdiction: Jurisdiction, members: Sequence[str],
+async def monthly(conn: psycopg.AsyncConnection[Any], jurisdiction: Jurisdiction, members: Sequence[Member],
                   names: Mapping[str, Department], month: Period, now: datetime) -> bytes:
-    """The workbook for `members` (the departments of `jurisdiction`'s subtree) in `month`."""
+    """The workbook for `members` (the active departments of `jurisdiction`'s subtree, with
+    those merged into them) in `month`."""
     this = {e["department"]: e for e in await queries.ranking(conn, members, now, month, RANKED_BY)}
     before = {e["department"]: e for e in await queries.ranking(conn, members, now, month.previous(), RANKED_BY)}
-    overdue = await queries.list_cases(conn, now, departments=members, open_only=True, overdue=True,
+    codes = [m.code for m in members]
+    overdue = await queries.list_cases(conn, now, departments=codes, open_only=True, overdue=True,
                                        order="next_due", limit=ATTENTION_LIMIT + 1)
-    supervised = await queries.list_cases(conn, now, departments=members, open_only=True, supervised=True,
+    supervised = await queries.list_cases(conn, now, departments=codes, open_only=True, supervised=True,
                                           order="next_due", limit=ATTENTION_LIMIT + 1)
     attention = {c["case_id"]: c for c in [*overdue, *supervised]}
     book = Workbook()
     label = month.start.strftime("%Y年%m月") if month.start else ""
     title = f"{jurisdiction.name} {label} 企业诉求办理情况通报"
-    _figures(book.active or book.create_sheet(), title, members, names, this, before)
+    _figures(book.active or book.create_sheet(), title, sorted(this), names, this, before)
     _ranking(book.create_sheet("排名"), title, names, list(this.values()))
     _attention(book.create_sheet("超期与督办"), title, names, list(attention.values()), now,
                truncated=len(overdue) > ATTENTION_LIMIT or len(supervised) > ATTENTION_LIMIT)

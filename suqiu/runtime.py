@@ -15,13 +15,13 @@ from suqiu.clock import Clock, SystemClock
 from suqiu.config import Settings
 from suqiu.domain.refdata import Context
 from suqiu.domain.sla import CHINA, SlaPolicy
-from suqiu.policy import load_policy, policy_document
+from suqiu.policy import PolicyError, load_policy, policy_document, unknown_categories
 from suqiu.service import CommandService
 from suqiu.store import reference
 from suqiu.store.keys import KeyResolver
 
 log = structlog.get_logger(__name__)
-REFRESH_SECONDS = 30.0
+REFRESH_SECONDS = 2.0  # how soon a loaded organisation reaches every process
 
 
 class Runtime:
@@ -43,6 +43,7 @@ class Runtime:
         self.service = CommandService(self.pool, self.codec, lambda: self._context, self.clock)
         self.keys = KeyResolver(self.pool)
         self._refresher: asyncio.Task[None] | None = None
+        self._org_version = 0
 
     async def open(self) -> Runtime:
         await self.pool.open(wait=True, timeout=30)
@@ -70,10 +71,22 @@ class Runtime:
         return self._context
 
     async def refresh(self) -> None:
-        """Reload departments and jurisdictions (they change rarely, by admins)."""
+        """Reload the organisation when a new version was loaded (suqiu org load): one cheap
+        query every REFRESH_SECONDS, the whole organisation only when it changed."""
         async with self.pool.connection() as conn:
-            departments, jurisdictions = await reference.load(conn)
-        self._context = Context(policy=self.policy, departments=departments, jurisdictions=jurisdictions)
+            if self._context.departments and await reference.version_async(conn) == self._org_version:
+                return
+            found = await reference.read_async(conn)
+        org = found.organisation
+        unknown = unknown_categories(self.policy, org.categories)
+        if unknown:
+            raise PolicyError(f"the SLA policy names categories the organisation does not have: {', '.join(unknown)} "
+                              "(suqiu policy check; GET /v1/categories lists the organisation's)")
+        self._context = Context(policy=self.policy, departments=org.departments, jurisdictions=org.jurisdictions,
+                                categories=org.categories, merged_on=found.merged_on)
+        if self._org_version:
+            log.info("organisation reloaded", version=found.version, previous=self._org_version)
+        self._org_version = found.version
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -81,4 +94,4 @@ class Runtime:
             try:
                 await self.refresh()
             except Exception:
-                log.warning("reference data refresh failed", exc_info=True)
+                log.warning("organisation refresh failed; the previous version stays in use", exc_info=True)

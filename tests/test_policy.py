@@ -63,7 +63,7 @@ def test_before_is_the_inverse_of_after() -> None:
 @pytest.mark.parametrize(("text", "message"), [
     ("[default]\naccept = '2h'\n", "default.resolve is required"),
     ("[default]\naccept = 'soon'\nresolve = '1d'\nfollow_up = '1d'\n", "default.accept: 'soon'"),
-    ("[default]\naccept = '2h'\nresolve = '1d'\nfollow_up = '1d'\n[[goal]]\ncategory = 'x'\n", "goal[0].category"),
+    ("[default]\naccept = '2h'\nresolve = '1d'\nfollow_up = '1d'\n[[goal]]\ncategory = 7\n", "goal[0].category"),
     ("warning_share = 1.5\n[default]\naccept = '2h'\nresolve = '1d'\nfollow_up = '1d'\n", "warning_share"),
     ("[calendar]\nholidays = ['2027-13-01']\n[default]\naccept = '2h'\nresolve = '1d'\nfollow_up = '1d'\n", "holidays"),
     ("[calendar]\nperiods = [['09:00', '12:30'], ['12:00', '17:00']]\n[default]\naccept = '2h'\nresolve = '1d'\n"

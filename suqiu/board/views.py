@@ -23,9 +23,8 @@ from replay import history as audit
 from replay.verify import ChainChecker
 from suqiu.api import PRINCIPAL, RUNTIME, STATUS, TEXT_MAX, readable_case
 from suqiu.board.sessions import Session, Sessions
-from suqiu.domain import DomainError, access, inputs
+from suqiu.domain import DomainError, access, inputs, refdata
 from suqiu.domain.access import Principal
-from suqiu.domain.model import CATEGORIES
 from suqiu.domain.periods import Grain, Period
 from suqiu.domain.refdata import Jurisdiction, ancestors, departments_in, subtree
 from suqiu.domain.sla import CHINA
@@ -190,12 +189,14 @@ async def _overview(request: web.Request) -> dict[str, Any]:
     period = _period(request, now.astimezone(CHINA).date())
     members, scope_name, chosen = _scope(request)
     department, usccs = access.list_scope(principal, None)
-    visible = [d for d in access.visible_departments(principal, rt.context.departments) if d in members]
+    visible = [d for d in access.visible_departments(principal, rt.context.departments)
+               if d in members and rt.context.departments[d].active]
     async with rt.pool.connection() as conn:
         load = await queries.open_counts(conn, now)
-        kpis = {**queries.total_load(load, members), **await queries.performance(conn, members, now, period)}
-        before = await queries.performance(conn, members, now, period.previous())
-        days = await queries.series(conn, members, now, period, Grain.DAY, with_handling=False) if period.fits_series(Grain.DAY) else []
+        counted = refdata.members(rt.context, members)  # with what merged into them, from the merge
+        kpis = {**queries.total_load(load, members), **await queries.performance(conn, counted, now, period)}
+        before = await queries.performance(conn, counted, now, period.previous())
+        days = await queries.series(conn, counted, now, period, Grain.DAY, with_handling=False) if period.fits_series(Grain.DAY) else []
         late = await queries.list_cases(conn, now, department=department, usccs=usccs, overdue=True,
                                         open_only=True, order="next_due", limit=50, departments=members)
     late.sort(key=lambda r: (not r["supervised"], r["next_due"]))
@@ -240,7 +241,7 @@ async def department(request: web.Request) -> web.Response:
     year = Period(Grain.MONTH.following(year_ago), Grain.MONTH.following(this_month))  # this month and 11 before
     async with rt.pool.connection() as conn:
         load = (await queries.open_counts(conn, now)).get(code, queries.EMPTY_LOAD)
-        months = await queries.series(conn, [code], now, year, Grain.MONTH)
+        months = await queries.series(conn, refdata.members(rt.context, [code]), now, year, Grain.MONTH)
         cases = await queries.list_cases(conn, now, department=code, open_only=True, order="next_due", limit=200)
     principal: Principal = request[PRINCIPAL]
     actions = [a for a in ACTIONS if access.may_issue(principal, a)]
@@ -337,7 +338,7 @@ async def search(request: web.Request) -> web.Response:
         found = await queries.list_cases(conn, now, state=state, department=department, usccs=usccs, text=text,
                                          category=category, submitted=submitted, limit=100)
     return render("search.html", found=found, q=q, now=now, names=rt.context.departments,
-                  states=STATE_NAMES, categories=sorted(CATEGORIES),
+                  states=STATE_NAMES, categories=sorted(c for c in rt.context.categories if not rt.context.categories[c].retired),
                   departments=access.visible_departments(principal, rt.context.departments), **_frame(request))
 
 

@@ -53,7 +53,9 @@ RULES: dict[str, Rule] = {
     "dispatch": Rule(DISPATCHING, frozenset({S.SUBMITTED, S.RETURNED}), "派单 only from submitted or after a return"),
     "accept": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.DISPATCHED}), "签收 only a dispatched case", True),
     "return": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.DISPATCHED, S.ACCEPTED}), "退回 only a dispatched or accepted case", True),
-    "transfer": Rule(DISPATCHING, frozenset({S.DISPATCHED, S.ACCEPTED}), "转办 only a dispatched or accepted case"),
+    # The system transfers when a reorganisation retires a department (suqiu org load).
+    "transfer": Rule(DISPATCHING | {Role.SYSTEM}, frozenset({S.DISPATCHED, S.ACCEPTED}),
+                     "转办 only a dispatched or accepted case"),
     "request_materials": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.ACCEPTED}), "补充材料 only on an accepted case", True),
     "supply_materials": Rule(ENTERPRISE_SIDE, frozenset({S.SUSPENDED}), "materials only for a suspended case"),
     "request_extension": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.ACCEPTED}), "延期 only on an accepted case", True),

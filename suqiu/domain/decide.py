@@ -75,6 +75,15 @@ def _check_vocab(field: str, value: str) -> None:
         raise invalid(field, f"unknown value {value!r}", allowed=sorted(allowed))
 
 
+def _check_category(ctx: Context, value: str) -> None:
+    """The deployment's own categories (suqiu org load); a retired one takes no new appeals."""
+    known = ctx.categories.get(value)
+    if known is None or known.retired:
+        allowed = sorted(c.code for c in ctx.categories.values() if not c.retired)
+        raise invalid("category", f"unknown category {value!r}" if known is None else f"category {value!r} is retired",
+                      allowed=allowed)
+
+
 def _submit(case: Case, cmd: c.Submit, meta: c.CommandMeta, ctx: Context) -> e.EventPayload:
     access.authorize_submit(_principal(meta), cmd.source_system)
     if case.status is not Status.NEW:
@@ -83,7 +92,7 @@ def _submit(case: Case, cmd: c.Submit, meta: c.CommandMeta, ctx: Context) -> e.E
     if problem:
         raise invalid("enterprise.uscc", problem, value=cmd.enterprise.uscc)
     _check_vocab("channel", cmd.channel)
-    _check_vocab("category", cmd.category)
+    _check_category(ctx, cmd.category)
     _check_vocab("priority", cmd.priority)
     if cmd.jurisdiction not in ctx.jurisdictions:
         raise invalid("jurisdiction", f"unknown jurisdiction {cmd.jurisdiction!r}")
@@ -155,8 +164,14 @@ LIVE_IMPORT_NOTE = "历史数据导入：导入时尚未答复，自导入时起
 
 
 def _known_department(ctx: Context, code: str) -> None:
-    if code not in ctx.departments:
+    """A case goes only to a department that exists now: a merged or dissolved one says where to."""
+    found = ctx.departments.get(code)
+    if found is None:
         raise invalid("department", f"unknown department {code!r}")
+    if not found.active:
+        target = found.merged_into or found.successor
+        raise invalid("department", f"department {code!r} was {'merged' if found.merged_into else 'dissolved'}"
+                      + (f": send it to {target!r}" if target else ""), rule="an active department", successor=target)
 
 
 def _dispatch(case: Case, cmd: c.Dispatch, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:

@@ -40,20 +40,13 @@ OPEN = frozenset(s for s in Status if s not in TERMINAL and s is not Status.NEW)
 CHANNELS = frozenset(
     {"hotline", "web", "app", "visit", "symposium", "workstation", "leader_visit", "letter", "upper_level"}
 )
-CATEGORIES = frozenset(
-    {
-        "approval", "policy", "finance", "labor", "land_planning", "environment",
-        "infrastructure", "tax", "legal_ip", "market", "other",
-    }
-)
 PRIORITIES = frozenset({"normal", "urgent"})
 OUTCOMES = frozenset({"resolved", "explained", "unresolvable", "duplicate", "withdrawn"})
 RATINGS = frozenset({"satisfied", "basically_satisfied", "unsatisfied"})
 CLOCKS = frozenset({"accept", "resolve", "follow_up"})
-# The command fields that take a word from a vocabulary, and which: decide checks them, the
-# OpenAPI document lists them.
-VOCABULARIES = {"channel": CHANNELS, "category": CATEGORIES, "priority": PRIORITIES, "outcome": OUTCOMES,
-                "rating": RATINGS, "clock": CLOCKS}
+# The command fields that take a word from a fixed vocabulary, and which: decide checks them,
+# the OpenAPI document lists them. Categories are each deployment's own (Context.categories).
+VOCABULARIES = {"channel": CHANNELS, "priority": PRIORITIES, "outcome": OUTCOMES, "rating": RATINGS, "clock": CLOCKS}
 
 
 @dataclass(frozen=True, slots=True)

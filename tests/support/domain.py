@@ -11,7 +11,7 @@ from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve
 from suqiu.domain.access import Principal
 from suqiu.domain.commands import parse_command
 from suqiu.domain.model import Actor, Role, Status
-from suqiu.domain.refdata import Context, Department, Jurisdiction
+from suqiu.domain.refdata import Category, Context, Department, Jurisdiction
 from suqiu.policy import load_policy
 
 POLICY = load_policy()
@@ -19,6 +19,7 @@ CTX = Context(
     policy=POLICY,
     departments={d: Department(d, d, "tj-binhai") for d in ("bh-market", "bh-hrss", "bh-planning")},
     jurisdictions={"tj-binhai": Jurisdiction("tj-binhai", "滨海新区", "district", None)},
+    categories={c: Category(c, c) for c in ("approval", "labor", "other")},
 )
 T0 = datetime(2026, 7, 21, 2, 0, tzinfo=UTC)
 SUBMIT = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -25,8 +25,9 @@ from suqiu.api import PRINCIPAL, RUNTIME, STATUS, TEXT_MAX, readable_case
 from suqiu.board.sessions import Session, Sessions
 from suqiu.domain import DomainError, access, inputs, refdata
 from suqiu.domain.access import Principal
+from suqiu.domain.org import tree_order
 from suqiu.domain.periods import Grain, Period
-from suqiu.domain.refdata import Jurisdiction, ancestors, departments_in, subtree
+from suqiu.domain.refdata import ancestors, departments_in, subtree
 from suqiu.domain.sla import CHINA
 from suqiu.labels import CLOCK_NAMES, DEADLINE_NAMES, RATE_NAMES, ROLE_NAMES, SLA_NAMES, STATE_NAMES
 from suqiu.service import CommandRequest
@@ -206,25 +207,11 @@ async def _overview(request: web.Request) -> dict[str, Any]:
              "replied": [d["counts"]["replied"] for d in days],
              "breached": [d["counts"]["breached"] for d in days]}
     tree = rt.context.jurisdictions
-    picker = [(j.code, "　" * (len(ancestors(tree, j.code)) - 1) + j.name) for j in _in_tree_order(tree)]
+    picker = [(j.code, "　" * (len(ancestors(tree, j.code)) - 1) + j.name) for j in tree_order(tree)]
     return {"now": now, "period": period, "scope_name": scope_name, "kpis": kpis, "before": before,
             "jurisdiction": chosen, "jurisdictions": picker if chosen else [],
             "rows": rows, "late": late, "chart": chart, "names": names,
             "period_to_shown": (period.end - timedelta(days=1)) if period.end else None}
-
-
-def _in_tree_order(tree: Mapping[str, Jurisdiction]) -> list[Jurisdiction]:
-    """The 辖区 tree depth first, each parent before its children, siblings by code."""
-    children: dict[str | None, list[Jurisdiction]] = {}
-    for j in tree.values():
-        children.setdefault(j.parent if j.parent in tree else None, []).append(j)
-    out: list[Jurisdiction] = []
-    todo = sorted(children.get(None, []), key=lambda j: j.code, reverse=True)
-    while todo:
-        node = todo.pop()
-        out.append(node)
-        todo.extend(sorted(children.get(node.code, []), key=lambda j: j.code, reverse=True))
-    return out
 
 
 @page

@@ -174,5 +174,5 @@ async def test_open_history_closed_as_the_mapping_says_and_a_us_export_reads(
     refused = await import_file(runtime, topics, bad, mapping)
     reasons = {line: reason for line, reason, _ in refused.rejected}
     assert "%m/%d/%Y %I:%M:%S %p" in reasons[2] and "date_formats" in reasons[2], reasons
-    assert reasons[3].startswith("Complaint Type: unknown value 'streets'") and "infrastructure" in reasons[3], reasons
+    assert reasons[3].startswith("Complaint Type: unknown category 'streets'") and "infrastructure" in reasons[3], reasons
     assert "[values.category]" in reasons[3]

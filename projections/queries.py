@@ -121,8 +121,6 @@ async def case_known(conn: psycopg.AsyncConnection[Any], case_id: str) -> bool:
 
 
 _BOUNDS = "(%(start)s::date IS NULL OR {day} >= %(start)s) AND (%(end)s::date IS NULL OR {day} < %(end)s)"
-# What a group of figures is keyed by: all of the period, each department, or each month (quarter, year).
-_KEYS = {"all": "NULL::text", "department": "department"}
 _LOCAL = "({} AT TIME ZONE 'Asia/Shanghai')::date"
 # Whose facts count, and as whose: each member department from its `since` day (refdata.members).
 _MEMBERS = ("JOIN unnest(%(codes)s::text[], %(owners)s::text[], %(since)s::date[]) AS m(code, owner, since) "
@@ -138,10 +136,12 @@ RANKED = ("response_rate", "on_time_rate", "resolution_rate", "satisfaction_rate
 LOWER_IS_BETTER = frozenset({"reopen_rate"})
 
 
-def _key(group: str | Grain, day: str) -> str:
+def _key(group: str | Grain, day: str, department: str = "department") -> str:
+    """The SQL a group of figures is keyed by: all of the period (NULL), `department` (the
+    column, or the member's owner), or the first day of each month (quarter, year) of `day`."""
     if isinstance(group, Grain):
         return f"date_trunc('{group.value}', {day})::date"
-    return _KEYS[group]
+    return {"all": "NULL::text", "department": department}[group]
 
 
 def as_members(departments: Sequence[str | Member]) -> list[Member]:
@@ -158,9 +158,8 @@ async def _period_figures(conn: psycopg.AsyncConnection[Any], departments: Seque
     params = {"codes": [m.code for m in members], "owners": [m.owner for m in members],
               "since": [m.since for m in members], "now": now, "start": period.start, "end": period.end}
     out: dict[Any, dict[str, Any]] = {}
-    owned = "m.owner" if group == "department" else _key(group, "{}")
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(COUNTS_SQL.format(key=owned.format("day")), params)
+        await cur.execute(COUNTS_SQL.format(key=_key(group, "day", "m.owner")), params)
         counts = {r.pop("key"): r for r in await cur.fetchall()}
     scopes: dict[date | None, list[str]] = {}
     for m in members:
@@ -170,7 +169,7 @@ async def _period_figures(conn: psycopg.AsyncConnection[Any], departments: Seque
     parts = [(codes, p) for codes, p in parts if p.start is None or p.end is None or p.start < p.end]
     handling = await percentiles(conn, parts, lambda day: _key(group, day), by_day=group is Grain.DAY,
                                  owner={m.code: m.owner for m in members}) if with_handling and parts else {}
-    cur2 = await conn.execute(AWAITING_SQL.format(key=owned.format(_LOCAL.format("assigned_at"))), params)
+    cur2 = await conn.execute(AWAITING_SQL.format(key=_key(group, _LOCAL.format("assigned_at"), "m.owner")), params)
     awaiting = {r[0]: int(r[1]) for r in await cur2.fetchall()}
     for key in counts.keys() | handling.keys():
         out[key] = _rates(counts.get(key) or dict.fromkeys(rows.DAY_COUNTS, 0), handling.get(key, (None, None)),

@@ -255,7 +255,7 @@ async def list_appeals(request: web.Request) -> web.Response:
     async with rt.pool.connection() as conn:
         if after is not None and not await queries.case_known(conn, after):
             raise DomainError("invalid_input", f"after: unknown case id {after!r}", field="after")
-        held = None if department is None else [m.code for m in members(rt.context, [department])]
+        held = None if department is None else [m.code for m in _members(rt, [department])]
         rows = await queries.list_cases(conn, now, state=state, departments=held, usccs=usccs,
                                         overdue=overdue if isinstance(overdue, bool) else None,
                                         limit=limit, after=after, text=text)
@@ -270,7 +270,7 @@ async def departments(request: web.Request) -> web.Response:
     q = _query(request, AS_OF_QUERY)
     async with rt.pool.connection() as conn:
         if "as_of" in q:
-            at = inputs.instant(q["as_of"] if "T" in q["as_of"] else f"{q['as_of']}T23:59:59.999999+08:00", "as_of")
+            at = inputs.as_of(q["as_of"], "as_of")
             then = (await reference.as_of_async(conn, at)).departments
             visible = access.visible_departments(request[PRINCIPAL], then)
             return json_response({"as_of": at, "departments": [
@@ -346,8 +346,13 @@ async def department_load(request: web.Request) -> web.Response:
         raise DomainError("not_found", f"no department {code}", department=code)
     access.check_figures(request[PRINCIPAL], code)
     q = _query(request, PERIOD_QUERY)
-    answer = await _figures_answer(rt, members(rt.context, [code]), q)
+    answer = await _figures_answer(rt, _members(rt, [code]), q)
     return json_response({**dataclasses.asdict(dept), "active": dept.active, **answer})
+
+
+def _members(rt: Runtime, codes: list[str]) -> list[Member]:
+    """Whose facts count in the figures of `codes` (refdata.members, on this process's organisation)."""
+    return members(rt.context.departments, rt.context.merged_on, codes)
 
 
 def _subtree_departments(rt: Runtime, request: web.Request) -> tuple[str, set[str], list[str]]:
@@ -365,24 +370,21 @@ async def jurisdiction_kpis(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     code, nodes, held = _subtree_departments(rt, request)
     q = _query(request, PERIOD_QUERY)
-    answer = await _figures_answer(rt, members(rt.context, held), q)
+    answer = await _figures_answer(rt, _members(rt, held), q)
     return json_response({"jurisdiction": dataclasses.asdict(rt.context.jurisdictions[code]), "departments": held,
                           "jurisdictions": sorted(nodes), **answer})
 
 
-def _active(rt: Runtime, codes: list[str]) -> list[str]:
-    return [c for c in codes if rt.context.departments[c].active]
-
-
 async def jurisdiction_report(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    code, _, held = _subtree_departments(rt, request)
+    code, nodes, _ = _subtree_departments(rt, request)
     q = _query(request, REPORT_QUERY)
     if "month" not in q:
         raise DomainError("invalid_input", "month: required, as YYYY-MM", field="month", rule="required")
     month = report.month_period(q["month"])
     async with rt.pool.connection() as conn:
-        body = await report.monthly(conn, rt.context.jurisdictions[code], members(rt.context, _active(rt, held)),
+        body = await report.monthly(conn, rt.context.jurisdictions[code],
+                                    _members(rt, departments_in(rt.context.departments, nodes, active=True)),
                                     rt.context.departments, month, rt.clock.now())
     assert month.start is not None
     return web.Response(body=body, content_type=XLSX, headers={
@@ -391,7 +393,7 @@ async def jurisdiction_report(request: web.Request) -> web.Response:
 
 async def jurisdiction_ranking(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    code, _, held = _subtree_departments(rt, request)
+    code, nodes, _ = _subtree_departments(rt, request)
     q = _query(request, RANKING_QUERY)
     period = Period.parse(q.get("from"), q.get("to"))
     by = q.get("by", "on_time_rate")
@@ -399,7 +401,8 @@ async def jurisdiction_ranking(request: web.Request) -> web.Response:
         raise DomainError("invalid_input", f"by: cannot rank on {by[:40]!r}", field="by", allowed=list(queries.RANKED))
     now = rt.clock.now()
     async with rt.pool.connection() as conn:
-        entries = await queries.ranking(conn, members(rt.context, _active(rt, held)), now, period, by)
+        active = departments_in(rt.context.departments, nodes, active=True)
+        entries = await queries.ranking(conn, _members(rt, active), now, period, by)
     names = rt.context.departments
     return json_response({"jurisdiction": code, "as_of": now, "period": period.as_dict(), "by": by,
                           "ranking": [{**e, "name": names[e["department"]].name} for e in entries]})

@@ -310,8 +310,7 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
 
     from suqiu import report
     from suqiu.domain import DomainError
-    from suqiu.domain.refdata import Context, departments_in, members, subtree
-    from suqiu.policy import load_policy
+    from suqiu.domain.refdata import departments_in, members, subtree
     from suqiu.store import reference
 
     if not settings.database_url:
@@ -331,8 +330,7 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         active = departments_in(departments, subtree(jurisdictions, args.jurisdiction), active=True)
         body = await report.monthly(conn, jurisdictions[args.jurisdiction],
-                                    members(Context(policy=load_policy(settings.sla_policy), departments=departments,
-                                                    merged_on=now_org.merged_on), active),
+                                    members(departments, now_org.merged_on, active),
                                     departments, month, datetime.now(UTC))
     out = Path(args.out or report.filename(args.jurisdiction, month.start))
     out.write_bytes(body)

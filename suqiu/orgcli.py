@@ -55,7 +55,7 @@ def run_org(settings: Settings, args: argparse.Namespace) -> int:
     head = (f"{path}: valid ({_sizes(proposed)}); loading it would change:" if args.org_command == "check"
             else f"{path}: loaded as version {loaded.version}:" if loaded.version else f"{path}: nothing to load:")
     sys.stdout.write("\n".join([head, *(f"  {line}" for line in lines)]) + "\n")
-    if args.org_command == "load":
+    if args.org_command == "load" and not all(d.active for d in proposed.departments.values()):
         for line in asyncio.run(_transfer(settings)):
             sys.stdout.write(f"  {line}\n")
     return 0
@@ -119,7 +119,7 @@ def _show(settings: Settings, as_of: str | None) -> int:
             found = reference.current(conn)
         else:
             try:
-                at = inputs.instant(as_of if "T" in as_of else f"{as_of}T23:59:59.999999+08:00", "as_of")
+                at = inputs.as_of(as_of, "as_of")
             except DomainError as exc:
                 return _refused([exc.message])
             found = reference.as_of(conn, at)

@@ -86,9 +86,7 @@ def _figures(sheet: Worksheet, title: str, members: Sequence[str], names: Mappin
             row += [now_[rate], then[rate]]
         row += [now_["handling_working_hours"]["median"], then["handling_working_hours"]["median"]]
         sheet.append(row)
-    for cells in sheet.iter_cols(min_col=11, max_col=10 + 2 * len(RATE_NAMES), min_row=3):
-        for cell in cells:
-            cell.number_format = "0.0%"
+    _percent(sheet, 11, 10 + 2 * len(RATE_NAMES))
     _widths(sheet, [14, 30] + [12] * (len(columns) - 2))
 
 
@@ -100,12 +98,8 @@ def _ranking(sheet: Worksheet, title: str, names: Mapping[str, Department], entr
                       names[e["department"]].name if e["department"] in names else e["department"], e[RANKED_BY],
                       e["counts"]["replied"], e["counts"]["replied_on_time"],
                       *(e[r] for r in RATE_NAMES if r != RANKED_BY)])
-    for cells in sheet.iter_cols(min_col=4, max_col=4, min_row=3):
-        for cell in cells:
-            cell.number_format = "0.0%"
-    for cells in sheet.iter_cols(min_col=7, max_col=6 + len(RATE_NAMES) - 1, min_row=3):
-        for cell in cells:
-            cell.number_format = "0.0%"
+    _percent(sheet, 4, 4)
+    _percent(sheet, 7, 6 + len(RATE_NAMES) - 1)
     _widths(sheet, [8, 14, 30, 14, 10, 12, 12, 12, 12, 12])
 
 
@@ -145,6 +139,13 @@ def _head(sheet: Worksheet, title: str, columns: list[str]) -> None:
         cell.font, cell.fill = _HEADER, _FILL
         cell.alignment = Alignment(wrap_text=True, vertical="center")
     sheet.freeze_panes = "A3"
+
+
+def _percent(sheet: Worksheet, first: int, last: int) -> None:
+    """Rates are fractions: columns `first` to `last` show them as percentages."""
+    for cells in sheet.iter_cols(min_col=first, max_col=last, min_row=3):
+        for cell in cells:
+            cell.number_format = "0.0%"
 
 
 def _widths(sheet: Worksheet, widths: list[int]) -> None:

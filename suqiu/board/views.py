@@ -194,7 +194,7 @@ async def _overview(request: web.Request) -> dict[str, Any]:
                if d in members and rt.context.departments[d].active]
     async with rt.pool.connection() as conn:
         load = await queries.open_counts(conn, now)
-        counted = refdata.members(rt.context, members)  # with what merged into them, from the merge
+        counted = refdata.members(rt.context.departments, rt.context.merged_on, members)  # and what merged into them
         kpis = {**queries.total_load(load, members), **await queries.performance(conn, counted, now, period)}
         before = await queries.performance(conn, counted, now, period.previous())
         days = await queries.series(conn, counted, now, period, Grain.DAY, with_handling=False) if period.fits_series(Grain.DAY) else []
@@ -228,7 +228,8 @@ async def department(request: web.Request) -> web.Response:
     year = Period(Grain.MONTH.following(year_ago), Grain.MONTH.following(this_month))  # this month and 11 before
     async with rt.pool.connection() as conn:
         load = (await queries.open_counts(conn, now)).get(code, queries.EMPTY_LOAD)
-        months = await queries.series(conn, refdata.members(rt.context, [code]), now, year, Grain.MONTH)
+        counted = refdata.members(rt.context.departments, rt.context.merged_on, [code])
+        months = await queries.series(conn, counted, now, year, Grain.MONTH)
         cases = await queries.list_cases(conn, now, department=code, open_only=True, order="next_due", limit=200)
     principal: Principal = request[PRINCIPAL]
     actions = [a for a in ACTIONS if access.may_issue(principal, a)]

@@ -101,6 +101,14 @@ def json_shape(value: Any, path: str = "") -> None:
             raise invalid(where or "body", "holds a number that is not finite", rule="finite numbers")
 
 
+def as_of(raw: Any, path: str) -> datetime:
+    """An instant, or an ISO date standing for the end of that day in Beijing time (what `as_of`
+    means to someone asking how things stood on a day)."""
+    if isinstance(raw, str) and "T" not in raw:
+        raw = f"{raw}T23:59:59.999+08:00"
+    return instant(raw, path)
+
+
 def instant(raw: Any, path: str) -> datetime:
     """An ISO 8601 instant with an explicit offset, in the years FIRST_YEAR to LAST_YEAR."""
     if isinstance(raw, datetime):

@@ -8,13 +8,14 @@ about what a file may say, and what a change is, lives here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from suqiu.domain.refdata import Category, Department, Jurisdiction
 
 LEVELS = ("city", "district", "zone", "street")
+T = TypeVar("T")
 _CODE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
@@ -72,46 +73,26 @@ def parse(doc: Mapping[str, Any]) -> Organisation:
     if unknown:
         problems.append(f"{unknown[0]}: unknown section (the file has [[jurisdictions]], [[departments]], "
                         "[[categories]])")
-    jurisdictions: dict[str, Jurisdiction] = {}
-    for i, row in enumerate(_rows(doc, "jurisdictions", problems)):
-        where = f"jurisdictions[{i}]"
-        code = _code(row, "code", where, problems)
-        _known(row, {"code", "name", "level", "parent", "dispatcher"}, where, problems)
+    def jurisdiction(row: Mapping[str, Any], code: str, where: str) -> Jurisdiction:
         level = row.get("level")
         if level not in LEVELS:
             problems.append(f"{where}.level: {level!r} is not one of {', '.join(LEVELS)}")
-        node = Jurisdiction(code, _name(row, where, problems), str(level), _optional(row, "parent", where, problems),
+        return Jurisdiction(code, _name(row, where, problems), str(level), _optional(row, "parent", where, problems),
                             _optional(row, "dispatcher", where, problems))
-        if code in jurisdictions:
-            problems.append(f"{where}.code: {code!r} appears twice")
-        jurisdictions[code] = node
-    departments: dict[str, Department] = {}
-    for i, row in enumerate(_rows(doc, "departments", problems)):
-        where = f"departments[{i}]"
-        code = _code(row, "code", where, problems)
-        _known(row, {"code", "name", "jurisdiction", "merged_into", "dissolved", "successor"}, where, problems)
-        dissolved = row.get("dissolved", False)
-        if not isinstance(dissolved, bool):
-            problems.append(f"{where}.dissolved: true or false")
-            dissolved = False
-        dept = Department(code, _name(row, where, problems), _code(row, "jurisdiction", where, problems),
-                          merged_into=_optional(row, "merged_into", where, problems), dissolved=dissolved,
+
+    def department(row: Mapping[str, Any], code: str, where: str) -> Department:
+        return Department(code, _name(row, where, problems), _code(row, "jurisdiction", where, problems),
+                          merged_into=_optional(row, "merged_into", where, problems),
+                          dissolved=_flag(row, "dissolved", where, problems),
                           successor=_optional(row, "successor", where, problems))
-        if code in departments:
-            problems.append(f"{where}.code: {code!r} appears twice")
-        departments[code] = dept
-    categories: dict[str, Category] = {}
-    for i, row in enumerate(_rows(doc, "categories", problems)):
-        where = f"categories[{i}]"
-        code = _code(row, "code", where, problems)
-        _known(row, {"code", "name", "retired"}, where, problems)
-        retired = row.get("retired", False)
-        if not isinstance(retired, bool):
-            problems.append(f"{where}.retired: true or false")
-            retired = False
-        if code in categories:
-            problems.append(f"{where}.code: {code!r} appears twice")
-        categories[code] = Category(code, _name(row, where, problems), retired)
+
+    def category(row: Mapping[str, Any], code: str, where: str) -> Category:
+        return Category(code, _name(row, where, problems), _flag(row, "retired", where, problems))
+
+    jurisdictions = _section(doc, "jurisdictions", {"name", "level", "parent", "dispatcher"}, jurisdiction, problems)
+    departments = _section(doc, "departments", {"name", "jurisdiction", "merged_into", "dissolved", "successor"},
+                           department, problems)
+    categories = _section(doc, "categories", {"name", "retired"}, category, problems)
     org = Organisation(jurisdictions, departments, categories)
     problems += check(org)
     if problems:
@@ -162,10 +143,8 @@ def changes(current: Organisation, proposed: Organisation, open_cases: Mapping[s
     code, reuse one, or leave open cases (`open_cases`, per department) with no successor."""
     problems: list[str] = []
     out: list[Change] = []
-    for code in current.jurisdictions:
-        if code not in proposed.jurisdictions:
-            problems.append(f"jurisdiction {code}: missing from the file; codes are never dropped (keep it, "
-                            "or move what is under it)")
+    problems += _dropped("jurisdiction", current.jurisdictions, proposed.jurisdictions,
+                         "keep it, or move what is under it")
     for code, j in proposed.jurisdictions.items():
         was = current.jurisdictions.get(code)
         if was is None:
@@ -182,10 +161,8 @@ def changes(current: Organisation, proposed: Organisation, open_cases: Mapping[s
             out.append(Change("jurisdiction_moved", code, {"from": was.parent, "to": j.parent}))
         if was.dispatcher != j.dispatcher:
             out.append(Change("jurisdiction_dispatcher", code, {"from": was.dispatcher, "to": j.dispatcher}))
-    for code in current.departments:
-        if code not in proposed.departments:
-            problems.append(f"department {code}: missing from the file; codes are never dropped (mark it "
-                            "merged_into = \"…\" or dissolved = true)")
+    problems += _dropped("department", current.departments, proposed.departments,
+                         "mark it merged_into = \"…\" or dissolved = true")
     for code, d in proposed.departments.items():
         was_d = current.departments.get(code)
         if was_d is None:
@@ -213,9 +190,7 @@ def changes(current: Organisation, proposed: Organisation, open_cases: Mapping[s
                 problems.append(f"department {code}: dissolved with {open_cases[code]} open cases and no successor "
                                 "(name one: successor = \"…\")")
             out.append(Change("department_dissolved", code, {"successor": d.successor}))
-    for code in current.categories:
-        if code not in proposed.categories:
-            problems.append(f"category {code}: missing from the file; codes are never dropped (retired = true)")
+    problems += _dropped("category", current.categories, proposed.categories, "retired = true")
     for code, c in proposed.categories.items():
         was_c = current.categories.get(code)
         if was_c is None:
@@ -232,6 +207,12 @@ def changes(current: Organisation, proposed: Organisation, open_cases: Mapping[s
     if problems:
         raise OrgError(problems)
     return out
+
+
+def _dropped(kind: str, current: Mapping[str, Any], proposed: Mapping[str, Any], instead: str) -> list[str]:
+    """Codes the database has and the file lacks: never dropped, only retired or moved."""
+    return [f"{kind} {code}: missing from the file; codes are never dropped ({instead})"
+            for code in current if code not in proposed]
 
 
 def apply(org: Organisation, change: Change) -> Organisation:
@@ -299,17 +280,33 @@ def tree_order(tree: Mapping[str, Jurisdiction]) -> list[Jurisdiction]:
 
 
 
-def _rows(doc: Mapping[str, Any], section: str, problems: list[str]) -> list[Mapping[str, Any]]:
+def _section(doc: Mapping[str, Any], section: str, fields: set[str],
+             build: Callable[[Mapping[str, Any], str, str], T], problems: list[str]) -> dict[str, T]:
+    """The items of one [[section]] by code: each row's code checked once, unknown fields and
+    repeated codes named; `build` makes the item from a row, its code and where it is."""
     rows = doc.get(section, [])
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         problems.append(f"{section}: a list of tables ([[{section}]])")
-        return []
-    return rows
+        return {}
+    allowed = fields | {"code"}
+    out: dict[str, T] = {}
+    for i, row in enumerate(rows):
+        where = f"{section}[{i}]"
+        code = _code(row, "code", where, problems)
+        for key in sorted(set(row) - allowed):
+            problems.append(f"{where}.{key}: unknown field (allowed: {', '.join(sorted(allowed))})")
+        if code in out:
+            problems.append(f"{where}.code: {code!r} appears twice")
+        out[code] = build(row, code, where)
+    return out
 
 
-def _known(row: Mapping[str, Any], allowed: set[str], where: str, problems: list[str]) -> None:
-    for key in sorted(set(row) - allowed):
-        problems.append(f"{where}.{key}: unknown field (allowed: {', '.join(sorted(allowed))})")
+def _flag(row: Mapping[str, Any], key: str, where: str, problems: list[str]) -> bool:
+    value = row.get(key, False)
+    if not isinstance(value, bool):
+        problems.append(f"{where}.{key}: true or false")
+        return False
+    return value
 
 
 def _code(row: Mapping[str, Any], key: str, where: str, problems: list[str]) -> str:

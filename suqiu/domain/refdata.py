@@ -97,13 +97,14 @@ def current(departments: Mapping[str, Department], code: str | None) -> str | No
     return code
 
 
-def members(ctx: Context, codes: Collection[str]) -> list[Member]:
+def members(departments: Mapping[str, Department], merged_on: Mapping[str, date],
+            codes: Collection[str]) -> list[Member]:
     """Whose daily facts make up the figures of `codes`: each code itself, all its history, and
     every department merged into it (through the chain) from the day of its merge (合并后并入
     承接部门的统计)."""
     out: dict[str, Member] = {}
     merged_into: dict[str, list[str]] = {}
-    for d in ctx.departments.values():
+    for d in departments.values():
         if d.merged_into:
             merged_into.setdefault(d.merged_into, []).append(d.code)
     for code in codes:
@@ -111,7 +112,7 @@ def members(ctx: Context, codes: Collection[str]) -> list[Member]:
         todo = [(m, code) for m in merged_into.get(code, [])]
         while todo:
             merged, owner = todo.pop()
-            since = ctx.merged_on.get(merged)
+            since = merged_on.get(merged)
             known = out.get(merged)
             if known is None or (known.since is not None and since is not None and since < known.since):
                 out[merged] = Member(merged, owner, since)

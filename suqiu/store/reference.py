@@ -28,7 +28,6 @@ class Loaded:
 
     version: int | None
     changes: list[Change]
-    transfers: list[tuple[str, str]]  # (retired department, where its open cases go)
 
 
 def read_document(text: str, source: str) -> Organisation:
@@ -110,10 +109,8 @@ def load(conn: psycopg.Connection[Any], proposed: Organisation, document: str, s
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (LOCK_ID,))
         changes = org.changes(current(conn), proposed, open_cases(conn))
-        transfers = [(c.code, c.detail.get("into") or c.detail.get("successor"))
-                     for c in changes if c.kind in ("department_merged", "department_dissolved")]
         if not changes or dry_run:
-            return Loaded(None, changes, [(a, b) for a, b in transfers if b])
+            return Loaded(None, changes)
         number = version(conn) + 1
         conn.execute("INSERT INTO org_versions (version, loaded_at, loaded_by, source, document) "
                      "VALUES (%s, %s, %s, %s, %s)", (number, now, by, source, document))
@@ -137,13 +134,13 @@ def load(conn: psycopg.Connection[Any], proposed: Organisation, document: str, s
             cur.executemany("INSERT INTO categories (code, name, retired) VALUES (%s, %s, %s) ON CONFLICT (code) "
                             "DO UPDATE SET name = EXCLUDED.name, retired = EXCLUDED.retired",
                             [(c.code, c.name, c.retired) for c in proposed.categories.values()])
-        return Loaded(number, changes, [(a, b) for a, b in transfers if b])
+        return Loaded(number, changes)
 
 
 def seed(conn: psycopg.Connection[Any], now: datetime | None = None) -> Loaded:
     """The shipped organisation, when the database has none yet; one it has is kept as it is."""
     if conn.execute("SELECT 1 FROM jurisdictions LIMIT 1").fetchone():
-        return Loaded(None, [], [])
+        return Loaded(None, [])
     text = seed_document()
     return load(conn, read_document(text, SEED), text, f"suqiu/org/{SEED}", "seed", now or datetime.now(CHINA))
 

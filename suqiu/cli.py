@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         return asyncio.run(run_report(settings, args))
     if args.command == "policy":
-        return run_policy_check(args.file or settings.sla_policy)
+        return run_policy_check(args.file or settings.sla_policy, database_url=settings.database_url)
     if args.command == "replay":
         from replay.cli import run
 
@@ -130,19 +130,33 @@ def run_worker(settings: Settings) -> int:
     return 0
 
 
-def run_policy_check(path: str | None, today: date | None = None) -> int:
-    """0: valid, and the calendar knows the next 60 days; 1: it runs out sooner; 2: not valid."""
+def run_policy_check(path: str | None, today: date | None = None, database_url: str | None = None) -> int:
+    """0: valid, and the calendar knows the next 60 days; 1: it runs out sooner; 2: not valid,
+    or (with a database) naming a category the loaded organisation lacks or has retired."""
     from collections import Counter
 
     from suqiu.calendar import ChinaWorkdays, coverage, coverage_text
     from suqiu.domain.sla import CHINA
-    from suqiu.policy import PolicyError, load_policy
+    from suqiu.policy import PolicyError, load_policy, unknown_categories
 
     try:
         policy = load_policy(path)
     except PolicyError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
+    if database_url:
+        import psycopg
+
+        from suqiu.store import reference
+
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            categories = reference.current(conn).categories
+        unknown = unknown_categories(policy, categories)
+        if unknown:
+            sys.stderr.write(f"policy {path or 'shipped default'}: goals for categories the organisation does not "
+                             f"have (or has retired): {', '.join(unknown)}; it has "
+                             f"{', '.join(sorted(c for c in categories if not categories[c].retired))}\n")
+            return 2
     out = [f"policy {path or 'shipped default'}: version {policy.version!r}, warning at "
            f"{policy.warning_share:.0%}, supervision {policy.supervision_after_minutes} min after a breach"]
     day = policy.calendar.day_seconds // 60

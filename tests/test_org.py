@@ -90,10 +90,17 @@ async def test_a_second_city_is_loaded_and_takes_its_own_appeals(
     assert tomllib.loads(shown) == to_document(parse(tomllib.loads(Path(city).read_text("utf-8"))))
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT loaded_by FROM org_versions").fetchone() == ("市营商环境局",)
-    # The default policy has goals for Tianjin's categories, which Mianyang does not have.
-    code, _, err = await cli(monkeypatch, dsn, "org", "check", city, policy=str(
-        Path(__file__).resolve().parents[1] / "suqiu" / "policies" / "default.toml"))
+    # The default policy has goals for Tianjin's categories, which Mianyang does not have: the
+    # organisation check and the policy check both say so.
+    default = str(Path(__file__).resolve().parents[1] / "suqiu" / "policies" / "default.toml")
+    code, _, err = await cli(monkeypatch, dsn, "org", "check", city, policy=default)
     assert code == 2 and "category land_planning: the SLA policy" in err
+    code, _, err = await cli(monkeypatch, dsn, "policy", "check", default)
+    assert code == 2 and "organisation does not have (or has retired): land_planning, legal_ip" in err
+    assert "talent" in err
+    code, out, err = await cli(monkeypatch, dsn, "policy", "check", policy)
+    assert code in (0, 1) and "version 'mianyang-1'" in out, err  # 1 only for the calendar's coming year-end
+    assert "organisation does not have" not in err
 
     rt = await Runtime(Settings(database_url=dsn, system_id=SYSTEM, sla_policy=policy),
                        clock=ManualClock(cst(2026, 7, 21, 10, 0))).open()

@@ -134,15 +134,8 @@ class CommandService:
                 return start
             case, last_hash = start
             case_id = case.case_id
-            now = self._clock.now()
-            meta = CommandMeta(
-                command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
-                event_ids=tuple(self._new_id() for _ in range(_ids_for(command))),
-                expected_seq=req.expected_seq,
-                correlation_id=req.correlation_id, causation_id=req.causation_id, principal=req.principal,
-            )
             try:
-                events = decide(case, command, meta, self._context())
+                events = decide(case, command, self._meta(req, command, case_id, self._clock.now()), self._context())
             except DomainError:
                 if not read_first:  # perhaps a repeat of a command stored before: ask the store
                     read_first = True
@@ -150,15 +143,9 @@ class CommandService:
                 raise
             if not events:
                 return CommandResult("unchanged", req.command_id, case_id, case.seq)
-            encoded = self._encode(events, last_hash)
-            result = CommandResult(
-                "created" if is_submit else "accepted", req.command_id, case_id, events[-1].seq,
-                tuple(ev.event_id for ev in events),
-            )
-            source = (command.source_system, command.source_ref) if is_submit else None
+            result, append = self._prepare(req, command, request_hash, events, last_hash)
             try:
-                await self._commits.append(store.Append(encoded, req.command_id, request_hash, result.as_dict(),
-                                                        source))
+                await self._commits.append(append)
             except store.CaseConflict:
                 self._cases.pop(case_id, None)
                 if req.expected_seq is not None:
@@ -178,7 +165,7 @@ class CommandService:
                 continue  # the next round finds the earlier or concurrent writer's result
             for ev in events:
                 case = evolve(case, ev)
-            self._remember(case_id, case, encoded[-1].hash)
+            self._remember(case_id, case, append.encoded[-1].hash)
             for ev in events:
                 bound.info("event stored", case_id=case_id, event_id=ev.event_id, event_type=ev.event_type, seq=ev.seq)
             return result
@@ -191,16 +178,16 @@ class CommandService:
             if read_first:
                 found = await self._reads.read(store.Lookup(req.command_id, source=(command.source_system,
                                                                                     command.source_ref)))
-                if found.prior is not None:
-                    return _duplicate(found.prior, request_hash, req.command_id)
-                if found.original is not None:
-                    return _as_duplicate(found.original)
+                repeat = _repeat(found, request_hash, req.command_id)
+                if repeat is not None:
+                    return repeat
             return Case(case_id=self._new_id()), GENESIS
         assert req.case_id is not None
         case, last_hash = self._cached(req.case_id)
         found = await self._reads.read(store.Lookup(req.command_id, req.case_id, case.seq))
-        if found.prior is not None:
-            return _duplicate(found.prior, request_hash, req.command_id)
+        repeat = _repeat(found, request_hash, req.command_id)
+        if repeat is not None:
+            return repeat
         return self._apply(case, last_hash, found.newer)
 
     async def close(self) -> None:
@@ -233,27 +220,17 @@ class CommandService:
         ctx = self._context()
         for (req, command, request_hash), stored in zip(ok, found, strict=True):
             try:
-                if stored.prior is not None:
-                    results[req.command_id] = _duplicate(stored.prior, request_hash, req.command_id)
-                    continue
-                if stored.original is not None:
-                    results[req.command_id] = _as_duplicate(stored.original)
+                repeat = _repeat(stored, request_hash, req.command_id)
+                if repeat is not None:
+                    results[req.command_id] = repeat
                     continue
                 case_id = self._new_id()
-                meta = CommandMeta(command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
-                                   event_ids=tuple(self._new_id() for _ in range(_ids_for(command))),
-                                   correlation_id=req.correlation_id, causation_id=req.causation_id,
-                                   principal=req.principal)
-                events = decide(Case(case_id=case_id), command, meta, ctx)
+                events = decide(Case(case_id=case_id), command, self._meta(req, command, case_id, now), ctx)
             except DomainError as exc:
                 results[req.command_id] = exc
                 continue
-            encoded = self._encode(events, GENESIS)
-            result = CommandResult("created", req.command_id, case_id, events[-1].seq,
-                                   tuple(ev.event_id for ev in events))
-            results[req.command_id] = result
-            batch.append(store.Append(encoded, req.command_id, request_hash, result.as_dict(),
-                                      (command.source_system, command.source_ref)))
+            results[req.command_id], append = self._prepare(req, command, request_hash, events, GENESIS)
+            batch.append(append)
         if batch:
             try:
                 async with self._pool.connection() as conn:
@@ -263,6 +240,14 @@ class CommandService:
                 return [await self._one(req) for req in reqs]
         return [p if isinstance(p, DomainError) else results[p[0].command_id] for p in parsed]
 
+    def _meta(self, req: CommandRequest, command: Any, case_id: str, now: datetime) -> CommandMeta:
+        """What decide knows of the request beyond the command: who, when, which ids to use."""
+        return CommandMeta(
+            command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
+            event_ids=tuple(self._new_id() for _ in range(_ids_for(command))), expected_seq=req.expected_seq,
+            correlation_id=req.correlation_id, causation_id=req.causation_id, principal=req.principal,
+        )
+
     def _encode(self, events: list[Event], prev: bytes) -> list[store.Encoded]:
         """Avro bytes for each event, chained on from `prev` (the case's last hash)."""
         encoded = []
@@ -270,6 +255,17 @@ class CommandService:
             data, prev = self._codec.encode_event(ev, prev)
             encoded.append(store.Encoded(ev, data, prev))
         return encoded
+
+    def _prepare(self, req: CommandRequest, command: Any, request_hash: bytes, events: list[Event],
+                 prev: bytes) -> tuple[CommandResult, store.Append]:
+        """The decided events encoded, the result the command answers, and the append that
+        stores both (with a submit's source)."""
+        encoded = self._encode(events, prev)
+        is_submit = isinstance(command, Submit)
+        result = CommandResult("created" if is_submit else "accepted", req.command_id, events[0].case_id,
+                               events[-1].seq, tuple(ev.event_id for ev in events))
+        source = (command.source_system, command.source_ref) if is_submit else None
+        return result, store.Append(encoded, req.command_id, request_hash, result.as_dict(), source)
 
     async def _one(self, req: CommandRequest) -> CommandResult | DomainError:
         try:
@@ -324,6 +320,16 @@ def _canonical(value: Any) -> str:
 # The canonical form stored hashes were made with: these options must never change.
 # One encoder for all calls (json.dumps would build one per call).
 _CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=_canonical)
+
+
+def _repeat(found: store.Found, request_hash: bytes, command_id: str) -> CommandResult | None:
+    """The original result when the store already holds this command (by its id, or a submit
+    by its source reference); None for a new command."""
+    if found.prior is not None:
+        return _duplicate(found.prior, request_hash, command_id)
+    if found.original is not None:
+        return _as_duplicate(found.original)
+    return None
 
 
 def _duplicate(prior: tuple[bytes, dict[str, Any]], request_hash: bytes, command_id: str) -> CommandResult:

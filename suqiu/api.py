@@ -183,11 +183,14 @@ async def readable_case(request: web.Request) -> Case:
 
 async def get_case(request: web.Request) -> web.Response:
     case = await readable_case(request)
-    return json_response(case_view(case, request.app[RUNTIME].clock.now()))
+    rt = request.app[RUNTIME]
+    return json_response(case_view(case, rt.clock.now(), current(rt.context.departments, case.department)))
 
 
-def case_view(case: Case, now: datetime) -> dict[str, Any]:
+def case_view(case: Case, now: datetime, current_department: str | None) -> dict[str, Any]:
+    """The case now; `department` held it last, `current_department` answers for it today (合并)."""
     view = dataclasses.asdict(case)
+    view["current_department"] = current_department
     view["status"] = case.status.value
     view["sla_marks"] = sorted(f"{clock}:{kind}" for clock, kind in case.sla_marks)
     view["sla_status"] = sla_status(case, now)

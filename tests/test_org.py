@@ -246,6 +246,8 @@ async def test_merge_and_dissolve_keep_history_and_move_open_cases(
         status, page = await api.call("dispatcher", "GET", "/appeals?department=bh-market")
         listed = {x["case_id"]: x for x in page["appeals"]}
         assert listed[done]["department"] == "bh-hrss" and listed[done]["current_department"] == "bh-market"
+        status, one = await api.call("auditor", "GET", f"/appeals/{done}")
+        assert (one["department"], one["current_department"]) == ("bh-hrss", "bh-market")
         assert held in listed
 
         status, then = await api.call("dispatcher", "GET", f"/departments?as_of={quote(between.isoformat())}")

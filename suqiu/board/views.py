@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -27,7 +27,7 @@ from suqiu.domain import DomainError, access, inputs, refdata
 from suqiu.domain.access import Principal
 from suqiu.domain.org import tree_order
 from suqiu.domain.periods import Grain, Period
-from suqiu.domain.refdata import ancestors, departments_in, subtree
+from suqiu.domain.refdata import Department, ancestors, departments_in, subtree
 from suqiu.domain.sla import CHINA
 from suqiu.labels import CLOCK_NAMES, DEADLINE_NAMES, RATE_NAMES, ROLE_NAMES, SLA_NAMES, STATE_NAMES
 from suqiu.service import CommandRequest
@@ -237,7 +237,7 @@ async def department(request: web.Request) -> web.Response:
              "replied": [m["counts"]["replied"] for m in months],
              "on_time_rate": [m["on_time_rate"] for m in months]}
     return render("department.html", dept=dept, load=load, months=months, cases=cases, now=now, chart=chart,
-                  actions=actions, departments=sorted(rt.context.departments.values(), key=lambda d: d.code),
+                  actions=actions, departments=_transfer_targets(rt.context.departments),
                   **_frame(request))
 
 
@@ -261,7 +261,13 @@ async def case(request: web.Request) -> web.Response:
     template = "case_timeline.html" if request.query.get("part") == "timeline" else "case.html"
     return render(template, case=current, entries=entries, report=report, at=at_text, shown=shown,
                   actions=actions, now=rt.clock.now(), names=rt.context.departments,
-                  departments=sorted(rt.context.departments.values(), key=lambda d: d.code), **_frame(request))
+                  current_department=refdata.current(rt.context.departments, current.department),
+                  departments=_transfer_targets(rt.context.departments), **_frame(request))
+
+
+def _transfer_targets(departments: Mapping[str, Department]) -> list[Department]:
+    """The departments a case can be sent to: the active ones (a retired one refuses it)."""
+    return sorted((d for d in departments.values() if d.active), key=lambda d: d.code)
 
 
 async def _history(request: web.Request, case_id: str) -> tuple[list[audit.Stored], Any]:

@@ -34,13 +34,16 @@ class Clock(StrEnum):
     @property
     def due_field(self) -> str:
         """The field of the case, and of the events that set it, holding this clock's deadline."""
-        return f"{self.value}_due"
+        return _DUE_FIELDS[self]
 
     def due(self, case: Case | e.EventPayload) -> datetime | None:
-        due: datetime | None = getattr(case, self.due_field, None)
+        due: datetime | None = getattr(case, _DUE_FIELDS[self], None)
         return due
 
 
+# Looked up for every event decided and folded, so the names are built once.
+_DUE_FIELDS = {c: f"{c.value}_due" for c in Clock}
+_CLOCK_FIELDS = tuple((c.value, f"{c.value}_due") for c in Clock)
 _RUNS_IN = {Clock.ACCEPT: frozenset({S.DISPATCHED}), Clock.RESOLVE: frozenset({S.DISPATCHED, S.ACCEPTED, S.RETURNED}),
             Clock.FOLLOW_UP: frozenset({S.REPLIED})}
 _MOVES_IN = {**_RUNS_IN, Clock.RESOLVE: _RUNS_IN[Clock.RESOLVE] | {S.SUSPENDED}}
@@ -78,10 +81,10 @@ _MOVES = (e.MaterialsSupplied, e.ExtensionGranted, e.SlaPolicyApplied, e.SlaCale
 def deadlines_in(payload: e.EventPayload) -> dict[str, datetime]:
     """clock name -> the deadline this event sets for it."""
     found = {}
-    for clock in Clock:
-        due = clock.due(payload)
+    for clock, name in _CLOCK_FIELDS:
+        due = getattr(payload, name, None)
         if due is not None:
-            found[clock.value] = due
+            found[clock] = due
     return found
 
 

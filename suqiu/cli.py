@@ -256,7 +256,10 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
             finally:
                 creator.close()
         else:
+            from suqiu.processes import settle_gc
+
             runtime = await Runtime(settings).open()
+            settle_gc()
             try:
                 await import_rows(functools.partial(create_rows, runtime.service.create_many), outcome, rows, lines,
                                   progress=lambda n: bar.advance(task, n))

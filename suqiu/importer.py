@@ -25,7 +25,7 @@ from typing import Any
 from suqiu.config import Settings
 from suqiu.domain import DomainError
 from suqiu.domain.model import OUTCOMES, Actor, Role
-from suqiu.processes import worker_pool
+from suqiu.processes import settle_gc, worker_pool
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest, CommandResult
 
@@ -330,6 +330,7 @@ _worker: _Worker | None = None  # set only inside an import worker process
 def _worker_start(settings: Settings) -> None:
     global _worker
     _worker = _Worker(settings)
+    settle_gc()  # deciding and encoding a chunk allocates fast: what the worker built stays put
     # A forked process ends with os._exit, past atexit; multiprocessing runs its finalizers.
     multiprocessing.util.Finalize(_worker, _worker.close, exitpriority=10)
 

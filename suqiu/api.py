@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
+import psycopg_pool
 import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
@@ -31,7 +33,7 @@ log = structlog.get_logger(__name__)
 MAX_BODY = 256 * 1024
 STATUS = {
     "invalid_input": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid_state": 409,
-    "conflict": 409, "idempotency_mismatch": 409, "too_large": 413, "calendar_unknown": 503,
+    "conflict": 409, "idempotency_mismatch": 409, "too_large": 413, "calendar_unknown": 503, "unavailable": 503,
     "method_not_allowed": 405, "unsupported_encoding": 415, "headers_too_large": 431,
 }
 INTERNAL = "internal"  # the one 500: a fault of ours, logged with its traceback
@@ -76,6 +78,14 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             return error_response("unsupported_encoding", exc.text or "unsupported Content-Encoding",
                                   field="Content-Encoding")
         raise
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+        # The database went away (a restart, a failover): the client retries, and a command
+        # that did commit before the connection broke answers as a duplicate.
+        log.warning("database unavailable", path=request.path, error=str(exc).strip())
+        response = error_response("unavailable", "the database is unavailable: retry with the same command_id",
+                                  rule="a stored command answers its first result again", retry_after_s=2)
+        response.headers["Retry-After"] = "2"
+        return response
     except Exception:
         log.exception("request failed", path=request.path)
         return error_response(INTERNAL, "internal error; nothing was stored")

@@ -24,7 +24,9 @@ def free_port() -> int:
 
 
 def die_with_parent() -> None:
-    # Children must not outlive `suqiu up`, even when it is killed with SIGKILL.
+    # Children must not outlive `suqiu up`, even when it is killed with SIGKILL. They also run in
+    # their own session (start_new_session), so a terminal's Ctrl-C reaches only `suqiu up`, which
+    # stops them in order instead of watching them all die at once.
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
@@ -70,7 +72,7 @@ class EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent, start_new_session=True,
         )
         _wait_for_port(self.port, self.proc, "broker")
         log.info("embedded broker listening", bootstrap=self.bootstrap, pid=self.proc.pid)
@@ -143,7 +145,8 @@ class EmbeddedPostgres:
             # Tests only: a crash loses the test's data, which is thrown away anyway.
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         log_file = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(args, stdout=log_file, stderr=log_file, user=user, preexec_fn=die_with_parent)
+        self.proc = subprocess.Popen(args, stdout=log_file, stderr=log_file, user=user, preexec_fn=die_with_parent,
+                                     start_new_session=True)
         log_file.close()
         self._wait_ready()
         log.info("embedded postgres listening", dsn=self.dsn, pid=self.proc.pid)
@@ -167,6 +170,17 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         _stop(self.proc, signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
+
+    def last_error(self) -> str:
+        """The server log's last FATAL or PANIC line: why it stopped or would not start."""
+        try:
+            with open(self.data_dir / "server.log", "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 16_384))
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return ""
+        return next((line for line in reversed(lines) if "FATAL:" in line or "PANIC:" in line), "")
 
     @staticmethod
     def _system_user() -> str | None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -28,6 +32,7 @@ from suqiu.policy import load_policy
 from suqiu.store import reference
 from suqiu.store.keys import create_key
 from suqiu.store.migrate import migrate
+from suqiu.supervisor import Component, Supervisor, Tail
 
 log = structlog.get_logger(__name__)
 UP_LABEL = "suqiu-up"
@@ -54,45 +59,75 @@ def issue_keys(dsn: str, system_id: str) -> dict[str, dict[str, Any]]:
 
 
 class Stack:
-    """Starts what is not configured, then the worker and the API as child processes."""
+    """Starts what is not configured, then the worker and the API, and keeps them all running."""
 
     def __init__(self, settings: Settings, state_dir: Path) -> None:
         self.settings = settings
         self.state_dir = state_dir
         self.broker: EmbeddedBroker | None = None
         self.postgres: EmbeddedPostgres | None = None
-        self.children: list[subprocess.Popen[bytes]] = []
+        self.supervisor: Supervisor | None = None
+        self.watcher: threading.Thread | None = None
+
+    def watch(self) -> None:
+        """Supervise from a thread; a crash loop interrupts the main thread (see run_up)."""
+        assert self.supervisor is not None
+        sup = self.supervisor
+
+        def run() -> None:
+            sup.watch()
+            if sup.gave_up is not None:
+                _thread.interrupt_main()
+
+        self.watcher = threading.Thread(target=run, name="supervisor", daemon=True)
+        self.watcher.start()
 
     def start(self) -> Settings:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         s = self.settings
+        sup = self.supervisor = Supervisor(stop_component=lambda c: _stop(c.proc, signal.SIGTERM, timeout=20))
         if not s.database_url:
-            self.postgres = EmbeddedPostgres(self.state_dir / "postgres")
-            s = s.with_(database_url=self.postgres.start())
+            pg = self.postgres = EmbeddedPostgres(self.state_dir / "postgres")
+            s = s.with_(database_url=pg.dsn)
+            sup.add(Component("postgres", lambda: _started(pg.start, pg), why=pg.last_error))
         if not s.kafka_bootstrap:
-            self.broker = EmbeddedBroker()
-            s = s.with_(kafka_bootstrap=self.broker.start())
+            broker = self.broker = EmbeddedBroker()
+            s = s.with_(kafka_bootstrap=broker.bootstrap)
+            # The broker keeps nothing: a new one gets the topics, and the relay finds its epoch
+            # marker gone and republishes the store. The worker's consumers held the old one's state.
+            topics = functools.partial(_topics, s)
+            sup.add(Component("broker", lambda: _started(broker.start, broker, topics), needed_by=("worker",)))
         if s.http_port == 8080 and not _port_free(s.http_host, 8080):
             s = s.with_(http_port=free_port())
+        self.settings = s
         assert s.database_url
         migrate(s.database_url)
         with psycopg.connect(s.database_url, autocommit=True) as conn:
             reference.seed(conn)
-        asyncio.run(ensure_topics(s))
-        env = {**os.environ, **s.to_env()}
+        _topics(s)
         for role in ("worker", "api"):
-            self.children.append(subprocess.Popen(
-                [sys.executable, "-m", "suqiu", role], env=env, preexec_fn=die_with_parent))
-        self.settings = s
-        self._wait_http()
+            tail = Tail()
+            sup.add(Component(role, functools.partial(self._launch, role, tail), why=tail.last))
         return s
+
+    def _launch(self, role: str, tail: Tail) -> subprocess.Popen[bytes]:
+        """`suqiu worker` or `suqiu api`, its output passed on and its last line kept (the API: once it answers)."""
+        proc = subprocess.Popen([sys.executable, "-m", "suqiu", role], env={**os.environ, **self.settings.to_env()},
+                                stderr=subprocess.PIPE, preexec_fn=die_with_parent, start_new_session=True)
+        assert proc.stderr is not None
+        threading.Thread(target=tail.follow, args=(proc.stderr, _to_stderr), daemon=True,
+                         name=f"{role}-output").start()
+        if role == "api":
+            try:
+                wait_for_http(self.http_url, [proc])
+            except RuntimeError:
+                _stop(proc, signal.SIGTERM)
+                raise
+        return proc
 
     @property
     def http_url(self) -> str:
         return f"http://{self.settings.http_host}:{self.settings.http_port}"
-
-    def _wait_http(self) -> None:
-        wait_for_http(self.http_url, self.children)
 
     def write_files(self, keys: dict[str, dict[str, Any]]) -> None:
         endpoints = {"http": self.http_url, "kafka_bootstrap": self.settings.kafka_bootstrap,
@@ -105,12 +140,35 @@ class Stack:
         keys_file.chmod(0o600)
 
     def stop(self) -> None:
-        for child in reversed(self.children):
-            _stop(child, signal.SIGTERM, timeout=20)
-        if self.broker:
-            self.broker.stop()
-        if self.postgres:
-            self.postgres.stop()
+        """Stop watching (a restart under way finishes first), then stop everything, the API first."""
+        if self.supervisor is None:
+            return
+        self.supervisor.stop()
+        if self.watcher is not None:
+            self.watcher.join(90)
+        for c in reversed(self.supervisor.components.values()):
+            if c.name == "postgres" and self.postgres is not None:
+                self.postgres.stop()
+            else:
+                _stop(c.proc, signal.SIGTERM, timeout=20)
+
+
+def _started(start: Callable[[], object], embedded: EmbeddedBroker | EmbeddedPostgres,
+             then: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+    start()
+    if then is not None:
+        then()
+    assert embedded.proc is not None
+    return embedded.proc
+
+
+def _topics(settings: Settings) -> None:
+    asyncio.run(ensure_topics(settings))
+
+
+def _to_stderr(line: bytes) -> None:
+    sys.stderr.buffer.write(line)
+    sys.stderr.buffer.flush()
 
 
 def wait_for_http(url: str, children: list[subprocess.Popen[bytes]], timeout: float = 60.0) -> None:
@@ -126,6 +184,15 @@ def wait_for_http(url: str, children: list[subprocess.Popen[bytes]], timeout: fl
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"the HTTP API at {url} did not come up")
+
+
+def _gave_up(stack: Stack) -> int:
+    """0 when stopped on request; 1, with the reason, when a component was given up."""
+    gave_up = stack.supervisor.gave_up if stack.supervisor else None
+    if gave_up is None:
+        return 0
+    log.error("stopping: a component keeps failing", reason=str(gave_up))
+    return 1
 
 
 def _calendar_line(settings: Settings) -> str:
@@ -148,14 +215,15 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def run_up(settings: Settings, *, state_dir: str, demo: bool) -> int:
-    stop_requested = False
+    stack: Stack | None = None
 
     def request_stop(signum: int, frame: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
+        if stack is not None and stack.supervisor is not None:
+            stack.supervisor.stop()  # before anything else: what is being stopped is not restarted
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     if demo and settings.sla_policy is None:
         # Goals of minutes on wall-clock time: warnings, breaches and 督办 happen while you watch.
         settings = settings.with_(sla_policy=str(resources.files("suqiu").joinpath("policies/demo.toml")))
@@ -183,19 +251,18 @@ def run_up(settings: Settings, *, state_dir: str, demo: bool) -> int:
         ]
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
+        stack.watch()
         if demo:
             from suqiu.demo import play
 
             asyncio.run(play(stack.http_url, keys, s.database_url))
-        while True:
-            time.sleep(0.5)
-            for child in stack.children:
-                if child.poll() is not None:
-                    log.error("a component stopped unexpectedly", component=_component(child), code=child.returncode)
-                    return 1
+        assert stack.watcher is not None
+        stack.watcher.join()
+        return _gave_up(stack)
     except KeyboardInterrupt:
-        return 0
+        return _gave_up(stack)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         stack.stop()
         sys.stdout.write("Suqiu stopped.\n")

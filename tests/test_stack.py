@@ -11,12 +11,12 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
 from suqiu.embedded import free_port
 from tests.support.procs import descendants, processes
+from tests.support.up import call, caught_up, up
 
 
 def test_suqiu_up_serves_writes_its_files_and_stops_leaving_nothing(tmp_path: Path) -> None:
@@ -54,41 +54,6 @@ def test_suqiu_up_serves_writes_its_files_and_stops_leaving_nothing(tmp_path: Pa
     assert not below & processes().keys()
 
 
-def _up(state_dir: Path, env: dict[str, str], log: Path) -> subprocess.Popen[str]:
-    """`suqiu up` on `state_dir`, once its banner is out (its output goes to `log`)."""
-    start = log.stat().st_size if log.exists() else 0
-    with open(log, "a") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "suqiu", "up", "--state-dir", str(state_dir)], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while "\nCtrl-C" not in log.read_text()[start:]:
-        assert proc.poll() is None and time.monotonic() < deadline, f"suqiu up did not come up:\n{log.read_text()}"
-        time.sleep(0.3)
-    return proc
-
-
-def _call(state_dir: Path, role: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    http = json.loads((state_dir / "endpoints.json").read_text())["http"]
-    key = json.loads((state_dir / "keys.json").read_text())[role]["key"]
-    request = urllib.request.Request(f"{http}{path}", method=method, data=json.dumps(body).encode() if body else None,
-                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def _caught_up(state_dir: Path, events: int) -> None:
-    """Until the read models reflect `events` stored events (/v1/health's lag)."""
-    deadline = time.monotonic() + 120
-    while True:
-        lag = _call(state_dir, "auditor", "GET", "/v1/health")["checks"]["lag"]
-        with psycopg.connect(json.loads((state_dir / "endpoints.json").read_text())["database_url"]) as conn:
-            applied = conn.execute("SELECT coalesce(sum(applied), 0) FROM projection_offsets").fetchone()
-        if lag["outbox"] == 0 and applied is not None and applied[0] >= events:
-            return
-        assert time.monotonic() < deadline, f"read models did not catch up: {lag}, applied {applied}"
-        time.sleep(0.5)
-
-
 def test_suqiu_up_again_on_its_state_dir_republishes_onto_a_new_topic(tmp_path: Path) -> None:
     # The embedded broker starts empty each time, PostgreSQL keeps the store: the relay finds its
     # epoch missing, creates the events topic again and republishes, under a running Faust worker.
@@ -98,23 +63,23 @@ def test_suqiu_up_again_on_its_state_dir_republishes_onto_a_new_topic(tmp_path: 
     submit = {"source_system": "hotline-12345", "enterprise": {"uscc": "91110000600037341L", "name": "天津某某科技有限公司"},
               "channel": "hotline", "category": "approval", "priority": "normal", "jurisdiction": "tj-binhai",
               "title": "施工许可审批进度", "content": "二期厂房施工许可已提交三周。"}
-    proc = _up(state, env, log)
+    proc = up(state, env, log)
     try:
-        first = _call(state, "intake", "POST", "/v1/appeals", {**submit, "command_id": str(uuid.uuid4()),
+        first = call(state, "intake", "POST", "/v1/appeals", {**submit, "command_id": str(uuid.uuid4()),
                                                                   "source_ref": "TJ-1"})["case_id"]
-        _caught_up(state, 1)
+        caught_up(state, 1)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-    proc = _up(state, env, log)
+    proc = up(state, env, log)
     try:
-        _call(state, "dispatcher", "POST", f"/v1/appeals/{first}/commands",
+        call(state, "dispatcher", "POST", f"/v1/appeals/{first}/commands",
               {"type": "dispatch", "command_id": str(uuid.uuid4()), "department": "bh-market"})
-        second = _call(state, "intake", "POST", "/v1/appeals", {**submit, "command_id": str(uuid.uuid4()),
+        second = call(state, "intake", "POST", "/v1/appeals", {**submit, "command_id": str(uuid.uuid4()),
                                                                    "source_ref": "TJ-2"})["case_id"]
-        _caught_up(state, 3)
+        caught_up(state, 3)
         with psycopg.connect(json.loads((state / "endpoints.json").read_text())["database_url"]) as conn:
-            views = dict(conn.execute("SELECT case_id, seq FROM case_view").fetchall())
+            views: dict[str, int] = dict(conn.execute("SELECT case_id, seq FROM case_view").fetchall())
         below = descendants(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)

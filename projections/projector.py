@@ -77,6 +77,9 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
+Position = tuple[str, int, int]  # (topic, partition, offset) of a record read
+
+
 @dataclass(frozen=True, slots=True)
 class Incoming:
     """One record from the events topic, decoded once."""
@@ -105,15 +108,19 @@ class Projector:
         self.name = name
         self._cases: OrderedDict[str, Case] = OrderedDict()
 
-    async def apply(self, conn: psycopg.AsyncConnection[Any], batch: Sequence[Incoming]) -> int:
+    async def apply(self, conn: psycopg.AsyncConnection[Any], batch: Sequence[Incoming],
+                    held: Sequence[Position] = ()) -> int:
         """Apply what is new in `batch`; returns how many events changed something.
+
+        `held` are records read but already reflected (passed over undecoded): their offsets
+        move on with the batch's.
 
         A case whose events the read models cannot take is quarantined (`quarantined_cases`)
         and every other case of the batch is applied: one bad event never empties the read
         models, and none is skipped silently.
         """
         try:
-            return await self._apply_whole(conn, batch)
+            return await self._apply_whole(conn, batch, held=held)
         except UNSTORABLE as exc:
             log.warning("projector batch refused, applying it case by case", size=len(batch),
                         error=type(exc).__name__)
@@ -127,7 +134,7 @@ class Projector:
             except UNSTORABLE as exc:
                 await self._quarantine(conn, case_id, items[0].event.seq, exc)
         async with conn.transaction():
-            await self._checkpoint(conn, batch, {}, self.clock())
+            await self._checkpoint(conn, batch, {}, self.clock(), held)
         return applied
 
     async def _quarantine(self, conn: psycopg.AsyncConnection[Any], case_id: str, seq: int, exc: Exception) -> None:
@@ -140,18 +147,21 @@ class Projector:
             "error = EXCLUDED.error", (case_id, seq, f"{type(exc).__name__}: {exc}"[:2000], self.clock()))
 
     async def _apply_whole(self, conn: psycopg.AsyncConnection[Any], batch: Sequence[Incoming], *,
-                           checkpoint: bool = True) -> int:
+                           checkpoint: bool = True, held: Sequence[Position] = ()) -> int:
         while True:
             try:
                 async with conn.transaction():
-                    return await self.apply_in(conn, batch, checkpoint=checkpoint)
+                    if not batch:  # all of it held: only the offsets move
+                        await self._checkpoint(conn, batch, {}, self.clock(), held)
+                        return 0
+                    return await self.apply_in(conn, batch, checkpoint=checkpoint, held=held)
             except psycopg.errors.SerializationFailure:
                 continue
             except psycopg.errors.DeadlockDetected:
                 await asyncio.sleep(0.01)
 
     async def apply_in(self, conn: psycopg.AsyncConnection[Any], batch: Sequence[Incoming], *,
-                       checkpoint: bool = True) -> int:
+                       checkpoint: bool = True, held: Sequence[Position] = ()) -> int:
         """Apply inside the caller's transaction (a rebuild runs many batches in one)."""
         policy, now = self.policy(), self.clock()
         by_case: dict[str, list[Incoming]] = defaultdict(list)
@@ -209,15 +219,15 @@ class Projector:
                     if days:
                         await c.execute(rows.ADD_DAYS, _columns(days, len(rows.DAY_COLUMNS)))
             if checkpoint:
-                await self._checkpoint(conn, batch, applied, now)
+                await self._checkpoint(conn, batch, applied, now, held)
         return sum(applied.values())
 
     async def _checkpoint(self, conn: psycopg.AsyncConnection[Any], batch: Sequence[Incoming],
-                          applied: dict[tuple[str, int], int], now: datetime) -> None:
+                          applied: dict[tuple[str, int], int], now: datetime, held: Sequence[Position] = ()) -> None:
         heads: dict[tuple[str, int], int] = {}
-        for item in batch:
-            key = (item.topic, item.partition)
-            heads[key] = max(heads.get(key, -1), item.offset)
+        for topic, partition, offset in [*((i.topic, i.partition, i.offset) for i in batch), *held]:
+            key = (topic, partition)
+            heads[key] = max(heads.get(key, -1), offset)
         async with conn.cursor() as c:
             await c.executemany(
                 'INSERT INTO projection_offsets (projection, topic, partition, "offset", applied, updated_at) '

@@ -29,7 +29,7 @@ async def restore(conn: psycopg.AsyncConnection[Any], settings: Settings, batch:
     try:
         async with conn.transaction(), conn.cursor(name="restore") as cur:
             cur.itersize = batch
-            await cur.execute("SELECT case_id, data, event_type, event_id::text FROM events ORDER BY position")
+            await cur.execute("SELECT case_id, seq, data, event_type, event_id::text FROM events ORDER BY position")
             while rows := await cur.fetchmany(batch):
                 await publish(producer, settings.events_topic, [stored_record(*r) for r in rows], settings.partitions)
                 total += len(rows)

@@ -18,7 +18,7 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from projections.projector import Incoming, Projector
+from projections.projector import Incoming, Position, Projector
 from schemas.codec import Codec, DecodeError
 from streams.dlq import Outgoing, dead_letter
 from suqiu.config import Settings
@@ -28,6 +28,7 @@ from suqiu.processes import settle_gc, worker_pool
 log = structlog.get_logger(__name__)
 # (topic, partition, offset, key, value, headers), as read from the events topic.
 Record = tuple[str, int, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
+HELD_SQL = "SELECT case_id, seq FROM case_view WHERE case_id = ANY(%s)"
 HOLD_FIRST, HOLD_MAX = 1.0, 60.0  # seconds between tries of a batch the calendar cannot place
 
 
@@ -39,6 +40,44 @@ class EventsConsumer:
         self.pool = pool
         self.codec = codec
         self.projector = projector
+
+    async def unseen(self, records: Sequence[Record]) -> tuple[list[Record], list[Position]]:
+        """The records the read models do not hold yet, and the positions of those they do.
+
+        After a broker loss the relay republishes the whole store, and a worker on a new broker
+        reads it all again: comparing each record's `seq` header with `case_view` in one query
+        passes over history without decoding or folding it, so catching up takes as long as
+        the new events, not the store. A record without the header is decoded as before.
+        """
+        wanted: dict[str, int] = {}
+        for record in records:
+            seq = _seq(record[5])
+            if seq is not None and record[3] is not None:
+                case_id = record[3].decode("utf-8", "replace")
+                wanted[case_id] = max(wanted.get(case_id, 0), seq)
+        if not wanted:
+            return list(records), []
+        delay = 0.2
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    cur = await conn.execute(HELD_SQL, (list(wanted),), prepare=True)
+                    held_seq: dict[str, int] = dict(await cur.fetchall())
+                break
+            except psycopg.OperationalError as exc:
+                log.warning("database unavailable, holding the batch", error=str(exc), size=len(records))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        fresh: list[Record] = []
+        held: list[Position] = []
+        for record in records:
+            seq = _seq(record[5])
+            key = record[3].decode("utf-8", "replace") if record[3] is not None else None
+            if seq is not None and key is not None and seq <= held_seq.get(key, 0):
+                held.append((record[0], record[1], record[2]))
+            else:
+                fresh.append(record)
+        return fresh, held
 
     def decode(self, records: Sequence[Record]) -> tuple[list[Incoming], list[Outgoing]]:
         """Records -> decoded events, dead letters."""
@@ -52,13 +91,14 @@ class EventsConsumer:
                                        f"undecodable event at {topic}[{partition}]@{offset}: {exc}"))
         return good, bad
 
-    async def project(self, batch: Sequence[Incoming]) -> int:
-        """Apply the batch, waiting out database outages: its offsets move only after the commit."""
+    async def project(self, batch: Sequence[Incoming], held: Sequence[Position] = ()) -> int:
+        """Apply the batch, waiting out database outages: its offsets (and those of the `held`
+        records passed over) move only after the commit."""
         delay = 0.2
         while True:
             try:
                 async with self.pool.connection() as conn:
-                    return await self.projector.apply(conn, batch)
+                    return await self.projector.apply(conn, batch, held)
             except psycopg.OperationalError as exc:
                 log.warning("database unavailable, holding the batch", error=str(exc), size=len(batch))
                 await asyncio.sleep(delay)
@@ -135,10 +175,21 @@ class _Child:
 
     def apply(self, records: list[Record], now: datetime) -> list[Outgoing]:
         self.now = now
-        good, bad = self.consumer.decode(records)
-        if good:
-            self.loop.run_until_complete(self.consumer.project(good))
+        fresh, held = self.loop.run_until_complete(self.consumer.unseen(records)) if records else ([], [])
+        good, bad = self.consumer.decode(fresh)
+        if good or held:
+            self.loop.run_until_complete(self.consumer.project(good, held))
         return bad
+
+
+def _seq(headers: list[tuple[str, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == "seq":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # not ours to trust: the record is decoded and checked as any other
+    return None
 
 
 _child: _Child | None = None

@@ -19,9 +19,13 @@ HOLD_FIRST, HOLD_MAX = 1.0, 30.0  # seconds between tries of a batch the broker 
 OutRecord = tuple[str, bytes, list[tuple[str, bytes]]]
 
 
-def stored_record(case_id: str, data: bytes, event_type: str, event_id: str) -> OutRecord:
-    """A stored event as the events topic carries it: keyed by case id, type and id in headers."""
-    return case_id, bytes(data), [("event_type", event_type.encode()), ("event_id", event_id.encode())]
+def stored_record(case_id: str, seq: int, data: bytes, event_type: str, event_id: str) -> OutRecord:
+    """A stored event as the events topic carries it: keyed by case id; type, id and seq in headers.
+
+    The seq lets a consumer pass over what it already holds (a republish) without decoding it.
+    """
+    return case_id, bytes(data), [("event_type", event_type.encode()), ("event_id", event_id.encode()),
+                                  ("seq", str(seq).encode())]
 
 
 async def publish(producer: AIOKafkaProducer, topic: str, records: Sequence[OutRecord],

@@ -172,7 +172,7 @@ async def test_publish_sends_each_partition_as_whole_batches_in_order(topics: Se
     assert s.kafka_bootstrap
     total = await write_cases(runtime, 30, 12)
     async with runtime.pool.connection() as conn:
-        cur = await conn.execute("SELECT case_id, data, event_type, event_id::text FROM events ORDER BY position")
+        cur = await conn.execute("SELECT case_id, seq, data, event_type, event_id::text FROM events ORDER BY position")
         rows = await cur.fetchall()
     assert len(rows) == total
     producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", max_batch_size=4 * 1024)
@@ -202,7 +202,7 @@ async def test_a_batch_the_broker_does_not_take_is_held_until_it_does(settings: 
     await ensure_topics(s)
     total = await write_cases(runtime, 6, 2)
     async with runtime.pool.connection() as conn:
-        cur = await conn.execute("SELECT case_id, data, event_type, event_id::text FROM events ORDER BY position")
+        cur = await conn.execute("SELECT case_id, seq, data, event_type, event_id::text FROM events ORDER BY position")
         records = [stored_record(*r) for r in await cur.fetchall()]
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", request_timeout_ms=1000)
     await producer.start()

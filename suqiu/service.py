@@ -166,8 +166,9 @@ class CommandService:
             for ev in events:
                 case = evolve(case, ev)
             self._remember(case_id, case, append.encoded[-1].hash)
-            for ev in events:
-                bound.info("event stored", case_id=case_id, event_id=ev.event_id, event_type=ev.event_type, seq=ev.seq)
+            # One line per command, not per event: an import of thousands of cases stays readable.
+            bound.info("command stored", case_id=case_id, event_id=events[0].event_id, seq=events[-1].seq,
+                       events=[ev.event_type for ev in events])
             return result
         raise DomainError("conflict", "the case is changing too fast; retry the command", case_id=req.case_id)
 

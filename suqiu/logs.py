@@ -1,9 +1,15 @@
-"""structlog as JSON lines on stderr; context (case_id, command_id, event_id) bound per call."""
+"""structlog on stderr: JSON lines, or readable lines on a terminal; context bound per call.
+
+SUQIU_LOG_FORMAT (`json` or `console`) overrides the choice; `suqiu up` passes its own on to
+the processes it starts, whose stderr is a pipe to it.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from typing import Any
 
 import structlog
 
@@ -18,8 +24,8 @@ def configure(level: str = "INFO") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(ensure_ascii=False),
+            *([structlog.processors.format_exc_info, structlog.processors.JSONRenderer(ensure_ascii=False)]
+              if log_format() == "json" else [structlog.dev.ConsoleRenderer(colors=False)]),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
         # Bound now: Faust later redirects sys.stderr into its own logging, which would wrap each line.
@@ -27,3 +33,16 @@ def configure(level: str = "INFO") -> None:
         # Not cached: a few µs per call, and a later configure (tests, the CLI) takes effect everywhere.
         cache_logger_on_first_use=False,
     )
+
+
+def log_format() -> str:
+    """`json`, the default, or `console` on a terminal (or as SUQIU_LOG_FORMAT says)."""
+    chosen = os.environ.get("SUQIU_LOG_FORMAT", "")
+    if chosen in ("json", "console"):
+        return chosen
+    return "console" if sys.stderr.isatty() else "json"
+
+
+def child_env() -> dict[str, Any]:
+    """What a child process needs to log as this one does."""
+    return {"SUQIU_LOG_FORMAT": log_format()}

@@ -23,6 +23,7 @@ import psycopg
 import structlog
 
 from streams.topics import ensure_topics
+from suqiu import logs
 from suqiu.calendar import coverage, coverage_text
 from suqiu.config import Settings
 from suqiu.domain.model import Role
@@ -112,7 +113,8 @@ class Stack:
 
     def _launch(self, role: str, tail: Tail) -> subprocess.Popen[bytes]:
         """`suqiu worker` or `suqiu api`, its output passed on and its last line kept (the API: once it answers)."""
-        proc = subprocess.Popen([sys.executable, "-m", "suqiu", role], env={**os.environ, **self.settings.to_env()},
+        env = {**os.environ, **self.settings.to_env(), **logs.child_env()}
+        proc = subprocess.Popen([sys.executable, "-m", "suqiu", role], env=env,
                                 stderr=subprocess.PIPE, preexec_fn=die_with_parent, start_new_session=True)
         assert proc.stderr is not None
         threading.Thread(target=tail.follow, args=(proc.stderr, _to_stderr), daemon=True,

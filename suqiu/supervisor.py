@@ -49,7 +49,8 @@ class RestartBudget:
 class Tail:
     """A process's output, forwarded as it comes, and the last line of it that reads as a fault."""
 
-    _ROUTINE = ('"level": "info"', '"level": "debug"', '"level": "warning"')
+    # Routine lines in either log format (suqiu.logs): JSON, or the console renderer's.
+    _ROUTINE = ('"level": "info"', '"level": "debug"', '"level": "warning"', "[info ", "[debug ", "[warning ")
 
     def __init__(self) -> None:
         self.fault = ""

@@ -35,7 +35,8 @@ async def test_a_jurisdiction_feed_carries_its_subtree_only(settings: Settings, 
         assert rec.key is not None
         by_case[rec.key.decode()].append(rec.value)
         ev = codec.decode_event(rec.value)  # the events topic's headers, as the relay set them
-        assert dict(rec.headers) == {"event_type": ev.event_type.encode(), "event_id": ev.event_id.encode()}
+        assert dict(rec.headers) == {"event_type": ev.event_type.encode(), "event_id": ev.event_id.encode(),
+                                     "seq": str(ev.seq).encode()}
     assert sorted(by_case) == sorted(teda)  # the free-trade zone's case is not in TEDA's feed
     for case, values in by_case.items():
         assert values == [stored[(case, seq)] for seq in (1, 2, 3)]  # same bytes, in order

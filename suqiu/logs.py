@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
 
 import structlog
 
@@ -43,6 +42,6 @@ def log_format() -> str:
     return "console" if sys.stderr.isatty() else "json"
 
 
-def child_env() -> dict[str, Any]:
+def child_env() -> dict[str, str]:
     """What a child process needs to log as this one does."""
     return {"SUQIU_LOG_FORMAT": log_format()}

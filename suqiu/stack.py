@@ -86,11 +86,11 @@ class Stack:
     def start(self) -> Settings:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         s = self.settings
-        sup = self.supervisor = Supervisor(stop_component=lambda c: _stop(c.proc, signal.SIGTERM, timeout=20))
+        sup = self.supervisor = Supervisor()
         if not s.database_url:
             pg = self.postgres = EmbeddedPostgres(self.state_dir / "postgres")
             s = s.with_(database_url=pg.dsn)
-            sup.add(Component("postgres", lambda: _started(pg.start, pg), why=pg.last_error))
+            sup.add(Component("postgres", lambda: _started(pg.start, pg), stop=lambda _: pg.stop(), why=pg.last_error))
         if not s.kafka_bootstrap:
             broker = self.broker = EmbeddedBroker()
             s = s.with_(kafka_bootstrap=broker.bootstrap)
@@ -148,11 +148,7 @@ class Stack:
         self.supervisor.stop()
         if self.watcher is not None:
             self.watcher.join(90)
-        for c in reversed(self.supervisor.components.values()):
-            if c.name == "postgres" and self.postgres is not None:
-                self.postgres.stop()
-            else:
-                _stop(c.proc, signal.SIGTERM, timeout=20)
+        self.supervisor.stop_all()
 
 
 def _started(start: Callable[[], object], embedded: EmbeddedBroker | EmbeddedPostgres,

@@ -73,6 +73,7 @@ class Component:
 
     name: str
     start: Callable[[], subprocess.Popen[bytes]]
+    stop: Callable[[subprocess.Popen[bytes]], object] = lambda proc: _terminate(proc)
     needed_by: tuple[str, ...] = ()  # restarted after this one: they hold state it lost
     why: Callable[[], str] = lambda: ""  # the cause of a death, from the component's own output
     proc: subprocess.Popen[bytes] | None = None
@@ -88,10 +89,8 @@ class GaveUp(Exception):
 class Supervisor:
     """Starts components in order and, from `watch`, restarts the ones that die."""
 
-    def __init__(self, *, stop_component: Callable[[Component], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.components: dict[str, Component] = {}
-        self._stop_component = stop_component
         self._clock = clock
         self._stopping = threading.Event()
         self.gave_up: GaveUp | None = None
@@ -124,7 +123,7 @@ class Supervisor:
             dependent = self.components[name]
             if dependent.restart_at is None:
                 log.info("restarting a component that depends on it", component=name, because_of=c.name)
-                self._stop_component(dependent)
+                _stop(dependent)
                 dependent.restart_at = now + wait
 
     def _restart(self, c: Component) -> None:
@@ -147,5 +146,26 @@ class Supervisor:
                 return
 
     def stop(self) -> None:
-        """No more restarts; the caller stops the processes."""
+        """No more restarts, from now on (a restart under way still finishes)."""
         self._stopping.set()
+
+    def stop_all(self) -> None:
+        """Stop every component, the last started first."""
+        self.stop()
+        for c in reversed(self.components.values()):
+            _stop(c)
+
+
+def _stop(c: Component) -> None:
+    if c.proc is not None and c.proc.poll() is None:
+        c.stop(c.proc)
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -37,12 +37,6 @@ def _sleeper() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 
 
-def _stop(c: Component) -> None:
-    if c.proc is not None and c.proc.poll() is None:
-        c.proc.kill()
-        c.proc.wait()
-
-
 def test_a_component_that_keeps_dying_is_given_up_naming_it_and_its_last_words() -> None:
     tail = Tail()
 
@@ -54,7 +48,7 @@ def test_a_component_that_keeps_dying_is_given_up_naming_it_and_its_last_words()
         threading.Thread(target=tail.follow, args=(proc.stdout, lambda line: None), daemon=True).start()
         return proc
 
-    sup = Supervisor(stop_component=_stop)
+    sup = Supervisor()
     sup.add(Component("api", start, why=tail.last, budget=RestartBudget(first=0.01, longest=0.05, limit=3)))
     deadline = time.monotonic() + 30
     with pytest.raises(GaveUp) as gave_up:
@@ -67,7 +61,7 @@ def test_a_component_that_keeps_dying_is_given_up_naming_it_and_its_last_words()
 
 
 def test_a_restarted_component_restarts_what_depends_on_it() -> None:
-    sup = Supervisor(stop_component=_stop)
+    sup = Supervisor()
     sup.add(Component("broker", _sleeper, needed_by=("worker",), budget=RestartBudget(first=0.01)))
     sup.add(Component("worker", _sleeper, budget=RestartBudget(first=0.01)))
     api = Component("api", _sleeper)
@@ -87,9 +81,7 @@ def test_a_restarted_component_restarts_what_depends_on_it() -> None:
         assert after["api"] == before["api"] and api.restarts == 0
         assert all(c.proc is not None and c.proc.poll() is None for c in sup.components.values())
     finally:
-        sup.stop()
-        for c in sup.components.values():
-            _stop(c)
+        sup.stop_all()
 
 
 class Load:

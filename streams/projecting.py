@@ -8,11 +8,11 @@ batches, so the worker's loop only moves bytes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import structlog
@@ -29,6 +29,7 @@ log = structlog.get_logger(__name__)
 # (topic, partition, offset, key, value, headers), as read from the events topic.
 Record = tuple[str, int, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
 HELD_SQL = "SELECT case_id, seq FROM case_view WHERE case_id = ANY(%s)"
+T = TypeVar("T")
 HOLD_FIRST, HOLD_MAX = 1.0, 60.0  # seconds between tries of a batch the calendar cannot place
 
 
@@ -49,31 +50,21 @@ class EventsConsumer:
         passes over history without decoding or folding it, so catching up takes as long as
         the new events, not the store. A record without the header is decoded as before.
         """
-        wanted: dict[str, int] = {}
-        for record in records:
-            seq = _seq(record[5])
-            if seq is not None and record[3] is not None:
-                case_id = record[3].decode("utf-8", "replace")
-                wanted[case_id] = max(wanted.get(case_id, 0), seq)
+        places = [(r[3].decode("utf-8", "replace"), seq) if r[3] is not None and (seq := _seq(r[5])) is not None
+                  else None for r in records]
+        wanted = sorted({p[0] for p in places if p is not None})
         if not wanted:
             return list(records), []
-        delay = 0.2
-        while True:
-            try:
-                async with self.pool.connection() as conn:
-                    cur = await conn.execute(HELD_SQL, (list(wanted),), prepare=True)
-                    held_seq: dict[str, int] = dict(await cur.fetchall())
-                break
-            except psycopg.OperationalError as exc:
-                log.warning("database unavailable, holding the batch", error=str(exc), size=len(records))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+
+        async def read(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
+            cur = await conn.execute(HELD_SQL, (wanted,), prepare=True)
+            return dict(await cur.fetchall())
+
+        held_seq = await self._waiting_out_outages(read, len(records))
         fresh: list[Record] = []
         held: list[Position] = []
-        for record in records:
-            seq = _seq(record[5])
-            key = record[3].decode("utf-8", "replace") if record[3] is not None else None
-            if seq is not None and key is not None and seq <= held_seq.get(key, 0):
+        for record, place in zip(records, places, strict=True):
+            if place is not None and place[1] <= held_seq.get(place[0], 0):
                 held.append((record[0], record[1], record[2]))
             else:
                 fresh.append(record)
@@ -94,13 +85,17 @@ class EventsConsumer:
     async def project(self, batch: Sequence[Incoming], held: Sequence[Position] = ()) -> int:
         """Apply the batch, waiting out database outages: its offsets (and those of the `held`
         records passed over) move only after the commit."""
+        return await self._waiting_out_outages(lambda conn: self.projector.apply(conn, batch, held), len(batch))
+
+    async def _waiting_out_outages(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]], size: int) -> T:
+        """`work` on a pooled connection, tried again with growing waits while the database is away."""
         delay = 0.2
         while True:
             try:
                 async with self.pool.connection() as conn:
-                    return await self.projector.apply(conn, batch, held)
+                    return await work(conn)
             except psycopg.OperationalError as exc:
-                log.warning("database unavailable, holding the batch", error=str(exc), size=len(batch))
+                log.warning("database unavailable, holding the batch", error=str(exc), size=size)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

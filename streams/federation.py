@@ -13,13 +13,14 @@ Command ids derive from the events, and both systems deduplicate, so redelivery 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from schemas.codec import Codec
+from streams.dlq import Outgoing
 from streams.signing import sign
 from suqiu.config import Settings
 from suqiu.domain import events as e
@@ -28,14 +29,6 @@ from suqiu.store.events import read_case
 
 log = structlog.get_logger(__name__)
 NAMESPACE = uuid.UUID("7e0b5a3c-2f4d-4a8e-b6c1-5d9f3e2a1b07")
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    topic: str
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
 
 
 class FederationBridge:
@@ -48,6 +41,19 @@ class FederationBridge:
     def commands_topic(self, system: str) -> str | None:
         prefix = self.settings.federation.get(system)
         return None if prefix is None else f"{prefix}appeals.commands.v1"
+
+    async def forward(self, values: Iterable[bytes | None]) -> list[Outgoing]:
+        """The commands a batch of our own events sends to other systems."""
+        out: list[Outgoing] = []
+        for value in values:
+            try:
+                ev = self.codec.decode_event(value or b"")
+            except ValueError:
+                continue  # the read-models agent dead-letters it
+            command = await self.handle(ev)
+            if command is not None:
+                out.append(command)
+        return out
 
     async def handle(self, ev: e.Event) -> Outgoing | None:
         """The command this event sends to another system, if any."""

@@ -170,7 +170,7 @@ class _Child:
 
     def apply(self, records: list[Record], now: datetime) -> list[Outgoing]:
         self.now = now
-        fresh, held = self.loop.run_until_complete(self.consumer.unseen(records)) if records else ([], [])
+        fresh, held = self.loop.run_until_complete(self.consumer.unseen(records))
         good, bad = self.consumer.decode(fresh)
         if good or held:
             self.loop.run_until_complete(self.consumer.project(good, held))

@@ -43,7 +43,7 @@ class Clock(StrEnum):
 
 # Looked up for every event decided and folded, so the names are built once.
 _DUE_FIELDS = {c: f"{c.value}_due" for c in Clock}
-_CLOCK_FIELDS = tuple((c.value, f"{c.value}_due") for c in Clock)
+_CLOCK_FIELDS = tuple((c.value, field) for c, field in _DUE_FIELDS.items())
 _RUNS_IN = {Clock.ACCEPT: frozenset({S.DISPATCHED}), Clock.RESOLVE: frozenset({S.DISPATCHED, S.ACCEPTED, S.RETURNED}),
             Clock.FOLLOW_UP: frozenset({S.REPLIED})}
 _MOVES_IN = {**_RUNS_IN, Clock.RESOLVE: _RUNS_IN[Clock.RESOLVE] | {S.SUSPENDED}}

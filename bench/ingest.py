@@ -131,8 +131,8 @@ def lag_consumer(bootstrap: str, topic: str, ready: Any, stop: Any, out: Any) ->
 async def _consume_lags(bootstrap: str, topic: str, ready: Any, stop: Any, out: Any) -> None:
     codec = Codec()
     lags: list[tuple[float, float, float]] = []  # (recorded at, seen lag, handed-off lag) in s, ms, ms
-    # The embedded broker holds a fetch up to fetch_max_wait_ms even when records arrive (measured:
-    # p50 131 ms at aiokafka's default 500 ms, 3 ms at 10 ms), so ask often to see "on the topic".
+    # The embedded broker holds a fetch up to fetch_max_wait_ms even when records arrive
+    # (see BENCHMARKS.md), so ask often to see "on the topic".
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", group_id=None,
                                 fetch_max_wait_ms=10)
     await consumer.start()

@@ -115,7 +115,7 @@ def _unnest(*types: str) -> str:
 
 
 # Rows are found by one index probe per key and updated by ctid: with a hash join, PostgreSQL
-# scanned the whole table for each batch (20 ms per 400 cases with 60,000 stored, against 4.4 ms).
+# scanned the whole table for each batch (see BENCHMARKS.md).
 _CLOSURE_OF_U = ("CROSS JOIN LATERAL (SELECT ctid FROM closures WHERE closures.case_id = u.case_id "
                  "AND closures.cycle = u.cycle OFFSET 0) AS x")
 

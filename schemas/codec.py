@@ -182,7 +182,7 @@ class Codec:
     def decode_event(self, data: bytes) -> Event:
         # Read without logical types and convert the few instants here: fastavro's own
         # conversions (a UUID object for event_id, timedelta arithmetic per instant) were
-        # nearly half of a decode (measured: 16 -> 9 us per event).
+        # nearly half of a decode (see BENCHMARKS.md).
         info, record = self._read(data, "event", bare=True)
         try:
             return self._event(info.name, record)

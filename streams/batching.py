@@ -15,7 +15,7 @@ Handler = Callable[[list[EventT[Any]]], Awaitable[None]]
 class Batcher:
     """Groups a stream's events into batches of up to `size`, or what came within `within` seconds.
 
-    Faust's `take_events` stops reading while a batch is handled and costs ~40 µs per event;
+    Faust's `take_events` stops reading while a batch is handled and is slow per event;
     here the stream keeps being read while up to `depth` batches wait or are handled in order,
     and each event is acknowledged only after its batch's handler returned, so a crash
     redelivers rather than loses.

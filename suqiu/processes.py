@@ -21,7 +21,7 @@ def worker_pool(workers: int, initializer: Callable[..., None], *initargs: Any, 
 
     Spawned by default: a long-running parent has threads and open connections a forked child
     would share. `fork=True` is for a parent that has opened nothing yet: its children then
-    start at once instead of importing Suqiu again (~0.3 s of CPU each, measured).
+    start at once instead of importing Suqiu again (see BENCHMARKS.md).
     The processes start now, all of them, so a forking parent forks before it opens anything;
     with other threads running (another thread may hold a lock the child would need) it spawns.
     """

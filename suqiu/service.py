@@ -126,7 +126,7 @@ class CommandService:
         # and the unique constraints refuse a repeated command id or source reference, after which
         # the store is read and the original result answered. A round trip costs more CPU here than
         # deciding twice. A lifecycle command reads first: with several API processes the case as
-        # this one last saw it is often stale (measured: refused appends then cost more than reads).
+        # this one last saw it is often stale (BENCHMARKS.md, measurements behind the code).
         read_first = not is_submit
         for attempt in range(RETRIES):
             start = await self._start(req, command, request_hash, read_first)

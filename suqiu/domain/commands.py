@@ -327,7 +327,7 @@ _SHAPES: dict[type[Any], tuple[tuple[FieldSpec, ...], frozenset[str]]] = {}
 
 
 def _shape(cls: type[Any]) -> tuple[tuple[FieldSpec, ...], frozenset[str]]:
-    """Field specs of a command class; resolving annotations is slow (~200 µs), so once per class."""
+    """Field specs of a command class; resolving annotations is slow (BENCHMARKS.md), so once per class."""
     shape = _SHAPES.get(cls)
     if shape is None:
         hints = get_type_hints(cls)

@@ -21,8 +21,8 @@ def evolve(case: Case, event: e.Event) -> Case:
     if event.seq != case.seq + 1:
         raise ValueError(f"case {case.case_id}: event seq {event.seq} does not follow {case.seq}")
     # This runs for every event a projector, a rebuild or the command path reads: copying the
-    # fields positionally costs two thirds of a dict of them (and dataclasses.replace, which
-    # re-inspects every field per call, more than either).
+    # fields positionally is the cheapest way found (BENCHMARKS.md); dataclasses.replace
+    # re-inspects every field per call.
     values = list(_CASE_VALUES(case))
     changes = _changes(case, event)
     if case.provisional or getattr(event.payload, "provisional", None):

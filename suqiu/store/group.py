@@ -1,8 +1,8 @@
 """Group commit and group read: a process's concurrent commands share their round trips.
 
-On these machines a round trip to PostgreSQL costs more CPU than the statement it carries
-(a point query: ~100 µs in the client, ~60 µs in PostgreSQL, mostly waking the other
-process), so concurrent commands read together and commit together.
+On these machines a round trip to PostgreSQL costs more CPU than the statement it carries,
+mostly in waking the other process (BENCHMARKS.md), so concurrent commands read together
+and commit together.
 """
 
 from __future__ import annotations

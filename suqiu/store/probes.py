@@ -1,9 +1,8 @@
 """SQL that finds the rows of a batch of keys with one index probe per key.
 
 Until autovacuum analyses a table that has grown (a bulk import, a backlog after a broker
-loss, a busy projector), PostgreSQL plans `key = ANY(array)` as a scan of the whole table:
-30 ms per 500-case chunk with 200,000 events stored, against 5.4 ms as probes (EXPLAIN
-ANALYZE). A LATERAL subquery behind OFFSET 0 cannot be flattened into a join, so it stays one
+loss, a busy projector), PostgreSQL plans `key = ANY(array)` as a scan of the whole table,
+several times slower than probes (BENCHMARKS.md). A LATERAL subquery behind OFFSET 0 cannot be flattened into a join, so it stays one
 probe per key whatever the statistics say.
 """
 

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 import structlog
@@ -86,6 +87,13 @@ class CommandResult:
                 "event_id": self.event_ids[0] if self.event_ids else None}
 
 
+class _Again(Enum):
+    """Why a decided command must be decided again."""
+
+    RACED = "another writer appended to the case first"
+    REPEAT = "the command id is stored already: read its result first"
+
+
 class CommandService:
     """Executes commands against the store; keeps recently used cases decoded in memory."""
 
@@ -120,57 +128,62 @@ class CommandService:
             return await self._execute(req, command, request_hash)
 
     async def _execute(self, req: CommandRequest, command: Any, request_hash: bytes) -> CommandResult:
-        is_submit = isinstance(command, Submit)
-        bound = log.bind(command_id=req.command_id, command_type=req.type)
         # A submit is decided without reading the store first: a new case has no state to be stale,
         # and the unique constraints refuse a repeated command id or source reference, after which
         # the store is read and the original result answered. A round trip costs more CPU here than
         # deciding twice. A lifecycle command reads first: with several API processes the case as
         # this one last saw it is often stale (BENCHMARKS.md, measurements behind the code).
-        read_first = not is_submit
+        read_first = not isinstance(command, Submit)
         for attempt in range(RETRIES):
             start = await self._start(req, command, request_hash, read_first)
             if isinstance(start, CommandResult):
                 return start
             case, last_hash = start
-            case_id = case.case_id
             try:
-                events = decide(case, command, self._meta(req, command, case_id, self._clock.now()), self._context())
+                events = decide(case, command, self._meta(req, command, case.case_id, self._clock.now()),
+                                self._context())
             except DomainError:
                 if not read_first:  # perhaps a repeat of a command stored before: ask the store
                     read_first = True
                     continue
                 raise
             if not events:
-                return CommandResult("unchanged", req.command_id, case_id, case.seq)
+                return CommandResult("unchanged", req.command_id, case.case_id, case.seq)
             result, append = self._prepare(req, command, request_hash, events, last_hash)
-            try:
-                await self._commits.append(append)
-            except store.CaseConflict:
-                self._cases.pop(case_id, None)
-                if req.expected_seq is not None:
-                    # The seq clash may be reported before the command id's: a repeat is a repeat.
-                    prior = (await self._reads.read(store.Lookup(req.command_id))).prior
-                    if prior is not None:
-                        return _duplicate(prior, request_hash, req.command_id)
-                    raise DomainError(
-                        "conflict", f"expected_seq {req.expected_seq}: another command changed the case first",
-                        expected_seq=req.expected_seq,
-                    ) from None
-                bound.info("append raced, retrying", case_id=case_id, attempt=attempt)
-                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-                continue
-            except store.DuplicateCommand:
-                read_first = True
-                continue  # the next round finds the earlier or concurrent writer's result
-            for ev in events:
-                case = evolve(case, ev)
-            self._remember(case_id, case, append.encoded[-1].hash)
-            # One line per command, not per event: an import of thousands of cases stays readable.
-            bound.info("command stored", case_id=case_id, event_id=events[0].event_id, seq=events[-1].seq,
-                       events=[ev.event_type for ev in events])
-            return result
+            saved = await self._save(req, request_hash, case, events, result, append, attempt)
+            if isinstance(saved, CommandResult):
+                return saved
+            read_first = read_first or saved is _Again.REPEAT
         raise DomainError("conflict", "the case is changing too fast; retry the command", case_id=req.case_id)
+
+    async def _save(self, req: CommandRequest, request_hash: bytes, case: Case, events: list[Event],
+                    result: CommandResult, append: store.Append, attempt: int) -> CommandResult | _Again:
+        """Append the decided events: the command's result, or why it must be decided again."""
+        try:
+            await self._commits.append(append)
+        except store.CaseConflict:
+            self._cases.pop(case.case_id, None)
+            if req.expected_seq is not None:
+                # The seq clash may be reported before the command id's: a repeat is a repeat.
+                prior = (await self._reads.read(store.Lookup(req.command_id))).prior
+                if prior is not None:
+                    return _duplicate(prior, request_hash, req.command_id)
+                raise DomainError(
+                    "conflict", f"expected_seq {req.expected_seq}: another command changed the case first",
+                    expected_seq=req.expected_seq,
+                ) from None
+            log.info("append raced, retrying", command_id=req.command_id, case_id=case.case_id, attempt=attempt)
+            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+            return _Again.RACED
+        except store.DuplicateCommand:
+            return _Again.REPEAT  # the next round finds the earlier or concurrent writer's result
+        for ev in events:
+            case = evolve(case, ev)
+        self._remember(case.case_id, case, append.encoded[-1].hash)
+        # One line per command, not per event: an import of thousands of cases stays readable.
+        log.info("command stored", command_id=req.command_id, command_type=req.type, case_id=case.case_id,
+                 event_id=events[0].event_id, seq=events[-1].seq, events=[ev.event_type for ev in events])
+        return result
 
     async def _start(self, req: CommandRequest, command: Any, request_hash: bytes, read_first: bool
                      ) -> CommandResult | tuple[Case, bytes]:

@@ -309,3 +309,34 @@ async def lag(conn: psycopg.AsyncConnection[Any], topic: str) -> dict[str, Any]:
     assert row is not None
     on_topic, outbox, checkpoint_at = int(row[0]), int(row[1]), row[2]
     return {"events": on_topic + outbox, "on_topic": on_topic, "outbox": outbox, "checkpoint_at": checkpoint_at}
+
+
+TIMER_OVERDUE_AFTER = timedelta(minutes=1)
+
+
+async def operations(conn: psycopg.AsyncConnection[Any], topic: str, partitions: int, now: datetime
+                     ) -> tuple[dict[str, Any], dict[int, int]]:
+    """The store-wide figures an operator watches (suqiu.metrics), and the read models' lag per partition.
+
+    Each is an index probe or a small table: the timers are counted per partition, which the
+    (partition, fire_at) index answers without reading the timers still to come.
+    """
+    every = list(range(partitions))
+    cur = await conn.execute(
+        "SELECT (SELECT count(*) FROM outbox), "
+        "(SELECT recorded_at FROM events WHERE position = (SELECT min(position) FROM outbox)), "
+        "(SELECT count(*) FROM quarantined_cases), "
+        "(SELECT count(*) FROM sla_timers WHERE partition = ANY(%(p)s) AND fire_at <= %(now)s), "
+        "(SELECT count(*) FROM sla_timers WHERE partition = ANY(%(p)s) AND fire_at <= %(late)s), "
+        "(SELECT count(*) FROM dead_letters)",
+        {"p": every, "now": now, "late": now - TIMER_OVERDUE_AFTER}, prepare=True)
+    row = await cur.fetchone()
+    assert row is not None
+    oldest = row[1]
+    gauges = {"outbox": row[0], "outbox_age_seconds": max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
+              "quarantined": row[2], "timers_due": row[3], "timers_overdue": row[4], "dead_letters_stored": row[5]}
+    cur = await conn.execute(
+        'SELECT r.partition, greatest(r."offset" - coalesce(p."offset", -1), 0) FROM relay_offsets r '
+        "LEFT JOIN projection_offsets p ON p.topic = r.topic AND p.partition = r.partition "
+        "AND p.projection = 'read-models' WHERE r.topic = %s", (topic,), prepare=True)
+    return gauges, {int(p): int(lag) for p, lag in await cur.fetchall()}

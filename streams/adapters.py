@@ -4,15 +4,18 @@ and Faust's events as plain records."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import structlog
 from faust.sensors import Monitor
 from faust.types import TP, EventT, Message, StreamT
 from mode import Service
 
 from streams.projecting import Record
 from suqiu.runtime import Runtime
+
+log = structlog.get_logger(__name__)
 
 
 class QuietMonitor(Monitor):
@@ -43,12 +46,19 @@ class RuntimeService(Service):
         super().__init__(**kwargs)
         self.runtime = runtime
         self.ready = asyncio.Event()
+        self._stop_metrics: Callable[[], None] | None = None
 
     async def on_start(self) -> None:
         await self.runtime.open()
+        port = self.runtime.settings.metrics_port
+        if port is not None:
+            self._stop_metrics = self.runtime.metrics.serve(port)
+            log.info("metrics served", port=port)
         self.ready.set()
 
     async def on_stop(self) -> None:
+        if self._stop_metrics is not None:
+            self._stop_metrics()
         await self.runtime.close()
 
 

@@ -19,7 +19,7 @@ from faust.types import EventT
 
 from streams.adapters import QuietMonitor, RuntimeService, header_pairs, record
 from streams.batching import Batcher
-from streams.dlq import Outgoing
+from streams.dlq import SOURCE_TOPIC, Outgoing
 from streams.federation import FederationBridge
 from streams.feeds import JurisdictionFeeds
 from streams.intake import CommandIntake
@@ -46,6 +46,8 @@ class Worker:
     async def send(self, out: Outgoing) -> None:
         """Send and wait for the broker's ack before the offset moves on: a result is never only in a buffer."""
         await (await self.outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers))
+        if out.topic == self.settings.dlq_topic:
+            self.rt.runtime.metrics.dead_lettered(dict(out.headers).get(SOURCE_TOPIC, b"").decode("utf-8", "replace"))
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:

@@ -14,6 +14,7 @@ log = structlog.get_logger(__name__)
 Headers = list[tuple[str, bytes]]
 # Well under the producer's max_request_size (1 MB): a larger dead letter is kept in PostgreSQL.
 INLINE_MAX = 512 * 1024
+SOURCE_TOPIC = "suqiu.dlq.source_topic"  # the header naming the topic a dead letter came from
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +28,7 @@ class Outgoing:
 def dead_letter(dlq_topic: str, source_topic: str, key: bytes | None, value: bytes | None,
                 headers: Sequence[tuple[str, bytes]], reason: str) -> Outgoing:
     log.warning("record dead-lettered", source_topic=source_topic, reason=reason, size=len(value or b""))
-    extra = [("suqiu.dlq.reason", reason.encode()), ("suqiu.dlq.source_topic", source_topic.encode())]
+    extra = [("suqiu.dlq.reason", reason.encode()), (SOURCE_TOPIC, source_topic.encode())]
     return Outgoing(dlq_topic, key, value or b"", [*headers, *extra])
 
 
@@ -40,7 +41,7 @@ async def park(pool: AsyncConnectionPool[Any], letter: Outgoing) -> Outgoing:
     async with pool.connection() as conn:
         cur = await conn.execute(
             "INSERT INTO dead_letters (source_topic, key, value, headers, reason) VALUES (%s, %s, %s, %s, %s) "
-            "RETURNING id", (headers.get("suqiu.dlq.source_topic", ""), letter.key, letter.value,
+            "RETURNING id", (headers.get(SOURCE_TOPIC, ""), letter.key, letter.value,
                              orjson.dumps(headers).decode(), headers.get("suqiu.dlq.reason", "")))
         row = await cur.fetchone()
     assert row is not None

@@ -24,6 +24,7 @@ from suqiu.domain.clocks import sla_status
 from suqiu.domain.model import Status
 from suqiu.domain.periods import ALL_TIME, Grain, Period
 from suqiu.domain.refdata import Member, current, departments_in, members, subtree
+from suqiu.metrics import CONTENT_TYPE
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
 from suqiu.store import events as store
@@ -445,6 +446,16 @@ async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok" if healthy else "degraded", "checks": checks}, 200 if healthy else 503)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition: this process's counters and the store-wide gauges as of now."""
+    rt = request.app[RUNTIME]
+    try:
+        await asyncio.wait_for(rt.read_store_metrics(), CHECK_SECONDS)
+    except Exception as exc:  # the counters still answer; the gauges keep their last values
+        log.warning("store metrics not read", error=str(exc) or type(exc).__name__)
+    return web.Response(body=rt.metrics.render(), headers={"Content-Type": METRICS_MEDIA})
+
+
 BROKER_PROBE: web.AppKey[Callable[[], Awaitable[str]]] = web.AppKey("broker_probe")
 CHECK_SECONDS = 1.5
 
@@ -517,6 +528,7 @@ AS_OF_QUERY = (Param("as_of", {"type": "string", "maxLength": 40},
                      "an ISO date (end of that day, Beijing time) or instant: the organisation then"),)
 REPORT_QUERY = (Param("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}, "the month, YYYY-MM",
                       required=True),)
+METRICS_MEDIA = CONTENT_TYPE
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -555,6 +567,8 @@ ROUTES: tuple[Route, ...] = (
           "staff", query=REPORT_QUERY, media=XLSX),
     Route("GET", "/v1/health", health, "Database, broker, read-model lag and calendar", "anyone", public=True),
     Route("GET", "/v1/openapi.json", openapi, "This document", "anyone", public=True),
+    Route("GET", "/metrics", metrics, "Prometheus metrics (docs/operations.md)", "anyone", public=True,
+          media="text/plain"),
 )
 PUBLIC_PATHS = frozenset(r.path for r in ROUTES if r.public and "{" not in r.path)
 # The board signs in by session cookie (suqiu.board.views.page), not by bearer key.

@@ -27,6 +27,8 @@ class Settings:
     federation: dict[str, str] = field(default_factory=dict)
     # The API key each of those systems issued this one, to sign the commands sent to it.
     federation_keys: dict[str, str] = field(default_factory=dict)
+    # A worker serves its Prometheus metrics on this port when set (the API serves GET /metrics).
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -48,6 +50,7 @@ class Settings:
                             if "=" in pair),
             federation_keys=dict(pair.split("=", 1) for pair in (env.get("SUQIU_FEDERATION_KEYS") or "").split(",")
                                  if "=" in pair),
+            metrics_port=int(env["SUQIU_METRICS_PORT"]) if env.get("SUQIU_METRICS_PORT") else None,
             jurisdiction_feeds=tuple(j.strip() for j in (env.get("SUQIU_JURISDICTION_FEEDS") or "").split(",")
                                      if j.strip()),
         )

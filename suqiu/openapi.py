@@ -141,7 +141,9 @@ def _responses(route: Route) -> dict[str, Any]:
     error = {"description": "refused: nothing stored",
              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     body: dict[str, Any] = {"$ref": "#/components/schemas/Result"} if route.body else {"type": "object"}
-    if route.media != "application/json":
+    if route.media.startswith("text/"):
+        body = {"type": "string"}
+    elif route.media != "application/json":
         body = {"type": "string", "format": "binary"}
     out: dict[str, Any] = {str(route.success): {"description": "done", "content": {route.media: {"schema": body}}}}
     if route.body == "submit":

@@ -9,12 +9,14 @@ from typing import Any
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from projections import queries
 from schemas.codec import Codec
 from suqiu.calendar import coverage
 from suqiu.clock import Clock, SystemClock
 from suqiu.config import Settings
 from suqiu.domain.refdata import Context
 from suqiu.domain.sla import CHINA, SlaPolicy
+from suqiu.metrics import Metrics
 from suqiu.policy import PolicyError, load_policy, policy_document, unknown_categories
 from suqiu.service import CommandService
 from suqiu.store import reference
@@ -40,7 +42,8 @@ class Runtime:
             settings.database_url, min_size=2, max_size=pool_size, open=False, kwargs={"autocommit": True},
         )
         self._context = Context(policy=self.policy)
-        self.service = CommandService(self.pool, self.codec, lambda: self._context, self.clock)
+        self.metrics = Metrics()
+        self.service = CommandService(self.pool, self.codec, lambda: self._context, self.clock, metrics=self.metrics)
         self.keys = KeyResolver(self.pool)
         self._refresher: asyncio.Task[None] | None = None
         self._org_version = 0
@@ -65,6 +68,14 @@ class Runtime:
     def calendar_coverage(self) -> dict[str, Any]:
         """How far ahead the policy's calendar can place deadlines (for /v1/health and the logs)."""
         return coverage(self.policy.calendar.is_workday, self.clock.now().astimezone(CHINA).date())
+
+    async def read_store_metrics(self) -> None:
+        """Set the store-wide gauges (suqiu.metrics) from PostgreSQL, as of now."""
+        now = self.clock.now()
+        async with self.pool.connection() as conn:
+            gauges, lags = await queries.operations(conn, self.settings.events_topic, self.settings.partitions, now)
+        through = self.policy.calendar.is_workday.official_through
+        self.metrics.store(gauges, lags, (through - now.astimezone(CHINA).date()).days)
 
     @property
     def context(self) -> Context:

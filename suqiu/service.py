@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ from suqiu.domain.commands import ImportCase, Submit, hashed_fields, parse_comma
 from suqiu.domain.events import Event
 from suqiu.domain.model import Actor, plain
 from suqiu.domain.refdata import Context
+from suqiu.metrics import Metrics
 from suqiu.store import events as store
 from suqiu.store.group import GroupCommit, GroupRead
 
@@ -99,7 +101,7 @@ class CommandService:
 
     def __init__(
         self, pool: AsyncConnectionPool[Any], codec: Codec, context: Callable[[], Context],
-        clock: Clock | None = None, new_id: Callable[[], str] = new_id,
+        clock: Clock | None = None, new_id: Callable[[], str] = new_id, metrics: Metrics | None = None,
     ) -> None:
         self._pool = pool
         self._codec = codec
@@ -108,10 +110,25 @@ class CommandService:
         self._new_id = new_id
         self._cases: OrderedDict[str, tuple[Case, bytes]] = OrderedDict()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._commits = GroupCommit(pool)
+        self._metrics = metrics or Metrics()
+        self._commits = GroupCommit(pool, observe=self._metrics.group_commit.observe)
         self._reads = GroupRead(pool)
 
     async def execute(self, req: CommandRequest) -> CommandResult:
+        """Decide and store one command: its result, or the DomainError that refuses it."""
+        started = time.perf_counter()
+        try:
+            result = await self._execute_one(req)
+        except DomainError as exc:
+            self._metrics.command(req.type, exc.code, started)
+            raise
+        except Exception:
+            self._metrics.command(req.type, "error", started)
+            raise
+        self._metrics.command(req.type, result.status, started)
+        return result
+
+    async def _execute_one(self, req: CommandRequest) -> CommandResult:
         req = _checked(req)
         command = parse_command(req.type, req.body)
         if not isinstance(command, Submit) and not req.case_id:
@@ -215,6 +232,7 @@ class CommandService:
         If a concurrent writer takes one of the source references first, the chunk falls back
         to one command at a time.
         """
+        started = time.perf_counter()
         parsed: list[tuple[CommandRequest, Any, bytes] | DomainError] = []
         for req in reqs:
             try:
@@ -252,7 +270,10 @@ class CommandService:
             except store.DuplicateCommand:
                 log.info("bulk create raced with another writer; one command at a time", size=len(batch))
                 return [await self._one(req) for req in reqs]
-        return [p if isinstance(p, DomainError) else results[p[0].command_id] for p in parsed]
+        answers = [p if isinstance(p, DomainError) else results[p[0].command_id] for p in parsed]
+        for req, answer in zip(reqs, answers, strict=True):
+            self._metrics.command(req.type, answer.code if isinstance(answer, DomainError) else answer.status, started)
+        return answers
 
     def _meta(self, req: CommandRequest, command: Any, case_id: str, now: datetime) -> CommandMeta:
         """What decide knows of the request beyond the command: who, when, which ids to use."""

@@ -27,6 +27,7 @@ from suqiu.domain.model import Actor, Enterprise, Role
 from suqiu.runtime import Runtime
 from tests.conftest import SYSTEM, Api, stored, submission
 from tests.support.kafka import faust_worker, produce, read_topic
+from tests.support.metrics import scrape, value
 from tests.support.sla import caught_up, query, replay, snapshot
 
 INTAKE = Actor(SYSTEM, Role.INTAKE, person="kafka-gw")
@@ -292,10 +293,12 @@ async def test_a_case_the_read_models_cannot_take_is_quarantined_and_the_rest_go
     quarantine = health["checks"]["quarantine"]
     assert quarantine["cases"] == 1 and quarantine["first"][0]["case_id"] == "orphan-1"
     assert quarantine["first"][0]["seq"] == 3 and "does not follow" in quarantine["first"][0]["error"]
+    assert value(await scrape(f"{api.base}/metrics"), "suqiu_quarantined_cases") == 1
     # Once the cause is dealt with, a rebuild folds every stored case again and clears it.
     assert (await replay(topics, "rebuild"))[0] == 0
     status, health = await api.call(None, "GET", "/health")
     assert status == 200 and health["checks"]["quarantine"]["cases"] == 0, health
+    assert value(await scrape(f"{api.base}/metrics"), "suqiu_quarantined_cases") == 0
 
 
 async def test_a_sender_clock_a_few_minutes_ahead_is_accepted_and_the_appeal_dated_now(api: Api) -> None:

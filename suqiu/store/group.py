@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import structlog
@@ -33,8 +34,10 @@ class _Group(ABC, Generic[ItemT, ResultT]):
     go together in the next batch. Each caller still waits for its own batch.
     """
 
-    def __init__(self, pool: AsyncConnectionPool[Any], limit: int, lanes: int = 2) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], limit: int, lanes: int = 2,
+                 observe: Callable[[int], None] | None = None) -> None:
         self._pool = pool
+        self._observe = observe  # told each batch's size (suqiu.metrics)
         self._limit = limit
         self._lanes = lanes
         self._running = 0
@@ -61,6 +64,8 @@ class _Group(ABC, Generic[ItemT, ResultT]):
                         batch.append((item, done))
                 if not batch:
                     continue
+                if self._observe is not None:
+                    self._observe(len(batch))
                 try:
                     async with self._pool.connection() as conn:
                         outcome = await self._run(conn, [item for item, _ in batch])
@@ -124,8 +129,9 @@ class GroupCommit(_Group[Append, "Exception | None"]):
     round trip, the transaction's WAL flush and the relay's wake-up.
     """
 
-    def __init__(self, pool: AsyncConnectionPool[Any], lanes: int = 2) -> None:
-        super().__init__(pool, MAX_APPENDS, lanes)
+    def __init__(self, pool: AsyncConnectionPool[Any], lanes: int = 2,
+                 observe: Callable[[int], None] | None = None) -> None:
+        super().__init__(pool, MAX_APPENDS, lanes, observe)
         self._wake = RelayWakeUp(pool)
 
     async def close(self) -> None:

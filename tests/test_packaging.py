@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import yaml
 
 from suqiu.cli import main, subcommands
+from suqiu.metrics import Metrics
 
 ROOT = Path(__file__).parent.parent
 
@@ -32,3 +35,28 @@ def test_cli_help_runs() -> None:
         main(["--help"])
     except SystemExit as exit_:
         assert exit_.code == 0
+
+
+def test_the_monitoring_profile_scrapes_every_process_and_the_dashboard_shows_only_exported_metrics() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert services["prometheus"]["profiles"] == ["monitoring"] == services["grafana"]["profiles"]
+    for svc in ("prometheus", "grafana"):
+        for mount in services[svc]["volumes"]:
+            source = mount.split(":", 1)[0]
+            assert not source.startswith("./") or (ROOT / source).exists(), mount
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())["scrape_configs"]
+    jobs = {job["job_name"]: job for job in scrape}
+    assert jobs["suqiu-api"]["static_configs"][0]["targets"] == [f"api:{services['api']['environment']['SUQIU_HTTP_PORT']}"]
+    assert jobs["suqiu-worker"]["dns_sd_configs"][0]["port"] == int(services["worker"]["environment"]["SUQIU_METRICS_PORT"])
+
+    exported = set()
+    for family in Metrics().registry.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}.get(family.type, [""])
+        exported |= {family.name + s for s in suffixes}
+    dashboard = json.loads((ROOT / "deploy/grafana/suqiu.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"\bsuqiu_[a-z_]+", target["expr"])}
+    assert used and used <= exported, used - exported
+    # Every metric the code exports has a panel: a figure no one can see is not watched.
+    shown = {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in used}
+    assert {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in exported} <= shown

@@ -87,6 +87,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                                   rule="a stored command answers its first result again", retry_after_s=2)
         response.headers["Retry-After"] = "2"
         return response
+    except ConnectionResetError:
+        # The client left mid-request: nothing to answer and nothing wrong here.
+        log.info("client went away", path=request.path)
+        raise
     except Exception:
         log.exception("request failed", path=request.path)
         return error_response(INTERNAL, "internal error; nothing was stored")

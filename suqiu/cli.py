@@ -122,9 +122,10 @@ def run_worker(settings: Settings) -> int:
     import faust
 
     from streams.app import create_app
+    from suqiu.logs import faust_logging
     from suqiu.processes import settle_gc
 
-    worker = faust.Worker(create_app(settings), loglevel="WARNING", quiet=True)
+    worker = faust.Worker(create_app(settings), loglevel="WARNING", quiet=True, logging_config=faust_logging())
     settle_gc()
     worker.execute_from_commandline()
     return 0

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import socket
+import struct
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
 
 from schemas.codec import Codec
 from suqiu.clock import ManualClock
@@ -264,3 +271,27 @@ async def test_health_bounds_each_check_and_says_which_is_down(api: Api, runtime
     assert body["checks"]["broker"] == "ok"
     status, body = await api.call(None, "GET", "/health")
     assert status == 200 and body["checks"]["database"] == "ok"
+
+
+async def test_clients_that_leave_mid_request_log_no_error(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    # Load generators killed mid-flight, browsers closing tabs: routine, not an operator's problem.
+    host, port = api.base.split("//")[1].rsplit(":", 1)
+    body = json.dumps(submission()).encode()
+    reset = struct.pack("ii", 1, 0)  # SO_LINGER 0: close with a RST, as a killed process does
+    requests = [f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.keys['dispatcher']}\r\n\r\n".encode()
+                for path in ("/v1/openapi.json", "/metrics", "/v1/appeals?limit=500", "/board/")]
+    requests.append(f"POST /v1/appeals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.keys['intake']}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:20])
+    with capture_logs() as logs:
+        for raw in requests:
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.write(raw)
+            await writer.drain()
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, reset)
+            writer.close()
+        status, _ = await api.call(None, "GET", "/health")  # the server is still there and answers
+        await asyncio.sleep(0.5)  # real time for the server to notice the resets
+    assert status in (200, 503)
+    assert not [entry for entry in logs if entry["log_level"] in ("warning", "error", "critical")
+                or "exc_info" in entry], logs
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info], caplog.records

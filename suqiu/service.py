@@ -9,7 +9,7 @@ import json
 import random
 import time
 import weakref
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -271,8 +271,12 @@ class CommandService:
                 log.info("bulk create raced with another writer; one command at a time", size=len(batch))
                 return [await self._one(req) for req in reqs]
         answers = [p if isinstance(p, DomainError) else results[p[0].command_id] for p in parsed]
-        for req, answer in zip(reqs, answers, strict=True):
-            self._metrics.command(req.type, answer.code if isinstance(answer, DomainError) else answer.status, started)
+        outcomes = [a.code if isinstance(a, DomainError) else a.status for a in answers]
+        for req, outcome in zip(reqs, outcomes, strict=True):
+            self._metrics.command(req.type, outcome, started)
+        # One line per batch: an import of a million cases is not a million lines.
+        log.info("cases created in bulk", size=len(reqs), events=sum(len(a.encoded) for a in batch),
+                 outcomes=dict(Counter(outcomes)))
         return answers
 
     def _meta(self, req: CommandRequest, command: Any, case_id: str, now: datetime) -> CommandMeta:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import os
 import signal
 import subprocess
@@ -106,8 +107,14 @@ async def test_import_good_rows_reject_bad_ones_and_twice_adds_nothing(
     write_csv(data)
     mapping.write_text(MAPPING, "utf-8")
     code = await asyncio.to_thread(run_cli, ["import", str(data), "--mapping", str(mapping)])
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 1 and "8 rows" in out and "3 imported, 0 already imported, 5 rejected" in out, out
+    # At INFO the import is one line per batch, not one per case or event.
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    batches = [line for line in lines if line["event"] == "cases created in bulk"]
+    assert len(batches) == 1 and batches[0]["outcomes"]["created"] == 3, batches
+    assert sum(batches[0]["outcomes"].values()) == batches[0]["size"]
+    assert not [line for line in lines if line["event"] == "command stored"]
     rejects = list(csv.reader((tmp_path / "history.csv.rejects.csv").read_text("utf-8-sig").splitlines()))
     assert rejects[0][:3] == ["row", "reason", "工单编号"]
     reasons = {int(r[0]): r[1] for r in rejects[1:]}

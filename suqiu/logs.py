@@ -87,14 +87,17 @@ def library_handler(stream: IO[str] | None = None) -> logging.Handler:
 def faust_logging(level: str = "WARNING") -> dict[str, Any]:
     """A logging config for faust.Worker, which otherwise puts its own colour handler on stdout."""
     return {"version": 1, "disable_existing_loggers": False,
-            "handlers": {"suqiu": {"()": library_handler}},
+            "handlers": {"suqiu": {"()": library_handler, "level": level}},
             "root": {"level": level, "handlers": ["suqiu"]}}
 
 
 def configure(level: str = "INFO") -> None:
+    number = getattr(logging, level.upper(), logging.INFO)
+    handler = library_handler(sys.stderr)
+    handler.setLevel(number)  # a library that turns its own logger to DEBUG does not reach the terminal
     root = logging.getLogger()
-    root.handlers[:] = [library_handler(sys.stderr)]
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    root.handlers[:] = [handler]
+    root.setLevel(number)
     for library in LIBRARIES:
         logging.getLogger(library).setLevel(logging.WARNING)
     structlog.configure(

@@ -232,7 +232,10 @@ class Projector:
             await c.executemany(
                 'INSERT INTO projection_offsets (projection, topic, partition, "offset", applied, updated_at) '
                 "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (projection, topic, partition) DO UPDATE SET "
-                '"offset" = EXCLUDED."offset", applied = projection_offsets.applied + EXCLUDED.applied, '
+                # Greatest: after a seek past held history (streams.catchup), batches read before it may
+                # still come, and the checkpoint says how far the read models hold, not what came last.
+                '"offset" = greatest(projection_offsets."offset", EXCLUDED."offset"), '
+                "applied = projection_offsets.applied + EXCLUDED.applied, "
                 "updated_at = EXCLUDED.updated_at",
                 [(self.name, t, p, o, applied.get((t, p), 0), now) for (t, p), o in heads.items()],
             )

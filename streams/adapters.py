@@ -4,12 +4,13 @@ and Faust's events as plain records."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import structlog
 from faust.sensors import Monitor
-from faust.types import TP, EventT, Message, StreamT
+from faust.transport.consumer import Consumer
+from faust.types import TP, ConsumerT, EventT, Message, StreamT
 from mode import Service
 
 from streams.projecting import Record
@@ -60,6 +61,30 @@ class RuntimeService(Service):
         if self._stop_metrics is not None:
             self._stop_metrics()
         await self.runtime.close()
+
+
+async def skip_ahead(consumer: ConsumerT, topic: str, batch: Sequence[Record], skip_to: Mapping[int, int]) -> int:
+    """Seek past republished history the read models hold (streams.catchup); how many records were skipped.
+
+    Faust commits a partition only up to its first offset not acknowledged, and the records
+    skipped are never delivered, so they go into Faust's own record of offsets it will not see
+    (the gaps it keeps for compacted topics): once a record after them is acknowledged, the
+    commits go on past them. Records of the gap already read before the seek are acknowledged
+    too; marking the gap as acknowledged keeps them from counting twice, which would split
+    Faust's run of consecutive offsets and hold its commits back.
+    """
+    faust_consumer = cast(Consumer, consumer)
+    skipped = 0
+    for partition, offset in skip_to.items():
+        tp = TP(topic, partition)
+        seen = max(r[2] for r in batch if r[1] == partition)
+        await faust_consumer.seek(tp, offset)
+        await faust_consumer._add_gap(tp, seen + 1, offset - 1)
+        faust_consumer._acked_index[tp].update(range(seen + 1, offset))
+        log.info("skipped republished history the read models hold", partition=partition,
+                 from_offset=seen + 1, to_offset=offset)
+        skipped += offset - seen - 1
+    return skipped
 
 
 def header_pairs(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None) -> list[tuple[str, bytes]]:

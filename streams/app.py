@@ -17,7 +17,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from faust.types import EventT
 
-from streams.adapters import QuietMonitor, RuntimeService, header_pairs, record
+from streams.adapters import QuietMonitor, RuntimeService, header_pairs, record, skip_ahead
 from streams.batching import Batcher
 from streams.dlq import SOURCE_TOPIC, Outgoing
 from streams.federation import FederationBridge
@@ -120,8 +120,11 @@ def _read_models(w: Worker) -> None:
         projector = ProjectorProcesses(w.settings, r.policy, w.settings.projector_processes)
 
         async def project(batch: list[EventT[Any]]) -> None:
-            for out in await projector.apply([record(ev) for ev in batch], r.clock.now()):
+            records = [record(ev) for ev in batch]
+            done = await projector.apply(records, r.clock.now())
+            for out in done.dead_letters:
                 await w.send(out)
+            r.metrics.skipped.inc(await skip_ahead(w.app.consumer, w.settings.events_topic, records, done.skip_to))
 
         try:
             await projector.start(r.clock.now())

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from projections.projector import Incoming, Position, Projector
 from schemas.codec import Codec, DecodeError
+from streams.catchup import held_seqs, skip_to
 from streams.dlq import Outgoing, dead_letter
 from suqiu.config import Settings
 from suqiu.domain.sla import CalendarError, SlaPolicy
@@ -28,7 +30,6 @@ from suqiu.processes import settle_gc, worker_pool
 log = structlog.get_logger(__name__)
 # (topic, partition, offset, key, value, headers), as read from the events topic.
 Record = tuple[str, int, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
-HELD_SQL = "SELECT case_id, seq FROM case_view WHERE case_id = ANY(%s)"
 T = TypeVar("T")
 HOLD_FIRST, HOLD_MAX = 1.0, 60.0  # seconds between tries of a batch the calendar cannot place
 
@@ -56,11 +57,7 @@ class EventsConsumer:
         if not wanted:
             return list(records), []
 
-        async def read(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
-            cur = await conn.execute(HELD_SQL, (wanted,), prepare=True)
-            return dict(await cur.fetchall())
-
-        held_seq = await self._waiting_out_outages(read, len(records))
+        held_seq = await self._waiting_out_outages(lambda conn: held_seqs(conn, wanted), len(records))
         fresh: list[Record] = []
         held: list[Position] = []
         for record, place in zip(records, places, strict=True):
@@ -69,6 +66,22 @@ class EventsConsumer:
             else:
                 fresh.append(record)
         return fresh, held
+
+    async def skip_to(self, records: Sequence[Record], fresh: Sequence[Record]) -> dict[int, int]:
+        """Where to seek the partitions of this batch whose records were all held, when a
+        republished history the read models hold goes on well past them (streams.catchup)."""
+        if not records or self.settings.jurisdiction_feeds:
+            return {}  # the feeds agent reads through the same consumer and needs that history again
+        busy = {r[1] for r in fresh}
+        last: dict[int, int] = {}
+        for _, partition, offset, *_ in records:
+            if partition not in busy:
+                last[partition] = max(last.get(partition, -1), offset)
+        topic = records[0][0]
+        seeks = await self._waiting_out_outages(lambda conn: skip_to(conn, topic, last), len(records))
+        if seeks:  # the checkpoint moves with the seek: the read models hold what is skipped
+            await self.project([], [(topic, p, offset - 1) for p, offset in seeks.items()])
+        return seeks
 
     def decode(self, records: Sequence[Record]) -> tuple[list[Incoming], list[Outgoing]]:
         """Records -> decoded events, dead letters."""
@@ -100,6 +113,14 @@ class EventsConsumer:
                 delay = min(delay * 2, 5.0)
 
 
+@dataclass(frozen=True, slots=True)
+class Projected:
+    """What a projected batch leaves to the agent: dead letters to send, partitions to seek."""
+
+    dead_letters: list[Outgoing] = field(default_factory=list)
+    skip_to: dict[int, int] = field(default_factory=dict)  # partition -> offset (streams.catchup)
+
+
 class ProjectorProcesses:
     """The read-model projector in child processes; child i owns the partitions p with p % n == i.
 
@@ -116,15 +137,15 @@ class ProjectorProcesses:
         """Start every child now rather than on its first batch (a child takes ~1 s to import)."""
         await asyncio.gather(*(self._apply(i, [], now) for i in range(len(self._executors))))
 
-    async def apply(self, records: list[Record], now: datetime) -> list[Outgoing]:
-        """Decode and project `records` as of `now`; returns the dead letters, once all is committed."""
+    async def apply(self, records: list[Record], now: datetime) -> Projected:
+        """Decode and project `records` as of `now`, once all is committed."""
         shares: list[list[Record]] = [[] for _ in self._executors]
         for record in records:
             shares[record[1] % len(shares)].append(record)
         done = await asyncio.gather(*(self._apply(i, share, now) for i, share in enumerate(shares) if share))
-        return [out for dead in done for out in dead]
+        return Projected([out for d in done for out in d.dead_letters], {p: o for d in done for p, o in d.skip_to.items()})
 
-    async def _apply(self, i: int, records: list[Record], now: datetime) -> list[Outgoing]:
+    async def _apply(self, i: int, records: list[Record], now: datetime) -> Projected:
         loop = asyncio.get_running_loop()
         held = HOLD_FIRST
         while True:
@@ -168,13 +189,13 @@ class _Child:
         self.loop.run_until_complete(self.pool.open(wait=True, timeout=30))
         self.consumer = EventsConsumer(settings, self.pool, codec, Projector(codec, lambda: policy, lambda: self.now))
 
-    def apply(self, records: list[Record], now: datetime) -> list[Outgoing]:
+    def apply(self, records: list[Record], now: datetime) -> Projected:
         self.now = now
         fresh, held = self.loop.run_until_complete(self.consumer.unseen(records))
         good, bad = self.consumer.decode(fresh)
         if good or held:
             self.loop.run_until_complete(self.consumer.project(good, held))
-        return bad
+        return Projected(bad, self.loop.run_until_complete(self.consumer.skip_to(records, fresh)))
 
 
 def _seq(headers: list[tuple[str, bytes]]) -> int | None:
@@ -196,6 +217,6 @@ def _start_child(settings: Settings, policy: SlaPolicy) -> None:
     settle_gc()
 
 
-def _apply_in_child(records: list[Record], now: datetime) -> list[Outgoing]:
+def _apply_in_child(records: list[Record], now: datetime) -> Projected:
     assert _child is not None, "the projector process was not started"
     return _child.apply(records, now)

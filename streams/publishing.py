@@ -29,8 +29,9 @@ def stored_record(case_id: str, seq: int, data: bytes, event_type: str, event_id
 
 
 async def publish(producer: AIOKafkaProducer, topic: str, records: Sequence[OutRecord],
-                  partitions: int) -> dict[int, int]:
-    """`records` to `topic`, keyed by case id, in order; the last offset written per partition.
+                  partitions: int) -> dict[int, list[int]]:
+    """`records` to `topic`, keyed by case id, in order; per partition, the offset of each of its
+    records, in the order given (so the last one is the partition's head).
 
     `partitions` is the configured count: a case's partition must not depend on what the broker
     says today. Returns once the broker has acknowledged every record; on a failure, raises with
@@ -46,12 +47,12 @@ async def publish(producer: AIOKafkaProducer, topic: str, records: Sequence[OutR
         shares[partition_for(record[0], partitions)].append(record)
     sending = [asyncio.ensure_future(_publish_share(producer, topic, p, share)) for p, share in shares.items()]
     try:
-        heads = await asyncio.gather(*sending)
+        placed = await asyncio.gather(*sending)
     except BaseException:
         for task in sending:
             task.cancel()  # no partition sends past a failure elsewhere either: all is retried
         raise
-    return dict(zip(shares, heads, strict=True))
+    return dict(zip(shares, placed, strict=True))
 
 
 async def publish_held(producer: AIOKafkaProducer, by_topic: Mapping[str, Sequence[OutRecord]],
@@ -77,14 +78,16 @@ async def publish_held(producer: AIOKafkaProducer, by_topic: Mapping[str, Sequen
         held = min(held * 2, HOLD_MAX)
 
 
-async def _publish_share(producer: AIOKafkaProducer, topic: str, partition: int, records: list[OutRecord]) -> int:
+async def _publish_share(producer: AIOKafkaProducer, topic: str, partition: int,
+                         records: list[OutRecord]) -> list[int]:
     """One partition's records as whole batches, each sent once the one before it is acknowledged.
 
     aiokafka sends a partition's next batch even when the one before it failed for good (a
     non-retriable error, or a batch expired while the broker was away), which would put a
     case's later events on the topic ahead of the failed ones.
     """
-    last, i = -1, 0
+    offsets: list[int] = []
+    i = 0
     while i < len(records):
         batch, start = producer.create_batch(), i
         for case_id, value, headers in records[start:]:
@@ -93,5 +96,5 @@ async def _publish_share(producer: AIOKafkaProducer, topic: str, partition: int,
             i += 1
         batch.close()  # nothing else may join it through producer.send
         sent = await (await producer.send_batch(batch, topic, partition=partition))
-        last = sent.offset + (i - start) - 1
-    return last
+        offsets.extend(range(sent.offset, sent.offset + i - start))  # a batch's records are contiguous
+    return offsets

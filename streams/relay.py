@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import defaultdict
 from typing import Any
 
 import psycopg
@@ -18,9 +19,10 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams.catchup import HeldPrefix, held_seqs
 from streams.feeds import feed_topic
 from streams.publishing import publish, stored_record
-from streams.topics import TopicLayoutError, ensure_topics, recreate
+from streams.topics import TopicLayoutError, ensure_topics, partition_for, recreate
 from suqiu.config import Settings
 from suqiu.store.events import NOTIFY_CHANNEL
 from suqiu.store.probes import delete_by
@@ -28,6 +30,7 @@ from suqiu.store.probes import delete_by
 log = structlog.get_logger(__name__)
 Acked = tuple[list[int], dict[int, int]]  # published positions, and the highest offset per partition
 LOCK_ID = 0x5351_0002
+QUIET_S = 2.0  # reading the epoch marker: no new record for this long means none is coming
 # Probed: after a broker loss the outbox holds the whole history (suqiu.store.probes).
 FORGET_SENT = (f"WITH sent AS ({delete_by('outbox', 'position', key_type='bigint')}) "
                'INSERT INTO relay_offsets (topic, partition, "offset") SELECT %s, p, o '
@@ -54,6 +57,8 @@ class OutboxRelay:
         self.settle = settle
         self.linger = linger
         self.republished = 0
+        self.catchup: HeldPrefix | None = None  # during a republish: how much the read models hold
+        self.epoch: str | None = None  # the token this relay last left on the broker
 
     async def run(self) -> None:
         """Relay until cancelled; reconnects after broker and database failures."""
@@ -95,7 +100,7 @@ class OutboxRelay:
                     moved, acked = await self._drain(conn, producer, acked)
                     # Reading the marker topic takes a consumer's start-up time: never on the hot path.
                     if probe is None and loop.time() >= next_check:
-                        probe = asyncio.create_task(self.broker_epochs())
+                        probe = asyncio.create_task(self.broker_epochs(self.epoch))
                     if probe is not None and probe.done():
                         if await self.check_broker(conn, producer, probe.result()):
                             acked = None  # queued again with everything else: the new broker needs it too
@@ -165,14 +170,34 @@ class OutboxRelay:
         if not rows:
             return len(handled), (handled, {})
         started = time.perf_counter()
-        heads = await publish(producer, self.topic, [stored_record(*r[1:]) for r in rows],
-                              self.settings.partitions)
+        placed = await publish(producer, self.topic, [stored_record(*r[1:]) for r in rows], self.settings.partitions)
+        heads = {p: offsets[-1] for p, offsets in placed.items()}
+        if self.catchup is not None:
+            await self._mark_held(conn, rows, placed, drained=len(queued) < self.batch)
         log.debug("relayed", count=len(rows), last_position=rows[-1][0],
                   publish_ms=round((time.perf_counter() - started) * 1000, 1))
         return len(handled), (handled, heads)
 
-    async def broker_epochs(self) -> set[str]:
-        """The epoch tokens on the marker topic (empty when the topic is gone)."""
+    async def _mark_held(self, conn: psycopg.AsyncConnection[Any], rows: list[tuple[Any, ...]],
+                         placed: dict[int, list[int]], drained: bool) -> None:
+        """During a republish: how far each partition's history is already in the read models
+        (streams/catchup.py), so the projector can skip there."""
+        assert self.catchup is not None
+        shares: dict[int, list[tuple[str, int]]] = defaultdict(list)
+        for r in rows:
+            shares[partition_for(r[1], self.settings.partitions)].append((r[1], r[2]))
+        held = await held_seqs(conn, {r[1] for r in rows})
+        await self.catchup.record(conn, self.topic, self.catchup.advance(shares, placed, held))
+        if drained or not self.catchup.open:
+            self.catchup = None  # the republished history is behind us: what follows is new
+
+    async def broker_epochs(self, looking_for: str | None = None) -> set[str]:
+        """The epoch tokens on the marker topic (empty when the topic is gone).
+
+        Reads until `looking_for` is among them, or until nothing more came for QUIET_S: a
+        consumer's first fetches on a busy machine can come back empty, and stopping at the
+        first empty one made a broker that holds the epoch look like one that lost it.
+        """
         assert self.settings.kafka_bootstrap
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
                                     auto_offset_reset="earliest")
@@ -184,11 +209,14 @@ class OutboxRelay:
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
             tokens: set[str] = set()
-            while True:
-                batch = await consumer.getmany(tp, timeout_ms=300)
-                if not batch.get(tp):
-                    return tokens
-                tokens.update(r.value.decode() for r in batch[tp] if r.value)
+            loop = asyncio.get_running_loop()
+            quiet_since = loop.time()
+            while looking_for not in tokens and loop.time() - quiet_since < QUIET_S:
+                batch = await consumer.getmany(tp, timeout_ms=200)
+                if batch.get(tp):
+                    tokens.update(r.value.decode() for r in batch[tp] if r.value)
+                    quiet_since = loop.time()
+            return tokens
         finally:
             await consumer.stop()
 
@@ -202,9 +230,9 @@ class OutboxRelay:
         """
         cur = await conn.execute("SELECT epoch FROM relay_state WHERE topic = %s", (self.topic,))
         row = await cur.fetchone()
-        epoch = row[0] if row else None
+        epoch = self.epoch = row[0] if row else None
         if epochs is None:
-            epochs = await self.broker_epochs()
+            epochs = await self.broker_epochs(epoch)
         if epoch is not None and epoch in epochs:
             return False
         if epoch is None:
@@ -224,7 +252,15 @@ class OutboxRelay:
         await (await producer.send(self.marker_topic, value=new_epoch.encode(), partition=0))
         async with conn.transaction():
             await conn.execute("INSERT INTO outbox (position) SELECT position FROM events ON CONFLICT DO NOTHING")
+            # The old broker's offsets mean nothing on the new topic: until the projector's first
+            # checkpoint there, /v1/health and the lag metric count the whole republish as lag.
+            if epoch is not None:
+                await conn.execute("DELETE FROM relay_offsets WHERE topic = %s", (self.topic,))
+                await conn.execute("DELETE FROM projection_offsets WHERE topic = %s", (self.topic,))
+            await conn.execute("DELETE FROM republished_held WHERE topic = %s", (self.topic,))
             await conn.execute(EPOCH_SQL, (self.topic, new_epoch))
+        self.epoch = new_epoch
+        self.catchup = HeldPrefix(self.settings.partitions)
         self.republished += 1
         if epoch is not None:
             raise _Recreated

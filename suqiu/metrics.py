@@ -36,6 +36,9 @@ class Metrics:
                                       buckets=BATCH_BUCKETS, registry=r)
         self.dead_letters = Counter("suqiu_dead_letters", "Records this process dead-lettered, by source topic",
                                     ["source"], registry=r)
+        self.skipped = Counter("suqiu_projector_skipped_events",
+                               "Republished events a worker sought past because the read models hold them",
+                               registry=r)
         self.outbox_depth = Gauge("suqiu_outbox_depth", "Stored events the relay has not yet published",
                                   registry=r)
         self.relay_lag = Gauge("suqiu_relay_lag_seconds",

@@ -15,20 +15,38 @@ import psycopg
 from hypothesis import given, settings
 from structlog.testing import capture_logs
 
+from bench.replay import fill_store
 from projections.projector import Incoming, Projector
 from projections.state import dump_case, load_case
 from schemas.codec import Codec
-from streams.projecting import ProjectorProcesses, Record
+from streams.projecting import Projected, ProjectorProcesses, Record
 from streams.publishing import stored_record
+from streams.relay import run_relay
+from streams.topics import partition_for
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
+from suqiu.domain.model import Actor, Role
+from suqiu.embedded import free_port
 from suqiu.processes import GC_YOUNG
 from suqiu.runtime import Runtime
-from tests.conftest import Api
+from suqiu.service import CommandRequest
+from tests.conftest import SYSTEM, Api, submission
 from tests.support.domain import run, steps
-from tests.support.kafka import faust_worker, produce, read_topic
+from tests.support.kafka import committed_offsets, faust_worker, produce, read_topic
+from tests.support.metrics import scrape, value
 from tests.support.procs import processes
-from tests.support.sla import caught_up, cst, dispatched_into_2032, eventually, knowing_2027, query, view_seq
+from tests.support.sla import (
+    caught_up,
+    cst,
+    dispatched_into_2032,
+    eventually,
+    eventually_async,
+    knowing_2027,
+    query,
+    replay,
+    snapshot,
+    view_seq,
+)
 
 
 @settings(max_examples=100, deadline=None)
@@ -338,17 +356,72 @@ async def test_a_republished_history_is_passed_over_undecoded_by_its_seq_header(
         records.append((s.events_topic, 0, offset, key.encode(), value, headers))
     projector = ProjectorProcesses(s, runtime.policy, 1)
     try:
-        assert await projector.apply(records[:2], runtime.clock.now()) == []
+        assert await projector.apply(records[:2], runtime.clock.now()) == Projected()
         assert view_seq(s, case) == 2
         republished = [(t, p, 100 + o, k, b"not avro", h) for t, p, o, k, _, h in records[:2]]
         garbled_new = (s.events_topic, 0, 102, records[2][3], b"not avro", records[2][5])
-        assert await projector.apply(republished, runtime.clock.now()) == []  # nothing decoded
+        assert await projector.apply(republished, runtime.clock.now()) == Projected()  # nothing decoded
         offsets = query(s, 'SELECT "offset", applied FROM projection_offsets WHERE topic = %s', s.events_topic)
         assert offsets == [(101, 2)]
+        # The relay found the read models hold partition 0's republished history up to 5000: a
+        # batch all held is told to seek past it; one that is not held, or not far enough, is not.
+        query(s, 'INSERT INTO republished_held (topic, partition, "offset") VALUES (%s, 0, 5000)', s.events_topic)
+        assert await projector.apply(republished, runtime.clock.now()) == Projected(skip_to={0: 5001})
+        checkpoint = 'SELECT "offset" FROM projection_offsets WHERE topic = %s'
+        assert query(s, checkpoint, s.events_topic) == [(5000,)]  # the checkpoint moves with the seek
+        near = [(t, p, 4000 + o, k, v, h) for t, p, o, k, v, h in republished]
+        assert await projector.apply(near, runtime.clock.now()) == Projected()
+        assert query(s, checkpoint, s.events_topic) == [(5000,)]  # read before the seek: it stays
         # A record the read models do not hold is decoded as ever: bad bytes are a dead letter.
-        dead = await projector.apply([garbled_new], runtime.clock.now())
-        assert len(dead) == 1 and view_seq(s, case) == 2
-        assert await projector.apply([(s.events_topic, 0, 103, *records[2][3:])], runtime.clock.now()) == []
+        dead = await projector.apply([garbled_new, *republished], runtime.clock.now())
+        assert len(dead.dead_letters) == 1 and not dead.skip_to and view_seq(s, case) == 2
+        assert await projector.apply([(s.events_topic, 0, 103, *records[2][3:])], runtime.clock.now()) == Projected()
         assert view_seq(s, case) == 3
     finally:
         projector.close()
+
+
+async def test_after_a_broker_loss_the_projector_skips_the_history_it_holds_and_loses_nothing(
+        topics: Settings, runtime: Runtime) -> None:
+    # A store the read models hold, a broker that lost it all: the relay republishes the store,
+    # and the projector seeks past what it holds (streams.catchup) rather than reading it again.
+    s = topics
+    assert s.database_url and s.kafka_bootstrap
+    fill_store(s.database_url, 1_200, 10)  # 4,000 events a partition: past SKIP_AHEAD
+    assert (await replay(s, "rebuild"))[0] == 0
+    query(s, "INSERT INTO relay_state (topic, epoch) VALUES (%s, 'lost-in-the-test') ON CONFLICT (topic) "
+             "DO UPDATE SET epoch = EXCLUDED.epoch", s.events_topic)
+    # The relay alone first: the whole store is on the new topic before any projector reads it.
+    relay = asyncio.create_task(run_relay(s))
+    try:
+        republished = "SELECT epoch <> 'lost-in-the-test' AND NOT EXISTS (SELECT FROM outbox) FROM relay_state"
+        assert await eventually(lambda: query(s, republished)[0][0], bool, timeout=60)
+    finally:
+        relay.cancel()
+        await asyncio.gather(relay, return_exceptions=True)
+    port = free_port()
+    async with faust_worker(s.with_(metrics_port=port), runtime.clock) as app:
+        # New cases, enough to land on every partition: they are not held and must apply.
+        new = []
+        for _ in range(12):
+            body = submission()
+            new.append((await runtime.service.execute(CommandRequest(
+                "submit", body.pop("command_id"), Actor(SYSTEM, Role.INTAKE), body))).case_id)
+        for case in new:
+            await caught_up(s, case, timeout=60)
+        heads = dict(query(s, 'SELECT partition, "offset" FROM relay_offsets WHERE topic = %s', s.events_topic))
+        assert sum(o + 1 for o in heads.values()) == 12_012  # the store again, and the new cases
+        assert {partition_for(case, s.partitions) for case in new} == set(heads)
+        checkpoint = 'SELECT partition, "offset" FROM projection_offsets WHERE topic = %s'
+        assert dict(await eventually(lambda: query(s, checkpoint, s.events_topic),
+                                     lambda rows: dict(rows) == heads)) == heads
+        # Faust commits past what was skipped: a restart resumes at the end, not before the skip.
+        ends = {p: o + 1 for p, o in heads.items()}
+        assert await eventually_async(lambda: committed_offsets(s, app.conf.id), lambda c: c == ends,
+                                      timeout=30) == ends
+        skipped = value(await scrape(f"http://127.0.0.1:{port}/metrics"), "suqiu_projector_skipped_events_total")
+    assert skipped > 6_000, skipped  # most of the 12,000 republished events were never read again
+    # What the live read models hold equals a rebuild from the store: nothing was skipped that was needed.
+    live = snapshot(s)
+    assert (await replay(s, "rebuild"))[0] == 0
+    assert snapshot(s) == live

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from streams.app import create_app
 from streams.signing import sign
@@ -60,3 +60,18 @@ async def produce(bootstrap: str, topic: str,
             await producer.send_and_wait(topic, value=value, key=key, headers=headers)
     finally:
         await producer.stop()
+
+
+async def committed_offsets(settings: Settings, group: str) -> dict[int, int]:
+    """The offsets `group` has committed on the events topic, by partition (absent: none)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        out = {}
+        for p in range(settings.partitions):
+            offset = await consumer.committed(TopicPartition(settings.events_topic, p))
+            if offset is not None:
+                out[p] = offset
+        return out
+    finally:
+        await consumer.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,7 +36,8 @@ def cst(*args: int) -> datetime:
 def query(settings: Settings, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     assert settings.database_url
     with psycopg.connect(settings.database_url) as conn:
-        return conn.execute(sql, params).fetchall()
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description else []  # a statement without rows (committed on exit)
 
 
 async def eventually(probe: Callable[[], T], ok: Callable[[T], bool], timeout: float = 20.0) -> T:
@@ -47,6 +48,17 @@ async def eventually(probe: Callable[[], T], ok: Callable[[T], bool], timeout: f
     while not ok(value) and loop.time() < deadline:
         await asyncio.sleep(0.05)
         value = probe()
+    return value
+
+
+async def eventually_async(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float = 20.0) -> T:
+    """`eventually` for a probe that must be awaited."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    value = await probe()
+    while not ok(value) and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+        value = await probe()
     return value
 
 

@@ -173,7 +173,7 @@ class Rows:
 
 
 def row_body(raw: Mapping[str, str], m: ImportMapping) -> dict[str, Any]:
-    """A row's mapped fields (field -> text) as an import_case body."""
+    """A row's mapped fields (field -> text) as an import_case body, its instants as datetimes."""
     v: dict[str, str] = {}
     for name in FIELDS:
         text = (raw.get(name) or "").strip() or m.defaults.get(name, "")
@@ -201,9 +201,9 @@ def row_body(raw: Mapping[str, str], m: ImportMapping) -> dict[str, Any]:
                        "contact_name": v["contact_name"] or None, "contact_phone": v["contact_phone"] or None},
         "channel": v["channel"], "category": v["category"], "priority": v["priority"] or "normal",
         "jurisdiction": v["jurisdiction"], "title": v["title"], "content": v["content"],
-        "submitted_at": submitted.isoformat(), "department": v["department"], "reply": v["reply"],
-        "replied_at": replied.isoformat() if replied else None,
-        "closed_at": closed.isoformat() if closed else None,
+        # Instants as parsed: parse_command takes an aware datetime as it takes ISO text.
+        "submitted_at": submitted, "department": v["department"], "reply": v["reply"],
+        "replied_at": replied, "closed_at": closed,
         "outcome": outcome if closed else "", "close_note": note,
     }
 

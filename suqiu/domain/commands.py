@@ -29,8 +29,23 @@ def _text(limit: int = TEXT, *, required: bool = True, added: bool = False) -> A
 
 def hashed_fields(command: Any) -> dict[str, Any]:
     """The command's fields as its idempotency hash covers them (see `_text`'s `added`)."""
-    return {f.name: getattr(command, f.name) for f in fields(command)
-            if not (f.metadata.get("added") and getattr(command, f.name) == f.default)}
+    out = {}
+    for name, added, default in _hashing(type(command)):
+        value = getattr(command, name)
+        if not (added and value == default):
+            out[name] = value
+    return out
+
+
+_HASHING: dict[type[Any], tuple[tuple[str, bool, Any], ...]] = {}
+
+
+def _hashing(cls: type[Any]) -> tuple[tuple[str, bool, Any], ...]:
+    """(name, added later, default) of each field, once per class: this runs for every command."""
+    found = _HASHING.get(cls)
+    if found is None:
+        found = _HASHING[cls] = tuple((f.name, bool(f.metadata.get("added")), f.default) for f in fields(cls))
+    return found
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

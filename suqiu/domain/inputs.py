@@ -43,12 +43,14 @@ def text(value: Any, path: str, limit: int, *, required: bool = True) -> str:
 
 
 def _clean(value: str, path: str, limit: int, required: bool) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise invalid(path, "is not valid UTF-8 (a lone surrogate)", rule="UTF-8 text") from None
-    if not unicodedata.is_normalized("NFC", value):
-        value = unicodedata.normalize("NFC", value)
+    # ASCII is valid UTF-8 and already NFC: codes, ids and dates skip both checks.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise invalid(path, "is not valid UTF-8 (a lone surrogate)", rule="UTF-8 text") from None
+        if not unicodedata.is_normalized("NFC", value):
+            value = unicodedata.normalize("NFC", value)
     control = (_CONTROL_IN_ID if limit <= ID_MAX else _CONTROL_IN_TEXT).search(value)
     if control is not None:
         allowed = "none" if limit <= ID_MAX else "tab and newline only"

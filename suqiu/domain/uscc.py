@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import mul
+
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 ORG_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -14,17 +16,18 @@ def uscc_problem(code: str) -> str | None:
     """Why `code` is not a valid USCC, or None when it is."""
     if len(code) != 18:
         return "must be 18 characters"
-    if not set(code) <= _VALUE.keys():
+    try:
+        values = [_VALUE[c] for c in code]
+    except KeyError:
         return "contains a character outside GB 32100 (0-9 and A-Y without I, O, S, V, Z)"
-    check = 31 - sum(_VALUE[c] * w for c, w in zip(code, WEIGHTS, strict=False)) % 31
-    if ALPHABET[check % 31] != code[17]:
+    if ALPHABET[-sum(map(mul, values, WEIGHTS)) % 31] != code[17]:
         return "checksum (18th character) does not match"
-    org = code[8:17]
-    if not set(org) <= _ORG_VALUE.keys():
+    try:
+        org = [_ORG_VALUE[c] for c in code[8:16]]
+    except KeyError:
         return "organisation code (characters 9-17) is malformed"
-    org_check = 11 - sum(_ORG_VALUE[c] * w for c, w in zip(org, ORG_WEIGHTS, strict=False)) % 11
-    expected = {10: "X", 11: "0"}.get(org_check, str(org_check))
-    if org[8] != expected:
+    org_check = 11 - sum(map(mul, org, ORG_WEIGHTS)) % 11
+    if code[16] != {10: "X", 11: "0"}.get(org_check, str(org_check)):
         return "organisation code check digit (17th character) does not match"
     return None
 

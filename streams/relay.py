@@ -253,10 +253,11 @@ class OutboxRelay:
         async with conn.transaction():
             await conn.execute("INSERT INTO outbox (position) SELECT position FROM events ON CONFLICT DO NOTHING")
             # The old broker's offsets mean nothing on the new topic: until the projector's first
-            # checkpoint there, /v1/health and the lag metric count the whole republish as lag.
+            # checkpoint there, /v1/health and the lag metric count the whole republish as lag
+            # (the checkpoint keeps its count of events applied).
             if epoch is not None:
                 await conn.execute("DELETE FROM relay_offsets WHERE topic = %s", (self.topic,))
-                await conn.execute("DELETE FROM projection_offsets WHERE topic = %s", (self.topic,))
+                await conn.execute('UPDATE projection_offsets SET "offset" = -1 WHERE topic = %s', (self.topic,))
             await conn.execute("DELETE FROM republished_held WHERE topic = %s", (self.topic,))
             await conn.execute(EPOCH_SQL, (self.topic, new_epoch))
         self.epoch = new_epoch

@@ -57,12 +57,14 @@ class Metrics:
         self.calendar_days = Gauge("suqiu_calendar_coverage_days",
                                    "Days from today to the last day of the official business calendar", registry=r)
 
-    def command(self, command_type: str, outcome: str, started: float) -> None:
-        """Count one command; a type no one knows is counted as `unknown`, so a hostile sender
+    def command(self, command_type: str, outcome: str, started: float | None) -> None:
+        """Count one command, and its latency since `started` (None: one of a bulk create, whose
+        time is the batch's). A type no one knows is counted as `unknown`, so a hostile sender
         cannot add series."""
         kind = command_type if command_type in COMMAND_TYPES else "unknown"
         self.commands.labels(kind, outcome).inc()
-        self.command_seconds.labels(kind).observe(time.perf_counter() - started)
+        if started is not None:
+            self.command_seconds.labels(kind).observe(time.perf_counter() - started)
 
     def dead_lettered(self, source_topic: str) -> None:
         self.dead_letters.labels(source_topic or "unknown").inc()

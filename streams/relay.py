@@ -12,6 +12,7 @@ import contextlib
 import time
 import uuid
 from collections import defaultdict
+from enum import Enum
 from typing import Any
 
 import psycopg
@@ -40,8 +41,12 @@ EPOCH_SQL = ("INSERT INTO relay_state (topic, epoch, republished_at) VALUES (%s,
              "ON CONFLICT (topic) DO UPDATE SET epoch = EXCLUDED.epoch, republished_at = now()")
 
 
-class _Recreated(Exception):
-    """The events topic was created again: reconnect before publishing."""
+class Broker(Enum):
+    """What the relay found on the broker (OutboxRelay.check_broker)."""
+
+    HOLDS = "the broker holds what was published to it"
+    NEW_STORE = "a store never published: it is queued whole"
+    LOST = "the broker lost what was published: its topics are new and the store is queued again"
 
 
 class OutboxRelay:
@@ -67,8 +72,6 @@ class OutboxRelay:
                 await self._run_once()
             except asyncio.CancelledError:
                 raise
-            except _Recreated:
-                continue  # with a new producer: the old one still has the old topic's metadata
             except TopicLayoutError as exc:
                 log.error("relay held: the events topic is not shaped as configured", error=str(exc))
                 await asyncio.sleep(5.0)
@@ -92,7 +95,8 @@ class OutboxRelay:
             await producer.start()
             probe: asyncio.Task[set[str]] | None = None
             try:
-                await self.check_broker(conn, producer)
+                if await self.check_broker(conn, producer) is Broker.LOST:
+                    return  # run() reconnects: this producer still has the old topics' metadata
                 loop = asyncio.get_running_loop()
                 next_check = loop.time() + self.check_every
                 acked: Acked | None = None
@@ -102,8 +106,11 @@ class OutboxRelay:
                     if probe is None and loop.time() >= next_check:
                         probe = asyncio.create_task(self.broker_epochs(self.epoch))
                     if probe is not None and probe.done():
-                        if await self.check_broker(conn, producer, probe.result()):
-                            acked = None  # queued again with everything else: the new broker needs it too
+                        found = await self.check_broker(conn, producer, probe.result())
+                        if found is Broker.LOST:
+                            return  # run() reconnects: this producer still has the old topics' metadata
+                        if found is Broker.NEW_STORE:
+                            acked = None  # queued again with everything else
                         probe, next_check = None, loop.time() + self.check_every
                     if moved < self.batch:
                         # The read took everything queued, so wait for news rather than read again: each
@@ -221,7 +228,7 @@ class OutboxRelay:
             await consumer.stop()
 
     async def check_broker(self, conn: psycopg.AsyncConnection[Any], producer: AIOKafkaProducer,
-                           epochs: set[str] | None = None) -> bool:
+                           epochs: set[str] | None = None) -> Broker:
         """Republish the whole store when the broker no longer holds our epoch marker.
 
         The embedded broker forgets everything on restart, and its ListOffsets answers are
@@ -234,7 +241,7 @@ class OutboxRelay:
         if epochs is None:
             epochs = await self.broker_epochs(epoch)
         if epoch is not None and epoch in epochs:
-            return False
+            return Broker.HOLDS
         if epoch is None:
             # A new store: nothing was lost, so this is not worth a warning.
             log.info("first relay start on this store: publishing it and marking the broker", topic=self.topic)
@@ -263,9 +270,7 @@ class OutboxRelay:
         self.epoch = new_epoch
         self.catchup = HeldPrefix(self.settings.partitions)
         self.republished += 1
-        if epoch is not None:
-            raise _Recreated
-        return True
+        return Broker.NEW_STORE if epoch is None else Broker.LOST
 
 
 async def run_relay(settings: Settings) -> None:

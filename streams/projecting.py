@@ -77,6 +77,8 @@ class EventsConsumer:
         for _, partition, offset, *_ in records:
             if partition not in busy:
                 last[partition] = max(last.get(partition, -1), offset)
+        if not last:
+            return {}  # every partition had new records: the usual batch asks nothing more
         topic = records[0][0]
         seeks = await self._waiting_out_outages(lambda conn: skip_to(conn, topic, last), len(records))
         if seeks:  # the checkpoint moves with the seek: the read models hold what is skipped

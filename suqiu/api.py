@@ -457,7 +457,7 @@ async def metrics(request: web.Request) -> web.Response:
         await asyncio.wait_for(rt.read_store_metrics(), CHECK_SECONDS)
     except Exception as exc:  # the counters still answer; the gauges keep their last values
         log.warning("store metrics not read", error=str(exc) or type(exc).__name__)
-    return web.Response(body=rt.metrics.render(), headers={"Content-Type": METRICS_MEDIA})
+    return web.Response(body=rt.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 BROKER_PROBE: web.AppKey[Callable[[], Awaitable[str]]] = web.AppKey("broker_probe")
@@ -532,7 +532,6 @@ AS_OF_QUERY = (Param("as_of", {"type": "string", "maxLength": 40},
                      "an ISO date (end of that day, Beijing time) or instant: the organisation then"),)
 REPORT_QUERY = (Param("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}, "the month, YYYY-MM",
                       required=True),)
-METRICS_MEDIA = CONTENT_TYPE
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 

@@ -108,7 +108,7 @@ def configure(level: str = "INFO") -> None:
             structlog.processors.StackInfoRenderer(),
             *_renderer(),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
+        wrapper_class=structlog.make_filtering_bound_logger(number),
         # Bound now: Faust later redirects sys.stderr into its own logging, which would wrap each line.
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         # Not cached: a few µs per call, and a later configure (tests, the CLI) takes effect everywhere.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from datetime import UTC, datetime
 
@@ -39,3 +40,10 @@ def event(cls: type[e.EventPayload], seq: int = 1, *, nones: bool = False) -> e.
                    correlation_id="cor", causation_id="cau", payload=sample(cls, nones=nones))
 
 
+
+
+def avro_record(ev: e.Event, digest: bytes = bytes(32)) -> dict[str, typing.Any]:
+    """`ev` as fastavro writes it through the schema with logical types: the reference writer."""
+    envelope = {f.name: getattr(ev, f.name) for f in dataclasses.fields(ev) if f.name != "payload"}
+    envelope |= {"event_type": ev.event_type, "actor": dataclasses.asdict(ev.actor)}
+    return {"envelope": envelope, **dataclasses.asdict(ev.payload), "hash": digest}

@@ -17,7 +17,7 @@ import fastavro
 import orjson
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
-from schemas.writer import event_writer
+from schemas.writer import EPOCH, event_writer
 from suqiu.domain.commands import COMMAND_TYPES
 from suqiu.domain.events import EVENT_TYPES, Event
 from suqiu.domain.model import Actor, Role, field_names, record_fields
@@ -28,7 +28,6 @@ MAGIC = b"\xc3\x01"
 HEADER = 10
 HASH_SIZE = 32
 GENESIS = bytes(HASH_SIZE)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class DecodeError(ValueError):
@@ -161,8 +160,8 @@ class Codec:
             for s in load_schema_set(release, release.name):
                 self.by_fingerprint.setdefault(s.fingerprint, s)
         self._actors: dict[tuple[str, str, str | None, str | None], Actor] = {}
-        # Per event schema name: the payload class, its fields, which of them are instants, and
-        # which hold a nested record (as (field, class)): the rest go to and from Avro as they are.
+        # For decoding, per event schema name: the payload class, its fields, which of them are
+        # instants, and which hold a nested record (as (field, class)): the rest come as Avro gives them.
         self._payloads = {f"suqiu.events.{n}": (c, field_names(c), self.current[f"suqiu.events.{n}"].instants,
                                                 _records_in(c)) for n, c in EVENT_TYPES.items()}
         self._writers = {n: (self.current[f"suqiu.events.{n}"].header,

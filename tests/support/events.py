@@ -40,8 +40,6 @@ def event(cls: type[e.EventPayload], seq: int = 1, *, nones: bool = False) -> e.
                    correlation_id="cor", causation_id="cau", payload=sample(cls, nones=nones))
 
 
-
-
 def avro_record(ev: e.Event, digest: bytes = bytes(32)) -> dict[str, typing.Any]:
     """`ev` as fastavro writes it through the schema with logical types: the reference writer."""
     envelope = {f.name: getattr(ev, f.name) for f in dataclasses.fields(ev) if f.name != "payload"}

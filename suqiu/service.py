@@ -126,6 +126,10 @@ class CommandService:
             self._metrics.command(req.type, "error", started)
             raise
         self._metrics.command(req.type, result.status, started)
+        if result.status == "duplicate":
+            # A retry after a lost answer: the command was stored, perhaps by a process since killed
+            # before it could log, so this line is what shows the command was answered.
+            log.info("command repeated", command_id=req.command_id, command_type=req.type, case_id=result.case_id)
         return result
 
     async def _execute_one(self, req: CommandRequest) -> CommandResult:

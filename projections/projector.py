@@ -127,15 +127,16 @@ class Projector:
         by_case: dict[str, list[Incoming]] = defaultdict(list)
         for item in batch:
             by_case[item.event.case_id].append(item)
-        applied = 0
+        applied: dict[tuple[str, int], int] = defaultdict(int)
         for case_id, items in by_case.items():
             try:
-                applied += await self._apply_whole(conn, items, checkpoint=False)
+                # A case's events share one partition: the record is keyed by case id.
+                applied[(items[0].topic, items[0].partition)] += await self._apply_whole(conn, items, checkpoint=False)
             except UNSTORABLE as exc:
                 await self._quarantine(conn, case_id, items[0].event.seq, exc)
         async with conn.transaction():
-            await self._checkpoint(conn, batch, {}, self.clock(), held)
-        return applied
+            await self._checkpoint(conn, batch, applied, self.clock(), held)
+        return sum(applied.values())
 
     async def _quarantine(self, conn: psycopg.AsyncConnection[Any], case_id: str, seq: int, exc: Exception) -> None:
         self._cases.pop(case_id, None)

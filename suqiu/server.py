@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiokafka import AIOKafkaClient
 
-from suqiu.api import create_app, error_response
+from suqiu.api import STATUS, create_app, error_response
 from suqiu.config import Settings
 from suqiu.runtime import Runtime
 
@@ -32,8 +32,9 @@ def broker_probe(bootstrap: str) -> Callable[[], Awaitable[str]]:
 
 
 # What aiohttp's own parser refuses (before any middleware runs), as codes of the error contract.
-_PARSER_CODES = {413: "too_large", 431: "headers_too_large", 405: "method_not_allowed",
-                 415: "unsupported_encoding", 501: "unsupported_encoding"}
+# It answers a Transfer-Encoding it does not know with 501: to the client that is a 415 as well.
+_PARSER_CODES = {status: code for code, status in STATUS.items() if status in (405, 413, 415, 431)}
+_PARSER_CODES[501] = _PARSER_CODES[415]
 
 
 class _JsonErrors(RequestHandler):

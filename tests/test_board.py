@@ -54,7 +54,7 @@ async def sign_in(browser: Browser, api: Api, who: str) -> Screen:
     context = await browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN",
                                         timezone_id="Asia/Shanghai")
     screen = Screen(await context.new_page())
-    await screen.page.goto(f"{api.base}/board/")
+    await screen.page.goto(f"{api.base}/board")  # the address as typed, without its slash
     assert screen.page.url.endswith("/board/login")  # no session, no board
     await screen.page.fill("input[name=key]", api.keys[who])
     await screen.page.click("button[type=submit]")

@@ -355,7 +355,7 @@ def add_routes(app: web.Application) -> None:
     """The board under /board/, served by the API process: no extra service to deploy."""
     app[SESSIONS] = Sessions(app[RUNTIME].pool)
     r = app.router
-    r.add_get("/board", lambda _: _redirect("/board/"))
+    r.add_get("/board", to_board)
     r.add_get("/board/login", login_form)
     r.add_post("/board/login", login)
     r.add_post("/board/logout", logout)
@@ -368,6 +368,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/board/assets/{name}", asset)
 
 
-async def _redirect(to: str) -> web.Response:
-    raise web.HTTPSeeOther(to)
+async def to_board(request: web.Request) -> web.Response:
+    """/board without its slash: the board's relative links need it."""
+    raise web.HTTPSeeOther("/board/")
 

@@ -126,6 +126,9 @@ def run_worker(settings: Settings) -> int:
     from suqiu.processes import settle_gc
 
     worker = faust.Worker(create_app(settings), loglevel="WARNING", quiet=True, logging_config=faust_logging())
+    # Faust's start-up spinner writes cursor controls into the log, and its handler turns the
+    # root logger to DEBUG so that it can spin on every record.
+    worker.spinner = None
     settle_gc()
     worker.execute_from_commandline()
     return 0

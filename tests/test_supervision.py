@@ -178,6 +178,7 @@ def test_suqiu_up_heals_each_component_killed_under_load_and_loses_nothing(tmp_p
     assert proc.returncode == 0 and not below & processes().keys()
     text = log.read_text()
     assert "Suqiu stopped." in text and "keeps failing" not in text
+    assert "\x1b" not in text  # no terminal controls in a log that is not a terminal
     # One log line per command at INFO, not one per event. A command whose answer was lost to a
     # kill is answered again on retry as a repeat, and the killed process may not have logged it.
     answered = {json.loads(line)["command_id"]

@@ -8,12 +8,15 @@ import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import structlog
+
 from suqiu import logs
-from suqiu.config import Settings
+from suqiu.config import EMBEDDED_ENDPOINTS, Settings
 from suqiu.domain.model import Role
 
 PARALLEL_FROM = 5_000  # import rows below which starting worker processes costs more than it saves
 AVERAGE_ROW_BYTES = 200  # a guess from the file size, so the workers can start while the file is read
+log = structlog.get_logger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +89,24 @@ def main(argv: list[str] | None = None) -> int:
         from suqiu.stack import run_up
 
         return run_up(settings, state_dir=args.state_dir, demo=args.demo)
+    embedded = settings.beside_embedded()
+    if embedded is not settings:
+        log.info("using the embedded stack of this directory", endpoints=str(EMBEDDED_ENDPOINTS.resolve()))
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    try:
+        return _run(args, embedded)
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        if type(exc) not in (psycopg.OperationalError, PoolTimeout):
+            raise  # a failure of a statement, not of reaching the server
+        hint = " (from .suqiu/endpoints.json: is that `suqiu up` still running?)" if embedded is not settings else ""
+        sys.stderr.write(f"cannot reach PostgreSQL{hint}: {str(exc).strip()}\n")
+        return 2
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    """The subcommand other than `up`, on settings that name the stack to use."""
     if args.command == "worker":
         return run_worker(settings.require())
     if args.command == "api":

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+# Where `suqiu up` writes its endpoints by default (its --state-dir is `.suqiu`).
+EMBEDDED_ENDPOINTS = Path(".suqiu") / "endpoints.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,15 @@ class Settings:
             if value:
                 env[key] = value
         return env
+
+    def beside_embedded(self, endpoints: Path = EMBEDDED_ENDPOINTS) -> Settings:
+        """The broker and database of the `suqiu up` that wrote `endpoints`, when the environment
+        names neither: a command run in the directory of the embedded stack reaches that stack.
+        The environment always wins, and half of it is not completed from the file."""
+        if self.kafka_bootstrap or self.database_url or not endpoints.is_file():
+            return self
+        found = json.loads(endpoints.read_text("utf-8"))
+        return replace(self, kafka_bootstrap=found.get("kafka_bootstrap"), database_url=found.get("database_url"))
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

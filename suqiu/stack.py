@@ -25,7 +25,7 @@ import structlog
 from streams.topics import ensure_topics
 from suqiu import logs
 from suqiu.calendar import coverage, coverage_text
-from suqiu.config import Settings
+from suqiu.config import EMBEDDED_ENDPOINTS, Settings
 from suqiu.domain.model import Role
 from suqiu.domain.sla import CHINA
 from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres, _stop, die_with_parent, free_port
@@ -234,7 +234,7 @@ def run_up(settings: Settings, *, state_dir: str, demo: bool) -> int:
         lines = [
             "Suqiu is up.",
             f"  HTTP API         {stack.http_url}/v1",
-            f"  board (督办看板)  {stack.http_url}/board/  (sign in with a key from .suqiu/keys.json)",
+            f"  board (督办看板)  {stack.http_url}/board/  (sign in with an API key below)",
             f"  Kafka bootstrap  {s.kafka_bootstrap}   (topics prefix {s.topic_prefix!r})",
             f"  PostgreSQL       {s.database_url}",
             *([f"                   {stack.postgres.tcp_dsn}   (the same server over TCP)"]
@@ -242,6 +242,10 @@ def run_up(settings: Settings, *, state_dir: str, demo: bool) -> int:
             f"  SLA policy       {s.sla_policy or 'shipped default'}",
             f"  Calendar         {_calendar_line(s)}",
             f"  State directory  {Path(state_dir).resolve()} (endpoints.json, keys.json)",
+            "                   " + ("other suqiu commands run in this directory use this stack"
+                                     if Path(state_dir).resolve() == EMBEDDED_ENDPOINTS.parent.resolve() else
+                                     "other suqiu commands: set SUQIU_DATABASE_URL and SUQIU_KAFKA_BOOTSTRAP "
+                                     "as endpoints.json says"),
             "  API keys (Authorization: Bearer <key>):",
             *(f"    {role:<11} {k['key']}" + (f"  (department {k['department']})" if k["department"] else "")
               for role, k in keys.items()),

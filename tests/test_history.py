@@ -6,6 +6,7 @@ import asyncio
 import csv
 import functools
 import io
+import json
 import random
 from collections import Counter
 from datetime import datetime, timedelta
@@ -162,6 +163,16 @@ async def test_open_history_closed_as_the_mapping_says_and_a_us_export_reads(
     text = capsys.readouterr().out
     assert code == 0 and "4 imported" in text and "2 open in the file" in text and "open_cases = live" in text, text
     assert not stale.exists()
+    # Run where `suqiu up` wrote its endpoints, with nothing in the environment: that stack's store.
+    monkeypatch.delenv("SUQIU_DATABASE_URL")
+    monkeypatch.delenv("SUQIU_KAFKA_BOOTSTRAP", raising=False)
+    (tmp_path / ".suqiu").mkdir()
+    (tmp_path / ".suqiu" / "endpoints.json").write_text(json.dumps(
+        {"database_url": topics.database_url, "kafka_bootstrap": topics.kafka_bootstrap}), "utf-8")
+    monkeypatch.chdir(tmp_path)
+    code = await asyncio.to_thread(run_cli, ["import", "sample.csv", "--mapping", str(EXAMPLES / "12345.toml")])
+    text = capsys.readouterr().out
+    assert code == 0 and "0 imported, 4 already imported" in text, text
 
     # Refusals a new user can act on: the accepted date formats, the allowed values.
     mapping = tmp_path / "us.toml"

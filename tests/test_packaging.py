@@ -6,10 +6,13 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from suqiu.cli import main, subcommands
+from suqiu.config import Settings
 from suqiu.metrics import Metrics
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).parent.parent
 
@@ -28,6 +31,30 @@ def test_compose_services_run_existing_cli_commands_with_the_embedded_variable_n
         env = svc["environment"]
         assert {"SUQIU_KAFKA_BOOTSTRAP", "SUQIU_DATABASE_URL", "SUQIU_SYSTEM_ID", "SUQIU_TOPIC_PREFIX"} <= set(env)
     assert {"up", "worker", "api", "migrate"} <= commands
+
+
+def test_the_embedded_stacks_endpoints_fill_in_only_when_the_environment_names_neither(tmp_path: Path) -> None:
+    endpoints = tmp_path / "endpoints.json"
+    assert Settings().beside_embedded(endpoints) == Settings()  # no stack here
+    endpoints.write_text(json.dumps({"http": "http://127.0.0.1:8080", "kafka_bootstrap": "127.0.0.1:9",
+                                     "database_url": "postgresql://postgres@/postgres?host=/x&port=5"}))
+    embedded = Settings().beside_embedded(endpoints)
+    assert (embedded.kafka_bootstrap, embedded.database_url) == ("127.0.0.1:9", "postgresql://postgres@/postgres?host=/x&port=5")
+    for named in (Settings(database_url="postgresql://db/prod"), Settings(kafka_bootstrap="kafka:9092")):
+        assert named.beside_embedded(endpoints) is named  # the environment wins, and is not completed
+
+
+def test_a_command_that_cannot_reach_the_database_says_so_in_a_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("SUQIU_DATABASE_URL", "SUQIU_KAFKA_BOOTSTRAP"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".suqiu").mkdir()
+    (tmp_path / ".suqiu" / "endpoints.json").write_text(json.dumps(  # a stack that has stopped
+        {"kafka_bootstrap": "127.0.0.1:9", "database_url": f"postgresql://postgres@/postgres?host={tmp_path}&port=9"}))
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["--log-level", "WARNING", "keys", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cannot reach PostgreSQL (from .suqiu/endpoints.json") and "Traceback" not in err, err
 
 
 def test_cli_help_runs() -> None:

@@ -11,7 +11,7 @@ takes as long as the events that are new, not as long as the store.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -23,6 +23,7 @@ MARK_SQL = ('INSERT INTO republished_held (topic, partition, "offset") SELECT %s
             "FROM unnest(%s::int[], %s::bigint[]) AS m(p, o) ON CONFLICT (topic, partition) "
             'DO UPDATE SET "offset" = greatest(republished_held."offset", EXCLUDED."offset")')
 MARKS_SQL = 'SELECT partition, "offset" FROM republished_held WHERE topic = %s AND partition = ANY(%s)'
+OPEN_SQL = "UPDATE relay_state SET republish_open = %s WHERE topic = %s"
 
 
 async def held_seqs(conn: psycopg.AsyncConnection[Any], case_ids: Collection[str]) -> dict[str, int]:
@@ -32,10 +33,16 @@ async def held_seqs(conn: psycopg.AsyncConnection[Any], case_ids: Collection[str
 
 
 class HeldPrefix:
-    """The relay's side: where each partition's held prefix ends, as the republish goes on."""
+    """The relay's side: where each partition's held prefix ends, as the republish goes on.
 
-    def __init__(self, partitions: int) -> None:
-        self.open = set(range(partitions))  # partitions whose republished records are all held so far
+    Which partitions are still open is kept in relay_state (`republish_open`), written before
+    the records after a closing one are forgotten from the outbox: a relay that takes over
+    mid-republish resumes from there, and never reopens a partition whose prefix had ended.
+    """
+
+    def __init__(self, open_partitions: Iterable[int]) -> None:
+        self.open = set(open_partitions)  # partitions whose republished records are all held so far
+        self._stored: list[int] | None = sorted(self.open)
 
     def advance(self, shares: Mapping[int, Sequence[tuple[str, int]]], placed: Mapping[int, Sequence[int]],
                 held: Mapping[str, int]) -> dict[int, int]:
@@ -52,9 +59,16 @@ class HeldPrefix:
                 marks[partition] = offset
         return marks
 
-    async def record(self, conn: psycopg.AsyncConnection[Any], topic: str, marks: Mapping[int, int]) -> None:
+    async def record(self, conn: psycopg.AsyncConnection[Any], topic: str, marks: Mapping[int, int], *,
+                     done: bool) -> None:
+        """Store the new ends and the partitions still open (none once `done`: the republished
+        history is behind us)."""
         if marks:
             await conn.execute(MARK_SQL, (topic, list(marks), list(marks.values())), prepare=True)
+        still = None if done or not self.open else sorted(self.open)
+        if still != self._stored:
+            await conn.execute(OPEN_SQL, (still, topic))
+            self._stored = still
 
 
 async def skip_to(conn: psycopg.AsyncConnection[Any], topic: str,

@@ -37,8 +37,9 @@ FORGET_SENT = (f"WITH sent AS ({delete_by('outbox', 'position', key_type='bigint
                'INSERT INTO relay_offsets (topic, partition, "offset") SELECT %s, p, o '
                "FROM unnest(%s::int[], %s::bigint[]) AS h(p, o) "
                'ON CONFLICT (topic, partition) DO UPDATE SET "offset" = EXCLUDED."offset"')
-EPOCH_SQL = ("INSERT INTO relay_state (topic, epoch, republished_at) VALUES (%s, %s, now()) "
-             "ON CONFLICT (topic) DO UPDATE SET epoch = EXCLUDED.epoch, republished_at = now()")
+EPOCH_SQL = ("INSERT INTO relay_state (topic, epoch, republished_at, republish_open) VALUES (%s, %s, now(), %s) "
+             "ON CONFLICT (topic) DO UPDATE SET epoch = EXCLUDED.epoch, republished_at = now(), "
+             "republish_open = EXCLUDED.republish_open")
 
 
 class Broker(Enum):
@@ -166,6 +167,8 @@ class OutboxRelay:
             )
         queued = await cur.fetchall()
         if not queued:
+            if self.catchup is not None:  # a republish that filled its last batch exactly
+                await self._mark_held(conn, [], {}, drained=True)
             return 0, None
         # The outbox has no foreign key (it cost a check per stored event); a queued position
         # whose event is gone means someone deleted from the store, which verify will name.
@@ -193,10 +196,12 @@ class OutboxRelay:
         shares: dict[int, list[tuple[str, int]]] = defaultdict(list)
         for r in rows:
             shares[partition_for(r[1], self.settings.partitions)].append((r[1], r[2]))
-        held = await held_seqs(conn, {r[1] for r in rows})
-        await self.catchup.record(conn, self.topic, self.catchup.advance(shares, placed, held))
-        if drained or not self.catchup.open:
-            self.catchup = None  # the republished history is behind us: what follows is new
+        held = await held_seqs(conn, {r[1] for r in rows}) if rows else {}
+        marks = self.catchup.advance(shares, placed, held)
+        done = drained or not self.catchup.open  # the republished history is behind us: what follows is new
+        await self.catchup.record(conn, self.topic, marks, done=done)
+        if done:
+            self.catchup = None
 
     async def broker_epochs(self, looking_for: str | None = None) -> set[str]:
         """The epoch tokens on the marker topic (empty when the topic is gone).
@@ -235,12 +240,16 @@ class OutboxRelay:
         not reliable, so the relay leaves a token on a marker topic and in PostgreSQL; a
         broker without the token is a broker that lost what was published to it.
         """
-        cur = await conn.execute("SELECT epoch FROM relay_state WHERE topic = %s", (self.topic,))
+        cur = await conn.execute("SELECT epoch, republish_open FROM relay_state WHERE topic = %s", (self.topic,))
         row = await cur.fetchone()
-        epoch = self.epoch = row[0] if row else None
+        epoch, republishing = row if row else (None, None)
+        self.epoch = epoch
         if epochs is None:
             epochs = await self.broker_epochs(epoch)
         if epoch is not None and epoch in epochs:
+            if republishing is not None and self.catchup is None:
+                # Taking over a republish another relay (or this one, before a crash) began.
+                self.catchup = HeldPrefix(republishing)
             return Broker.HOLDS
         if epoch is None:
             # A new store: nothing was lost, so this is not worth a warning.
@@ -266,9 +275,10 @@ class OutboxRelay:
                 await conn.execute("DELETE FROM relay_offsets WHERE topic = %s", (self.topic,))
                 await conn.execute('UPDATE projection_offsets SET "offset" = -1 WHERE topic = %s', (self.topic,))
             await conn.execute("DELETE FROM republished_held WHERE topic = %s", (self.topic,))
-            await conn.execute(EPOCH_SQL, (self.topic, new_epoch))
+            every = list(range(self.settings.partitions))
+            await conn.execute(EPOCH_SQL, (self.topic, new_epoch, every))
         self.epoch = new_epoch
-        self.catchup = HeldPrefix(self.settings.partitions)
+        self.catchup = HeldPrefix(every)
         self.republished += 1
         return Broker.NEW_STORE if epoch is None else Broker.LOST
 

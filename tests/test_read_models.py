@@ -21,7 +21,7 @@ from projections.state import dump_case, load_case
 from schemas.codec import Codec
 from streams.projecting import Projected, ProjectorProcesses, Record
 from streams.publishing import stored_record
-from streams.relay import run_relay
+from streams.relay import OutboxRelay, run_relay
 from streams.topics import partition_for
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
@@ -425,3 +425,36 @@ async def test_after_a_broker_loss_the_projector_skips_the_history_it_holds_and_
     live = snapshot(s)
     assert (await replay(s, "rebuild"))[0] == 0
     assert snapshot(s) == live
+
+
+async def test_a_relay_taking_over_mid_republish_goes_on_measuring_what_the_read_models_hold(
+        topics: Settings) -> None:
+    # The relay doing a republish dies part-way; the one that takes over (another worker's, or
+    # the same after a restart) finds the broker holding the new epoch and must resume the
+    # measurement, or the projector reads the rest of the history record by record.
+    s = topics
+    assert s.database_url
+    fill_store(s.database_url, 600, 10)
+    assert (await replay(s, "rebuild"))[0] == 0  # the read models hold all 6,000 events
+    query(s, "INSERT INTO relay_state (topic, epoch) VALUES (%s, 'lost-in-the-test') ON CONFLICT (topic) "
+             "DO UPDATE SET epoch = EXCLUDED.epoch", s.events_topic)
+    queued = "SELECT count(*) FROM outbox"
+    first = asyncio.create_task(OutboxRelay(s, batch=10).run())
+    try:
+        await eventually(lambda: query(s, queued)[0][0], lambda n: 0 < n < 5_000, timeout=60)
+    finally:
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+    assert 0 < query(s, queued)[0][0] < 6_000  # cut off during the republish
+    still = "SELECT republish_open FROM relay_state WHERE topic = %s"
+    assert query(s, still, s.events_topic) == [([0, 1, 2],)]  # every partition held so far
+    second = asyncio.create_task(OutboxRelay(s, batch=10).run())
+    try:
+        await eventually(lambda: query(s, still, s.events_topic), lambda rows: rows == [(None,)], timeout=60)
+    finally:
+        second.cancel()
+        await asyncio.gather(second, return_exceptions=True)
+    assert query(s, queued)[0][0] == 0
+    heads = dict(query(s, 'SELECT partition, "offset" FROM relay_offsets WHERE topic = %s', s.events_topic))
+    marks = dict(query(s, 'SELECT partition, "offset" FROM republished_held WHERE topic = %s', s.events_topic))
+    assert len(heads) == s.partitions and marks == heads  # held to the end of every partition

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except (psycopg.OperationalError, PoolTimeout) as exc:
         if type(exc) not in (psycopg.OperationalError, PoolTimeout):
             raise  # a failure of a statement, not of reaching the server
-        hint = " (from .suqiu/endpoints.json: is that `suqiu up` still running?)" if embedded is not settings else ""
+        hint = f" (from {EMBEDDED_ENDPOINTS}: is that `suqiu up` still running?)" if embedded is not settings else ""
         sys.stderr.write(f"cannot reach PostgreSQL{hint}: {str(exc).strip()}\n")
         return 2
 

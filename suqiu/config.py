@@ -87,8 +87,15 @@ class Settings:
         The environment always wins, and half of it is not completed from the file."""
         if self.kafka_bootstrap or self.database_url or not endpoints.is_file():
             return self
-        found = json.loads(endpoints.read_text("utf-8"))
-        return replace(self, kafka_bootstrap=found.get("kafka_bootstrap"), database_url=found.get("database_url"))
+        try:
+            found = json.loads(endpoints.read_text("utf-8"))
+            kafka, database = found["kafka_bootstrap"], found["database_url"]
+            if not (isinstance(kafka, str) and isinstance(database, str)):
+                raise ValueError("kafka_bootstrap and database_url must be text")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"{endpoints}: not the endpoints file `suqiu up` writes ({exc!r}); "
+                             "set SUQIU_DATABASE_URL and SUQIU_KAFKA_BOOTSTRAP instead") from None
+        return replace(self, kafka_bootstrap=kafka, database_url=database)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

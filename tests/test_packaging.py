@@ -42,6 +42,10 @@ def test_the_embedded_stacks_endpoints_fill_in_only_when_the_environment_names_n
     assert (embedded.kafka_bootstrap, embedded.database_url) == ("127.0.0.1:9", "postgresql://postgres@/postgres?host=/x&port=5")
     for named in (Settings(database_url="postgresql://db/prod"), Settings(kafka_bootstrap="kafka:9092")):
         assert named.beside_embedded(endpoints) is named  # the environment wins, and is not completed
+    for garbled in ('{"kafka_bootstrap": "127.0.0.1:9"', '{"kafka_bootstrap": 9, "database_url": []}', "[]"):
+        endpoints.write_text(garbled)  # cut short by a full disk, or edited by hand
+        with pytest.raises(SystemExit, match="not the endpoints file `suqiu up` writes"):
+            Settings().beside_embedded(endpoints)
 
 
 def test_a_command_that_cannot_reach_the_database_says_so_in_a_line(

@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="the CSV file (its encoding is declared in the mapping)")
     imp.add_argument("--mapping", required=True, help="TOML: source_system, encoding, [columns], [values], [defaults]")
     imp.add_argument("--rejects", help="where bad rows go (default FILE.rejects.csv)")
-    imp.add_argument("--workers", type=int, help="processes deciding and encoding rows "
-                     f"(default: one per core from {PARALLEL_FROM:,} rows, else one)")
+    imp.add_argument("--workers", type=_processes, help="processes deciding and encoding rows (default: one "
+                     f"per core for a file of about {PARALLEL_FROM:,} rows or more, judged by its size; else one)")
     keys = sub.add_parser("keys", help="API keys: create (the secret is shown once), list, revoke")
     ks = keys.add_subparsers(dest="keys_command", required=True)
     kc = ks.add_parser("create")
@@ -74,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parser(sub)
     return parser
+
+
+def _processes(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of processes from 1 to 64")
+    return n
 
 
 def subcommands() -> set[str]:

@@ -61,6 +61,13 @@ def test_a_command_that_cannot_reach_the_database_says_so_in_a_line(
     assert err.startswith("cannot reach PostgreSQL (from .suqiu/endpoints.json") and "Traceback" not in err, err
 
 
+def test_import_workers_must_be_a_number_of_processes(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("0", "-2", "many", "1000"):
+        with pytest.raises(SystemExit) as refused:
+            run_cli(["import", "rows.csv", "--mapping", "map.toml", "--workers", bad])
+        assert refused.value.code == 2 and "a number of processes from 1 to 64" in capsys.readouterr().err
+
+
 def test_cli_help_runs() -> None:
     try:
         main(["--help"])

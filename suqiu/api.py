@@ -399,7 +399,7 @@ async def jurisdiction_report(request: web.Request) -> web.Response:
     q = _query(request, REPORT_QUERY)
     if "month" not in q:
         raise DomainError("invalid_input", "month: required, as YYYY-MM", field="month", rule="required")
-    month = report.month_period(q["month"])
+    month = Period.month(q["month"])
     async with rt.pool.connection() as conn:
         body = await report.monthly(conn, rt.context.jurisdictions[code],
                                     _members(rt, departments_in(rt.context.departments, nodes, active=True)),
@@ -520,7 +520,8 @@ LIST_QUERY = (
 
 
 PERIOD_QUERY = (
-    Param("from", {"type": "string", "format": "date"}, "first day of the period (Asia/Shanghai); all time if absent"),
+    Param("from", {"type": "string", "format": "date"},
+          "first day of the period (Asia/Shanghai), in the years 2000 to 2199; all time if absent"),
     Param("to", {"type": "string", "format": "date"}, "day after the period (exclusive)"),
     Param("by", {"type": "string", "enum": [g.value for g in Grain]},
           "one entry per month, quarter or year of the period, in `periods`"),
@@ -530,8 +531,7 @@ RANKING_QUERY = (*PERIOD_QUERY[:2], Param("by", {"type": "string", "enum": list(
 
 AS_OF_QUERY = (Param("as_of", {"type": "string", "maxLength": 40},
                      "an ISO date (end of that day, Beijing time) or instant: the organisation then"),)
-REPORT_QUERY = (Param("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}, "the month, YYYY-MM",
-                      required=True),)
+REPORT_QUERY = (Param("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}, "the month, YYYY-MM, in the years 2000 to 2199", required=True),)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 

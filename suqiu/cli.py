@@ -357,11 +357,13 @@ if __name__ == "__main__":
 
 
 async def run_report(settings: Settings, args: argparse.Namespace) -> int:
-    """0: written; 2: an unknown jurisdiction or a malformed month (nothing written)."""
+    """0: written; 2: an unknown jurisdiction, a malformed month or a file that cannot be
+    written (nothing written)."""
     import psycopg
 
     from suqiu import report
     from suqiu.domain import DomainError
+    from suqiu.domain.periods import Period
     from suqiu.domain.refdata import departments_in, members, subtree
     from suqiu.store import reference
 
@@ -369,7 +371,7 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
         sys.stderr.write("set SUQIU_DATABASE_URL (the report reads the read models)\n")
         return 2
     try:
-        month = report.month_period(args.month)
+        month = Period.month(args.month)
     except DomainError as exc:
         sys.stderr.write(f"{exc.message}\n")
         return 2
@@ -385,6 +387,10 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
                                     members(departments, now_org.merged_on, active),
                                     departments, month, datetime.now(UTC))
     out = Path(args.out or report.filename(args.jurisdiction, month.start))
-    out.write_bytes(body)
+    try:
+        out.write_bytes(body)
+    except OSError as exc:
+        sys.stderr.write(f"cannot write {out}: {exc.strerror or exc}\n")
+        return 2
     sys.stdout.write(f"{out}: {len(active)} departments, {month.start:%Y-%m} beside the month before\n")
     return 0

@@ -5,7 +5,6 @@ ranking, the overdue and supervised cases with their deadlines, and the definiti
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -17,30 +16,15 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from projections import queries
-from suqiu.domain import DomainError
-from suqiu.domain.periods import Grain, Period
+from suqiu.domain.periods import Period
 from suqiu.domain.refdata import Department, Jurisdiction, Member
 from suqiu.domain.sla import CHINA
 from suqiu.labels import CLOCK_NAMES, DEFINITIONS, RATE_NAMES, STATE_NAMES
 
 RANKED_BY = "on_time_rate"  # the ranking sheet's order: 按时答复率, as a 月度通报 ranks first
 ATTENTION_LIMIT = 500  # overdue and supervised cases listed; the sheet says when there are more
-MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 _HEADER = Font(bold=True)
 _FILL = PatternFill("solid", fgColor="DDEBF7")
-
-
-def month_period(month: str) -> Period:
-    """`YYYY-MM` as the period of that month."""
-    try:
-        year, number = (int(part) for part in month.split("-")) if MONTH.fullmatch(month) else (0, 0)
-        start = date(year, number, 1) if 1900 <= year <= 9998 else None
-    except ValueError:
-        start = None
-    if start is None:
-        raise DomainError("invalid_input", f"month: a month as YYYY-MM, such as 2026-11, not {month[:20]!r}",
-                          field="month", rule="YYYY-MM")
-    return Period(start, Grain.MONTH.following(start))
 
 
 async def monthly(conn: psycopg.AsyncConnection[Any], jurisdiction: Jurisdiction, members: Sequence[Member],

@@ -104,6 +104,8 @@ async def test_the_monthly_report(topics: Settings, api: Api, clock: ManualClock
         assert await cli(["report", "--month", "2026-7", "--jurisdiction", "tj", "--out", str(tmp_path / "x")]) == 2
         assert await cli(["report", "--month", "2026-07", "--jurisdiction", "nowhere", "--out",
                           str(tmp_path / "x")]) == 2
+        assert await cli(["report", "--month", "2026-07", "--jurisdiction", "tj", "--out",
+                          str(tmp_path / "no-such-dir" / "x.xlsx")]) == 2  # said in a line, no traceback
         assert not (tmp_path / "x").exists()
 
 
@@ -111,6 +113,9 @@ async def test_the_monthly_report(topics: Settings, api: Api, clock: ManualClock
     ("dispatcher", "", 400, "month"),
     ("dispatcher", "?month=2026-13", 400, "month"),
     ("dispatcher", "?month=26-07", 400, "month"),
+    ("dispatcher", "?month=1900-01", 400, "month"),  # the years any period may name: 2000 to 2199
+    ("dispatcher", "?month=2200-01", 400, "month"),
+    ("dispatcher", "?month=2026-00", 400, "month"),
     ("dispatcher", "?month=2026-07&from=2026-01-01", 400, "from"),
     ("bh-market", "?month=2026-07", 403, None),
 ])

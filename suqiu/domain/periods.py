@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
@@ -12,6 +13,9 @@ from suqiu.domain.sla import CHINA
 # A period longer than this is almost certainly a typo (year 20260 for 2026).
 MAX_DAYS = 366 * 50
 MAX_DAILY = 366  # days in a daily series
+# The years a period may name: the platforms began after 2000, and a later year is a typo.
+FIRST_YEAR, LAST_YEAR = 2000, 2199
+MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
 class Grain(StrEnum):
@@ -68,6 +72,15 @@ class Period:
             if (period.end - period.start).days > MAX_DAYS:
                 raise invalid("to", f"the period is longer than {MAX_DAYS} days", rule=f"to - from <= {MAX_DAYS} days")
         return period
+
+    @classmethod
+    def month(cls, text: str) -> Period:
+        """`YYYY-MM` as the period of that month (月度), for a monthly report."""
+        found = MONTH.fullmatch(text)
+        if found is None or not 1 <= int(found[2]) <= 12:
+            raise invalid("month", f"a month as YYYY-MM, such as 2026-11, not {text[:20]!r}", rule="YYYY-MM")
+        start = _in_years(date(int(found[1]), int(found[2]), 1), "month")
+        return cls(start, Grain.MONTH.following(start))
 
     @property
     def bounded(self) -> bool:
@@ -127,8 +140,13 @@ def _iso_date(text: str | None, field: str) -> date | None:
         day = date.fromisoformat(text)
     except ValueError:
         raise invalid(field, f"{text[:40]!r} is not an ISO date", rule="YYYY-MM-DD, a day in Asia/Shanghai") from None
-    if not 2000 <= day.year <= 2199:
-        raise invalid(field, "is outside the years 2000 to 2199", rule="a year from 2000 to 2199")
+    return _in_years(day, field)
+
+
+def _in_years(day: date, field: str) -> date:
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise invalid(field, f"is outside the years {FIRST_YEAR} to {LAST_YEAR}",
+                      rule=f"a year from {FIRST_YEAR} to {LAST_YEAR}")
     return day
 
 

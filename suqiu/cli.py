@@ -265,6 +265,11 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
         sys.stderr.write("set SUQIU_DATABASE_URL\n")
         return 2
     path = Path(args.file)
+    rejects = Path(args.rejects or f"{path}.rejects.csv")
+    # Checked before anything is stored: rejected rows that cannot be written would be lost.
+    if not rejects.parent.is_dir() or not os.access(rejects.parent, os.W_OK):
+        sys.stderr.write(f"--rejects: cannot write {rejects}: its directory does not exist or is not writable\n")
+        return 2
     started = time.perf_counter()
     try:
         mapping = load_mapping(Path(args.mapping))
@@ -301,7 +306,6 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
             finally:
                 await runtime.close()
     seconds = time.perf_counter() - started
-    rejects = Path(args.rejects or f"{path}.rejects.csv")
     if outcome.rejected:
         write_rejects(rejects, outcome)
     else:

@@ -173,6 +173,14 @@ async def test_open_history_closed_as_the_mapping_says_and_a_us_export_reads(
     code = await asyncio.to_thread(run_cli, ["import", "sample.csv", "--mapping", str(EXAMPLES / "12345.toml")])
     text = capsys.readouterr().out
     assert code == 0 and "0 imported, 4 already imported" in text, text
+    # Rejects that could not be written would be rows lost: refused before anything is stored.
+    events = query(topics, "SELECT count(*) FROM events")
+    fresh = tmp_path / "fresh.csv"  # rows not imported yet: their keys are new
+    fresh.write_text((EXAMPLES / "nyc311-sample.csv").read_text("utf-8").replace("\n2729", "\n9729"), "utf-8")
+    code = await asyncio.to_thread(run_cli, ["import", str(fresh), "--mapping", str(EXAMPLES / "nyc311.toml"),
+                                             "--rejects", "no-such-dir/r.csv"])
+    assert code == 2 and "--rejects: cannot write no-such-dir/r.csv" in capsys.readouterr().err
+    assert query(topics, "SELECT count(*) FROM events") == events
 
     # Refusals a new user can act on: the accepted date formats, the allowed values.
     mapping = tmp_path / "us.toml"

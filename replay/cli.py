@@ -69,7 +69,13 @@ def run(args: argparse.Namespace, settings: Settings, out: Console | None = None
     err = Console(stderr=True, highlight=False)
     cmd = args.replay_command
     if cmd == "verify" and args.package is not None:
-        manifest, problems = packages.verify_package(args.package)
+        if not args.package.is_dir():
+            err.print(f"--package: no package directory at {args.package}")
+            return 2
+        try:
+            manifest, problems = packages.verify_package(args.package)
+        except packages.PackageError as exc:
+            return _verdict(console, [verify.Problem("-", 0, "manifest", str(exc))], f"package {args.package}")
         return _verdict(console, problems, f"package {args.package}: {manifest['counts']['cases']} cases, "
                                             f"{manifest['counts']['events']} events")
     if not settings.database_url:
@@ -138,9 +144,13 @@ def _verify(console: Console, settings: Settings, codec: Codec, args: argparse.N
         if args.case_id and report.events == 0:
             problems.append(verify.Problem(args.case_id, 0, "missing", "no such case in the store"))
         if args.against_package is not None:
-            manifest = json.loads((args.against_package / "manifest.json").read_text("utf-8"))
-            problems += verify.compare_heads(conn, manifest["cases"])
-            summary += f"; {len(manifest['cases'])} chain head(s) of {args.against_package} compared"
+            try:
+                manifest = packages.read_manifest(args.against_package)
+            except packages.PackageError as exc:
+                problems.append(verify.Problem("-", 0, "manifest", f"{args.against_package}: {exc}"))
+            else:
+                problems += verify.compare_heads(conn, manifest["cases"])
+                summary += f"; {len(manifest['cases'])} chain head(s) of {args.against_package} compared"
         if args.against_topic:
             if not settings.kafka_bootstrap:
                 Console(stderr=True).print("set SUQIU_KAFKA_BOOTSTRAP for --against-topic")

@@ -23,6 +23,13 @@ from schemas.codec import GENESIS, HASH_SIZE, HEADER, Codec, chain_hash, to_json
 from suqiu.domain import events as e
 
 FILES = ("events.jsonl", "timeline.csv")
+FORMAT = "suqiu-audit-package/1"
+_HASH_HEX = 2 * HASH_SIZE
+_CASE_NUMBERS = ("first_seq", "last_seq", "events")
+
+
+class PackageError(ValueError):
+    """A package's manifest is not the one `export` writes (truncated, edited, or not a package)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +86,7 @@ def export(conn: psycopg.Connection[Any], codec: Codec, w: Window, out: Path,
                                            "events": ev.seq - first + 1}
     (out / "timeline.csv").write_text(to_csv(entries), "utf-8")
     manifest = {
-        "format": "suqiu-audit-package/1",
+        "format": FORMAT,
         "window": {"from": to_json_value(w.start), "to": to_json_value(w.end), "department": w.department,
                    "jurisdictions": sorted(w.jurisdictions) if w.jurisdictions else None},
         "counts": {"cases": len(manifest_cases), "events": len(entries)},
@@ -90,24 +97,69 @@ def export(conn: psycopg.Connection[Any], codec: Codec, w: Window, out: Path,
     return manifest
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A package's manifest.json, checked to have the shape `export` writes: PackageError says
+    what is wrong. Only the package's own files may be named, so a manifest cannot point elsewhere."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text("utf-8"))
+    except OSError as exc:
+        raise PackageError(f"manifest.json: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise PackageError(f"manifest.json: not JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise PackageError(f"manifest.json: not a {FORMAT} manifest")
+    counts, files, cases = manifest.get("counts"), manifest.get("files"), manifest.get("cases")
+    if not isinstance(counts, dict) or not all(type(counts.get(k)) is int for k in ("cases", "events")):
+        raise PackageError("manifest.json: counts: needs whole numbers cases and events")
+    if not isinstance(files, dict) or set(files) != set(FILES) or not all(_is_hex(v, 64) for v in files.values()):
+        raise PackageError(f"manifest.json: files: names exactly {', '.join(FILES)}, each with its SHA-256")
+    if not isinstance(cases, dict):
+        raise PackageError("manifest.json: cases: needs an object of case ids")
+    for case_id, info in cases.items():
+        if not (isinstance(info, dict) and all(type(info.get(k)) is int for k in _CASE_NUMBERS)
+                and _is_hex(info.get("anchor_hash"), _HASH_HEX) and _is_hex(info.get("head_hash"), _HASH_HEX)):
+            raise PackageError(f"manifest.json: cases: {case_id[:80]!r} needs whole numbers "
+                               f"{', '.join(_CASE_NUMBERS)} and hex anchor_hash and head_hash")
+    return manifest
+
+
+def _is_hex(value: object, length: int) -> bool:
+    if not isinstance(value, str) or len(value) != length:
+        return False
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        return False
+    return True
+
+
 def verify_package(path: Path) -> tuple[dict[str, Any], list[Problem]]:
-    """Offline: file digests, every chain from its anchor to its head, and the counts."""
-    manifest = json.loads((path / "manifest.json").read_text("utf-8"))
+    """Offline: file digests, every chain from its anchor to its head, and the counts.
+    PackageError when the manifest itself is not to be trusted."""
+    manifest = read_manifest(path)
     problems: list[Problem] = []
     for f, digest in manifest["files"].items():
-        actual = hashlib.sha256((path / f).read_bytes()).hexdigest()
+        try:
+            actual = hashlib.sha256((path / f).read_bytes()).hexdigest()
+        except OSError as exc:
+            problems.append(Problem("-", 0, "file missing", f"{f}: {exc.strerror or exc}"))
+            continue
         if actual != digest:
             problems.append(Problem("-", 0, "file changed", f"{f}: SHA-256 {actual} is not the manifest's {digest}"))
     cases: dict[str, Any] = manifest["cases"]
     state: dict[str, tuple[int, bytes]] = {}
     counted: dict[str, int] = {}
-    for n, raw in enumerate((path / "events.jsonl").read_text("utf-8").splitlines(), 1):
+    try:
+        lines = (path / "events.jsonl").read_text("utf-8").splitlines()
+    except (OSError, ValueError):
+        lines = []  # already a problem above: missing, or changed since its digest was taken
+    for n, raw in enumerate(lines, 1):
         try:
             line = json.loads(raw)
             data = base64.b64decode(line["avro"], validate=True)
             case_id, seq = str(line["case_id"]), int(line["seq"])
-        except (ValueError, KeyError) as exc:
-            problems.append(Problem("-", n, "unreadable line", f"events.jsonl line {n}: {exc}"))
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(Problem("-", n, "unreadable line", f"events.jsonl line {n}: {exc!r}"))
             continue
         info = cases.get(case_id)
         if info is None:

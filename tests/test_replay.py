@@ -363,3 +363,26 @@ async def test_exported_package_verifies_offline_and_catches_edits_and_rewritten
     (pkg / "events.jsonl").write_bytes(bytes(raw))
     code, out = await replay(offline, "verify", "--package", str(pkg))
     assert code == 1 and "file changed: events.jsonl" in out and "chain broken" in out
+
+    # A manifest that is not to be trusted fails the verification in a line; it cannot point
+    # the verifier at files outside the package.
+    written = pkg / "manifest.json"
+    good = written.read_text("utf-8")
+    for edit, said in (
+        (good[: len(good) // 2], "manifest.json: not JSON"),
+        ("[]", "manifest.json: not a suqiu-audit-package/1 manifest"),
+        (json.dumps({**manifest, "files": {"../../../etc/passwd": "0" * 64, "timeline.csv": "0" * 64}}),
+         "files: names exactly events.jsonl, timeline.csv"),
+        (json.dumps({**manifest, "cases": {a: {**manifest["cases"][a], "last_seq": "7"}}}), f"cases: '{a}' needs"),
+        (json.dumps({**manifest, "counts": {"cases": 2}}), "counts: needs whole numbers"),
+    ):
+        written.write_text(edit, "utf-8")
+        code, out = await replay(offline, "verify", "--package", str(pkg))
+        assert code == 1 and "BROKEN case - seq 0: manifest: " in out and said in out, out
+        code, out = await replay(s, "verify", "--all", "--against-package", str(pkg))
+        assert code == 1 and said in out, out
+    written.write_text(good, "utf-8")
+    (pkg / "events.jsonl").unlink()
+    code, out = await replay(offline, "verify", "--package", str(pkg))
+    assert code == 1 and "file missing: events.jsonl" in out and "head" in out, out
+    assert (await replay(offline, "verify", "--package", str(tmp_path / "no-such-package")))[0] == 2

@@ -175,17 +175,33 @@ def _verdict(console: Console, problems: list[verify.Problem], summary: str) -> 
 
 def _export(console: Console, settings: Settings, codec: Codec, args: argparse.Namespace) -> int:
     assert settings.database_url
+    err = Console(stderr=True)
+    if args.end <= args.start:
+        err.print("--to: must be after --from (to is exclusive)")
+        return 2
+    if args.out.exists() and not args.out.is_dir():
+        err.print(f"--out: {args.out} is a file; the package is a directory")
+        return 2
     with psycopg.connect(settings.database_url) as conn:
         nodes = None
+        # A code typed wrong would give an empty package that reads as "no such cases".
+        if args.department and conn.execute("SELECT FROM departments WHERE code = %s",
+                                            (args.department,)).fetchone() is None:
+            err.print(f"--department: unknown department {args.department!r}")
+            return 2
         if args.jurisdiction:
             tree = {r[0]: Jurisdiction(*r) for r in conn.execute("SELECT code, name, level, parent FROM jurisdictions")}
             if args.jurisdiction not in tree:
-                Console(stderr=True).print(f"--jurisdiction: unknown jurisdiction {args.jurisdiction!r}")
+                err.print(f"--jurisdiction: unknown jurisdiction {args.jurisdiction!r}")
                 return 2
             nodes = frozenset(subtree(tree, args.jurisdiction))
         w = packages.Window(args.start.astimezone(UTC), args.end.astimezone(UTC), args.department, nodes)
-        with _progress(console, "exporting") as tick:
-            manifest = packages.export(conn, codec, w, args.out, progress=tick)
+        try:
+            with _progress(console, "exporting") as tick:
+                manifest = packages.export(conn, codec, w, args.out, progress=tick)
+        except OSError as exc:
+            err.print(f"--out: cannot write {args.out}: {exc.strerror or exc}")
+            return 2
     console.out(f"exported {manifest['counts']['events']} event(s) of {manifest['counts']['cases']} case(s) "
                 f"to {args.out}")
     return 0

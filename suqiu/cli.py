@@ -261,9 +261,6 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
     )
     from suqiu.runtime import Runtime
 
-    if not settings.database_url:
-        sys.stderr.write("set SUQIU_DATABASE_URL\n")
-        return 2
     path = Path(args.file)
     rejects = Path(args.rejects or f"{path}.rejects.csv")
     # Checked before anything is stored: rejected rows that cannot be written would be lost.
@@ -275,6 +272,9 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
         mapping = load_mapping(Path(args.mapping))
     except MappingError as exc:
         sys.stderr.write(f"--mapping: {exc}\n")
+        return 2
+    if not settings.database_url:  # after the mapping, so that one can be checked with no database
+        sys.stderr.write("set SUQIU_DATABASE_URL\n")
         return 2
     creator: ParallelCreator | None = None
     try:

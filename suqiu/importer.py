@@ -14,7 +14,6 @@ import hashlib
 import io
 import multiprocessing.util
 import re
-import tomllib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from suqiu import tomlfile
 from suqiu.config import Settings
 from suqiu.domain import DomainError
 from suqiu.domain.model import OUTCOMES, Actor, Role
@@ -85,8 +85,8 @@ class Outcome:
 def load_mapping(path: Path) -> ImportMapping:
     """The mapping file (see docs/import.md); MappingError names the key that is wrong."""
     try:
-        doc = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        doc = tomlfile.read(path)
+    except tomlfile.TomlError as exc:
         raise MappingError(f"{path}: {exc}") from None
     columns = _table(doc, "columns", path)
     defaults = _table(doc, "defaults", path)

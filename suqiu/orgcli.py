@@ -15,6 +15,7 @@ import psycopg
 import structlog
 import tomli_w
 
+from suqiu import tomlfile
 from suqiu.config import Settings
 from suqiu.domain import DomainError, inputs
 from suqiu.domain.model import Actor, Role
@@ -33,11 +34,11 @@ def run_org(settings: Settings, args: argparse.Namespace) -> int:
         return _show(settings, args.as_of)
     path = Path(args.file)
     try:
-        text = path.read_text("utf-8")
+        text = tomlfile.read_text(path)
         proposed = reference.read_document(text, str(path))
         _check_policy(settings, proposed)
-    except (OSError, UnicodeDecodeError) as exc:
-        return _refused([f"{path}: cannot be read ({exc})"])
+    except tomlfile.TomlError as exc:
+        return _refused([f"{path}: {exc}"])
     except (OrgError, PolicyError) as exc:
         return _refused(exc.problems if isinstance(exc, OrgError) else [str(exc)])
     if not settings.database_url:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-import tomllib
 from collections.abc import Mapping
 from datetime import date, time
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from suqiu import tomlfile
 from suqiu.calendar import ChinaWorkdays
 from suqiu.domain.model import PRIORITIES
 from suqiu.domain.refdata import Category
@@ -30,9 +30,9 @@ def policy_document(path: str | Path | None = None) -> str:
     if path is None:
         return resources.files("suqiu").joinpath("policies/default.toml").read_text("utf-8")
     try:
-        return Path(path).read_text("utf-8")
-    except OSError as exc:
-        raise PolicyError(f"SUQIU_SLA_POLICY: cannot read {path}: {exc.strerror}") from None
+        return tomlfile.read_text(Path(path))
+    except tomlfile.TomlError as exc:
+        raise PolicyError(f"SUQIU_SLA_POLICY: {path}: {exc}") from None
 
 
 def load_policy(path: str | Path | None = None, text: str | None = None) -> SlaPolicy:
@@ -40,9 +40,9 @@ def load_policy(path: str | Path | None = None, text: str | None = None) -> SlaP
     text = policy_document(path) if text is None else text
     source, base = ("default.toml", None) if path is None else (str(path), Path(path).parent)
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"{source}: not valid TOML: {exc}") from None
+        doc = tomlfile.parse(text)
+    except tomlfile.TomlError as exc:
+        raise PolicyError(f"{source}: {exc}") from None
     return parse_policy(doc, source=source, base=base, digest=hashlib.sha256(text.encode()).hexdigest()[:12])
 
 
@@ -121,8 +121,8 @@ def _overrides(cal: Mapping[str, Any], source: str, base: Path | None) -> tuple[
     if file:
         path = Path(file) if base is None or Path(file).is_absolute() else base / file
         try:
-            docs.append((str(path), tomllib.loads(path.read_text("utf-8"))))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            docs.append((str(path), tomlfile.read(path)))
+        except tomlfile.TomlError as exc:
             raise PolicyError(f"{source}: calendar.override_file: cannot load {path}: {exc}") from None
     out: dict[date, bool] = {}
     sources: dict[int, str] = {}

@@ -9,6 +9,7 @@ import random
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,7 +26,7 @@ from suqiu.config import Settings
 from suqiu.domain import events as e
 from suqiu.domain.model import Actor, Enterprise, Role
 from suqiu.runtime import Runtime
-from tests.conftest import SYSTEM, Api, stored, submission
+from tests.conftest import SYSTEM, Api, run_cli, stored, submission
 from tests.support.kafka import faust_worker, produce, read_topic
 from tests.support.metrics import scrape, value
 from tests.support.sla import caught_up, query, replay, snapshot
@@ -306,3 +307,21 @@ async def test_a_sender_clock_a_few_minutes_ahead_is_accepted_and_the_appeal_dat
     body = await api.submit(occurred_at="2026-07-21T02:05:00+00:00")  # T0 + 5 min
     _, history = await api.call("auditor", "GET", f"/appeals/{body['case_id']}/history")
     assert history["events"][0]["occurred_at"] == history["events"][0]["recorded_at"] == "2026-07-21T02:00:00.000Z"
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    (b"a = " + b"[" * 5000 + b"]" * 5000, "not valid TOML: nested too deeply"),  # tomllib recurses
+    (b"\xb8\x00 = 1", "not UTF-8 text (byte 0"),
+    (b"[columns\n", "not valid TOML: "),
+])
+def test_an_operators_file_that_is_not_toml_is_refused_in_a_line(
+        tmp_path: Path, content: bytes, said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # The mapping, the SLA policy and the organisation file: one reader, the file named, exit 2.
+    bad, rows = tmp_path / "bad.toml", tmp_path / "rows.csv"
+    bad.write_bytes(content)
+    rows.write_text("a\n", "utf-8")
+    for argv in (["import", str(rows), "--mapping", str(bad)], ["policy", "check", str(bad)],
+                 ["org", "check", str(bad)]):
+        assert run_cli(["--log-level", "WARNING", *argv]) == 2, argv
+        told = capsys.readouterr()
+        assert f"{bad}: {said}" in told.out + told.err and "Traceback" not in told.err, (argv, told)

@@ -75,7 +75,7 @@ def test_a_bad_policy_names_the_key(tmp_path: Path, text: str, message: str) -> 
     path.write_text(text, "utf-8")
     with pytest.raises(PolicyError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_policy(path)
-    with pytest.raises(PolicyError, match="cannot read"):
+    with pytest.raises(PolicyError, match=r"missing\.toml: cannot be read: No such file"):
         load_policy(tmp_path / "missing.toml")
 
 

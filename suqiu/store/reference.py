@@ -5,7 +5,6 @@ suqiu/org/tianjin.toml, loaded like any other file."""
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass
 from datetime import date, datetime
 from importlib import resources
@@ -13,6 +12,7 @@ from typing import Any
 
 import psycopg
 
+from suqiu import tomlfile
 from suqiu.domain import org
 from suqiu.domain.org import Change, Organisation, OrgError
 from suqiu.domain.refdata import Category, Department, Jurisdiction
@@ -32,9 +32,9 @@ class Loaded:
 
 def read_document(text: str, source: str) -> Organisation:
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise OrgError([f"{source}: not TOML: {exc}"]) from None
+        doc = tomlfile.parse(text)
+    except tomlfile.TomlError as exc:
+        raise OrgError([f"{source}: {exc}"]) from None
     return org.parse(doc)
 
 

@@ -229,15 +229,22 @@ def read_rows(csv_path: Path, m: ImportMapping, system_id: str) -> tuple[Outcome
     except UnicodeDecodeError as exc:
         raise MappingError(f"{csv_path}: not {m.encoding} text ({exc}); set encoding in the mapping") from None
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=m.delimiter)
-    header = next(reader, [])
-    absent = sorted(set(m.columns.values()) - set(header))
-    if absent:
-        raise MappingError(f"{csv_path}: no column {absent[0]!r} in the header")
-    rows = Rows(m, {name: header.index(column) for name, column in m.columns.items()},
-                Actor(system_id, Role.SYSTEM, person="history-import"),
-                f"import:{hashlib.sha256(raw).hexdigest()[:16]}")
-    # Row numbers as a spreadsheet shows them: the header is row 1. Blank lines are no rows.
-    chunk = [(line, fields) for line, fields in enumerate(reader, 2) if fields]
+    # The csv module refuses a field over 128 KiB and with it the whole file. The text is in
+    # memory already, so a field may be as long as it: a row with too long a value is then
+    # rejected by the rule for that field, naming it, and its neighbours are imported.
+    limit = csv.field_size_limit(max(len(text), csv.field_size_limit()))
+    try:
+        header = next(reader, [])
+        absent = sorted(set(m.columns.values()) - set(header))
+        if absent:
+            raise MappingError(f"{csv_path}: no column {absent[0]!r} in the header")
+        rows = Rows(m, {name: header.index(column) for name, column in m.columns.items()},
+                    Actor(system_id, Role.SYSTEM, person="history-import"),
+                    f"import:{hashlib.sha256(raw).hexdigest()[:16]}")
+        # Row numbers as a spreadsheet shows them: the header is row 1. Blank lines are no rows.
+        chunk = [(line, fields) for line, fields in enumerate(reader, 2) if fields]
+    finally:
+        csv.field_size_limit(limit)
     return Outcome(rows=len(chunk), header=header), rows, chunk
 
 

@@ -195,3 +195,16 @@ async def test_open_history_closed_as_the_mapping_says_and_a_us_export_reads(
     assert "%m/%d/%Y %I:%M:%S %p" in reasons[2] and "date_formats" in reasons[2], reasons
     assert reasons[3].startswith("Complaint Type: unknown category 'streets'") and "infrastructure" in reasons[3], reasons
     assert "[values.category]" in reasons[3]
+
+    # A field past the csv module's 128 KiB limit fails its row by the field's own rule, not the file.
+    huge = tmp_path / "huge.csv"
+    resolution = lines[0].split(",").index("Resolution Description")
+    long_row = lines[3].split(",")
+    long_row[resolution] = "x" * 200_000
+    huge.write_text("\n".join([lines[0], ",".join(long_row).replace(long_row[0], "97000001", 1),
+                               lines[4].replace(lines[4].split(",")[0], "97000002", 1)]) + "\n", "utf-8")
+    limit = csv.field_size_limit()
+    out = await import_file(runtime, topics, huge, EXAMPLES / "nyc311.toml")
+    assert (out.imported, [(line, reason) for line, reason, _ in out.rejected]) == (
+        1, [(2, "Resolution Description: longer than 20000 characters")]), out.rejected
+    assert csv.field_size_limit() == limit  # the process's limit is left as it was

@@ -242,10 +242,36 @@ def read_rows(csv_path: Path, m: ImportMapping, system_id: str) -> tuple[Outcome
                     Actor(system_id, Role.SYSTEM, person="history-import"),
                     f"import:{hashlib.sha256(raw).hexdigest()[:16]}")
         # Row numbers as a spreadsheet shows them: the header is row 1. Blank lines are no rows.
-        chunk = [(line, fields) for line, fields in enumerate(reader, 2) if fields]
+        chunk: Chunk = []
+        before = last_from = reader.line_num  # physical lines read before the record at hand
+        for line, fields in enumerate(reader, 2):
+            last_from, before = before, reader.line_num
+            if fields:
+                chunk.append((line, fields))
+        if chunk and _swallowed(text, last_from, chunk[-1][1], m.delimiter):
+            raise MappingError(f"{csv_path}: row {chunk[-1][0]}: a quote opened on line {last_from + 1} is never "
+                               "closed, so every later line would be read into one field; nothing imported")
     finally:
         csv.field_size_limit(limit)
     return Outcome(rows=len(chunk), header=header), rows, chunk
+
+
+def _swallowed(text: str, skip: int, fields: list[str], delimiter: str) -> bool:
+    """Whether the last record holds the rest of the file in a quoted field that never closes.
+
+    The csv module reads an unclosed quote to the end of the file without a word, turning the
+    rows after it into one field; only the last record can be such a one, and only if a field
+    spans lines. Its strict mode, asked about that record alone, says so.
+    """
+    if not any("\n" in f or "\r" in f for f in fields):
+        return False
+    tail = "".join(io.StringIO(text, newline="").readlines()[skip:])
+    try:
+        for _ in csv.reader(io.StringIO(tail, newline=""), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 async def create_rows(create_many: CreateMany, rows: Rows, chunk: Chunk) -> list[RowResult]:

@@ -16,7 +16,7 @@ import pytest
 
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
-from suqiu.importer import Outcome, create_rows, import_rows, load_mapping, read_rows
+from suqiu.importer import MappingError, Outcome, create_rows, import_rows, load_mapping, read_rows
 from suqiu.runtime import Runtime
 from tests.conftest import Api, run_cli
 from tests.support.kafka import faust_worker
@@ -208,3 +208,16 @@ async def test_open_history_closed_as_the_mapping_says_and_a_us_export_reads(
     assert (out.imported, [(line, reason) for line, reason, _ in out.rejected]) == (
         1, [(2, "Resolution Description: longer than 20000 characters")]), out.rejected
     assert csv.field_size_limit() == limit  # the process's limit is left as it was
+
+    # A quote never closed would read every later line into one field: the file is refused, naming
+    # the row. A closed quote spanning lines, as exports write multi-line replies, is one field.
+    multi = lines[4].replace("27296634", "97000003").replace(lines[4].split(",")[resolution], '"first line\nsecond"')
+    spans = tmp_path / "spans.csv"
+    spans.write_text("\n".join([lines[0], lines[2].replace("27296632", "97000004"), multi]) + "\n", "utf-8")
+    read, _, rows_read = read_rows(spans, load_mapping(EXAMPLES / "nyc311.toml"), topics.system_id)
+    assert read.rows == 2 and "first line\nsecond" in rows_read[-1][1][resolution]
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text("\n".join([lines[0], lines[2].replace("Pothole", '"Pothole'), lines[3], lines[4]]) + "\n",
+                        "utf-8")
+    with pytest.raises(MappingError, match="row 2: a quote opened on line 2 is never closed"):
+        read_rows(unclosed, load_mapping(EXAMPLES / "nyc311.toml"), topics.system_id)

@@ -34,6 +34,11 @@ async def test_keys_create_list_revoke(settings: Settings, runtime: Runtime, api
     assert cli(monkeypatch, capsys, settings, "keys", "create", "--role", "department")[0] == 2
     assert cli(monkeypatch, capsys, settings, "keys", "create", "--role", "department", "--department", "nope")[0] == 2
     assert cli(monkeypatch, capsys, settings, "keys", "create", "--role", "auditor", "--department", "bh-eco")[0] == 2
+    # A binding no submission could carry, a label past its length: refused, naming the option.
+    code, _, err = cli(monkeypatch, capsys, settings, "keys", "create", "--role", "intake", "--source-system", "x" * 65)
+    assert code == 2 and "--source-system: longer than 64 characters" in err
+    code, _, err = cli(monkeypatch, capsys, settings, "keys", "create", "--role", "auditor", "--label", "a\x07b")
+    assert code == 2 and "--label: " in err
     code, out, _ = cli(monkeypatch, capsys, settings, "keys", "create", "--role", "intake", "--label", "12345")
     fresh = out.strip()
     assert cli(monkeypatch, capsys, settings, "keys", "revoke", fresh[:12])[0] == 0

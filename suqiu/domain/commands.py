@@ -17,6 +17,7 @@ if typing.TYPE_CHECKING:
 
 TEXT = 2000
 LONG_TEXT = 20000
+SOURCE_SYSTEM_LENGTH = 64  # also the limit of an intake key's source-system bindings
 
 
 def _text(limit: int = TEXT, *, required: bool = True, added: bool = False) -> Any:
@@ -76,7 +77,7 @@ class Submit(Command):
     """受理: a new appeal."""
 
     type: ClassVar[str] = "submit"
-    source_system: str = _text(64)
+    source_system: str = _text(SOURCE_SYSTEM_LENGTH)
     source_ref: str = _text(128)
     enterprise: Enterprise
     channel: str = _text(32)

@@ -11,12 +11,15 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from suqiu.domain import DomainError, inputs
 from suqiu.domain.access import Principal
+from suqiu.domain.commands import SOURCE_SYSTEM_LENGTH
 from suqiu.domain.model import Actor, Role
 from suqiu.domain.uscc import uscc_problem
 
 CACHE_SECONDS = 5.0  # how long a revoked key may still pass: the price of not querying per request
 PREFIX_LENGTH = 12  # the public part of a key: how logs, listings and signed Kafka records name it
+LABEL_LENGTH = 200  # a note for whoever lists the keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,12 @@ def create_key(
             raise ValueError(f"--uscc {code}: {problem}")
     if source_systems and role is not Role.INTAKE:
         raise ValueError("--source-system: only an intake key is bound to source systems")
+    try:
+        # A binding no submission could carry would refuse every submit: the command's own rule.
+        source_systems = tuple(inputs.text(s, "--source-system", SOURCE_SYSTEM_LENGTH) for s in source_systems)
+        label = inputs.text(label, "--label", LABEL_LENGTH, required=False) if label is not None else None
+    except DomainError as exc:
+        raise ValueError(exc.message) from None
     secret = f"sq_{role.value[:4]}_{secrets.token_urlsafe(24)}"
     conn.execute(
         "INSERT INTO api_keys (key_hash, key_prefix, system_id, role, department, label, usccs, source_systems) "

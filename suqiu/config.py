@@ -10,6 +10,7 @@ from pathlib import Path
 
 # Where `suqiu up` writes its endpoints by default (its --state-dir is `.suqiu`).
 EMBEDDED_ENDPOINTS = Path(".suqiu") / "endpoints.json"
+DEFAULT_HTTP_PORT = 8080
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +19,7 @@ class Settings:
     database_url: str | None = None
     system_id: str = "tj-binhai"
     http_host: str = "127.0.0.1"
-    http_port: int = 8080
+    http_port: int = DEFAULT_HTTP_PORT
     sla_policy: str | None = None
     topic_prefix: str = ""
     partitions: int = 6
@@ -43,7 +44,7 @@ class Settings:
             database_url=env.get("SUQIU_DATABASE_URL") or None,
             system_id=env.get("SUQIU_SYSTEM_ID") or "tj-binhai",
             http_host=env.get("SUQIU_HTTP_HOST") or "127.0.0.1",
-            http_port=int(env.get("SUQIU_HTTP_PORT") or 8080),
+            http_port=int(env.get("SUQIU_HTTP_PORT") or DEFAULT_HTTP_PORT),
             sla_policy=env.get("SUQIU_SLA_POLICY") or None,
             topic_prefix=env.get("SUQIU_TOPIC_PREFIX") or "",
             partitions=int(env.get("SUQIU_PARTITIONS") or 6),

@@ -25,7 +25,7 @@ import structlog
 from streams.topics import ensure_topics
 from suqiu import logs
 from suqiu.calendar import coverage, coverage_text
-from suqiu.config import EMBEDDED_ENDPOINTS, Settings
+from suqiu.config import DEFAULT_HTTP_PORT, EMBEDDED_ENDPOINTS, Settings
 from suqiu.domain.model import Role
 from suqiu.domain.sla import CHINA
 from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres, _stop, die_with_parent, free_port
@@ -86,6 +86,13 @@ class Stack:
     def start(self) -> Settings:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         s = self.settings
+        if not _port_free(s.http_host, s.http_port):
+            # The API binds with SO_REUSEPORT so that API processes can share a port: bound next to
+            # another stack's, it would answer half of that stack's requests from this store.
+            if s.http_port != DEFAULT_HTTP_PORT:
+                raise SystemExit(f"SUQIU_HTTP_PORT {s.http_port}: something already listens on "
+                                 f"{s.http_host}:{s.http_port} (another suqiu up?); choose a free port")
+            s = s.with_(http_port=free_port())
         sup = self.supervisor = Supervisor()
         if not s.database_url:
             pg = self.postgres = EmbeddedPostgres(self.state_dir / "postgres")
@@ -98,8 +105,6 @@ class Stack:
             # marker gone and republishes the store. The worker's consumers held the old one's state.
             topics = functools.partial(_topics, s)
             sup.add(Component("broker", lambda: _started(broker.start, broker, topics), needed_by=("worker",)))
-        if s.http_port == 8080 and not _port_free(s.http_host, 8080):
-            s = s.with_(http_port=free_port())
         self.settings = s
         assert s.database_url
         migrate(s.database_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -89,3 +90,16 @@ def test_suqiu_up_again_on_its_state_dir_republishes_onto_a_new_topic(tmp_path: 
     text = log.read_text()
     assert "broker does not hold the relay's epoch" in text and "topics created again, empty" in text
     assert '"level": "error"' not in text and "Traceback" not in text
+
+
+def test_suqiu_up_on_a_port_something_listens_on_refuses_to_share_it(tmp_path: Path) -> None:
+    # The API binds with SO_REUSEPORT: next to another stack's API it would take half its requests.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUQIU_")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env["SUQIU_HTTP_PORT"] = str(taken.getsockname()[1])
+        done = subprocess.run([sys.executable, "-m", "suqiu", "up", "--state-dir", str(tmp_path / "state")],
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "something already listens on" in done.stderr, done
+    assert not (tmp_path / "state" / "endpoints.json").exists()

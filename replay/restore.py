@@ -37,7 +37,8 @@ async def restore(conn: psycopg.AsyncConnection[Any], settings: Settings, batch:
                     progress(len(rows))
         epoch = uuid.uuid4().hex
         await (await producer.send(marker, value=epoch.encode(), partition=0))
-        await conn.execute(EPOCH_SQL, (settings.events_topic, epoch))
+        # No republish under way for the relay to measure (streams.catchup): this was it.
+        await conn.execute(EPOCH_SQL, (settings.events_topic, epoch, None))
     finally:
         await producer.stop()
     return total

@@ -22,7 +22,7 @@ from suqiu import report
 from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.model import Status
-from suqiu.domain.periods import ALL_TIME, Grain, Period
+from suqiu.domain.periods import ALL_TIME, FIRST_YEAR, LAST_YEAR, Grain, Period
 from suqiu.domain.refdata import Member, current, departments_in, members, subtree
 from suqiu.metrics import CONTENT_TYPE
 from suqiu.runtime import Runtime
@@ -521,7 +521,7 @@ LIST_QUERY = (
 
 PERIOD_QUERY = (
     Param("from", {"type": "string", "format": "date"},
-          "first day of the period (Asia/Shanghai), in the years 2000 to 2199; all time if absent"),
+          f"first day of the period (Asia/Shanghai), in the years {FIRST_YEAR} to {LAST_YEAR}; all time if absent"),
     Param("to", {"type": "string", "format": "date"}, "day after the period (exclusive)"),
     Param("by", {"type": "string", "enum": [g.value for g in Grain]},
           "one entry per month, quarter or year of the period, in `periods`"),
@@ -531,7 +531,8 @@ RANKING_QUERY = (*PERIOD_QUERY[:2], Param("by", {"type": "string", "enum": list(
 
 AS_OF_QUERY = (Param("as_of", {"type": "string", "maxLength": 40},
                      "an ISO date (end of that day, Beijing time) or instant: the organisation then"),)
-REPORT_QUERY = (Param("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}, "the month, YYYY-MM, in the years 2000 to 2199", required=True),)
+REPORT_QUERY = (Param("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+                      f"the month, YYYY-MM, in the years {FIRST_YEAR} to {LAST_YEAR}", required=True),)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 

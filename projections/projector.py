@@ -64,8 +64,9 @@ READ_STATES = f"SELECT r.case_id, r.state::text FROM {probe('case_view', 'case_i
 # as a case since closed, nor deletes the newer state's timers.
 _CURRENT = ("unnest(%b::text[], %b::int[]) AS k(case_id, seq) CROSS JOIN LATERAL (SELECT 1 FROM case_view "
             "WHERE case_view.case_id = k.case_id AND case_view.seq = k.seq OFFSET 0) AS v")
-DELETE_TIMERS = (f"DELETE FROM sla_timers WHERE ctid = ANY(ARRAY(SELECT r.ctid FROM {_CURRENT} CROSS JOIN LATERAL "
-                 "(SELECT ctid FROM sla_timers WHERE sla_timers.case_id = k.case_id OFFSET 0) AS r))")
+# By key, not by ctid: a row the timers rewrite meanwhile (a retry) is a new row version, which a
+# delete by the old ctid would skip when it re-checks the row after waiting for its lock.
+DELETE_TIMERS = f"DELETE FROM sla_timers WHERE case_id = ANY(ARRAY(SELECT k.case_id FROM {_CURRENT}))"
 UPSERT_CASE = _bulk_insert("case_view", CASE_COLUMNS, "ON CONFLICT (case_id) DO UPDATE SET " + ", ".join(
     f"{n} = EXCLUDED.{n}" for n, _ in CASE_COLUMNS[1:]) + " WHERE case_view.seq < EXCLUDED.seq")
 INSERT_TIMELINE = _bulk_insert("case_timeline", TIMELINE_COLUMNS, "ON CONFLICT DO NOTHING")

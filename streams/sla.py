@@ -21,7 +21,7 @@ from schemas.codec import to_json_value
 from suqiu.clock import Clock
 from suqiu.domain import DomainError
 from suqiu.domain.clocks import CLOCK_STATES
-from suqiu.domain.model import Actor, Role
+from suqiu.domain.model import TERMINAL, Actor, Role
 from suqiu.domain.sla import SlaPolicy
 from suqiu.policy import load_policy
 from suqiu.service import CommandRequest, CommandService
@@ -30,6 +30,9 @@ log = structlog.get_logger(__name__)
 NAMESPACE = uuid.UUID("5d1c7a52-61a4-4d8e-9a43-3c1b0f0e5a51")
 COMMANDS = {"warning": "record_sla_warning", "breach": "record_sla_breach", "supervision": "open_supervision"}
 RETRY_AFTER = timedelta(seconds=60)
+ENDED = frozenset(s.value for s in TERMINAL)
+# A refused timer waits and is tried again; the projector may replace or delete the row meanwhile.
+RETRY_SQL = "UPDATE sla_timers SET fire_at = %s WHERE case_id = %s AND clock = %s AND kind = %s"
 
 
 def timer_command_id(case_id: str, clock: str, kind: str, due_at: datetime) -> str:
@@ -92,8 +95,7 @@ class SlaTimers:
             await c.executemany("DELETE FROM sla_timers WHERE case_id = %s AND clock = %s AND kind = %s "
                                 "AND fire_at = %s", [r[:4] for r in done])
             if later:
-                await c.executemany("UPDATE sla_timers SET fire_at = %s WHERE case_id = %s AND clock = %s "
-                                    "AND kind = %s", later)
+                await c.executemany(RETRY_SQL, later)
         return len(due)
 
     async def revise_provisional(self, policy: SlaPolicy) -> int:
@@ -145,6 +147,12 @@ class SlaTimers:
             result = await self.service.execute(CommandRequest(COMMANDS[kind], command_id, self.actor, body,
                                                                case_id=case_id))
         except DomainError as exc:
+            if exc.code == "invalid_state" and exc.details.get("state") in ENDED:
+                # The store has the case closed or withdrawn before the read model does: the clock
+                # ended with it, and a reopening plans new timers with new deadlines.
+                log.info("sla timer moot: the case has ended", case_id=case_id, command_id=command_id, clock=clock,
+                         kind=kind, state=exc.details["state"])
+                return None
             # The projection may trail the store; try again later rather than lose the timer.
             (log.error if exc.configuration else log.warning)(
                 "sla timer refused", case_id=case_id, command_id=command_id, clock=clock, kind=kind,

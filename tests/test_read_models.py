@@ -22,6 +22,7 @@ from schemas.codec import Codec
 from streams.projecting import Projected, ProjectorProcesses, Record
 from streams.publishing import stored_record
 from streams.relay import OutboxRelay, run_relay
+from streams.sla import RETRY_AFTER, RETRY_SQL
 from streams.topics import partition_for
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
@@ -330,6 +331,42 @@ async def test_no_timer_outlives_its_case_across_batches_and_a_stale_concurrent_
     assert [t[:2] for t in timers(running)] == [("resolve", "breach"), ("resolve", "warning")], \
         "the newer state's timers stay"
     assert view_seq(settings, closed) == 5 and view_seq(settings, running) == 3
+
+
+async def test_a_timer_retried_while_its_case_closes_goes_with_the_case(
+        settings: Settings, runtime: Runtime, api: Api) -> None:
+    """The timers' retry (a refused command tried again in 60 s) rewrites its row while the
+    projector applies the closure: the closure's delete must still find the row."""
+    case_id = (await api.submit())["case_id"]
+    await api.ok("dispatcher", case_id, "dispatch", department="bh-market")
+    await api.ok("bh-market", case_id, "accept")
+    await api.ok("bh-market", case_id, "reply", content="已办理")
+    await api.ok("dispatcher", case_id, "close", outcome="resolved")
+    codec = Codec()
+    events = [Incoming("t", 0, i, codec.decode_event(bytes(r[0]))) for i, r in enumerate(
+        query(settings, "SELECT data FROM events WHERE case_id = %s ORDER BY seq", case_id))]
+    assert settings.database_url
+    await conn_free(settings, case_id)
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
+        await Projector(codec, lambda: runtime.policy, runtime.clock.now).apply(conn, events[:2])
+    owed = query(settings, "SELECT clock, kind FROM sla_timers WHERE case_id = %s", case_id)
+    assert owed, "the dispatch left timers"
+    retrying = await psycopg.AsyncConnection.connect(settings.database_url)
+    try:
+        # The timer task has the row: its retry is written but not yet committed.
+        await retrying.execute(RETRY_SQL, (runtime.clock.now() + RETRY_AFTER, case_id, *owed[0]))
+        async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
+            closing = asyncio.create_task(
+                Projector(codec, lambda: runtime.policy, runtime.clock.now).apply(conn, events[2:]))
+            await asyncio.sleep(0.3)  # the closure's delete now waits on the retried row
+            assert not closing.done()
+            await retrying.commit()
+            await closing
+    finally:
+        await retrying.close()
+    assert view_seq(settings, case_id) == 5
+    assert query(settings, "SELECT clock, kind FROM sla_timers WHERE case_id = %s", case_id) == [], \
+        "a closed case holds no timer, retried or not"
 
 
 async def conn_free(settings: Settings, *cases: str) -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from structlog.testing import capture_logs
 
 from projections.projector import Incoming, Projector
 from schemas.codec import Codec
-from streams.sla import roll_out_policy
+from streams.sla import SlaTimers, roll_out_policy
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
 from suqiu.domain.model import Actor, Role
@@ -232,3 +233,21 @@ async def test_a_policy_roll_out_the_calendar_refuses_is_retried_not_marked_done
     assert await roll_out(s2) == 1  # fixed and restarted: the case gets v2's goals after all
     assert query(s2, "SELECT event_type FROM events WHERE case_id = %s ORDER BY seq", case)[-1] == ("SlaPolicyApplied",)
     assert query(s2, "SELECT rolled_out_at IS NOT NULL FROM sla_policy_versions WHERE version = 'b'") == [(True,)]
+
+
+async def test_a_timer_of_a_case_the_store_has_closed_is_dropped_not_retried(
+        settings: Settings, runtime: Runtime, api: Api, clock: ManualClock) -> None:
+    """The read model trails the store (an import, a backlog): a timer fires on a case that is
+    already closed. Its clock ended with the case, so the row goes, quietly, at once."""
+    case = (await api.submit())["case_id"]
+    await api.ok("dispatcher", case, "dispatch", department="bh-market")
+    await api.ok("dispatcher", case, "close", outcome="duplicate", note="重复件")
+    due = clock.now()
+    query(settings, "INSERT INTO sla_timers (case_id, clock, kind, fire_at, due_at, partition) "
+                    "VALUES (%s, 'accept', 'breach', %s, %s, 0)", case, due, due)
+    timers = SlaTimers(runtime.pool, runtime.service, clock, settings.system_id)
+    with capture_logs() as logs:
+        assert await timers.fire_due([0]) == 1
+    assert query(settings, "SELECT * FROM sla_timers WHERE case_id = %s", case) == []
+    assert [entry for entry in logs if entry["log_level"] != "info"] == [], "no warning: nothing is wrong"
+    assert sla_events(settings, case) == []

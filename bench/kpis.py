@@ -62,9 +62,10 @@ SELECT case_id, CASE WHEN open THEN 3 ELSE 7 END, CASE WHEN open THEN 'accepted'
        '{}', %(now)s
 FROM bench_cases;
 
-INSERT INTO assignments (case_id, seq, department, assigned_at, accept_due, accepted_at)
+INSERT INTO assignments (case_id, seq, department, assigned_at, accept_due, accepted_at, responded_at)
 SELECT case_id, 2, department, assigned, assigned + interval '1 day',
-       assigned + make_interval(hours => (g %% 30)::int) FROM bench_cases;
+       assigned + make_interval(hours => (g %% 30)::int), assigned + make_interval(hours => (g %% 30)::int)
+  FROM bench_cases;
 
 INSERT INTO replies (case_id, seq, department, replied_at, resolve_due, handling_minutes)
 SELECT case_id, 5, department, assigned + make_interval(mins => minutes::int),
@@ -95,9 +96,10 @@ WITH facts AS (
          (outcome = 'resolved')::int, 1, (rating IS NOT NULL)::int, (rating = 'satisfied')::int FROM closures
 )
 INSERT INTO department_days (department, day, assigned, accepted, accepted_on_time, acceptances, replied,
-                             replied_on_time, closed, resolved, handled, rated, satisfied)
+                             replied_on_time, closed, resolved, handled, rated, satisfied, responded_on_time)
 SELECT department, day, sum(assigned), sum(accepted), sum(accepted_on_time), sum(acceptances), sum(replied),
-       sum(replied_on_time), sum(closed), sum(resolved), sum(handled), sum(rated), sum(satisfied)
+       sum(replied_on_time), sum(closed), sum(resolved), sum(handled), sum(rated), sum(satisfied),
+       sum(accepted_on_time)
 FROM facts GROUP BY 1, 2
 """
 

@@ -36,18 +36,19 @@ def whole_months(period: Period) -> tuple[Period | None, list[Period]]:
     return Period(first, last), edges
 
 
-async def percentiles(conn: psycopg.AsyncConnection[Any], scopes: Sequence[tuple[Sequence[str], Period]],
-                      key: Callable[[str], str], by_day: bool = False,
-                      owner: Mapping[str, str] | None = None) -> dict[Key, tuple[float, float]]:
+async def percentiles(conn: psycopg.AsyncConnection[Any], scopes: Sequence[tuple[Mapping[str, str], Period]],
+                      key: Callable[[str], str], by_day: bool = False) -> dict[Key, tuple[float, float]]:
     """Median and P90 of the handling minutes of the replies of each scope's departments in
     its period, together, per group key.
 
-    `key` turns a day expression into the group key expression (queries._key); with `by_day`
-    every group is smaller than a month, so every count comes from the replies. `owner` renames
-    a department key (a merged department's replies count as its successor's)."""
-    rename = owner or {}
+    A scope maps each of its departments to the one whose figures its replies count in (a
+    merged department's count as its successor's from the merge day): grouped by department,
+    the key is that owner. `key` turns a day expression into the group key expression
+    (queries._key); with `by_day` every group is smaller than a month, so every count comes
+    from the replies."""
     counts: dict[Key, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for departments, period in scopes:
+    for rename, period in scopes:
+        departments = list(rename)
         months, edges = (None, [period]) if by_day else whole_months(period)
         if months is not None:
             cur = await conn.execute(
@@ -66,8 +67,8 @@ async def percentiles(conn: psycopg.AsyncConnection[Any], scopes: Sequence[tuple
     wanted = {k: _ranks(c) for k, c in counts.items()}
     pairs = {(k, b) for k, w in wanted.items() for b, _ in w}
     values: dict[tuple[Key, int], list[float]] = defaultdict(list)
-    for departments, period in scopes:
-        for pair, found in (await _bucket_values(conn, departments, period, key, pairs, rename)).items():
+    for rename, period in scopes:
+        for pair, found in (await _bucket_values(conn, list(rename), period, key, pairs, rename)).items():
             values[pair].extend(found)
     for found in values.values():
         found.sort()

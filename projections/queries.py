@@ -108,10 +108,10 @@ async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state
     return rows
 
 
-async def held_by(conn: psycopg.AsyncConnection[Any], case_id: str, department: str | None) -> bool:
-    """Whether `department` was ever assigned the case (派单, 转办 or 重办 to it)."""
-    cur = await conn.execute("SELECT 1 FROM assignments WHERE case_id = %s AND department = %s LIMIT 1",
-                             (case_id, department))
+async def held_by(conn: psycopg.AsyncConnection[Any], case_id: str, departments: Collection[str]) -> bool:
+    """Whether any of `departments` was ever assigned the case (派单, 转办 or 重办 to it)."""
+    cur = await conn.execute("SELECT 1 FROM assignments WHERE case_id = %s AND department = ANY(%s) LIMIT 1",
+                             (case_id, list(departments)))
     return await cur.fetchone() is not None
 
 
@@ -122,15 +122,17 @@ async def case_known(conn: psycopg.AsyncConnection[Any], case_id: str) -> bool:
 
 _BOUNDS = "(%(start)s::date IS NULL OR {day} >= %(start)s) AND (%(end)s::date IS NULL OR {day} < %(end)s)"
 _LOCAL = "({} AT TIME ZONE 'Asia/Shanghai')::date"
-# Whose facts count, and as whose: each member department from its `since` day (refdata.members).
-_MEMBERS = ("JOIN unnest(%(codes)s::text[], %(owners)s::text[], %(since)s::date[]) AS m(code, owner, since) "
-            "ON department = m.code AND (m.since IS NULL OR {day} >= m.since)")
+# Whose facts count, and as whose: each member department from its `since` day until before its
+# `until` day (refdata.members, refdata.ranked_members).
+_MEMBERS = ("JOIN unnest(%(codes)s::text[], %(owners)s::text[], %(since)s::date[], %(until)s::date[]) "
+            "AS m(code, owner, since, until) ON department = m.code AND (m.since IS NULL OR {day} >= m.since) "
+            "AND (m.until IS NULL OR {day} < m.until)")
 COUNTS_SQL = ("SELECT {key} AS key, " + ", ".join(f"sum({n})::int AS {n}" for n in rows.DAY_COUNTS)
               + " FROM department_days " + _MEMBERS.format(day="day") + " WHERE " + _BOUNDS.format(day="day")
               + " GROUP BY 1")
-# The assignments made in the period whose accept deadline has not come: their response is not due yet.
+# The assignments made in the period still awaiting a response before their accept deadline: not due yet.
 AWAITING_SQL = ("SELECT {key} AS key, count(*) FROM assignments " + _MEMBERS.format(day=_LOCAL.format("assigned_at"))
-                + " WHERE accepted_at IS NULL AND accept_due > %(now)s AND "
+                + " WHERE responded_at IS NULL AND NOT released AND accept_due > %(now)s AND "
                 + _BOUNDS.format(day=_LOCAL.format("assigned_at")) + " GROUP BY 1")
 RANKED = ("response_rate", "on_time_rate", "resolution_rate", "satisfaction_rate", "reopen_rate")
 LOWER_IS_BETTER = frozenset({"reopen_rate"})
@@ -156,19 +158,21 @@ async def _period_figures(conn: psycopg.AsyncConnection[Any], departments: Seque
     percentiles unless `with_handling`). Grouped by department, a member counts as its owner."""
     members = as_members(departments)
     params = {"codes": [m.code for m in members], "owners": [m.owner for m in members],
-              "since": [m.since for m in members], "now": now, "start": period.start, "end": period.end}
+              "since": [m.since for m in members], "until": [m.until for m in members], "now": now,
+              "start": period.start, "end": period.end}
     out: dict[Any, dict[str, Any]] = {}
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(COUNTS_SQL.format(key=_key(group, "day", "m.owner")), params)
         counts = {r.pop("key"): r for r in await cur.fetchall()}
-    scopes: dict[date | None, list[str]] = {}
+    scopes: dict[tuple[date | None, date | None], dict[str, str]] = {}
     for m in members:
-        scopes.setdefault(m.since, []).append(m.code)
-    parts = [(codes, Period(max(filter(None, (period.start, since)), default=None), period.end))
-             for since, codes in scopes.items()]
-    parts = [(codes, p) for codes, p in parts if p.start is None or p.end is None or p.start < p.end]
-    handling = await percentiles(conn, parts, lambda day: _key(group, day), by_day=group is Grain.DAY,
-                                 owner={m.code: m.owner for m in members}) if with_handling and parts else {}
+        scopes.setdefault((m.since, m.until), {})[m.code] = m.owner
+    parts = [(owners, Period(max(filter(None, (period.start, since)), default=None),
+                             min(filter(None, (period.end, until)), default=None)))
+             for (since, until), owners in scopes.items()]
+    parts = [(owners, p) for owners, p in parts if p.start is None or p.end is None or p.start < p.end]
+    handling = await percentiles(conn, parts, lambda day: _key(group, day),
+                                 by_day=group is Grain.DAY) if with_handling and parts else {}
     cur2 = await conn.execute(AWAITING_SQL.format(key=_key(group, _LOCAL.format("assigned_at"), "m.owner")), params)
     awaiting = {r[0]: int(r[1]) for r in await cur2.fetchall()}
     for key in counts.keys() | handling.keys():
@@ -179,7 +183,7 @@ async def _period_figures(conn: psycopg.AsyncConnection[Any], departments: Seque
 
 def _rates(c: dict[str, int], handling: tuple[float | None, float | None], awaiting: int) -> dict[str, Any]:
     """The 三率 and the rest from a period's counts; a rate is null with no denominator."""
-    due = c["assigned"] - awaiting
+    due = c["assigned"] - c["released"] - awaiting  # suqiu.domain.response: what a response is owed for
 
     def rate(num: int, den: int) -> float | None:
         return round(num / den, 4) if den else None
@@ -189,12 +193,13 @@ def _rates(c: dict[str, int], handling: tuple[float | None, float | None], await
 
     return {
         "handling_working_hours": {"median": hours(handling[0]), "p90": hours(handling[1])},
-        "response_rate": rate(c["accepted_on_time"], due),
+        "response_rate": rate(c["responded_on_time"], due),
         "on_time_rate": rate(c["replied_on_time"], c["replied"]),
         "resolution_rate": rate(c["resolved"], c["handled"]),
         "satisfaction_rate": rate(c["satisfied"], c["rated"]),
         "reopen_rate": rate(c["reopened"], c["handled"]),
-        "counts": {"assigned": c["assigned"], "responded_on_time": c["accepted_on_time"], "response_due": due,
+        "counts": {"assigned": c["assigned"], "responded_on_time": c["responded_on_time"], "response_due": due,
+                   "accepted_on_time": c["accepted_on_time"], "released": c["released"],
                    "replied_on_time": c["replied_on_time"], "replied": c["replied"], "closed": c["closed"],
                    "resolved": c["resolved"], "handled": c["handled"], "satisfied": c["satisfied"],
                    "rated": c["rated"], "reopened": c["reopened"], "breached": c["breached"]},
@@ -245,11 +250,12 @@ async def extent(conn: psycopg.AsyncConnection[Any], departments: Sequence[str |
 
 
 async def ranking(conn: psycopg.AsyncConnection[Any], departments: Sequence[str | Member], now: datetime,
-                  period: Period, by: str) -> list[dict[str, Any]]:
+                  period: Period, by: str, retired: Collection[str] = frozenset()) -> list[dict[str, Any]]:
     """The departments (the members' owners) ranked on one rate over `period`, best first; one
-    with no denominator is unranked and last. Equal rates share a rank (1, 2, 2, 4)."""
+    with no denominator is unranked and last. Equal rates share a rank (1, 2, 2, 4). A `retired`
+    department is listed only when it had facts in the period."""
     found = await _period_figures(conn, departments, now, period, "department")
-    owners = sorted({m.owner for m in as_members(departments)})
+    owners = sorted({m.owner for m in as_members(departments)} - (set(retired) - found.keys()))
     entries = [{"department": d, **found.get(d, EMPTY)} for d in owners]
     sign = 1 if by in LOWER_IS_BETTER else -1
     entries.sort(key=lambda x: (x[by] is None, sign * (x[by] or 0), x["department"]))
@@ -262,6 +268,19 @@ async def ranking(conn: psycopg.AsyncConnection[Any], departments: Sequence[str 
         entry["rank"] = rank
         previous = (rank, entry[by])
     return entries
+
+
+async def categories(conn: psycopg.AsyncConnection[Any], jurisdictions: Collection[str], period: Period,
+                     now: datetime) -> dict[str, dict[str, int]]:
+    """Per category, the appeals of `jurisdictions` submitted in `period` (受理), those of them
+    closed by `now`, and those overdue now: what a 通报's category sheet counts."""
+    start, end = period.instants()
+    cur = await conn.execute(
+        "SELECT category, count(*), count(*) FILTER (WHERE status IN ('closed', 'withdrawn')), "
+        f"count(*) FILTER (WHERE status NOT IN ('closed', 'withdrawn') AND {OVERDUE.format(now='%s')}) "
+        "FROM case_view WHERE jurisdiction = ANY(%s) AND submitted_at >= %s AND submitted_at < %s GROUP BY 1",
+        (now, list(jurisdictions), start, end))
+    return {r[0]: {"submitted": int(r[1]), "closed": int(r[2]), "overdue": int(r[3])} for r in await cur.fetchall()}
 
 
 async def open_counts(conn: psycopg.AsyncConnection[Any], now: datetime,

@@ -12,6 +12,7 @@ from schemas.codec import to_json_text
 from suqiu.domain import events as e
 from suqiu.domain.clocks import Timer, running_clocks
 from suqiu.domain.model import Case, field_names
+from suqiu.domain.response import AssignmentEnd, Ending, assignment_end
 from suqiu.domain.sla import CHINA, SlaPolicy
 
 
@@ -35,6 +36,14 @@ class Accepted:
     department: str
     assigned_at: datetime
     accept_due: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """响应 or release: how the case's latest assignment stopped awaiting its response."""
+
+    case_id: str
+    end: AssignmentEnd
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +102,16 @@ class Breached:
     due_at: datetime
 
 
-Fact = Assigned | Accepted | Replied | Closed | Rated | Reopened | Breached
+Fact = Assigned | Accepted | Ended | Replied | Closed | Rated | Reopened | Breached
 # The outcomes that count as handled (办理) for the resolution and reopen rates, and the ratings
 # that count as satisfied (满意, 基本满意).
 HANDLED = frozenset({"resolved", "explained", "unresolvable"})
 SATISFIED = frozenset({"satisfied", "basically_satisfied"})
 DAY_COUNTS = ("assigned", "accepted", "accepted_on_time", "acceptances", "replied", "replied_on_time", "closed",
-              "resolved", "handled", "reopened", "rated", "satisfied", "breached")
+              "resolved", "handled", "reopened", "rated", "satisfied", "breached", "responded_on_time", "released")
 ASSIGNMENT_COLUMNS = (("case_id", "text"), ("seq", "int"), ("department", "text"), ("assigned_at", "timestamptz"),
-                      ("accept_due", "timestamptz"), ("accepted_at", "timestamptz"))
+                      ("accept_due", "timestamptz"), ("accepted_at", "timestamptz"), ("responded_at", "timestamptz"),
+                      ("released", "bool"))
 REPLY_COLUMNS = (("case_id", "text"), ("seq", "int"), ("department", "text"), ("replied_at", "timestamptz"),
                  ("resolve_due", "timestamptz"), ("handling_minutes", "float8"))
 DAY_COLUMNS = (("department", "text"), ("day", "date"), *((name, "int") for name in DAY_COUNTS))
@@ -133,6 +143,11 @@ FACT_SQL: dict[type[Fact], str] = {
     Accepted: "UPDATE assignments a SET accepted_at = r.at FROM (SELECT u.at, x.ctid FROM "
               f"{_unnest('text', 'timestamptz')} AS u(case_id, at) CROSS JOIN LATERAL (SELECT ctid FROM assignments "
               "WHERE assignments.case_id = u.case_id ORDER BY seq DESC LIMIT 1) AS x) AS r WHERE a.ctid = r.ctid",
+    Ended: "UPDATE assignments a SET responded_at = CASE WHEN r.released THEN a.responded_at ELSE r.at END, "
+           "released = a.released OR r.released FROM (SELECT u.at, u.released, x.ctid FROM "
+           f"{_unnest('text', 'timestamptz', 'bool')} AS u(case_id, at, released) CROSS JOIN LATERAL (SELECT ctid "
+           "FROM assignments WHERE assignments.case_id = u.case_id ORDER BY seq DESC LIMIT 1) AS x) AS r "
+           "WHERE a.ctid = r.ctid",
     # A reply counts in its month's handling-time buckets once: only the rows this statement adds.
     Replied: "WITH added AS (INSERT INTO replies (case_id, seq, department, replied_at, resolve_due, handling_minutes) "
              f"SELECT * FROM {_unnest('text', 'int', 'text', 'timestamptz', 'timestamptz', 'float8')} "
@@ -152,7 +167,8 @@ FACT_SQL: dict[type[Fact], str] = {
 }
 # The fields each statement takes, in its order: the facts carry more, for their tallies.
 FACT_FIELDS: dict[type[Fact], tuple[str, ...]] = {
-    Assigned: field_names(Assigned), Accepted: ("case_id", "at"), Replied: field_names(Replied),
+    Assigned: field_names(Assigned), Accepted: ("case_id", "at"), Ended: ("case_id", "end.at", "end.released"),
+    Replied: field_names(Replied),
     Closed: field_names(Closed), Rated: ("case_id", "cycle", "rating"), Reopened: ("case_id", "cycle")}
 FACT_VALUES: dict[type[Fact], Callable[[Fact], tuple[Any, ...]]] = {
     kind: operator.attrgetter(*names) for kind, names in FACT_FIELDS.items()}
@@ -183,6 +199,11 @@ def tallies(fact: Fact) -> list[tuple[str, date, str]]:
             if fact.at <= fact.accept_due:
                 out.append((fact.department, made, "accepted_on_time"))
             return out
+        case Ended():
+            made = day_of(fact.end.assigned_at)
+            if fact.end.ending is Ending.RELEASED:
+                return [(fact.end.department, made, "released")]
+            return [(fact.end.department, made, "responded_on_time")] if fact.end.on_time else []
         case Replied():
             day = day_of(fact.replied_at)
             out = [(fact.department, day, "replied")]
@@ -232,10 +253,17 @@ def fold(facts: list[Fact]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]
         match fact:
             case Assigned():
                 assignments.setdefault(fact.seq, [fact.case_id, fact.seq, fact.department, fact.assigned_at,
-                                                  fact.accept_due, None])
+                                                  fact.accept_due, None, None, False])
             case Accepted():
                 if assignments:
                     assignments[max(assignments)][5] = fact.at
+            case Ended():
+                if assignments:
+                    latest = assignments[max(assignments)]
+                    if fact.end.released:
+                        latest[7] = True
+                    else:
+                        latest[6] = fact.end.at
             case Replied():
                 replies.setdefault(fact.seq, FACT_VALUES[Replied](fact))
             case Closed():
@@ -287,6 +315,13 @@ def case_row(case: Case, timers: list[Timer], state: str, now: datetime) -> tupl
 
 def facts(before: Case, ev: e.Event, after: Case, policy: SlaPolicy) -> list[Fact]:
     """Assignments (for the response rate) and closures (on-time, resolution, satisfaction, reopen)."""
+    ended = assignment_end(before, ev)
+    # First: a transfer's new assignment must not be the one the end is written to.
+    first: list[Fact] = [Ended(ev.case_id, ended)] if ended is not None else []
+    return first + _facts(before, ev, after, policy)
+
+
+def _facts(before: Case, ev: e.Event, after: Case, policy: SlaPolicy) -> list[Fact]:
     p, at = ev.payload, ev.occurred_at
     match p:
         case e.AppealDispatched() | e.AppealTransferred() | e.AppealReopened():

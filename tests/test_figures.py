@@ -62,7 +62,7 @@ async def test_handling_percentiles_equal_percentile_cont(postgres: EmbeddedPost
             for group in GROUPS:
                 if group is Grain.DAY and not period.bounded:
                     continue
-                found = await percentiles(conn, [(DEPARTMENTS, period)], lambda day, g=group: queries._key(g, day),
+                found = await percentiles(conn, [({d: d for d in DEPARTMENTS}, period)], lambda day, g=group: queries._key(g, day),
                                           by_day=group is Grain.DAY)
                 expected = await _direct(conn, period, group)
                 assert found.keys() == expected.keys(), (period, group)

@@ -45,6 +45,7 @@ from tests.support.sla import (
     knowing_2027,
     query,
     replay,
+    settled,
     snapshot,
     view_seq,
 )
@@ -139,6 +140,41 @@ async def test_kpis_for_a_scripted_scenario_equal_the_figures_worked_out_by_hand
                 break
             await asyncio.sleep(0.1)
         assert status == 200 and health["checks"]["lag"]["events"] == 0, health
+
+
+async def test_a_return_in_time_is_a_response_and_a_case_taken_away_before_its_deadline_is_not_due(
+        topics: Settings, runtime: Runtime, api: Api, clock: ManualClock) -> None:
+    """响应率 (suqiu.domain.response): 签收 or 退回 by the accept deadline responds; an assignment
+    transferred away before its deadline was never due; one taken away after it stays late."""
+    s = topics.with_(timer_interval=0.05)
+    async with faust_worker(s, clock):
+        # Tue 21 Jul 10:00, each to market regulation: accept by 12:00.
+        returned, moved, late_return, late_move = [(await api.submit())["case_id"] for _ in range(4)]
+        for case in (returned, moved, late_return, late_move):
+            await api.ok("dispatcher", case, "dispatch", department="bh-market")
+        clock.set(cst(2026, 7, 21, 10, 40))
+        await api.ok("bh-market", returned, "return", reason="不属于本部门职责")  # a timely response
+        clock.set(cst(2026, 7, 21, 11, 0))
+        await api.ok("dispatcher", moved, "transfer", department="bh-hrss", reason="改派")  # before it was due
+        clock.set(cst(2026, 7, 21, 13, 45))
+        await api.ok("bh-market", late_return, "return", reason="不属于本部门职责")  # late
+        await api.ok("dispatcher", late_move, "transfer", department="bh-hrss", reason="改派")  # late, then moved
+        clock.set(cst(2026, 7, 22, 16, 0))
+        for case in (returned, moved, late_return, late_move):
+            await caught_up(s, case)
+        status, market = await api.call("dispatcher", "GET", "/departments/bh-market/load")
+        assert status == 200, market
+        counts = market["counts"]
+        assert (counts["assigned"], counts["released"], counts["response_due"]) == (4, 1, 3)
+        assert (counts["responded_on_time"], counts["accepted_on_time"]) == (1, 0)
+        assert market["response_rate"] == round(1 / 3, 4)
+        # bh-hrss never accepted either transfer: both are due and late.
+        status, hrss = await api.call("dispatcher", "GET", "/departments/bh-hrss/load")
+        assert (hrss["counts"]["response_due"], hrss["response_rate"]) == (2, 0.0)
+        await settled(s, clock, [returned, moved, late_return, late_move])
+        live = snapshot(s)
+        code, _ = await replay(s, "rebuild")
+        assert code == 0 and snapshot(s) == live, "a rebuild counts as the projector does"
 
 
 async def test_redelivered_events_change_nothing(topics: Settings, runtime: Runtime, api: Api) -> None:

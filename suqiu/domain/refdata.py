@@ -120,10 +120,31 @@ def members(departments: Mapping[str, Department], merged_on: Mapping[str, date]
     return sorted(out.values(), key=lambda m: m.code)
 
 
+def ranked_members(departments: Mapping[str, Department], merged_on: Mapping[str, date],
+                   codes: Collection[str]) -> list[Member]:
+    """Whose facts make up each row of a ranking or a report over `codes` (a subtree's
+    departments, retired ones included): an active department with what was merged into it
+    from the merge day, and a merged department alone before its merge day (已合并), so that a
+    period's rows add up to the jurisdiction whatever the organisation is today. A dissolved
+    department keeps all its facts: nothing rolls up into a successor of a dissolution."""
+    out: list[Member] = []
+    for code in sorted(codes):
+        d = departments.get(code)
+        if d is None or d.active:
+            out.extend(members(departments, merged_on, [code]))
+        elif d.merged_into is not None:
+            out.append(Member(code, code, None, merged_on.get(code)))
+        else:
+            out.append(Member(code, code, None))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A department whose facts count in `owner`'s figures, from `since` (None: all its history)."""
+    """A department whose facts count in `owner`'s figures from `since` until before `until`
+    (None: no bound on that side)."""
 
     code: str
     owner: str
     since: date | None
+    until: date | None = None

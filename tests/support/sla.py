@@ -87,6 +87,20 @@ async def caught_up(settings: Settings, case_id: str, timeout: float = 20.0) -> 
     return seq[0]
 
 
+async def settled(settings: Settings, clock: ManualClock, cases: list[str]) -> None:
+    """Wait until the timers owe nothing at the clock's time and the read models hold every event
+    of `cases`: nothing is left to fire or to project, so a rebuild can be compared."""
+    for _ in range(200):
+        stored = query(settings, "SELECT count(*) FROM events")[0][0]
+        for case in cases:
+            await caught_up(settings, case)
+        due = query(settings, "SELECT count(*) FROM sla_timers WHERE fire_at <= %s", clock.now())[0][0]
+        if due == 0 and query(settings, "SELECT count(*) FROM events")[0][0] == stored:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the timers and the read models did not settle")
+
+
 def knowing_2027(settings: Settings, directory: Path) -> Settings:
     """`settings` with the shipped policy plus a 2027 override file, as an operator would add it:
     official through 2027, so provisional days reach 2032 (one year more than the shipped policy)."""

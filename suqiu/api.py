@@ -22,8 +22,9 @@ from suqiu import report
 from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.model import Status
+from suqiu.domain.org import Organisation
 from suqiu.domain.periods import ALL_TIME, FIRST_YEAR, LAST_YEAR, Grain, Period
-from suqiu.domain.refdata import Member, current, departments_in, members, subtree
+from suqiu.domain.refdata import Member, current, departments_in, members, ranked_members, subtree
 from suqiu.metrics import CONTENT_TYPE
 from suqiu.runtime import Runtime
 from suqiu.service import CommandRequest
@@ -188,11 +189,12 @@ async def readable_case(request: web.Request) -> Case:
     if case.seq == 0:
         raise DomainError("not_found", f"no case {case.case_id}", case_id=case.case_id)
     principal = request[PRINCIPAL]
+    departments = rt.context.departments
     held = False
-    if access.read_needs_history(case, principal):
+    if access.read_needs_history(case, principal, departments):
         async with rt.pool.connection() as conn:
-            held = await queries.held_by(conn, case.case_id, principal.actor.department)
-    access.check_read(case, principal, held=held)
+            held = await queries.held_by(conn, case.case_id, access.answers_for(principal, departments))
+    access.check_read(case, principal, departments, held=held)
     return case
 
 
@@ -253,7 +255,7 @@ async def list_appeals(request: web.Request) -> web.Response:
     state = q.get("state")
     if state is not None and state not in {s.value for s in Status if s is not Status.NEW}:
         raise DomainError("invalid_input", f"state: unknown state {state!r}", field="state")
-    department, usccs = access.list_scope(request[PRINCIPAL], q.get("department"))
+    department, usccs = access.list_scope(request[PRINCIPAL], q.get("department"), rt.context.departments)
     if department is not None and department not in rt.context.departments:
         raise DomainError("invalid_input", f"department: unknown department {department!r}", field="department")
     overdue = {"true": True, "false": False, None: None}.get(q.get("overdue"), "bad")
@@ -290,13 +292,13 @@ async def departments(request: web.Request) -> web.Response:
         if "as_of" in q:
             at = inputs.as_of(q["as_of"], "as_of")
             then = (await reference.as_of_async(conn, at)).departments
-            visible = access.visible_departments(request[PRINCIPAL], then)
+            visible = access.visible_departments(request[PRINCIPAL], then, rt.context.departments)
             return json_response({"as_of": at, "departments": [
                 {**dataclasses.asdict(then[code]), "active": then[code].active} for code in visible]})
         counts = await queries.open_counts(conn, rt.clock.now())
     empty = queries.EMPTY_LOAD
     now = rt.context.departments
-    visible = access.visible_departments(request[PRINCIPAL], now)
+    visible = access.visible_departments(request[PRINCIPAL], now, now)
     return json_response({"departments": [
         {**dataclasses.asdict(now[code]), "active": now[code].active, "load": counts.get(code, empty)}
         for code in visible
@@ -362,7 +364,7 @@ async def department_load(request: web.Request) -> web.Response:
     dept = rt.context.departments.get(code)
     if dept is None:
         raise DomainError("not_found", f"no department {code}", department=code)
-    access.check_figures(request[PRINCIPAL], code)
+    access.check_figures(request[PRINCIPAL], code, rt.context.departments)
     q = _query(request, PERIOD_QUERY)
     answer = await _figures_answer(rt, _members(rt, [code]), q)
     return json_response({**dataclasses.asdict(dept), "active": dept.active, **answer})
@@ -377,7 +379,7 @@ def _subtree_departments(rt: Runtime, request: web.Request) -> tuple[str, set[st
     """The jurisdiction asked for, its subtree, and every department it has had (active or not)."""
     ctx = rt.context
     code = inputs.identifier(request.match_info["code"], "code")
-    access.check_figures(request[PRINCIPAL], None)
+    access.check_figures(request[PRINCIPAL], None, ctx.departments)
     if code not in ctx.jurisdictions:
         raise DomainError("not_found", f"no jurisdiction {code}", jurisdiction=code)
     nodes = subtree(ctx.jurisdictions, code)
@@ -395,15 +397,15 @@ async def jurisdiction_kpis(request: web.Request) -> web.Response:
 
 async def jurisdiction_report(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    code, nodes, _ = _subtree_departments(rt, request)
+    code, _, _ = _subtree_departments(rt, request)
     q = _query(request, REPORT_QUERY)
     if "month" not in q:
         raise DomainError("invalid_input", "month: required, as YYYY-MM", field="month", rule="required")
     month = Period.month(q["month"])
+    ctx = rt.context
     async with rt.pool.connection() as conn:
-        body = await report.monthly(conn, rt.context.jurisdictions[code],
-                                    _members(rt, departments_in(rt.context.departments, nodes, active=True)),
-                                    rt.context.departments, month, rt.clock.now())
+        body = await report.monthly(conn, Organisation(ctx.jurisdictions, ctx.departments, ctx.categories),
+                                    ctx.merged_on, code, month, rt.clock.now())
     assert month.start is not None
     return web.Response(body=body, content_type=XLSX, headers={
         "Content-Disposition": f'attachment; filename="{report.filename(code, month.start)}"'})
@@ -411,19 +413,20 @@ async def jurisdiction_report(request: web.Request) -> web.Response:
 
 async def jurisdiction_ranking(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    code, nodes, _ = _subtree_departments(rt, request)
+    code, _, held = _subtree_departments(rt, request)
     q = _query(request, RANKING_QUERY)
     period = Period.parse(q.get("from"), q.get("to"))
     by = q.get("by", "on_time_rate")
     if by not in queries.RANKED:
         raise DomainError("invalid_input", f"by: cannot rank on {by[:40]!r}", field="by", allowed=list(queries.RANKED))
     now = rt.clock.now()
-    async with rt.pool.connection() as conn:
-        active = departments_in(rt.context.departments, nodes, active=True)
-        entries = await queries.ranking(conn, _members(rt, active), now, period, by)
     names = rt.context.departments
-    return json_response({"jurisdiction": code, "as_of": now, "period": period.as_dict(), "by": by,
-                          "ranking": [{**e, "name": names[e["department"]].name} for e in entries]})
+    async with rt.pool.connection() as conn:
+        entries = await queries.ranking(conn, ranked_members(names, rt.context.merged_on, held), now, period, by,
+                                        [d for d in held if not names[d].active])
+    return json_response({"jurisdiction": code, "as_of": now, "period": period.as_dict(), "by": by, "ranking": [
+        {**e, "name": names[e["department"]].name, "active": names[e["department"]].active,
+         "merged_into": names[e["department"]].merged_into} for e in entries]})
 
 
 async def health(request: web.Request) -> web.Response:

@@ -368,7 +368,7 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
     from suqiu import report
     from suqiu.domain import DomainError
     from suqiu.domain.periods import Period
-    from suqiu.domain.refdata import departments_in, members, subtree
+    from suqiu.domain.refdata import departments_in, subtree
     from suqiu.store import reference
 
     if not settings.database_url:
@@ -386,15 +386,14 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
         if args.jurisdiction not in jurisdictions:
             sys.stderr.write(f"no jurisdiction {args.jurisdiction!r}; known: {', '.join(sorted(jurisdictions))}\n")
             return 2
-        active = departments_in(departments, subtree(jurisdictions, args.jurisdiction), active=True)
-        body = await report.monthly(conn, jurisdictions[args.jurisdiction],
-                                    members(departments, now_org.merged_on, active),
-                                    departments, month, datetime.now(UTC))
+        body = await report.monthly(conn, now_org.organisation, now_org.merged_on, args.jurisdiction, month,
+                                    datetime.now(UTC))
+        held = departments_in(departments, subtree(jurisdictions, args.jurisdiction))
     out = Path(args.out or report.filename(args.jurisdiction, month.start))
     try:
         out.write_bytes(body)
     except OSError as exc:
         sys.stderr.write(f"cannot write {out}: {exc.strerror or exc}\n")
         return 2
-    sys.stdout.write(f"{out}: {len(active)} departments, {month.start:%Y-%m} beside the month before\n")
+    sys.stdout.write(f"{out}: {args.jurisdiction}, {len(held)} departments, {month.start:%Y-%m} beside the month before\n")
     return 0

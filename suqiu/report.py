@@ -1,11 +1,13 @@
 """The monthly report (月度通报) of a jurisdiction as an xlsx workbook (openpyxl), read through
-the same query functions and scopes as /v1: department figures beside the previous month's, the
-ranking, the overdue and supervised cases with their deadlines, and the definitions."""
+the same query functions and scopes as /v1: department figures beside the previous month's with
+the jurisdiction's total, the ranking, the categories, the overdue and supervised cases with
+their deadlines, and the definitions; laid out to be printed and sent as it is."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+import unicodedata
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -13,106 +15,185 @@ import psycopg
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 
 from projections import queries
+from suqiu.domain.org import Organisation
 from suqiu.domain.periods import Period
-from suqiu.domain.refdata import Department, Jurisdiction, Member
+from suqiu.domain.refdata import Department, ranked_members, subtree
 from suqiu.domain.sla import CHINA
 from suqiu.labels import CLOCK_NAMES, DEFINITIONS, RATE_NAMES, STATE_NAMES
 
 RANKED_BY = "on_time_rate"  # the ranking sheet's order: 按时答复率, as a 月度通报 ranks first
 ATTENTION_LIMIT = 500  # overdue and supervised cases listed; the sheet says when there are more
+NONE = "—"  # a rate with no denominator, as 指标说明 says
+TOTAL = "合计"
 _HEADER = Font(bold=True)
+_BOLD = Font(bold=True)
 _FILL = PatternFill("solid", fgColor="DDEBF7")
+_COUNTS = (("assigned", "派单"), ("replied", "答复"), ("closed", "办结"), ("breached", "超期"))
 
 
-async def monthly(conn: psycopg.AsyncConnection[Any], jurisdiction: Jurisdiction, members: Sequence[Member],
-                  names: Mapping[str, Department], month: Period, now: datetime) -> bytes:
-    """The workbook for `members` (the active departments of `jurisdiction`'s subtree, with
-    those merged into them) in `month`."""
-    this = {e["department"]: e for e in await queries.ranking(conn, members, now, month, RANKED_BY)}
-    before = {e["department"]: e for e in await queries.ranking(conn, members, now, month.previous(), RANKED_BY)}
+async def monthly(conn: psycopg.AsyncConnection[Any], org: Organisation, merged_on: Mapping[str, date], code: str,
+                  month: Period, now: datetime) -> bytes:
+    """The workbook of jurisdiction `code` (its subtree) in `month`: every department that had
+    facts in it, retired ones marked, and the total of them all."""
+    nodes = subtree(org.jurisdictions, code)
+    held = sorted(d.code for d in org.departments.values() if d.jurisdiction in nodes)
+    members = ranked_members(org.departments, merged_on, held)
+    retired = [d for d in held if not org.departments[d].active]
+    previous = month.previous()
+    this = {e["department"]: e for e in await queries.ranking(conn, members, now, month, RANKED_BY, retired)}
+    before = {e["department"]: e for e in await queries.ranking(conn, members, now, previous, RANKED_BY, retired)}
+    total = (await queries.performance(conn, members, now, month), await queries.performance(conn, members, now,
+                                                                                              previous))
     codes = [m.code for m in members]
     overdue = await queries.list_cases(conn, now, departments=codes, open_only=True, overdue=True,
                                        order="next_due", limit=ATTENTION_LIMIT + 1)
     supervised = await queries.list_cases(conn, now, departments=codes, open_only=True, supervised=True,
                                           order="next_due", limit=ATTENTION_LIMIT + 1)
     attention = {c["case_id"]: c for c in [*overdue, *supervised]}
-    book = Workbook()
+    kinds = await queries.categories(conn, nodes, month, now)
+    kinds_before = await queries.categories(conn, nodes, previous, now)
+
+    jurisdiction = org.jurisdictions[code]
+    dispatcher = org.departments.get(jurisdiction.dispatcher or "")
+    unit = dispatcher.name if dispatcher else jurisdiction.name  # 制表单位: who dispatches for the jurisdiction
     label = month.start.strftime("%Y年%m月") if month.start else ""
     title = f"{jurisdiction.name} {label} 企业诉求办理情况通报"
-    _figures(book.active or book.create_sheet(), title, sorted(this), names, this, before)
-    _ranking(book.create_sheet("排名"), title, names, list(this.values()))
-    _attention(book.create_sheet("超期与督办"), title, names, list(attention.values()), now,
-               truncated=len(overdue) > ATTENTION_LIMIT or len(supervised) > ATTENTION_LIMIT)
-    _definitions(book.create_sheet("指标说明"), now)
+    book = Workbook()
+    book.properties.creator = unit
+    book.properties.title = title
+    names = {c: display_name(org.departments, c) for c in {*this, *before, *held}}
+    sheets = [_figures(book.active or book.create_sheet(), title, names, this, before, total)]
+    sheets.append(_ranking(book.create_sheet("排名"), title, names, list(this.values())))
+    if kinds or kinds_before:
+        sheets.append(_categories(book.create_sheet("类别"), title,
+                                  {c: k.name for c, k in org.categories.items()}, kinds, kinds_before))
+    sheets.append(_attention(book.create_sheet("超期与督办"), title, names, list(attention.values()), now,
+                             truncated=len(overdue) > ATTENTION_LIMIT or len(supervised) > ATTENTION_LIMIT))
+    sheets.append(_definitions(book.create_sheet("指标说明"), title))
+    for sheet in sheets:
+        _print_setup(sheet, title, unit, now)
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
 
 
-def _figures(sheet: Worksheet, title: str, members: Sequence[str], names: Mapping[str, Department],
-             this: Mapping[str, dict[str, Any]], before: Mapping[str, dict[str, Any]]) -> None:
+def display_name(departments: Mapping[str, Department], code: str) -> str:
+    """A department's Chinese name, marked when it has since been merged (已合并) or dissolved (已撤销)."""
+    d = departments.get(code)
+    if d is None:
+        return code
+    if d.merged_into is not None:
+        return f"{d.name}（已合并）"
+    return f"{d.name}（已撤销）" if d.dissolved else d.name
+
+
+def _cell(value: Any) -> Any:
+    return NONE if value is None else value
+
+
+def _figures(sheet: Worksheet, title: str, names: Mapping[str, str], this: Mapping[str, dict[str, Any]],
+             before: Mapping[str, dict[str, Any]], total: tuple[dict[str, Any], dict[str, Any]]) -> Worksheet:
     sheet.title = "部门指标"
-    columns = ["部门代码", "部门名称", "派单（本月）", "派单（上月）", "答复（本月）", "答复（上月）",
-               "办结（本月）", "办结（上月）", "超期（本月）", "超期（上月）"]
+    columns = ["部门"]
+    for _, word in _COUNTS:
+        columns += [f"{word}（本月）", f"{word}（上月）"]
     for name in RATE_NAMES.values():
         columns += [f"{name}（本月）", f"{name}（上月）"]
-    columns += ["办理时长中位数·工作小时（本月）", "办理时长中位数·工作小时（上月）"]
+    columns += ["办理时长中位数·工作小时（本月）", "办理时长中位数·工作小时（上月）",
+                "办理时长P90·工作小时（本月）", "办理时长P90·工作小时（上月）", "部门代码"]
     _head(sheet, title, columns)
-    for code in members:
-        now_, then = this[code], before[code]
-        row: list[Any] = [code, names[code].name if code in names else code]
-        for count in ("assigned", "replied", "closed", "breached"):
+    codes = sorted({*this, *before}, key=lambda c: (c not in this, names.get(c, c), c))
+    rows = [(names.get(c, c), this.get(c, queries.EMPTY), before.get(c, queries.EMPTY), c) for c in codes]
+    for name, now_, then, code in [*rows, (TOTAL, *total, "")]:
+        row: list[Any] = [name]
+        for count, _ in _COUNTS:
             row += [now_["counts"][count], then["counts"][count]]
         for rate in RATE_NAMES:
-            row += [now_[rate], then[rate]]
-        row += [now_["handling_working_hours"]["median"], then["handling_working_hours"]["median"]]
-        sheet.append(row)
-    _percent(sheet, 11, 10 + 2 * len(RATE_NAMES))
-    _widths(sheet, [14, 30] + [12] * (len(columns) - 2))
+            row += [_cell(now_[rate]), _cell(then[rate])]
+        for point in ("median", "p90"):
+            row += [_cell(now_["handling_working_hours"][point]), _cell(then["handling_working_hours"][point])]
+        sheet.append([*row, code])
+    for cell in sheet[sheet.max_row]:
+        cell.font = _BOLD
+    first_rate = 2 + 2 * len(_COUNTS)
+    _percent(sheet, first_rate, first_rate + 2 * len(RATE_NAMES) - 1)
+    _numbers(sheet, 2, len(columns) - 1)
+    _widths(sheet, [_name_width(names.values())] + [11] * (len(columns) - 2) + [14])
+    return sheet
 
 
-def _ranking(sheet: Worksheet, title: str, names: Mapping[str, Department], entries: list[dict[str, Any]]) -> None:
-    _head(sheet, title, ["名次", "部门代码", "部门名称", f"{RATE_NAMES[RANKED_BY]}", "答复件数", "按时答复件数",
-                         *(RATE_NAMES[r] for r in RATE_NAMES if r != RANKED_BY)])
+def _ranking(sheet: Worksheet, title: str, names: Mapping[str, str], entries: list[dict[str, Any]]) -> Worksheet:
+    _head(sheet, title, ["名次", "部门", f"{RATE_NAMES[RANKED_BY]}", "答复件数", "按时答复件数",
+                         *(RATE_NAMES[r] for r in RATE_NAMES if r != RANKED_BY), "部门代码"])
     for e in entries:  # queries.ranking's order: best first, unranked last
-        sheet.append([e["rank"] if e["rank"] is not None else "—", e["department"],
-                      names[e["department"]].name if e["department"] in names else e["department"], e[RANKED_BY],
+        sheet.append([_cell(e["rank"]), names.get(e["department"], e["department"]), _cell(e[RANKED_BY]),
                       e["counts"]["replied"], e["counts"]["replied_on_time"],
-                      *(e[r] for r in RATE_NAMES if r != RANKED_BY)])
+                      *(_cell(e[r]) for r in RATE_NAMES if r != RANKED_BY), e["department"]])
+    _percent(sheet, 3, 3)
+    _percent(sheet, 6, 5 + len(RATE_NAMES) - 1)
+    _numbers(sheet, 1, 5 + len(RATE_NAMES) - 1)
+    _widths(sheet, [8, _name_width(names.values()), 14, 10, 12, 12, 12, 12, 12, 14])
+    return sheet
+
+
+def _categories(sheet: Worksheet, title: str, names: Mapping[str, str], this: Mapping[str, dict[str, int]],
+                before: Mapping[str, dict[str, int]]) -> Worksheet:
+    """受理 by category this month beside last month, busiest first: where the problems are (热点)."""
+    _head(sheet, title, ["类别", "受理（本月）", "受理（上月）", "占比（本月）", "其中已办结", "其中超期未办结",
+                         "类别代码"])
+    whole = sum(k["submitted"] for k in this.values())
+    empty = {"submitted": 0, "closed": 0, "overdue": 0}
+    codes = sorted({*this, *before}, key=lambda c: (-this.get(c, empty)["submitted"], c))
+    for code in codes:
+        now_, then = this.get(code, empty), before.get(code, empty)
+        share = round(now_["submitted"] / whole, 4) if whole else None
+        sheet.append([names.get(code, code), now_["submitted"], then["submitted"], _cell(share), now_["closed"],
+                      now_["overdue"], code])
+    sheet.append([TOTAL, whole, sum(k["submitted"] for k in before.values()), 1.0 if whole else NONE,
+                  sum(k["closed"] for k in this.values()), sum(k["overdue"] for k in this.values()), ""])
+    for cell in sheet[sheet.max_row]:
+        cell.font = _BOLD
     _percent(sheet, 4, 4)
-    _percent(sheet, 7, 6 + len(RATE_NAMES) - 1)
-    _widths(sheet, [8, 14, 30, 14, 10, 12, 12, 12, 12, 12])
+    _numbers(sheet, 2, 6)
+    _widths(sheet, [_name_width(names.get(c, c) for c in codes), 12, 12, 12, 12, 14, 16])
+    return sheet
 
 
-def _attention(sheet: Worksheet, title: str, names: Mapping[str, Department], cases: list[dict[str, Any]],
-               now: datetime, truncated: bool) -> None:
-    _head(sheet, title, ["案件编号", "标题", "企业", "承办部门", "状态", "超期时限", "截止时间", "已超期（小时）",
-                         "督办", "受理时间"])
+def _attention(sheet: Worksheet, title: str, names: Mapping[str, str], cases: list[dict[str, Any]],
+               now: datetime, truncated: bool) -> Worksheet:
+    _head(sheet, title, ["工单编号", "标题", "企业", "承办部门", "状态", "超期时限", "截止时间", "已超期（小时）",
+                         "督办", "受理时间", "案件编号"])
     cases.sort(key=lambda c: (not c["supervised"], c["next_due"]))
     for c in cases:
         due = c["next_due"]
         late = round((now - due).total_seconds() / 3600, 1) if due is not None and due <= now else None
-        sheet.append([c["case_id"], c["title"], c["enterprise_name"],
-                      names[c["department"]].name if c["department"] in names else c["department"],
-                      STATE_NAMES.get(c["status"], c["status"]), CLOCK_NAMES.get(c["next_clock"] or "", ""),
-                      _local(due), late, "是" if c["supervised"] else "否", _local(c["submitted_at"])])
+        sheet.append([c["source_ref"] or c["case_id"], c["title"], c["enterprise_name"],
+                      names.get(c["department"], c["department"]), STATE_NAMES.get(c["status"], c["status"]),
+                      CLOCK_NAMES.get(c["next_clock"] or "", ""), _local(due), _cell(late),
+                      "是" if c["supervised"] else "否", _local(c["submitted_at"]), c["case_id"]])
     if truncated:
         sheet.append([f"仅列出前 {ATTENTION_LIMIT} 件超期件和前 {ATTENTION_LIMIT} 件督办件，其余见看板或 /v1/appeals"])
-    _widths(sheet, [38, 30, 28, 28, 10, 12, 18, 14, 8, 18])
+    _numbers(sheet, 8, 8)
+    _widths(sheet, [24, 30, 28, _name_width(names.values()), 10, 12, 18, 14, 8, 18, 38])
+    for cells in sheet.iter_cols(min_col=2, max_col=3, min_row=3):
+        for cell in cells:
+            cell.alignment = Alignment(wrap_text=True, vertical="top")
+    return sheet
 
 
-def _definitions(sheet: Worksheet, now: datetime) -> None:
-    _head(sheet, "指标说明", ["指标", "口径"])
+def _definitions(sheet: Worksheet, title: str) -> Worksheet:
+    _head(sheet, title, ["指标", "口径"])
     for name, text in DEFINITIONS.items():
         sheet.append([name, text])
-    sheet.append(["生成时间", _local(now)])
     for cells in sheet.iter_cols(min_col=2, max_col=2, min_row=3):
         for cell in cells:
             cell.alignment = Alignment(wrap_text=True, vertical="top")
     _widths(sheet, [14, 90])
+    return sheet
 
 
 def _head(sheet: Worksheet, title: str, columns: list[str]) -> None:
@@ -121,8 +202,25 @@ def _head(sheet: Worksheet, title: str, columns: list[str]) -> None:
     sheet.append(columns)
     for cell in sheet[2]:
         cell.font, cell.fill = _HEADER, _FILL
-        cell.alignment = Alignment(wrap_text=True, vertical="center")
-    sheet.freeze_panes = "A3"
+        cell.alignment = Alignment(wrap_text=True, vertical="center", horizontal="center")
+    sheet.freeze_panes = "B3"
+
+
+def _print_setup(sheet: Worksheet, title: str, unit: str, now: datetime) -> None:
+    """A4 landscape, one page wide, the header rows on every page, who made it and when, page numbers."""
+    sheet.page_setup.orientation = "landscape"
+    sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 0
+    sheet.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    sheet.print_title_rows = "1:2"
+    sheet.print_options.horizontalCentered = True
+    header, footer = sheet.oddHeader, sheet.oddFooter
+    assert header is not None and footer is not None  # a new sheet has both
+    header.center.text = title
+    footer.left.text = f"制表单位：{unit}"
+    footer.center.text = "第 &P 页，共 &N 页"
+    footer.right.text = f"制表日期：{now.astimezone(CHINA):%Y年%m月%d日}"
 
 
 def _percent(sheet: Worksheet, first: int, last: int) -> None:
@@ -130,6 +228,19 @@ def _percent(sheet: Worksheet, first: int, last: int) -> None:
     for cells in sheet.iter_cols(min_col=first, max_col=last, min_row=3):
         for cell in cells:
             cell.number_format = "0.0%"
+
+
+def _numbers(sheet: Worksheet, first: int, last: int) -> None:
+    """Figures sit right, and so does the "—" of a rate with no denominator."""
+    for cells in sheet.iter_cols(min_col=first, max_col=last, min_row=3):
+        for cell in cells:
+            cell.alignment = Alignment(horizontal="right")
+
+
+def _name_width(names: Any) -> int:
+    """A column as wide as its longest name (a CJK character is two widths), within reason."""
+    widest = max((sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in n) for n in names), default=10)
+    return min(max(widest + 2, 12), 80)
 
 
 def _widths(sheet: Worksheet, widths: list[int]) -> None:

@@ -8,11 +8,12 @@ import contextlib
 import io
 import tomllib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import openpyxl
 import psycopg
 import pytest
 import tomli_w
@@ -249,6 +250,19 @@ async def test_merge_and_dissolve_keep_history_and_move_open_cases(
         status, one = await api.call("auditor", "GET", f"/appeals/{done}")
         assert (one["department"], one["current_department"]) == ("bh-hrss", "bh-market")
         assert held in listed
+        # The successor holds the merged department's cases and history (suqiu.domain.access.answers_for):
+        # what its key lists, it may open, with the history and the figures behind them.
+        status, mine = await api.call("bh-market", "GET", "/appeals?department=bh-market")
+        assert status == 200 and done in {x["case_id"] for x in mine["appeals"]}
+        for path in (f"/appeals/{done}", f"/appeals/{done}/history", "/departments/bh-hrss/load",
+                     "/appeals?department=bh-hrss"):
+            status, body = await api.call("bh-market", "GET", path)
+            assert status == 200, (path, body)
+        status, listing = await api.call("bh-market", "GET", "/departments")
+        assert {d["code"] for d in listing["departments"]} == {"bh-market", "bh-hrss"}
+        for path in (f"/appeals/{done}", "/departments/bh-hrss/load"):  # no one else's key
+            status, body = await api.call("bh-approval", "GET", path)
+            assert status == 403, (path, body)
 
         status, then = await api.call("dispatcher", "GET", f"/departments?as_of={quote(between.isoformat())}")
         assert next(d for d in then["departments"] if d["code"] == "bh-hrss")["active"]
@@ -267,8 +281,39 @@ async def test_merge_and_dissolve_keep_history_and_move_open_cases(
         status, binhai = await api.call("dispatcher", "GET", "/jurisdictions/tj-binhai/kpis")
         assert binhai["counts"]["assigned"] == binhai_before["counts"]["assigned"] + 2  # the two transfers
         assert binhai["counts"]["replied"] == binhai_before["counts"]["replied"] == 1
+        # Ranking and report keep a retired department in every period it had facts, marked, and
+        # their rows add up to the jurisdiction's figures.
         status, ranked = await api.call("dispatcher", "GET", "/jurisdictions/tj-binhai/ranking")
-        assert "bh-hrss" not in {e["department"] for e in ranked["ranking"]}
+        rows = {e["department"]: e for e in ranked["ranking"]}
+        assert (rows["bh-hrss"]["active"], rows["bh-hrss"]["merged_into"]) == (False, "bh-market")
+        assert rows["bh-hrss"]["counts"]["assigned"] == 2 and rows["bh-hrss"]["counts"]["replied"] == 1
+        assert rows["bh-market"]["active"] and not rows["bh-planning"]["active"]
+        for count in ("assigned", "replied", "closed", "response_due", "released"):
+            assert sum(e["counts"][count] for e in ranked["ranking"]) == binhai["counts"][count], count
+        status, july = await api.call("dispatcher", "GET", "/jurisdictions/tj-binhai/ranking?from=2026-07-01&to=2026-08-01")
+        assert {e["department"] for e in july["ranking"]} >= {"bh-hrss", "bh-planning"}
+        headers = {"Authorization": f"Bearer {api.keys['dispatcher']}"}
+        async with api.session.get(f"{api.base}/v1/jurisdictions/tj-binhai/report.xlsx?month=2026-07",
+                                   headers=headers) as resp:
+            assert resp.status == 200
+            report = await resp.read()
+        sheet = openpyxl.load_workbook(io.BytesIO(report))["部门指标"]
+        table = [dict(zip([c.value for c in sheet[2]], [c.value for c in r], strict=True)) for r in sheet.iter_rows(3)]
+        names = {r["部门代码"]: r["部门"] for r in table}
+        assert names["bh-hrss"] == "滨海新区人力资源和社会保障局（已合并）"
+        assert names["bh-planning"].endswith("（已撤销）")
+        total = next(r for r in table if r["部门"] == "合计")
+        assert total["派单（本月）"] == sum(r["派单（本月）"] for r in table if r is not total) > 0
+
+        # A reorganisation counts against nobody (suqiu.domain.response): a day on, the dissolved
+        # department's assignment that the system moved before it was accepted is released, not late.
+        clock.set(clock.now() + timedelta(days=1))
+        status, planning = await api.call("dispatcher", "GET", "/departments/bh-planning/load")
+        assert status == 200, planning
+        assert (planning["counts"]["assigned"], planning["counts"]["released"]) == (1, 1)
+        assert (planning["counts"]["response_due"], planning["response_rate"]) == (0, None)
+        status, binhai_later = await api.call("dispatcher", "GET", "/jurisdictions/tj-binhai/kpis")
+        assert binhai_later["counts"]["released"] == 1
 
         # A rebuild from the store equals the live read models.
         await eventually(lambda: query(s, "SELECT count(*) FROM sla_timers WHERE fire_at <= %s", clock.now())[0][0],

@@ -17,7 +17,12 @@ from tests.conftest import Api, run_cli
 from tests.support.kafka import faust_worker
 from tests.support.sla import caught_up, cst, eventually, query
 
-SHEETS = ["部门指标", "排名", "超期与督办", "指标说明"]
+SHEETS = ["部门指标", "排名", "类别", "超期与督办", "指标说明"]
+
+
+def _cell(value: Any) -> Any:
+    """How the workbook shows a figure: a rate with no denominator as "—"."""
+    return "—" if value is None else value
 
 
 async def _get(api: Api, who: str, path: str) -> tuple[int, str, bytes]:
@@ -62,8 +67,10 @@ async def test_the_monthly_report(topics: Settings, api: Api, clock: ManualClock
         assert book.sheetnames == SHEETS
         assert "天津市 2026年07月" in book["部门指标"]["A1"].value
 
-        # Each department's row says what /v1 says for July, beside June.
-        figures = {r["部门代码"]: r for r in _table(book["部门指标"])}
+        # Each department's row says what /v1 says for July, beside June; the name comes first.
+        table = _table(book["部门指标"])
+        assert next(iter(table[0])) == "部门" and list(table[0])[-1] == "部门代码"
+        figures = {r["部门代码"]: r for r in table if r["部门"] != "合计"}
         for month, suffix in (("from=2026-07-01&to=2026-08-01", "本月"), ("from=2026-06-01&to=2026-07-01", "上月")):
             status, ranking = await api.call("dispatcher", "GET", f"/jurisdictions/tj/ranking?{month}")
             assert status == 200
@@ -72,19 +79,40 @@ async def test_the_monthly_report(topics: Settings, api: Api, clock: ManualClock
                 row = figures[e["department"]]
                 assert row[f"派单（{suffix}）"] == e["counts"]["assigned"]
                 assert row[f"答复（{suffix}）"] == e["counts"]["replied"]
-                assert row[f"按时答复率（{suffix}）"] == e["on_time_rate"]
-                assert row[f"响应率（{suffix}）"] == e["response_rate"]
-                assert row[f"办理时长中位数·工作小时（{suffix}）"] == e["handling_working_hours"]["median"]
+                assert row[f"按时答复率（{suffix}）"] == _cell(e["on_time_rate"])
+                assert row[f"响应率（{suffix}）"] == _cell(e["response_rate"])
+                assert row[f"办理时长中位数·工作小时（{suffix}）"] == _cell(e["handling_working_hours"]["median"])
+                assert row[f"办理时长P90·工作小时（{suffix}）"] == _cell(e["handling_working_hours"]["p90"])
+                assert row["部门"] == e["name"]
+            # The 合计 row is the jurisdiction's own figure, not a sum of rates.
+            status, kpis = await api.call("dispatcher", "GET", f"/jurisdictions/tj/kpis?{month}")
+            total = next(r for r in table if r["部门"] == "合计")
+            for count, word in (("assigned", "派单"), ("replied", "答复"), ("closed", "办结"), ("breached", "超期")):
+                assert total[f"{word}（{suffix}）"] == kpis["counts"][count] == sum(
+                    r[f"{word}（{suffix}）"] for r in figures.values())
+            for rate, word in (("response_rate", "响应率"), ("on_time_rate", "按时答复率"), ("resolution_rate", "解决率")):
+                assert total[f"{word}（{suffix}）"] == _cell(kpis[rate])
         assert figures["bh-market"]["派单（本月）"] == 1 and figures["bh-market"]["派单（上月）"] == 1
-        assert figures["bh-market"]["解决率（上月）"] == 1.0 and figures["bh-market"]["解决率（本月）"] is None
+        assert figures["bh-market"]["解决率（上月）"] == 1.0 and figures["bh-market"]["解决率（本月）"] == "—"
         assert figures["bh-planning"]["响应率（本月）"] == 0.0
 
         ranked = _table(book["排名"])
         assert ranked[0]["名次"] == 1 and ranked[0]["部门代码"] == "bh-market"  # the only one that replied
         assert all(r["名次"] == "—" for r in ranked[1:])
 
+        kinds = _table(book["类别"])
+        assert kinds[-1]["类别"] == "合计" and kinds[-1]["受理（本月）"] == 2 and kinds[-1]["受理（上月）"] == 1
+
+        # Printable as it is: A4 landscape one page wide, headers repeated, who made it, page numbers.
+        for sheet in book.worksheets:
+            assert sheet.page_setup.orientation == "landscape" and sheet.page_setup.fitToWidth == 1
+            assert sheet.sheet_properties.pageSetUpPr.fitToPage and sheet.print_title_rows == "$1:$2"
+            assert "制表单位：" in sheet.oddFooter.left.text and "&P" in sheet.oddFooter.center.text
+        assert book.properties.creator not in (None, "", "openpyxl")
+
         attention = _table(book["超期与督办"])
         assert [r["案件编号"] for r in attention] == [late]
+        assert attention[0]["工单编号"] == query(s, "SELECT source_ref FROM case_view WHERE case_id = %s", late)[0][0]
         assert attention[0]["督办"] == "是" and attention[0]["超期时限"] == "签收时限"
         assert attention[0]["截止时间"] == "2026-07-21 12:00" and attention[0]["承办部门"] == "滨海新区规划和自然资源局"
         assert attention[0]["已超期（小时）"] == 24.0

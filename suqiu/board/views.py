@@ -162,10 +162,10 @@ def _scope(request: web.Request) -> tuple[list[str], str, str | None]:
     principal: Principal = request[PRINCIPAL]
     ctx = rt.context
     try:
-        access.check_figures(principal, None)
+        access.check_figures(principal, None, ctx.departments)
     except DomainError:
         own = principal.actor.department
-        access.check_figures(principal, own)
+        access.check_figures(principal, own, ctx.departments)
         assert own is not None
         return [own], ctx.departments[own].name if own in ctx.departments else own, None
     code = request.query.get("jurisdiction") or None
@@ -189,8 +189,8 @@ async def _overview(request: web.Request) -> dict[str, Any]:
     now = rt.clock.now()
     period = _period(request, now.astimezone(CHINA).date())
     members, scope_name, chosen = _scope(request)
-    department, usccs = access.list_scope(principal, None)
-    visible = [d for d in access.visible_departments(principal, rt.context.departments)
+    department, usccs = access.list_scope(principal, None, rt.context.departments)
+    visible = [d for d in access.visible_departments(principal, rt.context.departments, rt.context.departments)
                if d in members and rt.context.departments[d].active]
     async with rt.pool.connection() as conn:
         load = await queries.open_counts(conn, now)
@@ -221,7 +221,7 @@ async def department(request: web.Request) -> web.Response:
     dept = rt.context.departments.get(code)
     if dept is None:
         raise DomainError("not_found", f"没有部门 {code}", department=code)
-    access.check_figures(request[PRINCIPAL], code)
+    access.check_figures(request[PRINCIPAL], code, rt.context.departments)
     now = rt.clock.now()
     this_month = Grain.MONTH.start(now.astimezone(CHINA).date())
     year_ago = date(this_month.year - 1, this_month.month, 1)
@@ -323,7 +323,7 @@ async def search(request: web.Request) -> web.Response:
     state = q.get("state") or None
     if state is not None and state not in STATE_NAMES:
         raise DomainError("invalid_input", f"state: 未知状态 {state[:40]!r}", field="state")
-    department, usccs = access.list_scope(principal, q.get("department") or None)
+    department, usccs = access.list_scope(principal, q.get("department") or None, rt.context.departments)
     category = q.get("category") or None
     submitted = Period.parse(q.get("from") or None, q.get("to") or None)
     text = inputs.text(q.get("q", ""), "q", TEXT_MAX, required=False) or None
@@ -333,7 +333,8 @@ async def search(request: web.Request) -> web.Response:
                                          category=category, submitted=submitted, limit=100)
     return render("search.html", found=found, q=q, now=now, names=rt.context.departments,
                   states=STATE_NAMES, categories=sorted(c for c in rt.context.categories if not rt.context.categories[c].retired),
-                  departments=access.visible_departments(principal, rt.context.departments), **_frame(request))
+                  departments=access.visible_departments(principal, rt.context.departments, rt.context.departments),
+                  **_frame(request))
 
 
 STATIC = resources.files("suqiu.board") / "static"

@@ -8,11 +8,12 @@ it is, and which department holds it, come from the case, never from what a send
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from suqiu.domain.errors import DomainError
 from suqiu.domain.model import OPEN, Actor, Case, Role, Status
+from suqiu.domain.refdata import Department, current
 
 S = Status
 DISPATCHING = frozenset({Role.DISPATCHER, Role.ADMIN})
@@ -20,7 +21,8 @@ SUBMITTING = frozenset({Role.INTAKE, Role.SYSTEM, Role.ADMIN})
 IMPORTING = frozenset({Role.SYSTEM, Role.ADMIN})
 ENTERPRISE_SIDE = frozenset({Role.ENTERPRISE, Role.INTAKE})
 
-DEPARTMENT_READS = "department scoping: reads too"  # a department reads the cases it holds or held, its own figures
+# A department reads the cases it (or a department merged into it) holds or held, and their figures.
+DEPARTMENT_READS = "department scoping: reads too"
 INTAKE_SYSTEMS = "an intake key submits only for the source systems it is bound to"
 FIGURES = "department and jurisdiction figures are for government staff"
 AUDITOR = "auditors are read-only"
@@ -133,46 +135,64 @@ def check_enterprise(case: Case, principal: Principal) -> None:
         raise _no_case(case.case_id)
 
 
-def read_needs_history(case: Case, principal: Principal) -> bool:
+def answers_for(principal: Principal, departments: Mapping[str, Department]) -> frozenset[str]:
+    """The departments whose cases, history and figures a department key holds: its own, and
+    every department merged into it, through the chain (承接: after a merge the successor holds
+    the merged department's cases and history). A dissolution hands over only the open cases,
+    by transfer. Empty for other roles."""
+    own = principal.actor.department
+    if principal.actor.role is not Role.DEPARTMENT or own is None:
+        return frozenset()
+    return frozenset(code for code in departments if current(departments, code) == own) | {own}
+
+
+def read_needs_history(case: Case, principal: Principal, departments: Mapping[str, Department]) -> bool:
     """Whether reading `case` turns on the departments that held it before (check_read's `held`)."""
-    return principal.actor.role is Role.DEPARTMENT and case.department != principal.actor.department
+    return principal.actor.role is Role.DEPARTMENT and case.department not in answers_for(principal, departments)
 
 
-def check_read(case: Case, principal: Principal, *, held: bool = False) -> None:
-    """May `principal` read `case`; `held`: its department held the case at some time."""
+def check_read(case: Case, principal: Principal, departments: Mapping[str, Department], *, held: bool = False) -> None:
+    """May `principal` read `case`; `held`: one of the departments it answers for held the case at some time."""
     check_enterprise(case, principal)
-    if read_needs_history(case, principal) and not held:
-        raise DomainError("forbidden", f"department {principal.actor.department} may read only cases assigned to it",
-                          rule=DEPARTMENT_READS, department=principal.actor.department)
+    if read_needs_history(case, principal, departments) and not held:
+        raise DomainError("forbidden", f"department {principal.actor.department} may read only cases assigned to it "
+                          "or to a department merged into it", rule=DEPARTMENT_READS,
+                          department=principal.actor.department)
 
 
-def list_scope(principal: Principal, department: str | None) -> tuple[str | None, frozenset[str] | None]:
+def list_scope(principal: Principal, department: str | None,
+               departments: Mapping[str, Department]) -> tuple[str | None, frozenset[str] | None]:
     """(department, enterprises) a case list is limited to for `principal`; None: not limited."""
     actor = principal.actor
     if actor.role is Role.DEPARTMENT:
         department = department or actor.department
-        check_figures(principal, department)
+        check_figures(principal, department, departments)
     if actor.role is Role.ENTERPRISE:
         return department, principal.usccs
     return department, None
 
 
-def check_figures(principal: Principal, department: str | None) -> None:
-    """Department figures: staff read them; a department only its own (department=None: a jurisdiction's)."""
+def check_figures(principal: Principal, department: str | None, departments: Mapping[str, Department]) -> None:
+    """Department figures: staff read them; a department only those of the departments it answers
+    for (department=None: a jurisdiction's)."""
     actor = principal.actor
     if actor.role is Role.ENTERPRISE:
         raise DomainError("forbidden", FIGURES, rule=FIGURES, role=actor.role.value)
-    if actor.role is Role.DEPARTMENT and department != actor.department:
-        raise DomainError("forbidden", f"department {actor.department} may read only its own figures and cases",
-                          rule=DEPARTMENT_READS, department=actor.department)
+    if actor.role is Role.DEPARTMENT and department not in answers_for(principal, departments):
+        raise DomainError("forbidden", f"department {actor.department} may read only its own figures and cases, "
+                          "and those of departments merged into it", rule=DEPARTMENT_READS,
+                          department=actor.department)
 
 
-def visible_departments(principal: Principal, codes: Iterable[str]) -> list[str]:
+def visible_departments(principal: Principal, codes: Iterable[str], departments: Mapping[str, Department]) -> list[str]:
     """The departments whose load `principal` may see in a listing."""
     actor = principal.actor
     if actor.role is Role.ENTERPRISE:
         return []
-    return sorted(c for c in codes if actor.role is not Role.DEPARTMENT or c == actor.department)
+    if actor.role is Role.DEPARTMENT:
+        mine = answers_for(principal, departments)
+        return sorted(c for c in codes if c in mine)
+    return sorted(codes)
 
 
 def may_issue(principal: Principal, command_type: str) -> bool:

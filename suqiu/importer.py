@@ -76,10 +76,14 @@ class Outcome:
     open: int = 0  # imported without a closure in the file: live, or closed as the mapping says
 
     def open_cases(self, m: ImportMapping) -> str:
-        """What became of the cases the file left open (the summary always says)."""
+        """What became of the cases this run imported that the file left open (the summary always says)."""
+        if not self.open:
+            return f"of the cases imported now, none was left open by the file (open_cases = {m.open_cases})"
         if m.open_cases == "close_as":
-            return f"{self.open} open in the file, closed as {m.close_outcome} at their last event (open_cases = close_as)"
-        return f"{self.open} open in the file, running on fresh clocks from now (open_cases = live)"
+            return (f"{self.open} of the cases imported now were open in the file: closed as {m.close_outcome} "
+                    "at their last event (open_cases = close_as)")
+        return (f"{self.open} of the cases imported now were open in the file: running on fresh clocks from now, "
+                "dispatched today if unanswered (open_cases = live)")
 
 
 def load_mapping(path: Path) -> ImportMapping:

@@ -161,7 +161,8 @@ async def test_open_history_closed_as_the_mapping_says_and_a_us_export_reads(
     code = await asyncio.to_thread(run_cli, ["import", str(tmp_path / "sample.csv"), "--mapping",
                                              str(EXAMPLES / "12345.toml")])
     text = capsys.readouterr().out
-    assert code == 0 and "4 imported" in text and "2 open in the file" in text and "open_cases = live" in text, text
+    assert code == 0 and "4 imported" in text and "2 of the cases imported now were open in the file" in text \
+        and "open_cases = live" in text, text
     assert not stale.exists()
     # Run where `suqiu up` wrote its endpoints, with nothing in the environment: that stack's store.
     monkeypatch.delenv("SUQIU_DATABASE_URL")
@@ -173,6 +174,7 @@ async def test_open_history_closed_as_the_mapping_says_and_a_us_export_reads(
     code = await asyncio.to_thread(run_cli, ["import", "sample.csv", "--mapping", str(EXAMPLES / "12345.toml")])
     text = capsys.readouterr().out
     assert code == 0 and "0 imported, 4 already imported" in text, text
+    assert "none was left open by the file" in text and "closed as" not in text, text
     # Rejects that could not be written would be rows lost: refused before anything is stored.
     events = query(topics, "SELECT count(*) FROM events")
     fresh = tmp_path / "fresh.csv"  # rows not imported yet: their keys are new

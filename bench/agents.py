@@ -19,13 +19,13 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.common import CpuMeter, start_stack
-from schemas.codec import GENESIS, Codec
-from streams.app import create_app
 from suqiu import logs
 from suqiu.config import Settings
 from suqiu.domain import events as e
 from suqiu.domain.model import Actor, Enterprise, Role
 from suqiu.processes import settle_gc
+from suqiu.schemas.codec import GENESIS, Codec
+from suqiu.streams.app import create_app
 
 EVENTS_PER_CASE = 5
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import psycopg
 
-from streams.topics import ensure_topics
 from suqiu.config import Settings
 from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres, die_with_parent, free_port
 from suqiu.stack import issue_keys, wait_for_http
 from suqiu.store import reference
 from suqiu.store.migrate import migrate
+from suqiu.streams.topics import ensure_topics
 
 
 @dataclass

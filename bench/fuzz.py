@@ -24,9 +24,9 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.common import start_stack
-from schemas.codec import Codec
-from streams.signing import sign
 from suqiu.domain.model import Actor, Role
+from suqiu.schemas.codec import Codec
+from suqiu.streams.signing import sign
 
 USCC = "91110000600037341L"
 HOSTILE_TEXT = ["\u0000", "\ud800", "\u0007", "\u202e", "\n", " ", "", "x" * 300, "é", "e\u0301", "\x7f",

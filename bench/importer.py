@@ -24,8 +24,8 @@ import psycopg
 
 from bench.agents import lifecycle
 from bench.common import BenchStack, start_stack
-from schemas.codec import Codec
 from suqiu import logs
+from suqiu.schemas.codec import Codec
 
 MAPPING = """source_system = "bench-legacy"
 [columns]

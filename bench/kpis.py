@@ -20,9 +20,9 @@ import aiohttp
 import psycopg
 
 from bench.common import pct, start_stack
-from projections.rows import DAY_COUNTS
 from suqiu import logs
 from suqiu.domain.sla import CHINA
+from suqiu.projections.rows import DAY_COUNTS
 
 YEARS = 3
 OPEN_DAYS = 15  # cases submitted in the last OPEN_DAYS days are still open; the rest are closed

@@ -23,9 +23,9 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.common import BenchStack, start_stack
 from bench.replay import fill_store
-from replay.rebuild import rebuild
 from suqiu import logs
 from suqiu.config import Settings
+from suqiu.replay.rebuild import rebuild
 
 BOUND_S = 15.0
 POLL_S = 0.1

@@ -17,10 +17,10 @@ import psycopg
 
 from bench.agents import lifecycle
 from bench.common import pct, start_stack
-from replay import history, verify
-from replay.rebuild import rebuild
-from schemas.codec import Codec
 from suqiu import logs
+from suqiu.replay import history, verify
+from suqiu.replay.rebuild import rebuild
+from suqiu.schemas.codec import Codec
 
 
 def fill_store(dsn: str, cases: int, per_case: int) -> tuple[float, list[str]]:

@@ -18,11 +18,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from bench.common import cpu_seconds, family, pct, rss_mib, start_stack
-from schemas.codec import Codec
 from suqiu import logs
 from suqiu.domain.events import SlaBreached
 from suqiu.domain.model import Actor, Role
 from suqiu.runtime import Runtime
+from suqiu.schemas.codec import Codec
 from suqiu.service import CommandRequest
 
 POLICY = 'version = "bench-timers"\nsupervision_after = "60m"\n[default]\naccept = "2m"\nresolve = "60m"\n' \

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from projections import rows
-from projections.projector import step, view_rows
 from suqiu.domain import events as e
 from suqiu.domain.model import Case
 from suqiu.domain.sla import SlaPolicy
+from suqiu.projections import rows
+from suqiu.projections.projector import step, view_rows
 
 
 @dataclass

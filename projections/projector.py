@@ -12,14 +12,14 @@ from typing import Any
 import psycopg
 import structlog
 
-from projections import rows
-from projections.state import dump_case, load_case
-from schemas.codec import Codec
 from suqiu.domain import events as e
 from suqiu.domain.clocks import pending_timers
 from suqiu.domain.evolve import evolve
 from suqiu.domain.model import Case
 from suqiu.domain.sla import SlaPolicy
+from suqiu.projections import rows
+from suqiu.projections.state import dump_case, load_case
+from suqiu.schemas.codec import Codec
 from suqiu.store.events import CASE_EVENTS_SQL
 from suqiu.store.probes import probe
 
@@ -234,7 +234,7 @@ class Projector:
             await c.executemany(
                 'INSERT INTO projection_offsets (projection, topic, partition, "offset", applied, updated_at) '
                 "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (projection, topic, partition) DO UPDATE SET "
-                # Greatest: after a seek past held history (streams.catchup), batches read before it may
+                # Greatest: after a seek past held history (suqiu.streams.catchup), batches read before it may
                 # still come, and the checkpoint says how far the read models hold, not what came last.
                 '"offset" = greatest(projection_offsets."offset", EXCLUDED."offset"), '
                 "applied = projection_offsets.applied + EXCLUDED.applied, "

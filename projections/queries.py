@@ -9,11 +9,11 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from projections import rows
-from projections.handling import percentiles
 from suqiu.domain.clocks import Clock
 from suqiu.domain.periods import ALL_TIME, Grain, Period
 from suqiu.domain.refdata import Member
+from suqiu.projections import rows
+from suqiu.projections.handling import percentiles
 
 LIST_COLUMNS = (
     "case_id, seq, status, department, jurisdiction, category, priority, channel, title, enterprise_uscc, "

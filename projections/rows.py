@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from schemas.codec import to_json_text
 from suqiu.domain import events as e
 from suqiu.domain.clocks import Timer, running_clocks
 from suqiu.domain.model import Case, field_names
 from suqiu.domain.response import AssignmentEnd, Ending, assignment_end
 from suqiu.domain.sla import CHINA, SlaPolicy
+from suqiu.schemas.codec import to_json_text
 
 
 @dataclass(frozen=True, slots=True)

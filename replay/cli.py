@@ -18,12 +18,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from replay import export as packages
-from replay import history, verify
-from schemas.codec import Codec
 from suqiu.config import Settings
 from suqiu.domain.refdata import Jurisdiction, subtree
 from suqiu.domain.sla import CHINA
+from suqiu.replay import export as packages
+from suqiu.replay import history, verify
+from suqiu.schemas.codec import Codec
 
 PARALLEL_REBUILD_FROM = 100_000  # events below which starting worker processes costs more than it saves
 
@@ -208,8 +208,8 @@ def _export(console: Console, settings: Settings, codec: Codec, args: argparse.N
 
 
 async def _rebuild(console: Console, settings: Settings, workers: int | None) -> int:
-    from replay.rebuild import RebuildError, rebuild
     from suqiu.clock import SystemClock
+    from suqiu.replay.rebuild import RebuildError, rebuild
 
     assert settings.database_url
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
@@ -229,7 +229,7 @@ async def _rebuild(console: Console, settings: Settings, workers: int | None) ->
 
 
 async def _restore(console: Console, settings: Settings) -> int:
-    from replay.restore import restore
+    from suqiu.replay.restore import restore
 
     assert settings.database_url
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:

@@ -17,10 +17,10 @@ from typing import Any
 
 import psycopg
 
-from replay.history import Stored, entry, to_csv
-from replay.verify import Problem
-from schemas.codec import GENESIS, HASH_SIZE, HEADER, Codec, chain_hash, to_json_value
 from suqiu.domain import events as e
+from suqiu.replay.history import Stored, entry, to_csv
+from suqiu.replay.verify import Problem
+from suqiu.schemas.codec import GENESIS, HASH_SIZE, HEADER, Codec, chain_hash, to_json_value
 
 FILES = ("events.jsonl", "timeline.csv")
 FORMAT = "suqiu-audit-package/1"

@@ -13,12 +13,12 @@ from typing import Any
 
 import psycopg
 
-from schemas.codec import Codec, to_json_value
 from suqiu.domain import events as e
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.evolve import replay_state
 from suqiu.domain.model import Case
 from suqiu.domain.sla import CHINA
+from suqiu.schemas.codec import Codec, to_json_value
 
 REASON_FIELDS = ("reason", "note", "content", "comment")
 DEADLINE_FIELDS = ("accept_due", "resolve_due", "follow_up_due", "due_at")

@@ -25,15 +25,15 @@ import psycopg
 import structlog
 from psycopg import errors, sql
 
-from projections import rows
-from projections.histories import Rows, project_history
-from projections.projector import CASE_COLUMNS, TIMELINE_COLUMNS, TIMER_COLUMNS, Incoming, Projector
-from schemas.codec import Codec
-from streams.topics import partition_for
 from suqiu.domain.sla import CalendarError
 from suqiu.policy import load_policy
 from suqiu.processes import log_level, set_up_child, settle_gc
+from suqiu.projections import rows
+from suqiu.projections.histories import Rows, project_history
+from suqiu.projections.projector import CASE_COLUMNS, TIMELINE_COLUMNS, TIMER_COLUMNS, Incoming, Projector
+from suqiu.schemas.codec import Codec
 from suqiu.store.binary import CONVERT, COPY_AS
+from suqiu.streams.topics import partition_for
 
 log = structlog.get_logger(__name__)
 # quarantined_cases is emptied too: a rebuild folds every case again, so none stays held back.

@@ -9,10 +9,10 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaProducer
 
-from streams.publishing import publish, stored_record
-from streams.relay import EPOCH_SQL
-from streams.topics import ensure_topics
 from suqiu.config import Settings
+from suqiu.streams.publishing import publish, stored_record
+from suqiu.streams.relay import EPOCH_SQL
+from suqiu.streams.topics import ensure_topics
 
 
 async def restore(conn: psycopg.AsyncConnection[Any], settings: Settings, batch: int = 5000,
@@ -37,7 +37,7 @@ async def restore(conn: psycopg.AsyncConnection[Any], settings: Settings, batch:
                     progress(len(rows))
         epoch = uuid.uuid4().hex
         await (await producer.send(marker, value=epoch.encode(), partition=0))
-        # No republish under way for the relay to measure (streams.catchup): this was it.
+        # No republish under way for the relay to measure (suqiu.streams.catchup): this was it.
         await conn.execute(EPOCH_SQL, (settings.events_topic, epoch, None))
     finally:
         await producer.stop()

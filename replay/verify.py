@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas.codec import GENESIS, HASH_SIZE, HEADER, MAGIC, Codec, chain_hash
+from suqiu.schemas.codec import GENESIS, HASH_SIZE, HEADER, MAGIC, Codec, chain_hash
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 """The Avro contract: .avsc files (current and released history) and the single-object codec."""
 
-from schemas.codec import Codec, DecodeError, SchemaInfo
+from suqiu.schemas.codec import Codec, DecodeError, SchemaInfo
 
 __all__ = ["Codec", "DecodeError", "SchemaInfo"]

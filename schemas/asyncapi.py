@@ -1,6 +1,6 @@
 """The AsyncAPI 3.0 document of the Kafka contract, generated from the schemas in this package.
 
-    python -m schemas.asyncapi > docs/asyncapi.json
+    python -m suqiu.schemas.asyncapi > docs/asyncapi.json
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from schemas.codec import Codec
+from suqiu.schemas.codec import Codec
 
 AVRO = "application/vnd.apache.avro+json;version=1.11.1"
 KEY = {"type": "string", "description": "case id (UTF-8); the command id for a new appeal on the commands topic"}

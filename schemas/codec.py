@@ -17,10 +17,10 @@ import fastavro
 import orjson
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
-from schemas.writer import EPOCH, event_writer
 from suqiu.domain.commands import COMMAND_TYPES
 from suqiu.domain.events import EVENT_TYPES, Event
 from suqiu.domain.model import Actor, Role, field_names, record_fields
+from suqiu.schemas.writer import EPOCH, event_writer
 
 AVRO_DIR = Path(__file__).parent / "avro"
 HISTORY_DIR = Path(__file__).parent / "history"

@@ -13,8 +13,8 @@ from faust.transport.consumer import Consumer
 from faust.types import TP, ConsumerT, EventT, Message, StreamT
 from mode import Service
 
-from streams.projecting import Record
 from suqiu.runtime import Runtime
+from suqiu.streams.projecting import Record
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +64,7 @@ class RuntimeService(Service):
 
 
 async def skip_ahead(consumer: ConsumerT, topic: str, batch: Sequence[Record], skip_to: Mapping[int, int]) -> int:
-    """Seek past republished history the read models hold (streams.catchup); how many records were skipped.
+    """Seek past republished history the read models hold (suqiu.streams.catchup); how many records were skipped.
 
     Faust commits a partition only up to its first offset not acknowledged, and the records
     skipped are never delivered, so they go into Faust's own record of offsets it will not see

@@ -17,18 +17,18 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from faust.types import EventT
 
-from streams.adapters import QuietMonitor, RuntimeService, header_pairs, record, skip_ahead
-from streams.batching import Batcher
-from streams.dlq import SOURCE_TOPIC, Outgoing
-from streams.federation import FederationBridge
-from streams.feeds import JurisdictionFeeds
-from streams.intake import CommandIntake
-from streams.projecting import ProjectorProcesses
-from streams.publishing import publish_held
-from streams.relay import run_relay
-from streams.sla import SlaTimers, roll_out_policy
 from suqiu.config import Settings
 from suqiu.runtime import Runtime
+from suqiu.streams.adapters import QuietMonitor, RuntimeService, header_pairs, record, skip_ahead
+from suqiu.streams.batching import Batcher
+from suqiu.streams.dlq import SOURCE_TOPIC, Outgoing
+from suqiu.streams.federation import FederationBridge
+from suqiu.streams.feeds import JurisdictionFeeds
+from suqiu.streams.intake import CommandIntake
+from suqiu.streams.projecting import ProjectorProcesses
+from suqiu.streams.publishing import publish_held
+from suqiu.streams.relay import run_relay
+from suqiu.streams.sla import SlaTimers, roll_out_policy
 
 log = structlog.get_logger(__name__)
 
@@ -139,7 +139,7 @@ def _jurisdiction_feeds(w: Worker) -> None:
         await w.rt.ready.wait()
         r = w.rt.runtime
         router = JurisdictionFeeds(w.settings, r.pool, r.codec, lambda: r.context.jurisdictions)
-        # Its own producer, for whole batches per partition (streams.publishing): Faust's
+        # Its own producer, for whole batches per partition (suqiu.streams.publishing): Faust's
         # sends each record alone, and a failed one does not stop those behind it.
         # Metadata at most 10 s old: a feed topic the relay created again (see OutboxRelay)
         # is seen with its new partitions soon, and a batch held on the old count goes.

@@ -19,13 +19,13 @@ from typing import Any
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from schemas.codec import Codec
-from streams.dlq import Outgoing
-from streams.signing import sign
 from suqiu.config import Settings
 from suqiu.domain import events as e
 from suqiu.domain.model import Actor, Role
+from suqiu.schemas.codec import Codec
 from suqiu.store.events import read_case
+from suqiu.streams.dlq import Outgoing
+from suqiu.streams.signing import sign
 
 log = structlog.get_logger(__name__)
 NAMESPACE = uuid.UUID("7e0b5a3c-2f4d-4a8e-b6c1-5d9f3e2a1b07")
@@ -104,7 +104,7 @@ class FederationBridge:
         return Outgoing(topic, first.source_ref.encode(), value, self._signed(first.source_system, value))
 
     def _signed(self, system: str, value: bytes) -> list[tuple[str, bytes]]:
-        """The other system authenticates our commands by the key it issued us (streams.signing)."""
+        """The other system authenticates our commands by the key it issued us (suqiu.streams.signing)."""
         secret = self.settings.federation_keys.get(system)
         if secret is None:
             log.error("no key for the other system: it will refuse this command as unauthorized", system=system)

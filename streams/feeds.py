@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from schemas.codec import Codec
 from suqiu.config import Settings
 from suqiu.domain import events as e
 from suqiu.domain.refdata import Jurisdiction, ancestors
+from suqiu.schemas.codec import Codec
 
 if TYPE_CHECKING:
-    from streams.publishing import OutRecord
+    from suqiu.streams.publishing import OutRecord
 
 CACHE_SIZE = 100_000
 Incoming = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]  # key, value, headers

@@ -11,14 +11,14 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from schemas.codec import Codec, DecodeError
-from streams.dlq import Outgoing, dead_letter, park
-from streams.signing import KEY_HEADER, SIGNATURE_HEADER, claimed_key, verified
 from suqiu.config import Settings
 from suqiu.domain import DomainError
 from suqiu.domain.access import Principal
+from suqiu.schemas.codec import Codec, DecodeError
 from suqiu.service import CommandRequest, CommandService
 from suqiu.store.keys import KeyResolver
+from suqiu.streams.dlq import Outgoing, dead_letter, park
+from suqiu.streams.signing import KEY_HEADER, SIGNATURE_HEADER, claimed_key, verified
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +67,7 @@ class CommandIntake:
             return await park(self.pool, self._dead_letter(key, value, headers, f"unanswerable command: {exc}"))
 
     async def _signer(self, value: bytes, headers: Sequence[tuple[str, bytes]]) -> Principal:
-        """The principal whose key signed the record (streams.signing), or `unauthorized`."""
+        """The principal whose key signed the record (suqiu.streams.signing), or `unauthorized`."""
         claimed = claimed_key(headers)
         if claimed is None:
             raise DomainError("unauthorized", f"unsigned command: sign it with an API key ({KEY_HEADER} and "

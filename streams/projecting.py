@@ -19,13 +19,13 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from projections.projector import Incoming, Position, Projector
-from schemas.codec import Codec, DecodeError
-from streams.catchup import held_seqs, skip_to
-from streams.dlq import Outgoing, dead_letter
 from suqiu.config import Settings
 from suqiu.domain.sla import CalendarError, SlaPolicy
 from suqiu.processes import settle_gc, worker_pool
+from suqiu.projections.projector import Incoming, Position, Projector
+from suqiu.schemas.codec import Codec, DecodeError
+from suqiu.streams.catchup import held_seqs, skip_to
+from suqiu.streams.dlq import Outgoing, dead_letter
 
 log = structlog.get_logger(__name__)
 # (topic, partition, offset, key, value, headers), as read from the events topic.
@@ -69,7 +69,7 @@ class EventsConsumer:
 
     async def skip_to(self, records: Sequence[Record], fresh: Sequence[Record]) -> dict[int, int]:
         """Where to seek the partitions of this batch whose records were all held, when a
-        republished history the read models hold goes on well past them (streams.catchup)."""
+        republished history the read models hold goes on well past them (suqiu.streams.catchup)."""
         if not records or self.settings.jurisdiction_feeds:
             return {}  # the feeds agent reads through the same consumer and needs that history again
         busy = {r[1] for r in fresh}
@@ -120,7 +120,7 @@ class Projected:
     """What a projected batch leaves to the agent: dead letters to send, partitions to seek."""
 
     dead_letters: list[Outgoing] = field(default_factory=list)
-    skip_to: dict[int, int] = field(default_factory=dict)  # partition -> offset (streams.catchup)
+    skip_to: dict[int, int] = field(default_factory=dict)  # partition -> offset (suqiu.streams.catchup)
 
 
 class ProjectorProcesses:

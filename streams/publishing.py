@@ -10,7 +10,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from streams.topics import TopicLayoutError, partition_for
+from suqiu.streams.topics import TopicLayoutError, partition_for
 
 log = structlog.get_logger(__name__)
 HOLD_FIRST, HOLD_MAX = 1.0, 30.0  # seconds between tries of a batch the broker did not take

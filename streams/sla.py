@@ -17,13 +17,13 @@ from typing import Any
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from schemas.codec import to_json_value
 from suqiu.clock import Clock
 from suqiu.domain import DomainError
 from suqiu.domain.clocks import CLOCK_STATES
 from suqiu.domain.model import TERMINAL, Actor, Role
 from suqiu.domain.sla import SlaPolicy
 from suqiu.policy import load_policy
+from suqiu.schemas.codec import to_json_value
 from suqiu.service import CommandRequest, CommandService
 
 log = structlog.get_logger(__name__)

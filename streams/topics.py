@@ -9,8 +9,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
-from streams.feeds import feed_topic
 from suqiu.config import Settings
+from suqiu.streams.feeds import feed_topic
 
 log = structlog.get_logger(__name__)
 

@@ -16,8 +16,6 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from projections import queries
-from schemas.codec import to_json_text, to_json_value
 from suqiu import report
 from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.clocks import sla_status
@@ -26,7 +24,9 @@ from suqiu.domain.org import Organisation
 from suqiu.domain.periods import ALL_TIME, FIRST_YEAR, LAST_YEAR, Grain, Period
 from suqiu.domain.refdata import Member, current, departments_in, members, ranked_members, subtree
 from suqiu.metrics import CONTENT_TYPE
+from suqiu.projections import queries
 from suqiu.runtime import Runtime
+from suqiu.schemas.codec import to_json_text, to_json_value
 from suqiu.service import CommandRequest
 from suqiu.store import events as store
 from suqiu.store import reference

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--month", required=True, help="YYYY-MM")
     rep.add_argument("--jurisdiction", required=True, help="a jurisdiction code; its whole subtree is reported")
     rep.add_argument("--out", help="the file to write (default suqiu-CODE-YYYY-MM.xlsx)")
-    from replay.cli import add_parser
+    from suqiu.replay.cli import add_parser
 
     add_parser(sub)
     return parser
@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         return asyncio.run(serve(settings.require()))
     if args.command == "relay":
-        from streams.relay import run_relay
+        from suqiu.streams.relay import run_relay
 
         asyncio.run(run_relay(settings.require()))
         return 0
@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "policy":
         return run_policy_check(args.file or settings.sla_policy, database_url=settings.database_url)
     if args.command == "replay":
-        from replay.cli import run
+        from suqiu.replay.cli import run
 
         return run(args, settings)
     return 2
@@ -152,9 +152,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def run_worker(settings: Settings) -> int:
     import faust
 
-    from streams.app import create_app
     from suqiu.logs import faust_logging
     from suqiu.processes import settle_gc
+    from suqiu.streams.app import create_app
 
     worker = faust.Worker(create_app(settings), loglevel="WARNING", quiet=True, logging_config=faust_logging())
     # Faust's start-up spinner writes cursor controls into the log, and its handler turns the
@@ -234,7 +234,7 @@ def run_migrate(settings: Settings, *, seed: bool) -> int:
             reference.seed(conn)
     created: list[str] = []
     if settings.kafka_bootstrap:
-        from streams.topics import ensure_topics
+        from suqiu.streams.topics import ensure_topics
 
         created = asyncio.run(ensure_topics(settings))
     sys.stdout.write(f"migrations applied: {', '.join(applied) or 'none (up to date)'}\n")

@@ -11,7 +11,7 @@ CLOCK_NAMES = {"accept": "签收时限", "resolve": "办结时限", "follow_up":
 DEADLINE_NAMES = {"accept_due": "签收截止", "resolve_due": "办结截止", "follow_up_due": "回访截止", "due_at": "截止"}
 ROLE_NAMES = {"intake": "受理", "dispatcher": "派单员", "department": "承办单位", "enterprise": "企业",
               "auditor": "审计", "admin": "管理员", "system": "系统"}
-# Each rate of the figures (projections.queries.RANKED), its name and what it counts.
+# Each rate of the figures (suqiu.projections.queries.RANKED), its name and what it counts.
 RATE_NAMES = {"response_rate": "响应率", "on_time_rate": "按时答复率", "resolution_rate": "解决率",
               "satisfaction_rate": "满意率", "reopen_rate": "重办率"}
 DEFINITIONS = {

@@ -80,7 +80,7 @@ class Metrics:
         return stop
 
     def store(self, gauges: Mapping[str, Any], lags: Mapping[int, int], calendar_days: int) -> None:
-        """Set the store-wide gauges from what projections.queries.operations read."""
+        """Set the store-wide gauges from what suqiu.projections.queries.operations read."""
         self.outbox_depth.set(gauges["outbox"])
         self.relay_lag.set(gauges["outbox_age_seconds"])
         self.quarantined.set(gauges["quarantined"])

@@ -9,8 +9,6 @@ from typing import Any
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from projections import queries
-from schemas.codec import Codec
 from suqiu.calendar import coverage
 from suqiu.clock import Clock, SystemClock
 from suqiu.config import Settings
@@ -18,6 +16,8 @@ from suqiu.domain.refdata import Context
 from suqiu.domain.sla import CHINA, SlaPolicy
 from suqiu.metrics import Metrics
 from suqiu.policy import PolicyError, load_policy, policy_document, unknown_categories
+from suqiu.projections import queries
+from suqiu.schemas.codec import Codec
 from suqiu.service import CommandService
 from suqiu.store import reference
 from suqiu.store.keys import KeyResolver

@@ -20,7 +20,6 @@ import structlog
 import uuid_utils
 from psycopg_pool import AsyncConnectionPool
 
-from schemas.codec import GENESIS, Codec, stored_hash
 from suqiu.clock import Clock, SystemClock
 from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve, inputs
 from suqiu.domain.access import Principal
@@ -29,6 +28,7 @@ from suqiu.domain.events import Event
 from suqiu.domain.model import Actor, plain
 from suqiu.domain.refdata import Context
 from suqiu.metrics import Metrics
+from suqiu.schemas.codec import GENESIS, Codec, stored_hash
 from suqiu.store import events as store
 from suqiu.store.group import GroupCommit, GroupRead
 

@@ -22,7 +22,6 @@ from typing import Any
 import psycopg
 import structlog
 
-from streams.topics import ensure_topics
 from suqiu import logs
 from suqiu.calendar import coverage, coverage_text
 from suqiu.config import DEFAULT_HTTP_PORT, EMBEDDED_ENDPOINTS, Settings
@@ -33,6 +32,7 @@ from suqiu.policy import load_policy
 from suqiu.store import reference
 from suqiu.store.keys import create_key
 from suqiu.store.migrate import migrate
+from suqiu.streams.topics import ensure_topics
 from suqiu.supervisor import Component, Supervisor, Tail
 
 log = structlog.get_logger(__name__)

@@ -15,7 +15,6 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestServer
 
-from streams.topics import ensure_topics
 from suqiu import logs
 from suqiu.api import create_app
 from suqiu.cli import main
@@ -28,6 +27,7 @@ from suqiu.server import ApiRunner, broker_probe
 from suqiu.store import reference
 from suqiu.store.keys import create_key
 from suqiu.store.migrate import migrate
+from suqiu.streams.topics import ensure_topics
 
 logs.configure("WARNING")
 SYSTEM = "tj-binhai"

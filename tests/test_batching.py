@@ -10,8 +10,8 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from streams.batching import Batcher
 from suqiu.config import Settings
+from suqiu.streams.batching import Batcher
 from tests.support.kafka import produce
 
 

@@ -12,11 +12,11 @@ import fastavro
 import pytest
 
 from examples.consumers import aiokafka_consumer, confluent_consumer, kafka_python_consumer
-from schemas import asyncapi
-from schemas.codec import GENESIS, Codec
 from suqiu.config import Settings
 from suqiu.domain.events import EVENT_TYPES
 from suqiu.runtime import Runtime
+from suqiu.schemas import asyncapi
+from suqiu.schemas.codec import GENESIS, Codec
 from tests.conftest import Api
 from tests.support.events import event
 from tests.support.kafka import produce
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_asyncapi_document_is_generated_from_the_schemas() -> None:
     checked_in = (ROOT / "docs" / "asyncapi.json").read_text("utf-8")
-    assert checked_in == asyncapi.render(), "run: python -m schemas.asyncapi > docs/asyncapi.json"
+    assert checked_in == asyncapi.render(), "run: python -m suqiu.schemas.asyncapi > docs/asyncapi.json"
     doc = json.loads(checked_in)
     assert doc["asyncapi"] == "3.0.0"
     assert set(doc["channels"]["events"]["messages"]) == set(EVENT_TYPES)

@@ -6,15 +6,15 @@ import uuid
 
 import psycopg
 
-from schemas.codec import Codec
-from streams.federation import NAMESPACE
-from streams.topics import ensure_topics
 from suqiu.config import Settings
 from suqiu.domain.model import Actor, Role
 from suqiu.embedded import EmbeddedPostgres
 from suqiu.runtime import Runtime
+from suqiu.schemas.codec import Codec
 from suqiu.service import CommandRequest
 from suqiu.store.keys import create_key
+from suqiu.streams.federation import NAMESPACE
+from suqiu.streams.topics import ensure_topics
 from tests.conftest import Api, new_schema
 from tests.support.kafka import faust_worker, produce, read_topic
 from tests.support.sla import eventually, query
@@ -26,7 +26,7 @@ async def test_escalation_creates_a_linked_case_upstream_and_its_answer_comes_ba
         topics: Settings, runtime: Runtime, api: Api, postgres: EmbeddedPostgres) -> None:
     schema, city_dsn = new_schema(postgres, "c")
     assert topics.database_url
-    # Each deployment authenticates the other's commands by the key it issued it (streams.signing).
+    # Each deployment authenticates the other's commands by the key it issued it (suqiu.streams.signing).
     with psycopg.connect(city_dsn, autocommit=True) as conn:
         issued_by_city = create_key(conn, topics.system_id, Role.SYSTEM, label="district federation")
     with psycopg.connect(topics.database_url, autocommit=True) as conn:

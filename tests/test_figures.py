@@ -9,10 +9,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from projections import queries, rows
-from projections.handling import percentiles
 from suqiu.domain.periods import ALL_TIME, Grain, Period
 from suqiu.embedded import EmbeddedPostgres
+from suqiu.projections import queries, rows
+from suqiu.projections.handling import percentiles
 from tests.conftest import new_schema
 
 DEPARTMENTS = ["bh-market", "bh-planning", "bh-hrss"]

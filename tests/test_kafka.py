@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from schemas.codec import Codec
-from streams.signing import sign
 from suqiu.config import Settings
 from suqiu.domain.model import Actor, Role
 from suqiu.runtime import Runtime
+from suqiu.schemas.codec import Codec
+from suqiu.streams.signing import sign
 from tests.conftest import SYSTEM, Api, stored
 from tests.support.kafka import faust_worker, produce, read_topic
 from tests.support.sla import query, submit_body

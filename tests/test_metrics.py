@@ -7,11 +7,11 @@ import socket
 import uuid
 from datetime import timedelta
 
-from streams.relay import run_relay
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
 from suqiu.domain.sla import CHINA
 from suqiu.runtime import Runtime
+from suqiu.streams.relay import run_relay
 from tests.conftest import Api
 from tests.support.kafka import faust_worker, produce
 from tests.support.metrics import scrape, scraped_until, value

@@ -16,21 +16,21 @@ from hypothesis import given, settings
 from structlog.testing import capture_logs
 
 from bench.replay import fill_store
-from projections.projector import Incoming, Projector
-from projections.state import dump_case, load_case
-from schemas.codec import Codec
-from streams.projecting import Projected, ProjectorProcesses, Record
-from streams.publishing import stored_record
-from streams.relay import OutboxRelay, run_relay
-from streams.sla import RETRY_AFTER, RETRY_SQL
-from streams.topics import partition_for
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
 from suqiu.domain.model import Actor, Role
 from suqiu.embedded import free_port
 from suqiu.processes import GC_YOUNG
+from suqiu.projections.projector import Incoming, Projector
+from suqiu.projections.state import dump_case, load_case
 from suqiu.runtime import Runtime
+from suqiu.schemas.codec import Codec
 from suqiu.service import CommandRequest
+from suqiu.streams.projecting import Projected, ProjectorProcesses, Record
+from suqiu.streams.publishing import stored_record
+from suqiu.streams.relay import OutboxRelay, run_relay
+from suqiu.streams.sla import RETRY_AFTER, RETRY_SQL
+from suqiu.streams.topics import partition_for
 from tests.conftest import SYSTEM, Api, submission
 from tests.support.domain import run, steps
 from tests.support.kafka import committed_offsets, faust_worker, produce, read_topic
@@ -457,7 +457,7 @@ async def test_a_republished_history_is_passed_over_undecoded_by_its_seq_header(
 async def test_after_a_broker_loss_the_projector_skips_the_history_it_holds_and_loses_nothing(
         topics: Settings, runtime: Runtime) -> None:
     # A store the read models hold, a broker that lost it all: the relay republishes the store,
-    # and the projector seeks past what it holds (streams.catchup) rather than reading it again.
+    # and the projector seeks past what it holds (suqiu.streams.catchup) rather than reading it again.
     s = topics
     assert s.database_url and s.kafka_bootstrap
     fill_store(s.database_url, 1_200, 10)  # 4,000 events a partition: past SKIP_AHEAD

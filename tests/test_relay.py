@@ -14,15 +14,15 @@ from collections import defaultdict
 from aiokafka import AIOKafkaProducer
 from structlog.testing import capture_logs
 
-from schemas.codec import Codec
-from streams.publishing import publish, publish_held, stored_record
-from streams.relay import OutboxRelay
-from streams.topics import ensure_topics, partition_for
 from suqiu.config import Settings
 from suqiu.domain.model import Actor, Role
 from suqiu.embedded import EmbeddedBroker
 from suqiu.runtime import Runtime
+from suqiu.schemas.codec import Codec
 from suqiu.service import CommandRequest
+from suqiu.streams.publishing import publish, publish_held, stored_record
+from suqiu.streams.relay import OutboxRelay
+from suqiu.streams.topics import ensure_topics, partition_for
 from tests.conftest import SYSTEM, submission
 from tests.support.kafka import read_topic
 

@@ -13,15 +13,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from replay import history
-from replay.rebuild import rebuild
-from schemas.codec import HASH_SIZE, HEADER, Codec, chain_hash
-from streams.topics import ensure_topics
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
 from suqiu.domain.evolve import replay_state
 from suqiu.domain.sla import CHINA
+from suqiu.replay import history
+from suqiu.replay.rebuild import rebuild
 from suqiu.runtime import Runtime
+from suqiu.schemas.codec import HASH_SIZE, HEADER, Codec, chain_hash
+from suqiu.streams.topics import ensure_topics
 from tests.conftest import Api
 from tests.support.kafka import faust_worker
 from tests.support.sla import caught_up, dispatched_into_2032, knowing_2027, query, replay, snapshot

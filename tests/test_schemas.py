@@ -16,10 +16,10 @@ from fastavro.schema import to_parsing_canonical_form
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import AVRO_DIR, GENESIS, HISTORY_DIR, Codec, DecodeError, _info, load_schema_set
-from schemas.writer import event_writer
 from suqiu.domain.events import EVENT_TYPES
 from suqiu.domain.model import Actor, Role
+from suqiu.schemas.codec import AVRO_DIR, GENESIS, HISTORY_DIR, Codec, DecodeError, _info, load_schema_set
+from suqiu.schemas.writer import event_writer
 from tests.support.events import NOW, avro_record, event
 
 

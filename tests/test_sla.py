@@ -10,15 +10,15 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
-from projections.projector import Incoming, Projector
-from schemas.codec import Codec
-from streams.sla import SlaTimers, roll_out_policy
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
 from suqiu.domain.model import Actor, Role
 from suqiu.domain.sla import CalendarError
+from suqiu.projections.projector import Incoming, Projector
 from suqiu.runtime import Runtime
+from suqiu.schemas.codec import Codec
 from suqiu.service import CommandRequest
+from suqiu.streams.sla import SlaTimers, roll_out_policy
 from tests.conftest import Api
 from tests.support.kafka import faust_worker
 from tests.support.sla import caught_up, cst, eventually, query, sla_events, submit_body

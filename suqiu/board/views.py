@@ -18,9 +18,6 @@ import jinja2
 import structlog
 from aiohttp import web
 
-from projections import queries
-from replay import history as audit
-from replay.verify import ChainChecker
 from suqiu.api import PRINCIPAL, RUNTIME, STATUS, TEXT_MAX, readable_case
 from suqiu.board.sessions import Session, Sessions
 from suqiu.domain import DomainError, access, inputs, refdata
@@ -30,6 +27,9 @@ from suqiu.domain.periods import Grain, Period
 from suqiu.domain.refdata import Department, ancestors, departments_in, subtree
 from suqiu.domain.sla import CHINA
 from suqiu.labels import CLOCK_NAMES, DEADLINE_NAMES, RATE_NAMES, ROLE_NAMES, SLA_NAMES, STATE_NAMES
+from suqiu.projections import queries
+from suqiu.replay import history as audit
+from suqiu.replay.verify import ChainChecker
 from suqiu.service import CommandRequest
 from suqiu.store import events as store
 from suqiu.store.keys import digest

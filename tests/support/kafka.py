@@ -9,11 +9,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from streams.app import create_app
-from streams.signing import sign
 from suqiu.clock import Clock
 from suqiu.config import Settings
 from suqiu.runtime import Runtime
+from suqiu.streams.app import create_app
+from suqiu.streams.signing import sign
 
 
 @contextlib.asynccontextmanager
@@ -50,7 +50,7 @@ async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 2
 
 async def produce(bootstrap: str, topic: str,
                   messages: Sequence[tuple[bytes | None, bytes] | tuple[bytes | None, bytes, str | list[Any]]]) -> None:
-    """Send (key, value) records, or (key, value, secret): signed with that API key (streams.signing),
+    """Send (key, value) records, or (key, value, secret): signed with that API key (suqiu.streams.signing),
     or (key, value, headers) as given."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=2 * 1024 * 1024)
     await producer.start()

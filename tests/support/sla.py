@@ -13,14 +13,14 @@ from typing import Any, TypeVar
 import psycopg
 from rich.console import Console
 
-from replay import cli as replay_cli
-from schemas.codec import GENESIS, Codec, chain_hash, stored_hash, unhashed_body
 from suqiu.cli import build_parser
 from suqiu.clock import ManualClock
 from suqiu.config import Settings
 from suqiu.domain.model import Actor, Role
 from suqiu.policy import policy_document
+from suqiu.replay import cli as replay_cli
 from suqiu.runtime import Runtime
+from suqiu.schemas.codec import GENESIS, Codec, chain_hash, stored_hash, unhashed_body
 from suqiu.service import CommandRequest
 
 T = TypeVar("T")

@@ -13,11 +13,13 @@ from typing import Any
 import psycopg
 
 
-def up(state_dir: Path, env: dict[str, str], log: Path) -> subprocess.Popen[str]:
-    """`suqiu up` on `state_dir`, once its banner is out (its output goes to `log`)."""
+def up(state_dir: Path, env: dict[str, str], log: Path, command: tuple[str, ...] = (sys.executable, "-m", "suqiu"),
+       cwd: Path | None = None) -> subprocess.Popen[str]:
+    """`suqiu up` on `state_dir`, once its banner is out (its output goes to `log`); `command` is
+    how to run `suqiu` (this environment's, or an installed console script)."""
     start = log.stat().st_size if log.exists() else 0
     with open(log, "a") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "suqiu", "up", "--state-dir", str(state_dir)], env=env,
+        proc = subprocess.Popen([*command, "up", "--state-dir", str(state_dir)], env=env, cwd=cwd,
                                 stdout=out, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while "\nCtrl-C" not in log.read_text()[start:]:

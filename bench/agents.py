@@ -19,11 +19,11 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.common import CpuMeter, start_stack
-from suqiu import logs
-from suqiu.config import Settings
+from suqiu.base import logs
+from suqiu.base.config import Settings
+from suqiu.base.processes import settle_gc
 from suqiu.domain import events as e
 from suqiu.domain.model import Actor, Enterprise, Role
-from suqiu.processes import settle_gc
 from suqiu.schemas.codec import GENESIS, Codec
 from suqiu.streams.app import create_app
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import psycopg
 
-from suqiu.config import Settings
-from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres, die_with_parent, free_port
-from suqiu.stack import issue_keys, wait_for_http
+from suqiu.base.config import Settings
+from suqiu.base.processes import die_with_parent
+from suqiu.stack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from suqiu.stack.up import issue_keys, wait_for_http
 from suqiu.store import reference
 from suqiu.store.migrate import migrate
 from suqiu.streams.topics import ensure_topics

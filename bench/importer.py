@@ -24,7 +24,7 @@ import psycopg
 
 from bench.agents import lifecycle
 from bench.common import BenchStack, start_stack
-from suqiu import logs
+from suqiu.base import logs
 from suqiu.schemas.codec import Codec
 
 MAPPING = """source_system = "bench-legacy"

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.common import BenchStack, pct, start_stack, summary
 from bench.http import Client
-from suqiu import logs
+from suqiu.base import logs
 from suqiu.domain import events as e
 from suqiu.domain.model import Actor, Enterprise, Role
 from suqiu.schemas.codec import GENESIS, Codec

@@ -20,7 +20,7 @@ import aiohttp
 import psycopg
 
 from bench.common import pct, start_stack
-from suqiu import logs
+from suqiu.base import logs
 from suqiu.domain.sla import CHINA
 from suqiu.projections.rows import DAY_COUNTS
 

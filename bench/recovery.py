@@ -23,8 +23,8 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.common import BenchStack, start_stack
 from bench.replay import fill_store
-from suqiu import logs
-from suqiu.config import Settings
+from suqiu.base import logs
+from suqiu.base.config import Settings
 from suqiu.replay.rebuild import rebuild
 
 BOUND_S = 15.0

@@ -17,7 +17,7 @@ import psycopg
 
 from bench.agents import lifecycle
 from bench.common import pct, start_stack
-from suqiu import logs
+from suqiu.base import logs
 from suqiu.replay import history, verify
 from suqiu.replay.rebuild import rebuild
 from suqiu.schemas.codec import Codec

@@ -34,8 +34,8 @@ import psycopg
 from bench.common import BenchStack, family, pct, rss_mib, start_stack
 from bench.http import Client
 from bench.ingest import submission
-from suqiu import logs
-from suqiu.embedded import die_with_parent
+from suqiu.base import logs
+from suqiu.base.processes import die_with_parent
 
 UNACCEPTED_EVERY = 20  # one case in this many is left for the timers
 

@@ -18,12 +18,12 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from bench.common import cpu_seconds, family, pct, rss_mib, start_stack
-from suqiu import logs
+from suqiu.base import logs
 from suqiu.domain.events import SlaBreached
 from suqiu.domain.model import Actor, Role
-from suqiu.runtime import Runtime
 from suqiu.schemas.codec import Codec
-from suqiu.service import CommandRequest
+from suqiu.service.commands import CommandRequest
+from suqiu.service.runtime import Runtime
 
 POLICY = 'version = "bench-timers"\nsupervision_after = "60m"\n[default]\naccept = "2m"\nresolve = "60m"\n' \
          'follow_up = "60m"\nwall_clock = true\n'

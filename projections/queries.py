@@ -335,7 +335,7 @@ TIMER_OVERDUE_AFTER = timedelta(minutes=1)
 
 async def operations(conn: psycopg.AsyncConnection[Any], topic: str, partitions: int, now: datetime
                      ) -> tuple[dict[str, Any], dict[int, int]]:
-    """The store-wide figures an operator watches (suqiu.metrics), and the read models' lag per partition.
+    """The store-wide figures an operator watches (suqiu.base.metrics), and the read models' lag per partition.
 
     Each is an index probe or a small table: the timers are counted per partition, which the
     (partition, fire_at) index answers without reading the timers still to come.

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from suqiu.config import Settings
+from suqiu.base.config import Settings
 from suqiu.domain.refdata import Jurisdiction, subtree
 from suqiu.domain.sla import CHINA
 from suqiu.replay import export as packages
@@ -208,7 +208,7 @@ def _export(console: Console, settings: Settings, codec: Codec, args: argparse.N
 
 
 async def _rebuild(console: Console, settings: Settings, workers: int | None) -> int:
-    from suqiu.clock import SystemClock
+    from suqiu.base.clock import SystemClock
     from suqiu.replay.rebuild import RebuildError, rebuild
 
     assert settings.database_url

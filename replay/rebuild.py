@@ -25,9 +25,9 @@ import psycopg
 import structlog
 from psycopg import errors, sql
 
+from suqiu.base.policy import load_policy
+from suqiu.base.processes import log_level, set_up_child, settle_gc
 from suqiu.domain.sla import CalendarError
-from suqiu.policy import load_policy
-from suqiu.processes import log_level, set_up_child, settle_gc
 from suqiu.projections import rows
 from suqiu.projections.histories import Rows, project_history
 from suqiu.projections.projector import CASE_COLUMNS, TIMELINE_COLUMNS, TIMER_COLUMNS, Incoming, Projector

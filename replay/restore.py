@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaProducer
 
-from suqiu.config import Settings
+from suqiu.base.config import Settings
 from suqiu.streams.publishing import publish, stored_record
 from suqiu.streams.relay import EPOCH_SQL
 from suqiu.streams.topics import ensure_topics

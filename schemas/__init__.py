@@ -1,4 +1,4 @@
-"""The Avro contract: .avsc files (current and released history) and the single-object codec."""
+"""Floor 2, beside the store: the Avro contract: .avsc files (current and released history) and the single-object codec."""
 
 from suqiu.schemas.codec import Codec, DecodeError, SchemaInfo
 

@@ -1,1 +1,1 @@
-"""Kafka-facing processes: topic setup, the outbox relay, the command intake, the Faust app."""
+"""Floor 4, the Kafka column: topic setup, the outbox relay, the command intake, the Faust app."""

@@ -13,7 +13,7 @@ from faust.transport.consumer import Consumer
 from faust.types import TP, ConsumerT, EventT, Message, StreamT
 from mode import Service
 
-from suqiu.runtime import Runtime
+from suqiu.service.runtime import Runtime
 from suqiu.streams.projecting import Record
 
 log = structlog.get_logger(__name__)

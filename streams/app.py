@@ -17,8 +17,8 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from faust.types import EventT
 
-from suqiu.config import Settings
-from suqiu.runtime import Runtime
+from suqiu.base.config import Settings
+from suqiu.service.runtime import Runtime
 from suqiu.streams.adapters import QuietMonitor, RuntimeService, header_pairs, record, skip_ahead
 from suqiu.streams.batching import Batcher
 from suqiu.streams.dlq import SOURCE_TOPIC, Outgoing

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from suqiu.config import Settings
+from suqiu.base.config import Settings
 from suqiu.domain import events as e
 from suqiu.domain.model import Actor, Role
 from suqiu.schemas.codec import Codec

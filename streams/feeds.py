@@ -12,20 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from suqiu.config import Settings
+from suqiu.base.config import Settings
 from suqiu.domain import events as e
 from suqiu.domain.refdata import Jurisdiction, ancestors
 from suqiu.schemas.codec import Codec
+from suqiu.streams.topics import feed_topic
 
 if TYPE_CHECKING:
     from suqiu.streams.publishing import OutRecord
 
 CACHE_SIZE = 100_000
 Incoming = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]  # key, value, headers
-
-
-def feed_topic(settings: Settings, jurisdiction: str) -> str:
-    return settings.topic(f"appeals.events.{jurisdiction}.v1")
 
 
 class JurisdictionFeeds:

@@ -11,11 +11,11 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from suqiu.config import Settings
+from suqiu.base.config import Settings
 from suqiu.domain import DomainError
 from suqiu.domain.access import Principal
 from suqiu.schemas.codec import Codec, DecodeError
-from suqiu.service import CommandRequest, CommandService
+from suqiu.service.commands import CommandRequest, CommandService
 from suqiu.store.keys import KeyResolver
 from suqiu.streams.dlq import Outgoing, dead_letter, park
 from suqiu.streams.signing import KEY_HEADER, SIGNATURE_HEADER, claimed_key, verified

@@ -19,9 +19,9 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from suqiu.config import Settings
+from suqiu.base.config import Settings
+from suqiu.base.processes import settle_gc, worker_pool
 from suqiu.domain.sla import CalendarError, SlaPolicy
-from suqiu.processes import settle_gc, worker_pool
 from suqiu.projections.projector import Incoming, Position, Projector
 from suqiu.schemas.codec import Codec, DecodeError
 from suqiu.streams.catchup import held_seqs, skip_to

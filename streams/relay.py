@@ -20,13 +20,12 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from suqiu.config import Settings
+from suqiu.base.config import Settings
 from suqiu.store.events import NOTIFY_CHANNEL
 from suqiu.store.probes import delete_by
 from suqiu.streams.catchup import HeldPrefix, held_seqs
-from suqiu.streams.feeds import feed_topic
 from suqiu.streams.publishing import publish, stored_record
-from suqiu.streams.topics import TopicLayoutError, ensure_topics, partition_for, recreate
+from suqiu.streams.topics import TopicLayoutError, ensure_topics, feed_topic, partition_for, recreate
 
 log = structlog.get_logger(__name__)
 Acked = tuple[list[int], dict[int, int]]  # published positions, and the highest offset per partition

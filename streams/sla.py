@@ -17,14 +17,14 @@ from typing import Any
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from suqiu.clock import Clock
+from suqiu.base.clock import Clock
+from suqiu.base.policy import load_policy
 from suqiu.domain import DomainError
 from suqiu.domain.clocks import CLOCK_STATES
 from suqiu.domain.model import TERMINAL, Actor, Role
 from suqiu.domain.sla import SlaPolicy
-from suqiu.policy import load_policy
 from suqiu.schemas.codec import to_json_value
-from suqiu.service import CommandRequest, CommandService
+from suqiu.service.commands import CommandRequest, CommandService
 
 log = structlog.get_logger(__name__)
 NAMESPACE = uuid.UUID("5d1c7a52-61a4-4d8e-9a43-3c1b0f0e5a51")

@@ -1,4 +1,5 @@
-"""Create the contract topics (docs/events.md) with the configured prefix."""
+"""The contract topics (docs/events.md): their names with the configured prefix, their creation,
+and which partition a case's records go to."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
-from suqiu.config import Settings
-from suqiu.streams.feeds import feed_topic
+from suqiu.base.config import Settings
 
 log = structlog.get_logger(__name__)
+
+
+def feed_topic(settings: Settings, jurisdiction: str) -> str:
+    """The feed of one jurisdiction's cases (suqiu.streams.feeds)."""
+    return settings.topic(f"appeals.events.{jurisdiction}.v1")
 
 
 def partition_for(case_id: str, partitions: int) -> int:

@@ -1,5 +1,5 @@
 import sys
 
-from suqiu.cli import main
+from suqiu.cli.main import main
 
 sys.exit(main())

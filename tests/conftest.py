@@ -15,15 +15,15 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestServer
 
-from suqiu import logs
-from suqiu.api import create_app
-from suqiu.cli import main
-from suqiu.clock import ManualClock
-from suqiu.config import Settings
+from suqiu.base import logs
+from suqiu.base.clock import ManualClock
+from suqiu.base.config import Settings
+from suqiu.cli.main import main
 from suqiu.domain.model import Role
-from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres
-from suqiu.runtime import Runtime
-from suqiu.server import ApiRunner, broker_probe
+from suqiu.http.api import create_app
+from suqiu.http.server import ApiRunner, broker_probe
+from suqiu.service.runtime import Runtime
+from suqiu.stack.embedded import EmbeddedBroker, EmbeddedPostgres
 from suqiu.store import reference
 from suqiu.store.keys import create_key
 from suqiu.store.migrate import migrate

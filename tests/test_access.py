@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from suqiu.config import Settings
-from suqiu.runtime import Runtime
+from suqiu.base.config import Settings
+from suqiu.service.runtime import Runtime
 from tests.conftest import ENTERPRISE_USCC, OTHER_USCC, Api, run_cli, stored, submission
 from tests.support.kafka import faust_worker
 from tests.support.sla import caught_up, query

@@ -10,7 +10,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from suqiu.config import Settings
+from suqiu.base.config import Settings
 from suqiu.streams.batching import Batcher
 from tests.support.kafka import produce
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from suqiu.clock import ManualClock
-from suqiu.config import Settings
+from suqiu.base.clock import ManualClock
+from suqiu.base.config import Settings
 from tests.conftest import Api
 from tests.support.kafka import faust_worker
 from tests.support.sla import caught_up, cst, eventually, query

@@ -10,13 +10,13 @@ from pathlib import Path
 import chinese_calendar
 from holidays.countries.china import ChinaStaticHolidays
 
-from suqiu.calendar import FIRST_YEAR, library_knows
-from suqiu.clock import ManualClock
-from suqiu.config import Settings
+from suqiu.base.calendar import FIRST_YEAR, library_knows
+from suqiu.base.clock import ManualClock
+from suqiu.base.config import Settings
+from suqiu.base.policy import policy_document
 from suqiu.domain.model import Actor, Role
-from suqiu.policy import policy_document
-from suqiu.runtime import Runtime
-from suqiu.service import CommandRequest
+from suqiu.service.commands import CommandRequest
+from suqiu.service.runtime import Runtime
 from tests.conftest import SYSTEM, submission
 from tests.support.kafka import faust_worker
 from tests.support.sla import caught_up, cst, eventually, query, replay, snapshot

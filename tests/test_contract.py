@@ -12,11 +12,11 @@ import fastavro
 import pytest
 
 from examples.consumers import aiokafka_consumer, confluent_consumer, kafka_python_consumer
-from suqiu.config import Settings
+from suqiu.base.config import Settings
 from suqiu.domain.events import EVENT_TYPES
-from suqiu.runtime import Runtime
 from suqiu.schemas import asyncapi
 from suqiu.schemas.codec import GENESIS, Codec
+from suqiu.service.runtime import Runtime
 from tests.conftest import Api
 from tests.support.events import event
 from tests.support.kafka import produce

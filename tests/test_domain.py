@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from suqiu.calendar import ChinaWorkdays
+from suqiu.base.calendar import ChinaWorkdays
 from suqiu.domain import Case, DomainError, decide, evolve, replay_state
 from suqiu.domain.clocks import CLOCK_STATES, Clock
 from suqiu.domain.commands import parse_command

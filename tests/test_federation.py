@@ -6,12 +6,12 @@ import uuid
 
 import psycopg
 
-from suqiu.config import Settings
+from suqiu.base.config import Settings
 from suqiu.domain.model import Actor, Role
-from suqiu.embedded import EmbeddedPostgres
-from suqiu.runtime import Runtime
 from suqiu.schemas.codec import Codec
-from suqiu.service import CommandRequest
+from suqiu.service.commands import CommandRequest
+from suqiu.service.runtime import Runtime
+from suqiu.stack.embedded import EmbeddedPostgres
 from suqiu.store.keys import create_key
 from suqiu.streams.federation import NAMESPACE
 from suqiu.streams.topics import ensure_topics

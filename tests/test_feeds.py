@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from suqiu.config import Settings
-from suqiu.runtime import Runtime
+from suqiu.base.config import Settings
 from suqiu.schemas.codec import Codec
-from suqiu.streams.feeds import feed_topic
-from suqiu.streams.topics import ensure_topics
+from suqiu.service.runtime import Runtime
+from suqiu.streams.topics import ensure_topics, feed_topic
 from tests.conftest import Api
 from tests.support.kafka import faust_worker, read_topic
 from tests.support.sla import caught_up, query

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 
 from suqiu.domain.periods import ALL_TIME, Grain, Period
-from suqiu.embedded import EmbeddedPostgres
 from suqiu.projections import queries, rows
 from suqiu.projections.handling import percentiles
+from suqiu.stack.embedded import EmbeddedPostgres
 from tests.conftest import new_schema
 
 DEPARTMENTS = ["bh-market", "bh-planning", "bh-hrss"]

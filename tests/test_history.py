@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from suqiu.clock import ManualClock
-from suqiu.config import Settings
-from suqiu.importer import MappingError, Outcome, create_rows, import_rows, load_mapping, read_rows
-from suqiu.runtime import Runtime
+from suqiu.base.clock import ManualClock
+from suqiu.base.config import Settings
+from suqiu.cli.importer import MappingError, Outcome, create_rows, import_rows, load_mapping, read_rows
+from suqiu.service.runtime import Runtime
 from tests.conftest import Api, run_cli
 from tests.support.kafka import faust_worker
 from tests.support.sla import caught_up, cst, eventually, query

@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.fuzz import kafka_records
-from suqiu.config import Settings
+from suqiu.base.config import Settings
 from suqiu.domain import events as e
 from suqiu.domain.model import Actor, Enterprise, Role
 from suqiu.projections.projector import Incoming, Projector
-from suqiu.runtime import Runtime
 from suqiu.schemas.codec import Codec
+from suqiu.service.runtime import Runtime
 from tests.conftest import SYSTEM, Api, run_cli, stored, submission
 from tests.support.kafka import faust_worker, produce, read_topic
 from tests.support.metrics import scrape, value

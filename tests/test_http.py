@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from suqiu.clock import ManualClock
-from suqiu.config import Settings
-from suqiu.runtime import Runtime
+from suqiu.base.clock import ManualClock
+from suqiu.base.config import Settings
 from suqiu.schemas.codec import Codec
+from suqiu.service.runtime import Runtime
 from tests.conftest import Api, stored, submission
 from tests.support.sla import chain_ok
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from bench import importer as bench_importer
-from suqiu.config import Settings
+from suqiu.base.config import Settings
 from suqiu.domain.commands import parse_command
 from suqiu.domain.model import Actor, Role
-from suqiu.runtime import Runtime
 from suqiu.schemas.codec import Codec
-from suqiu.service import CommandRequest, _request_hash
+from suqiu.service.commands import CommandRequest, _request_hash
+from suqiu.service.runtime import Runtime
 from suqiu.store.binary import jsonb_bytes, uuid_bytes
 from tests.conftest import count_rows, run_cli
 from tests.support.kafka import faust_worker

@@ -10,7 +10,7 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
-from suqiu.embedded import free_port
+from suqiu.stack.embedded import free_port
 from tests.conftest import submission
 from tests.support.up import call, up
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from suqiu.config import Settings
+from suqiu.base.config import Settings
 from suqiu.domain.model import Actor, Role
-from suqiu.runtime import Runtime
 from suqiu.schemas.codec import Codec
+from suqiu.service.runtime import Runtime
 from suqiu.streams.signing import sign
 from tests.conftest import SYSTEM, Api, stored
 from tests.support.kafka import faust_worker, produce, read_topic

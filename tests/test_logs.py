@@ -9,7 +9,7 @@ import logging.config
 
 import pytest
 
-from suqiu.logs import REPEAT_SECONDS, Repeats, faust_logging, library_handler
+from suqiu.base.logs import REPEAT_SECONDS, Repeats, faust_logging, library_handler
 
 
 class Ticks:

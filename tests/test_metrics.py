@@ -7,10 +7,10 @@ import socket
 import uuid
 from datetime import timedelta
 
-from suqiu.clock import ManualClock
-from suqiu.config import Settings
+from suqiu.base.clock import ManualClock
+from suqiu.base.config import Settings
 from suqiu.domain.sla import CHINA
-from suqiu.runtime import Runtime
+from suqiu.service.runtime import Runtime
 from suqiu.streams.relay import run_relay
 from tests.conftest import Api
 from tests.support.kafka import faust_worker, produce

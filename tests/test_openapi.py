@@ -18,8 +18,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from suqiu.api import ROUTES
 from suqiu.domain.commands import COMMAND_TYPES
+from suqiu.http.api import ROUTES
 from tests.conftest import Api
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

@@ -18,14 +18,14 @@ import psycopg
 import pytest
 import tomli_w
 
-from suqiu.clock import ManualClock
-from suqiu.config import Settings
+from suqiu.base.clock import ManualClock
+from suqiu.base.config import Settings
 from suqiu.domain import DomainError
 from suqiu.domain.model import Actor, Role
 from suqiu.domain.org import parse, to_document
-from suqiu.embedded import EmbeddedPostgres
-from suqiu.runtime import Runtime
-from suqiu.service import CommandRequest
+from suqiu.service.commands import CommandRequest
+from suqiu.service.runtime import Runtime
+from suqiu.stack.embedded import EmbeddedPostgres
 from suqiu.store import reference
 from suqiu.store.migrate import migrate
 from tests.conftest import SYSTEM, Api, run_cli, schema_dsn, submission

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from suqiu.cli import main, subcommands
-from suqiu.config import Settings
-from suqiu.metrics import Metrics
+from suqiu.base.config import Settings
+from suqiu.base.metrics import Metrics
+from suqiu.cli.main import main, subcommands
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).parent.parent

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from suqiu.cli import run_policy_check
+from suqiu.base.policy import PolicyError, load_policy
+from suqiu.cli.main import run_policy_check
 from suqiu.domain.sla import CHINA, CalendarError
-from suqiu.policy import PolicyError, load_policy
 
 
 def at(*args: int) -> datetime:

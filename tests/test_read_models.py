@@ -16,16 +16,16 @@ from hypothesis import given, settings
 from structlog.testing import capture_logs
 
 from bench.replay import fill_store
-from suqiu.clock import ManualClock
-from suqiu.config import Settings
+from suqiu.base.clock import ManualClock
+from suqiu.base.config import Settings
+from suqiu.base.processes import GC_YOUNG
 from suqiu.domain.model import Actor, Role
-from suqiu.embedded import free_port
-from suqiu.processes import GC_YOUNG
 from suqiu.projections.projector import Incoming, Projector
 from suqiu.projections.state import dump_case, load_case
-from suqiu.runtime import Runtime
 from suqiu.schemas.codec import Codec
-from suqiu.service import CommandRequest
+from suqiu.service.commands import CommandRequest
+from suqiu.service.runtime import Runtime
+from suqiu.stack.embedded import free_port
 from suqiu.streams.projecting import Projected, ProjectorProcesses, Record
 from suqiu.streams.publishing import stored_record
 from suqiu.streams.relay import OutboxRelay, run_relay

@@ -14,12 +14,12 @@ from collections import defaultdict
 from aiokafka import AIOKafkaProducer
 from structlog.testing import capture_logs
 
-from suqiu.config import Settings
+from suqiu.base.config import Settings
 from suqiu.domain.model import Actor, Role
-from suqiu.embedded import EmbeddedBroker
-from suqiu.runtime import Runtime
 from suqiu.schemas.codec import Codec
-from suqiu.service import CommandRequest
+from suqiu.service.commands import CommandRequest
+from suqiu.service.runtime import Runtime
+from suqiu.stack.embedded import EmbeddedBroker
 from suqiu.streams.publishing import publish, publish_held, stored_record
 from suqiu.streams.relay import OutboxRelay
 from suqiu.streams.topics import ensure_topics, partition_for

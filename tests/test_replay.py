@@ -13,14 +13,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from suqiu.clock import ManualClock
-from suqiu.config import Settings
+from suqiu.base.clock import ManualClock
+from suqiu.base.config import Settings
 from suqiu.domain.evolve import replay_state
 from suqiu.domain.sla import CHINA
 from suqiu.replay import history
 from suqiu.replay.rebuild import rebuild
-from suqiu.runtime import Runtime
 from suqiu.schemas.codec import HASH_SIZE, HEADER, Codec, chain_hash
+from suqiu.service.runtime import Runtime
 from suqiu.streams.topics import ensure_topics
 from tests.conftest import Api
 from tests.support.kafka import faust_worker

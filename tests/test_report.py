@@ -11,8 +11,8 @@ from typing import Any
 import openpyxl
 import pytest
 
-from suqiu.clock import ManualClock
-from suqiu.config import Settings
+from suqiu.base.clock import ManualClock
+from suqiu.base.config import Settings
 from tests.conftest import Api, run_cli
 from tests.support.kafka import faust_worker
 from tests.support.sla import caught_up, cst, eventually, query

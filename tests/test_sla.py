@@ -10,14 +10,14 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
-from suqiu.clock import ManualClock
-from suqiu.config import Settings
+from suqiu.base.clock import ManualClock
+from suqiu.base.config import Settings
 from suqiu.domain.model import Actor, Role
 from suqiu.domain.sla import CalendarError
 from suqiu.projections.projector import Incoming, Projector
-from suqiu.runtime import Runtime
 from suqiu.schemas.codec import Codec
-from suqiu.service import CommandRequest
+from suqiu.service.commands import CommandRequest
+from suqiu.service.runtime import Runtime
 from suqiu.streams.sla import SlaTimers, roll_out_policy
 from tests.conftest import Api
 from tests.support.kafka import faust_worker

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from suqiu.embedded import free_port
+from suqiu.stack.embedded import free_port
 from tests.support.procs import descendants, processes
 from tests.support.up import call, caught_up, up
 

@@ -11,14 +11,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from suqiu.clock import ManualClock
-from suqiu.config import Settings
+from suqiu.base.clock import ManualClock
+from suqiu.base.config import Settings
 from suqiu.domain import Case, CommandMeta, DomainError, decide
 from suqiu.domain.commands import parse_command
 from suqiu.domain.model import Actor, Role
-from suqiu.runtime import Runtime
 from suqiu.schemas.codec import GENESIS
-from suqiu.service import CommandRequest, new_id
+from suqiu.service.commands import CommandRequest, new_id
+from suqiu.service.runtime import Runtime
 from suqiu.store import events as store
 from tests.conftest import SYSTEM, count_rows, stored, submission
 from tests.support.sla import chain_ok

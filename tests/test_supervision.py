@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from suqiu.embedded import free_port
-from suqiu.supervisor import Component, GaveUp, RestartBudget, Supervisor, Tail
+from suqiu.stack.embedded import free_port
+from suqiu.stack.supervisor import Component, GaveUp, RestartBudget, Supervisor, Tail
 from tests.support.procs import descendants, processes
 from tests.support.up import call, caught_up, up
 

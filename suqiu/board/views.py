@@ -18,19 +18,19 @@ import jinja2
 import structlog
 from aiohttp import web
 
-from suqiu.api import PRINCIPAL, RUNTIME, STATUS, TEXT_MAX, readable_case
 from suqiu.board.sessions import Session, Sessions
 from suqiu.domain import DomainError, access, inputs, refdata
 from suqiu.domain.access import Principal
+from suqiu.domain.labels import CLOCK_NAMES, DEADLINE_NAMES, RATE_NAMES, ROLE_NAMES, SLA_NAMES, STATE_NAMES
 from suqiu.domain.org import tree_order
 from suqiu.domain.periods import Grain, Period
 from suqiu.domain.refdata import Department, ancestors, departments_in, subtree
 from suqiu.domain.sla import CHINA
-from suqiu.labels import CLOCK_NAMES, DEADLINE_NAMES, RATE_NAMES, ROLE_NAMES, SLA_NAMES, STATE_NAMES
+from suqiu.http.common import PRINCIPAL, RUNTIME, STATUS, TEXT_MAX, readable_case
 from suqiu.projections import queries
 from suqiu.replay import history as audit
 from suqiu.replay.verify import ChainChecker
-from suqiu.service import CommandRequest
+from suqiu.service.commands import CommandRequest
 from suqiu.store import events as store
 from suqiu.store.keys import digest
 

@@ -1,4 +1,4 @@
-"""The pure domain core: decide(state, command) -> events, evolve(state, event) -> state.
+"""Floor 0, the pure domain core: decide(state, command) -> events, evolve(state, event) -> state.
 
 Nothing in this package reads a clock, opens a socket or touches a file: time, ids and
 reference data arrive as arguments, so the same inputs always give the same outputs.

@@ -1,1 +1,1 @@
-"""PostgreSQL: migrations, the event store, reference data and API keys."""
+"""Floor 2: PostgreSQL, the durable record (migrations, the event store, reference data, API keys)."""

@@ -37,7 +37,7 @@ class _Group(ABC, Generic[ItemT, ResultT]):
     def __init__(self, pool: AsyncConnectionPool[Any], limit: int, lanes: int = 2,
                  observe: Callable[[int], None] | None = None) -> None:
         self._pool = pool
-        self._observe = observe  # told each batch's size (suqiu.metrics)
+        self._observe = observe  # told each batch's size (suqiu.base.metrics)
         self._limit = limit
         self._lanes = lanes
         self._running = 0

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from suqiu import tomlfile
+from suqiu.base import tomlfile
 from suqiu.domain import org
 from suqiu.domain.org import Change, Organisation, OrgError
 from suqiu.domain.refdata import Category, Department, Jurisdiction

@@ -7,12 +7,12 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from suqiu.base.policy import load_policy
 from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve
 from suqiu.domain.access import Principal
 from suqiu.domain.commands import parse_command
 from suqiu.domain.model import Actor, Role, Status
 from suqiu.domain.refdata import Category, Context, Department, Jurisdiction
-from suqiu.policy import load_policy
 
 POLICY = load_policy()
 CTX = Context(

@@ -9,9 +9,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from suqiu.clock import Clock
-from suqiu.config import Settings
-from suqiu.runtime import Runtime
+from suqiu.base.clock import Clock
+from suqiu.base.config import Settings
+from suqiu.service.runtime import Runtime
 from suqiu.streams.app import create_app
 from suqiu.streams.signing import sign
 

@@ -13,15 +13,15 @@ from typing import Any, TypeVar
 import psycopg
 from rich.console import Console
 
-from suqiu.cli import build_parser
-from suqiu.clock import ManualClock
-from suqiu.config import Settings
+from suqiu.base.clock import ManualClock
+from suqiu.base.config import Settings
+from suqiu.base.policy import policy_document
+from suqiu.cli.main import build_parser
 from suqiu.domain.model import Actor, Role
-from suqiu.policy import policy_document
 from suqiu.replay import cli as replay_cli
-from suqiu.runtime import Runtime
 from suqiu.schemas.codec import GENESIS, Codec, chain_hash, stored_hash, unhashed_body
-from suqiu.service import CommandRequest
+from suqiu.service.commands import CommandRequest
+from suqiu.service.runtime import Runtime
 
 T = TypeVar("T")
 CST = timedelta(hours=8)

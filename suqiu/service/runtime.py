@@ -9,16 +9,15 @@ from typing import Any
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from suqiu.calendar import coverage
-from suqiu.clock import Clock, SystemClock
-from suqiu.config import Settings
+from suqiu.base.calendar import coverage
+from suqiu.base.clock import Clock, SystemClock
+from suqiu.base.config import Settings
+from suqiu.base.metrics import Metrics
+from suqiu.base.policy import PolicyError, load_policy, policy_document, unknown_categories
 from suqiu.domain.refdata import Context
 from suqiu.domain.sla import CHINA, SlaPolicy
-from suqiu.metrics import Metrics
-from suqiu.policy import PolicyError, load_policy, policy_document, unknown_categories
-from suqiu.projections import queries
 from suqiu.schemas.codec import Codec
-from suqiu.service import CommandService
+from suqiu.service.commands import CommandService
 from suqiu.store import reference
 from suqiu.store.keys import KeyResolver
 
@@ -68,14 +67,6 @@ class Runtime:
     def calendar_coverage(self) -> dict[str, Any]:
         """How far ahead the policy's calendar can place deadlines (for /v1/health and the logs)."""
         return coverage(self.policy.calendar.is_workday, self.clock.now().astimezone(CHINA).date())
-
-    async def read_store_metrics(self) -> None:
-        """Set the store-wide gauges (suqiu.metrics) from PostgreSQL, as of now."""
-        now = self.clock.now()
-        async with self.pool.connection() as conn:
-            gauges, lags = await queries.operations(conn, self.settings.events_topic, self.settings.partitions, now)
-        through = self.policy.calendar.is_workday.official_through
-        self.metrics.store(gauges, lags, (through - now.astimezone(CHINA).date()).days)
 
     @property
     def context(self) -> Context:

@@ -15,12 +15,12 @@ import psycopg
 import structlog
 import tomli_w
 
-from suqiu import tomlfile
-from suqiu.config import Settings
+from suqiu.base import tomlfile
+from suqiu.base.config import Settings
+from suqiu.base.policy import PolicyError, load_policy, unknown_categories
 from suqiu.domain import DomainError, inputs
 from suqiu.domain.model import Actor, Role
 from suqiu.domain.org import Organisation, OrgError, to_document
-from suqiu.policy import PolicyError, load_policy, unknown_categories
 from suqiu.store import reference
 
 TRANSFERABLE = ("dispatched", "accepted")  # the states a 转办 is allowed in (suqiu.domain.access)
@@ -73,8 +73,8 @@ async def _transfer(settings: Settings) -> list[str]:
     """Send every open case of a retired department to its successor, by ordinary 转办 commands
     from the system actor (clocks as on any transfer). Run on every load, so a load cut short
     is finished by the next one; a case's command id is fixed, so none is transferred twice."""
-    from suqiu.runtime import Runtime
-    from suqiu.service import CommandRequest
+    from suqiu.service.commands import CommandRequest
+    from suqiu.service.runtime import Runtime
 
     out: list[str] = []
     rt = await Runtime(settings).open()

@@ -21,13 +21,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from suqiu import tomlfile
-from suqiu.config import Settings
+from suqiu.base import tomlfile
+from suqiu.base.config import Settings
+from suqiu.base.processes import settle_gc, worker_pool
 from suqiu.domain import DomainError
 from suqiu.domain.model import OUTCOMES, Actor, Role
-from suqiu.processes import settle_gc, worker_pool
-from suqiu.runtime import Runtime
-from suqiu.service import CommandRequest, CommandResult
+from suqiu.service.commands import CommandRequest, CommandResult
+from suqiu.service.runtime import Runtime
 
 NAMESPACE = uuid.UUID("9a1f3c1e-3b55-4c5e-8a57-0d8f7c0b2e11")
 REQUIRED = ("source_ref", "submitted_at", "uscc", "enterprise_name", "channel", "category", "jurisdiction",

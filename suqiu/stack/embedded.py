@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -13,21 +12,15 @@ from urllib.parse import quote
 
 import structlog
 
+from suqiu.base.processes import die_with_parent
+
 log = structlog.get_logger(__name__)
-PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def die_with_parent() -> None:
-    # Children must not outlive `suqiu up`, even when it is killed with SIGKILL. They also run in
-    # their own session (start_new_session), so a terminal's Ctrl-C reaches only `suqiu up`, which
-    # stops them in order instead of watching them all die at once.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:

@@ -11,8 +11,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from suqiu import tomlfile
-from suqiu.calendar import ChinaWorkdays
+from suqiu.base import tomlfile
+from suqiu.base.calendar import ChinaWorkdays
 from suqiu.domain.model import PRIORITIES
 from suqiu.domain.refdata import Category
 from suqiu.domain.sla import WARNING_SHARE, BusinessCalendar, Goal, SlaPolicy

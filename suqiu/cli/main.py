@@ -10,8 +10,8 @@ from pathlib import Path
 
 import structlog
 
-from suqiu import logs
-from suqiu.config import EMBEDDED_ENDPOINTS, Settings
+from suqiu.base import logs
+from suqiu.base.config import EMBEDDED_ENDPOINTS, Settings
 from suqiu.domain.model import Role
 
 PARALLEL_FROM = 5_000  # import rows below which starting worker processes costs more than it saves
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level)
     settings = Settings.from_env()
     if args.command == "up":
-        from suqiu.stack import run_up
+        from suqiu.stack.up import run_up
 
         return run_up(settings, state_dir=args.state_dir, demo=args.demo)
     embedded = settings.beside_embedded()
@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker":
         return run_worker(settings.require())
     if args.command == "api":
-        from suqiu.server import serve
+        from suqiu.http.server import serve
 
         return asyncio.run(serve(settings.require()))
     if args.command == "relay":
@@ -135,7 +135,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "keys":
         return run_keys(settings, args)
     if args.command == "org":
-        from suqiu.orgcli import run_org
+        from suqiu.cli.org import run_org
 
         return run_org(settings, args)
     if args.command == "report":
@@ -152,8 +152,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def run_worker(settings: Settings) -> int:
     import faust
 
-    from suqiu.logs import faust_logging
-    from suqiu.processes import settle_gc
+    from suqiu.base.logs import faust_logging
+    from suqiu.base.processes import settle_gc
     from suqiu.streams.app import create_app
 
     worker = faust.Worker(create_app(settings), loglevel="WARNING", quiet=True, logging_config=faust_logging())
@@ -170,9 +170,9 @@ def run_policy_check(path: str | None, today: date | None = None, database_url: 
     or (with a database) naming a category the loaded organisation lacks or has retired."""
     from collections import Counter
 
-    from suqiu.calendar import ChinaWorkdays, coverage, coverage_text
+    from suqiu.base.calendar import ChinaWorkdays, coverage, coverage_text
+    from suqiu.base.policy import PolicyError, load_policy, unknown_categories
     from suqiu.domain.sla import CHINA
-    from suqiu.policy import PolicyError, load_policy, unknown_categories
 
     try:
         policy = load_policy(path)
@@ -250,7 +250,7 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
 
     from rich.progress import Progress
 
-    from suqiu.importer import (
+    from suqiu.cli.importer import (
         MappingError,
         ParallelCreator,
         create_rows,
@@ -259,7 +259,7 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
         read_rows,
         write_rejects,
     )
-    from suqiu.runtime import Runtime
+    from suqiu.service.runtime import Runtime
 
     path = Path(args.file)
     rejects = Path(args.rejects or f"{path}.rejects.csv")
@@ -296,7 +296,7 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
             finally:
                 creator.close()
         else:
-            from suqiu.processes import settle_gc
+            from suqiu.base.processes import settle_gc
 
             runtime = await Runtime(settings).open()
             settle_gc()
@@ -365,10 +365,10 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
     written (nothing written)."""
     import psycopg
 
-    from suqiu import report
     from suqiu.domain import DomainError
     from suqiu.domain.periods import Period
     from suqiu.domain.refdata import departments_in, subtree
+    from suqiu.projections import report
     from suqiu.store import reference
 
     if not settings.database_url:

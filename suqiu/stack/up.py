@@ -22,18 +22,19 @@ from typing import Any
 import psycopg
 import structlog
 
-from suqiu import logs
-from suqiu.calendar import coverage, coverage_text
-from suqiu.config import DEFAULT_HTTP_PORT, EMBEDDED_ENDPOINTS, Settings
+from suqiu.base import logs
+from suqiu.base.calendar import coverage, coverage_text
+from suqiu.base.config import DEFAULT_HTTP_PORT, EMBEDDED_ENDPOINTS, Settings
+from suqiu.base.policy import load_policy
+from suqiu.base.processes import die_with_parent
 from suqiu.domain.model import Role
 from suqiu.domain.sla import CHINA
-from suqiu.embedded import EmbeddedBroker, EmbeddedPostgres, _stop, die_with_parent, free_port
-from suqiu.policy import load_policy
+from suqiu.stack.embedded import EmbeddedBroker, EmbeddedPostgres, _stop, free_port
+from suqiu.stack.supervisor import Component, Supervisor, Tail
 from suqiu.store import reference
 from suqiu.store.keys import create_key
 from suqiu.store.migrate import migrate
 from suqiu.streams.topics import ensure_topics
-from suqiu.supervisor import Component, Supervisor, Tail
 
 log = structlog.get_logger(__name__)
 UP_LABEL = "suqiu-up"
@@ -45,7 +46,7 @@ def issue_keys(dsn: str, system_id: str) -> dict[str, dict[str, Any]]:
 
     The enterprise key speaks for the demo's enterprises (an enterprise key is always bound).
     """
-    from suqiu.demo import ENTERPRISES
+    from suqiu.stack.demo import ENTERPRISES
 
     usccs = tuple(uscc for uscc, _ in ENTERPRISES)
     keys: dict[str, dict[str, Any]] = {}
@@ -260,7 +261,7 @@ def run_up(settings: Settings, *, state_dir: str, demo: bool) -> int:
         sys.stdout.flush()
         stack.watch()
         if demo:
-            from suqiu.demo import play
+            from suqiu.stack.demo import play
 
             asyncio.run(play(stack.http_url, keys, s.database_url))
         assert stack.watcher is not None

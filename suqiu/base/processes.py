@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import multiprocessing
@@ -11,8 +12,17 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from suqiu import logs
-from suqiu.embedded import die_with_parent
+from suqiu.base import logs
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent() -> None:
+    # Children must not outlive `suqiu up`, even when it is killed with SIGKILL. They also run in
+    # their own session (start_new_session), so a terminal's Ctrl-C reaches only `suqiu up`, which
+    # stops them in order instead of watching them all die at once.
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
 
 
 def worker_pool(workers: int, initializer: Callable[..., None], *initargs: Any, fork: bool = False,

@@ -11,9 +11,10 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiokafka import AIOKafkaClient
 
-from suqiu.api import STATUS, create_app, error_response
-from suqiu.config import Settings
-from suqiu.runtime import Runtime
+from suqiu.base.config import Settings
+from suqiu.http.api import create_app
+from suqiu.http.common import STATUS, error_response
+from suqiu.service.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 

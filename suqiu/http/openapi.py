@@ -6,14 +6,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, get_origin
+from typing import Any, get_origin
 
 from suqiu.domain import inputs
 from suqiu.domain.commands import COMMAND_TYPES, LIFECYCLE_TYPES, TEXT, FieldSpec, field_specs
 from suqiu.domain.model import VOCABULARIES, Enterprise
-
-if TYPE_CHECKING:
-    from suqiu.api import Route
+from suqiu.http.common import Route
 
 VERSION = "1"
 # The characters the validator refuses (suqiu.domain.inputs), as JSON Schema patterns.
@@ -102,7 +100,7 @@ def _schema_name(command: str) -> str:
 
 
 def document(routes: Iterable[Route], error_codes: Iterable[str]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of `routes` (suqiu.api.ROUTES), refusing with `error_codes`."""
+    """The OpenAPI 3.1 document of `routes` (suqiu.http.api.ROUTES), refusing with `error_codes`."""
     schemas: dict[str, Any] = {"Error": _error(error_codes), "Result": RESULT, **command_schemas()}
     lifecycle = {"oneOf": [{"$ref": f"#/components/schemas/{_schema_name(t)}"} for t in sorted(LIFECYCLE_TYPES)],
                  "discriminator": {"propertyName": "type"}}

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,46 +15,38 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from suqiu import report
+from suqiu.base.metrics import CONTENT_TYPE
+from suqiu.board.views import add_routes
 from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.model import Status
 from suqiu.domain.org import Organisation
 from suqiu.domain.periods import ALL_TIME, FIRST_YEAR, LAST_YEAR, Grain, Period
 from suqiu.domain.refdata import Member, current, departments_in, members, ranked_members, subtree
-from suqiu.metrics import CONTENT_TYPE
-from suqiu.projections import queries
-from suqiu.runtime import Runtime
-from suqiu.schemas.codec import to_json_text, to_json_value
-from suqiu.service import CommandRequest
+from suqiu.domain.sla import CHINA
+from suqiu.http.common import (
+    INTERNAL,
+    MAX_BODY,
+    PRINCIPAL,
+    RUNTIME,
+    STATUS,
+    TEXT_MAX,
+    Handler,
+    Param,
+    Route,
+    error_response,
+    json_response,
+    readable_case,
+)
+from suqiu.http.openapi import document
+from suqiu.projections import queries, report
+from suqiu.schemas.codec import to_json_value
+from suqiu.service.commands import CommandRequest
+from suqiu.service.runtime import Runtime
 from suqiu.store import events as store
 from suqiu.store import reference
 
 log = structlog.get_logger(__name__)
-MAX_BODY = 256 * 1024
-STATUS = {
-    "invalid_input": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid_state": 409,
-    "conflict": 409, "idempotency_mismatch": 409, "too_large": 413, "calendar_unknown": 503, "unavailable": 503,
-    "method_not_allowed": 405, "unsupported_encoding": 415, "headers_too_large": 431,
-}
-INTERNAL = "internal"  # the one 500: a fault of ours, logged with its traceback
-RUNTIME = web.AppKey("runtime", Runtime)
-PRINCIPAL = web.RequestKey("principal", access.Principal)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def error_response(code: str, message: str, **details: Any) -> web.Response:
-    return json_response({"error": {"code": code, "message": message, "details": details}}, STATUS.get(code, 500))
-
-
-def json_response(body: Any, status: int = 200) -> web.Response:
-    try:
-        text = to_json_text(body)
-    except TypeError:  # a refusal quoting what orjson cannot write (an integer past 64 bits, a lone surrogate)
-        text = json.dumps(to_json_value(body), ensure_ascii=True, default=repr)
-    return web.Response(text=text, status=status, content_type="application/json", charset="utf-8")
-
-
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -180,22 +171,6 @@ async def command(request: web.Request) -> web.Response:
                        principal=request[PRINCIPAL])
     )
     return json_response(result.as_dict())
-
-
-async def readable_case(request: web.Request) -> Case:
-    """The case, if this key may read it (suqiu.domain.access.check_read)."""
-    rt = request.app[RUNTIME]
-    case = await rt.service.load(inputs.identifier(request.match_info["case_id"], "case_id"))
-    if case.seq == 0:
-        raise DomainError("not_found", f"no case {case.case_id}", case_id=case.case_id)
-    principal = request[PRINCIPAL]
-    departments = rt.context.departments
-    held = False
-    if access.read_needs_history(case, principal, departments):
-        async with rt.pool.connection() as conn:
-            held = await queries.held_by(conn, case.case_id, access.answers_for(principal, departments))
-    access.check_read(case, principal, departments, held=held)
-    return case
 
 
 async def get_case(request: web.Request) -> web.Response:
@@ -457,10 +432,19 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus exposition: this process's counters and the store-wide gauges as of now."""
     rt = request.app[RUNTIME]
     try:
-        await asyncio.wait_for(rt.read_store_metrics(), CHECK_SECONDS)
+        await asyncio.wait_for(_read_store_metrics(rt), CHECK_SECONDS)
     except Exception as exc:  # the counters still answer; the gauges keep their last values
         log.warning("store metrics not read", error=str(exc) or type(exc).__name__)
     return web.Response(body=rt.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _read_store_metrics(rt: Runtime) -> None:
+    """Set the store-wide gauges (suqiu.base.metrics) from PostgreSQL, as of now."""
+    now = rt.clock.now()
+    async with rt.pool.connection() as conn:
+        gauges, lags = await queries.operations(conn, rt.settings.events_topic, rt.settings.partitions, now)
+    through = rt.policy.calendar.is_workday.official_through
+    rt.metrics.store(gauges, lags, (through - now.astimezone(CHINA).date()).days)
 
 
 BROKER_PROBE: web.AppKey[Callable[[], Awaitable[str]]] = web.AppKey("broker_probe")
@@ -481,36 +465,6 @@ async def _constant(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Param:
-    """A query parameter: its name, JSON Schema and meaning (for the handler and the OpenAPI document)."""
-
-    name: str
-    schema: dict[str, Any]
-    description: str
-    required: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One route of the contract; the router and GET /v1/openapi.json are both built from ROUTES.
-
-    `body`: "submit" or "command" (the shapes come from suqiu.domain.commands); `public`: no key.
-    """
-
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    who: str
-    body: str | None = None
-    query: tuple[Param, ...] = ()
-    public: bool = False
-    success: int = 200
-    media: str = "application/json"  # what a success answers with
-
-
-TEXT_MAX = 100  # a search text: longer ones are not a name or a number anyone types
 LIST_QUERY = (
     Param("state", {"type": "string", "enum": sorted(s.value for s in Status if s is not Status.NEW)}, "case state"),
     Param("department", {"type": "string", "maxLength": inputs.ID_MAX}, "assigned department code"),
@@ -540,8 +494,6 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 async def openapi(request: web.Request) -> web.Response:
-    from suqiu.openapi import document
-
     return json_response(document(ROUTES, [*STATUS, INTERNAL]))
 
 
@@ -589,7 +541,5 @@ def create_app(runtime: Runtime, broker_probe: Callable[[], Awaitable[str]] | No
         app[BROKER_PROBE] = broker_probe
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
-    from suqiu.board.views import add_routes
-
     add_routes(app)
     return app

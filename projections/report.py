@@ -18,11 +18,11 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 
+from suqiu.domain.labels import CLOCK_NAMES, DEFINITIONS, RATE_NAMES, STATE_NAMES
 from suqiu.domain.org import Organisation
 from suqiu.domain.periods import Period
 from suqiu.domain.refdata import Department, ranked_members, subtree
 from suqiu.domain.sla import CHINA
-from suqiu.labels import CLOCK_NAMES, DEFINITIONS, RATE_NAMES, STATE_NAMES
 from suqiu.projections import queries
 
 RANKED_BY = "on_time_rate"  # the ranking sheet's order: 按时答复率, as a 月度通报 ranks first

@@ -20,14 +20,14 @@ import structlog
 import uuid_utils
 from psycopg_pool import AsyncConnectionPool
 
-from suqiu.clock import Clock, SystemClock
+from suqiu.base.clock import Clock, SystemClock
+from suqiu.base.metrics import Metrics
 from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve, inputs
 from suqiu.domain.access import Principal
 from suqiu.domain.commands import ImportCase, Submit, hashed_fields, parse_command
 from suqiu.domain.events import Event
 from suqiu.domain.model import Actor, plain
 from suqiu.domain.refdata import Context
-from suqiu.metrics import Metrics
 from suqiu.schemas.codec import GENESIS, Codec, stored_hash
 from suqiu.store import events as store
 from suqiu.store.group import GroupCommit, GroupRead

@@ -49,7 +49,7 @@ class RestartBudget:
 class Tail:
     """A process's output, forwarded as it comes, and the last line of it that reads as a fault."""
 
-    # Routine lines in either log format (suqiu.logs): JSON, or the console renderer's.
+    # Routine lines in either log format (suqiu.base.logs): JSON, or the console renderer's.
     _ROUTINE = ('"level": "info"', '"level": "debug"', '"level": "warning"', "[info ", "[debug ", "[warning ")
 
     def __init__(self) -> None:

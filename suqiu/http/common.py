@@ -1,0 +1,87 @@
+"""What the API's and the board's handlers share: the app's keys, the HTTP status of each
+refusal code, the JSON answer, the route table's types, and reading a case a key may read."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from suqiu.domain import Case, DomainError, access, inputs
+from suqiu.projections import queries
+from suqiu.schemas.codec import to_json_text, to_json_value
+from suqiu.service.runtime import Runtime
+
+MAX_BODY = 256 * 1024
+STATUS = {
+    "invalid_input": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid_state": 409,
+    "conflict": 409, "idempotency_mismatch": 409, "too_large": 413, "calendar_unknown": 503, "unavailable": 503,
+    "method_not_allowed": 405, "unsupported_encoding": 415, "headers_too_large": 431,
+}
+INTERNAL = "internal"  # the one 500: a fault of ours, logged with its traceback
+RUNTIME = web.AppKey("runtime", Runtime)
+PRINCIPAL = web.RequestKey("principal", access.Principal)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(code: str, message: str, **details: Any) -> web.Response:
+    return json_response({"error": {"code": code, "message": message, "details": details}}, STATUS.get(code, 500))
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    try:
+        text = to_json_text(body)
+    except TypeError:  # a refusal quoting what orjson cannot write (an integer past 64 bits, a lone surrogate)
+        text = json.dumps(to_json_value(body), ensure_ascii=True, default=repr)
+    return web.Response(text=text, status=status, content_type="application/json", charset="utf-8")
+
+
+TEXT_MAX = 100  # a search text: longer ones are not a name or a number anyone types
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A query parameter: its name, JSON Schema and meaning (for the handler and the OpenAPI document)."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route of the contract; the router and GET /v1/openapi.json are both built from ROUTES.
+
+    `body`: "submit" or "command" (the shapes come from suqiu.domain.commands); `public`: no key.
+    """
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    who: str
+    body: str | None = None
+    query: tuple[Param, ...] = ()
+    public: bool = False
+    success: int = 200
+    media: str = "application/json"  # what a success answers with
+
+
+async def readable_case(request: web.Request) -> Case:
+    """The case, if this key may read it (suqiu.domain.access.check_read)."""
+    rt = request.app[RUNTIME]
+    case = await rt.service.load(inputs.identifier(request.match_info["case_id"], "case_id"))
+    if case.seq == 0:
+        raise DomainError("not_found", f"no case {case.case_id}", case_id=case.case_id)
+    principal = request[PRINCIPAL]
+    departments = rt.context.departments
+    held = False
+    if access.read_needs_history(case, principal, departments):
+        async with rt.pool.connection() as conn:
+            held = await queries.held_by(conn, case.case_id, access.answers_for(principal, departments))
+    access.check_read(case, principal, departments, held=held)
+    return case

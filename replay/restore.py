@@ -10,7 +10,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from suqiu.base.config import Settings
-from suqiu.streams.publishing import publish, stored_record
+from suqiu.streams.publishing import STORED_COLUMNS, publish, stored_record
 from suqiu.streams.relay import EPOCH_SQL
 from suqiu.streams.topics import ensure_topics
 
@@ -29,9 +29,9 @@ async def restore(conn: psycopg.AsyncConnection[Any], settings: Settings, batch:
     try:
         async with conn.transaction(), conn.cursor(name="restore") as cur:
             cur.itersize = batch
-            await cur.execute("SELECT case_id, seq, data, event_type, event_id::text FROM events ORDER BY position")
+            await cur.execute(f"SELECT {STORED_COLUMNS} FROM events ORDER BY position")
             while rows := await cur.fetchmany(batch):
-                await publish(producer, settings.events_topic, [stored_record(*r) for r in rows], settings.partitions)
+                await publish(producer, settings.events_topic, [stored_record(settings.system_id, *r) for r in rows], settings.partitions)
                 total += len(rows)
                 if progress is not None:
                     progress(len(rows))

@@ -9,10 +9,29 @@ import json
 import sys
 from typing import Any
 
+from suqiu.schemas import cloudevents
 from suqiu.schemas.codec import Codec
 
 AVRO = "application/vnd.apache.avro+json;version=1.11.1"
 KEY = {"type": "string", "description": "case id (UTF-8); the command id for a new appeal on the commands topic"}
+
+
+def _event_headers(name: str, info: Any) -> dict[str, Any]:
+    """An event record's headers: Suqiu's own, and the CloudEvents binary-mode attributes."""
+    return {"type": "object", "required": ["event_type", "event_id", *CE_REQUIRED], "properties": {
+        "event_type": {"type": "string", "const": name}, "event_id": {"type": "string", "format": "uuid"},
+        "seq": {"type": "string", "pattern": "^[0-9]+$", "description": "the event's place in its case"},
+        "ce_specversion": {"type": "string", "const": cloudevents.SPEC_VERSION},
+        "ce_id": {"type": "string", "format": "uuid", "description": "the event id"},
+        "ce_source": {"type": "string", "description": "/suqiu/{system id}/cases/{case id}"},
+        "ce_type": {"type": "string", "const": cloudevents.ce_type(name)},
+        "ce_time": {"type": "string", "format": "date-time", "description": "when it happened (occurred_at)"},
+        "ce_subject": {"type": "string", "description": "the case id"},
+        "content-type": {"type": "string", "const": f"{cloudevents.CONTENT_TYPE}; fingerprint={info.fingerprint}"},
+    }}
+
+
+CE_REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject", "content-type")
 
 
 def _message(name: str, info: Any, summary: str) -> dict[str, Any]:
@@ -21,9 +40,7 @@ def _message(name: str, info: Any, summary: str) -> dict[str, Any]:
         "contentType": "application/octet-stream",
         "description": f"Avro single-object encoding: C3 01, fingerprint {info.fingerprint} (CRC-64-AVRO, "
                        f"as framed), then the body. Schema also at GET /v1/schemas/{info.fingerprint}.",
-        "headers": {"type": "object", "properties": {
-            "event_type": {"type": "string"}, "event_id": {"type": "string", "format": "uuid"}}}
-        if info.kind == "event" else {"type": "object"},
+        "headers": _event_headers(name, info) if info.kind == "event" else {"type": "object"},
         "bindings": {"kafka": {"key": KEY, "bindingVersion": "0.5.0"}},
         "payload": {"schemaFormat": AVRO, "schema": info.schema},
     }

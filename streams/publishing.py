@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from suqiu.schemas import cloudevents
 from suqiu.streams.topics import TopicLayoutError, partition_for
 
 log = structlog.get_logger(__name__)
@@ -19,13 +21,21 @@ HOLD_FIRST, HOLD_MAX = 1.0, 30.0  # seconds between tries of a batch the broker 
 OutRecord = tuple[str, bytes, list[tuple[str, bytes]]]
 
 
-def stored_record(case_id: str, seq: int, data: bytes, event_type: str, event_id: str) -> OutRecord:
-    """A stored event as the events topic carries it: keyed by case id; type, id and seq in headers.
+# The columns of `events` that stored_record takes, in its order after the system id.
+STORED_COLUMNS = "case_id, seq, data, event_type, event_id::text, occurred_at"
+
+
+def stored_record(system_id: str, case_id: str, seq: int, data: bytes, event_type: str, event_id: str,
+                  occurred_at: datetime) -> OutRecord:
+    """A stored event as the events topic carries it: keyed by case id; type, id and seq in
+    headers, and the CloudEvents attributes (suqiu.schemas.cloudevents).
 
     The seq lets a consumer pass over what it already holds (a republish) without decoding it.
     """
-    return case_id, bytes(data), [("event_type", event_type.encode()), ("event_id", event_id.encode()),
-                                  ("seq", str(seq).encode())]
+    value = bytes(data)
+    return case_id, value, [("event_type", event_type.encode()), ("event_id", event_id.encode()),
+                            ("seq", str(seq).encode()),
+                            *cloudevents.headers(system_id, case_id, event_type, event_id, occurred_at, value)]
 
 
 async def publish(producer: AIOKafkaProducer, topic: str, records: Sequence[OutRecord],

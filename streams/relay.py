@@ -158,9 +158,9 @@ class OutboxRelay:
             # One index probe per queued event. A plain join let the planner pick a merge join that
             # walked events from position 1 on every batch (see BENCHMARKS.md).
             cur = await conn.execute(
-                "SELECT o.position, e.case_id, e.seq, e.data, e.event_type, e.event_id::text "
+                "SELECT o.position, e.case_id, e.seq, e.data, e.event_type, e.event_id::text, e.occurred_at "
                 "FROM (SELECT position FROM outbox ORDER BY position LIMIT %s) o LEFT JOIN LATERAL "
-                "(SELECT case_id, seq, data, event_type, event_id FROM events "
+                "(SELECT case_id, seq, data, event_type, event_id, occurred_at FROM events "
                 "WHERE events.position = o.position OFFSET 0) e ON true ORDER BY o.position",
                 (self.batch,), prepare=True,
             )
@@ -179,7 +179,7 @@ class OutboxRelay:
         if not rows:
             return len(handled), (handled, {})
         started = time.perf_counter()
-        placed = await publish(producer, self.topic, [stored_record(*r[1:]) for r in rows], self.settings.partitions)
+        placed = await publish(producer, self.topic, [stored_record(self.settings.system_id, *r[1:]) for r in rows], self.settings.partitions)
         heads = {p: offsets[-1] for p, offsets in placed.items()}
         if self.catchup is not None:
             await self._mark_held(conn, rows, placed, drained=len(queued) < self.batch)

@@ -27,7 +27,7 @@ from suqiu.service.commands import CommandRequest
 from suqiu.service.runtime import Runtime
 from suqiu.stack.embedded import free_port
 from suqiu.streams.projecting import Projected, ProjectorProcesses, Record
-from suqiu.streams.publishing import stored_record
+from suqiu.streams.publishing import STORED_COLUMNS, stored_record
 from suqiu.streams.relay import OutboxRelay, run_relay
 from suqiu.streams.sla import RETRY_AFTER, RETRY_SQL
 from suqiu.streams.topics import partition_for
@@ -421,11 +421,10 @@ async def test_a_republished_history_is_passed_over_undecoded_by_its_seq_header(
     case = (await api.submit())["case_id"]
     await api.ok("dispatcher", case, "dispatch", department="bh-market")
     await api.ok("bh-market", case, "accept")
-    stored = query(s, "SELECT case_id, seq, data, event_type, event_id::text FROM events WHERE case_id = %s "
-                      "ORDER BY seq", case)
+    stored = query(s, f"SELECT {STORED_COLUMNS} FROM events WHERE case_id = %s ORDER BY seq", case)
     records: list[Record] = []
     for offset, row in enumerate(stored):
-        key, value, headers = stored_record(*row)
+        key, value, headers = stored_record(s.system_id, *row)
         records.append((s.events_topic, 0, offset, key.encode(), value, headers))
     projector = ProjectorProcesses(s, runtime.policy, 1)
     try:

@@ -10,8 +10,11 @@ import subprocess
 import sys
 import uuid
 from collections import defaultdict
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
+from cloudevents.core.formats.base import Format
 from structlog.testing import capture_logs
 
 from suqiu.base.config import Settings
@@ -20,7 +23,7 @@ from suqiu.schemas.codec import Codec
 from suqiu.service.commands import CommandRequest
 from suqiu.service.runtime import Runtime
 from suqiu.stack.embedded import EmbeddedBroker
-from suqiu.streams.publishing import publish, publish_held, stored_record
+from suqiu.streams.publishing import STORED_COLUMNS, publish, publish_held, stored_record
 from suqiu.streams.relay import OutboxRelay
 from suqiu.streams.topics import ensure_topics, partition_for
 from tests.conftest import SYSTEM, submission
@@ -172,13 +175,13 @@ async def test_publish_sends_each_partition_as_whole_batches_in_order(topics: Se
     assert s.kafka_bootstrap
     total = await write_cases(runtime, 30, 12)
     async with runtime.pool.connection() as conn:
-        cur = await conn.execute("SELECT case_id, seq, data, event_type, event_id::text FROM events ORDER BY position")
+        cur = await conn.execute(f"SELECT {STORED_COLUMNS} FROM events ORDER BY position")
         rows = await cur.fetchall()
     assert len(rows) == total
     producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", max_batch_size=4 * 1024)
     await producer.start()
     try:
-        placed = await publish(producer, s.events_topic, [stored_record(*r) for r in rows], s.partitions)
+        placed = await publish(producer, s.events_topic, [stored_record(s.system_id, *r) for r in rows], s.partitions)
     finally:
         await producer.stop()
     records = await read_topic(s.kafka_bootstrap, s.events_topic, total)
@@ -202,8 +205,8 @@ async def test_a_batch_the_broker_does_not_take_is_held_until_it_does(settings: 
     await ensure_topics(s)
     total = await write_cases(runtime, 6, 2)
     async with runtime.pool.connection() as conn:
-        cur = await conn.execute("SELECT case_id, seq, data, event_type, event_id::text FROM events ORDER BY position")
-        records = [stored_record(*r) for r in await cur.fetchall()]
+        cur = await conn.execute(f"SELECT {STORED_COLUMNS} FROM events ORDER BY position")
+        records = [stored_record(s.system_id, *r) for r in await cur.fetchall()]
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", request_timeout_ms=1000)
     await producer.start()
     try:
@@ -221,3 +224,51 @@ async def test_a_batch_the_broker_does_not_take_is_held_until_it_does(settings: 
         broker.proc.send_signal(signal.SIGCONT)
         await producer.stop()
         broker.stop()
+
+
+class AvroData(Format):
+    """The CloudEvents SDK reads the record's value as Suqiu's Avro single-object bytes."""
+
+    codec = Codec()
+
+    def read(self, event_klass: Any, data: str | bytes) -> Any:
+        raise NotImplementedError("binary mode only")
+
+    def write(self, event: Any) -> bytes:
+        raise NotImplementedError("binary mode only")
+
+    def write_data(self, data: Any, datacontenttype: str | None) -> bytes:
+        raise NotImplementedError("binary mode only")
+
+    def read_data(self, body: bytes, datacontenttype: str | None) -> Any:
+        return self.codec.decode_event(body)
+
+    def get_content_type(self) -> str:
+        return "avro/binary"
+
+
+async def test_every_record_reads_as_a_cloudevent_with_the_sdks_kafka_binding(topics: Settings, runtime: Runtime) -> None:
+    s = topics
+    assert s.kafka_bootstrap
+    total = await write_cases(runtime, 3, 1)
+    relay = subprocess.Popen([sys.executable, "-m", "suqiu", "relay"], env={**os.environ, **s.to_env()},
+                             stderr=subprocess.DEVNULL)
+    try:
+        records = await read_topic(s.kafka_bootstrap, s.events_topic, total, timeout=60)
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        relay.wait(30)
+    assert len(records) == total
+    fingerprints = {info.name: info.fingerprint for info in Codec().current.values()}
+    types = set()
+    for r in records:
+        event = from_binary(KafkaMessage(dict(r.headers), r.key, r.value), AvroData())
+        stored = event.get_data()
+        assert event.get_specversion() == "1.0" and event.get_id() == stored.event_id
+        assert event.get_source() == f"/suqiu/{s.system_id}/cases/{stored.case_id}"
+        assert event.get_subject() == stored.case_id == r.key.decode()
+        assert event.get_time() == stored.occurred_at
+        assert event.get_datacontenttype() == \
+            f"avro/binary; fingerprint={fingerprints['suqiu.events.' + stored.event_type]}"
+        types.add(event.get_type())
+    assert types == {"cn.suqiu.appeal.submitted.v1", "cn.suqiu.appeal.dispatched.v1", "cn.suqiu.urged.v1"}

@@ -38,8 +38,18 @@ def content_type(data: bytes) -> str:
 def headers(system_id: str, case_id: str, event_type: str, event_id: str, occurred_at: datetime,
             data: bytes) -> list[tuple[str, bytes]]:
     """The binary-mode headers of one stored event."""
-    at = occurred_at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    return [("ce_specversion", SPEC_VERSION.encode()), ("ce_id", event_id.encode()),
-            ("ce_source", ce_source(system_id, case_id).encode()), ("ce_type", ce_type(event_type).encode()),
-            ("ce_time", at.encode()), ("ce_subject", case_id.encode()),
-            ("content-type", content_type(data).encode())]
+    return _headers(system_id, case_id, ce_type(event_type), event_id, occurred_at, data)
+
+
+def command_headers(system_id: str, case_id: str, command_type: str, command_id: str, at: datetime,
+                    data: bytes) -> list[tuple[str, bytes]]:
+    """The headers of a command one deployment sends another (federation): `case_id` is the
+    sender's case it comes from, `at` the time of the event that caused it."""
+    return _headers(system_id, case_id, f"{TYPE_PREFIX}command.{command_type}.v1", command_id, at, data)
+
+
+def _headers(system_id: str, case_id: str, type_: str, id_: str, at: datetime, data: bytes) -> list[tuple[str, bytes]]:
+    time = at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return [("ce_specversion", SPEC_VERSION.encode()), ("ce_id", id_.encode()),
+            ("ce_source", ce_source(system_id, case_id).encode()), ("ce_type", type_.encode()),
+            ("ce_time", time.encode()), ("ce_subject", case_id.encode()), ("content-type", content_type(data).encode())]

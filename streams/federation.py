@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from suqiu.base.config import Settings
 from suqiu.domain import events as e
 from suqiu.domain.model import Actor, Role
+from suqiu.schemas import cloudevents
 from suqiu.schemas.codec import Codec
 from suqiu.store.events import read_case
 from suqiu.streams.dlq import Outgoing
@@ -85,7 +86,8 @@ class FederationBridge:
         }
         value = self.codec.encode_command("submit", body, command_id=command_id, actor=self.actor,
                                           correlation_id=ev.correlation_id)
-        return Outgoing(topic, command_id.encode(), value, self._signed(p.target_system, value))
+        return Outgoing(topic, command_id.encode(), value,
+                        self._headers(p.target_system, ev, "submit", command_id, value))
 
     async def _answer(self, ev: e.Event, p: e.AppealClosed) -> Outgoing | None:
         history = await self._history(ev.case_id)
@@ -101,12 +103,17 @@ class FederationBridge:
         value = self.codec.encode_command("upper_level_reply", {"upper_case_id": ev.case_id, "content": content},
                                           command_id=command_id, actor=self.actor, case_id=first.source_ref,
                                           correlation_id=ev.correlation_id)
-        return Outgoing(topic, first.source_ref.encode(), value, self._signed(first.source_system, value))
+        return Outgoing(topic, first.source_ref.encode(), value,
+                        self._headers(first.source_system, ev, "upper_level_reply", command_id, value))
 
-    def _signed(self, system: str, value: bytes) -> list[tuple[str, bytes]]:
-        """The other system authenticates our commands by the key it issued us (suqiu.streams.signing)."""
+    def _headers(self, system: str, cause: e.Event, command_type: str, command_id: str,
+                 value: bytes) -> list[tuple[str, bytes]]:
+        """The command's CloudEvents attributes, and its signature: the other system authenticates
+        our commands by the key it issued us (suqiu.streams.signing)."""
+        ce = cloudevents.command_headers(self.settings.system_id, cause.case_id, command_type, command_id,
+                                         cause.occurred_at, value)
         secret = self.settings.federation_keys.get(system)
         if secret is None:
             log.error("no key for the other system: it will refuse this command as unauthorized", system=system)
-            return []
-        return sign(secret, value)
+            return ce
+        return [*ce, *sign(secret, value)]

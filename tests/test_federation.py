@@ -85,6 +85,16 @@ async def test_escalation_creates_a_linked_case_upstream_and_its_answer_comes_ba
                 results = await read_topic(s.kafka_bootstrap, s.results_topic, 2 * events)
                 mine = [codec.decode_result(r.value)["status"] for r in results if r.key == command_id.encode()]
                 assert mine[0] in ("created", "accepted") and "duplicate" in mine[1:], mine
+            # Each command between the two carries its CloudEvents attributes beside its signature.
+            for s, sender, kind, case_id in ((city, district.system_id, "submit", case),
+                                              (district, CITY, "upper_level_reply", city_case)):
+                assert s.kafka_bootstrap
+                sent = await read_topic(s.kafka_bootstrap, s.commands_topic, 1)
+                ce = dict(sent[0].headers)
+                assert ce["ce_specversion"] == b"1.0" and ce["ce_type"] == f"cn.suqiu.command.{kind}.v1".encode()
+                assert ce["ce_source"] == f"/suqiu/{sender}/cases/{case_id}".encode()
+                assert ce["ce_id"].decode() == codec.decode_command(sent[0].value)[1]["command_id"]
+                assert ce["content-type"].startswith(b"avro/binary; fingerprint=") and "suqiu-signature" in ce
             after = (query(district, "SELECT count(*) FROM events")[0][0], query(city, "SELECT count(*) FROM events")[0][0])
             assert after == before
             assert query(city, "SELECT count(*) FROM source_refs WHERE source_ref = %s", case)[0][0] == 1

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace, settings: Settings, out: Console | None = None
         if not settings.kafka_bootstrap:
             err.print("set SUQIU_KAFKA_BOOTSTRAP")
             return 2
-        return asyncio.run(_restore(console, settings))
+        return _restore(console, settings)
     return 2
 
 
@@ -155,7 +155,7 @@ def _verify(console: Console, settings: Settings, codec: Codec, args: argparse.N
             if not settings.kafka_bootstrap:
                 Console(stderr=True).print("set SUQIU_KAFKA_BOOTSTRAP for --against-topic")
                 return 2
-            topic = asyncio.run(verify.read_topic_digests(settings.kafka_bootstrap, settings.events_topic))
+            topic = verify.read_topic_digests(settings.kafka_bootstrap, settings.events_topic)
             diff = verify.compare_with_topic(verify.store_rows(conn), topic)
             summary += f"; topic {settings.events_topic}: {diff.topic_records} record(s)"
             problems += [verify.Problem(c, s, "missing on topic", f"event {e}") for c, s, e in diff.missing_on_topic]
@@ -228,13 +228,12 @@ async def _rebuild(console: Console, settings: Settings, workers: int | None) ->
     return 0
 
 
-async def _restore(console: Console, settings: Settings) -> int:
+def _restore(console: Console, settings: Settings) -> int:
     from suqiu.replay.restore import restore
 
     assert settings.database_url
-    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-        with _progress(console, "republishing") as tick:
-            n = await restore(conn, settings, progress=tick)
+    with psycopg.connect(settings.database_url) as conn, _progress(console, "republishing") as tick:
+        n = restore(conn, settings, progress=tick)
     console.out(f"republished {n} event(s) to {settings.events_topic}")
     return 0
 

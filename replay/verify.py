@@ -7,14 +7,14 @@ kept elsewhere: the events topic, byte for byte, and the chain heads of an earli
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from suqiu.schemas.codec import GENESIS, HASH_SIZE, HEADER, MAGIC, Codec, chain_hash
 
@@ -121,30 +121,25 @@ class TopicDiff:
         return not (self.missing_on_topic or self.missing_in_store or self.different or self.out_of_order)
 
 
-async def read_topic_digests(bootstrap: str, topic: str, idle_ms: int = 1500) -> dict[str, tuple[bytes, list[int]]]:
+def read_topic_digests(bootstrap: str, topic: str, idle_ms: int = 1500) -> dict[str, tuple[bytes, list[int]]]:
     """event id -> (SHA-256 of the value, seqs as seen in topic order), for every record on `topic`.
 
-    End offsets from this broker's ListOffsets are not trustworthy, so reading stops once every
-    partition has reached the high watermark its fetches report and nothing more arrives.
+    A blocking, one-shot read: kafka-python's consumer, as every synchronous tool uses (README,
+    Libraries). End offsets from this broker's ListOffsets are not trustworthy, so reading stops
+    once nothing more arrives for `idle_ms`.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest")
-    await consumer.start()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             auto_offset_reset="earliest")
     out: dict[str, tuple[bytes, list[int]]] = {}
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         if not tps:
             return out
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        loop = asyncio.get_running_loop()
-        quiet_since = loop.time()
+        consumer.seek_to_beginning(*tps)
+        quiet_since = time.monotonic()
         while True:
-            batch = await consumer.getmany(timeout_ms=300, max_records=10_000)
+            batch = consumer.poll(timeout_ms=300, max_records=10_000)
             for records in batch.values():
                 for rec in records:
                     value = rec.value or b""
@@ -156,11 +151,11 @@ async def read_topic_digests(bootstrap: str, topic: str, idle_ms: int = 1500) ->
                     seqs.append(rec.offset)
                     out[event_id] = (digest if prior is None or prior[0] == digest else b"", seqs)
             if batch:
-                quiet_since = loop.time()
-            elif loop.time() - quiet_since > idle_ms / 1000:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > idle_ms / 1000:
                 return out
     finally:
-        await consumer.stop()
+        consumer.close()
 
 
 def compare_with_topic(store_rows: Iterable[tuple[str, int, str, bytes]],

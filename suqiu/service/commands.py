@@ -51,6 +51,16 @@ def _checked(req: CommandRequest) -> CommandRequest:
         causation_id=optional(req.causation_id, "causation_id"))
 
 
+def _parsed(raw: CommandRequest) -> tuple[CommandRequest, Any, bytes]:
+    """Validate a request once, at the command path's door: its envelope, its command's fields, and
+    the hash a repeat of its command id is compared by."""
+    req = _checked(raw)
+    command = parse_command(req.type, req.body)
+    if not isinstance(command, Submit) and not req.case_id:
+        raise DomainError("invalid_input", "case_id: is required for lifecycle commands", field="case_id")
+    return req, command, _request_hash(req, command)
+
+
 def new_id() -> str:
     """A UUIDv7 for a new case or event: time-ordered, so the store's unique indexes grow at their
     right edge instead of touching a random page per insert."""
@@ -132,12 +142,8 @@ class CommandService:
             log.info("command repeated", command_id=req.command_id, command_type=req.type, case_id=result.case_id)
         return result
 
-    async def _execute_one(self, req: CommandRequest) -> CommandResult:
-        req = _checked(req)
-        command = parse_command(req.type, req.body)
-        if not isinstance(command, Submit) and not req.case_id:
-            raise DomainError("invalid_input", "case_id: is required for lifecycle commands", field="case_id")
-        request_hash = _request_hash(req, command)
+    async def _execute_one(self, raw: CommandRequest) -> CommandResult:
+        req, command, request_hash = _parsed(raw)
         if req.case_id is None:
             return await self._execute(req, command, request_hash)
         # Writers on one case in this process queue here instead of losing the optimistic race
@@ -161,16 +167,16 @@ class CommandService:
                 return start
             case, last_hash = start
             try:
-                events = decide(case, command, self._meta(req, command, case.case_id, self._clock.now()),
-                                self._context())
+                decided = self._decided(req, command, request_hash, case, last_hash, self._clock.now(),
+                                        self._context())
             except DomainError:
                 if not read_first:  # perhaps a repeat of a command stored before: ask the store
                     read_first = True
                     continue
                 raise
-            if not events:
-                return CommandResult("unchanged", req.command_id, case.case_id, case.seq)
-            result, append = self._prepare(req, command, request_hash, events, last_hash)
+            if isinstance(decided, CommandResult):
+                return decided
+            events, result, append = decided
             saved = await self._save(req, request_hash, case, events, result, append, attempt)
             if isinstance(saved, CommandResult):
                 return saved
@@ -237,12 +243,12 @@ class CommandService:
         to one command at a time.
         """
         parsed: list[tuple[CommandRequest, Any, bytes] | DomainError] = []
-        for req in reqs:
+        for raw in reqs:
             try:
-                command = parse_command(req.type, req.body)
-                if not isinstance(command, Submit):
+                one = _parsed(raw)
+                if not isinstance(one[1], Submit):
                     raise DomainError("invalid_input", "type: only new cases can be created in bulk", field="type")
-                parsed.append((req, command, _request_hash(req, command)))
+                parsed.append(one)
             except DomainError as exc:
                 parsed.append(exc)
         ok = [p for p in parsed if not isinstance(p, DomainError)]
@@ -255,16 +261,15 @@ class CommandService:
         ctx = self._context()
         for (req, command, request_hash), stored in zip(ok, found, strict=True):
             try:
-                repeat = _repeat(stored, request_hash, req.command_id)
-                if repeat is not None:
-                    results[req.command_id] = repeat
-                    continue
-                case_id = self._new_id()
-                events = decide(Case(case_id=case_id), command, self._meta(req, command, case_id, now), ctx)
+                decided = _repeat(stored, request_hash, req.command_id) or self._decided(
+                    req, command, request_hash, Case(case_id=self._new_id()), GENESIS, now, ctx)
             except DomainError as exc:
                 results[req.command_id] = exc
                 continue
-            results[req.command_id], append = self._prepare(req, command, request_hash, events, GENESIS)
+            if isinstance(decided, CommandResult):
+                results[req.command_id] = decided
+                continue
+            _, results[req.command_id], append = decided
             batch.append(append)
         if batch:
             try:
@@ -281,6 +286,17 @@ class CommandService:
         log.info("cases created in bulk", size=len(reqs), events=sum(len(a.encoded) for a in batch),
                  outcomes=dict(Counter(outcomes)))
         return answers
+
+    def _decided(self, req: CommandRequest, command: Any, request_hash: bytes, case: Case, last_hash: bytes,
+                 now: datetime, ctx: Context) -> CommandResult | tuple[list[Event], CommandResult, store.Append]:
+        """Decide one command on `case` (its last hash `last_hash`): "unchanged" when it changes
+        nothing, else its events with the result it answers and the append that stores both. The
+        one way every command goes, alone (execute) or with others (create_many)."""
+        events = decide(case, command, self._meta(req, command, case.case_id, now), ctx)
+        if not events:
+            return CommandResult("unchanged", req.command_id, case.case_id, case.seq)
+        result, append = self._prepare(req, command, request_hash, events, last_hash)
+        return events, result, append
 
     def _meta(self, req: CommandRequest, command: Any, case_id: str, now: datetime) -> CommandMeta:
         """What decide knows of the request beyond the command: who, when, which ids to use."""

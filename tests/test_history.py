@@ -57,7 +57,7 @@ def write(path: Path, rows: list[list[str]]) -> None:
 async def import_file(runtime: Runtime, settings: Settings, data: Path, mapping: Path) -> Outcome:
     """The importer as `suqiu import` runs it with one worker, on the runtime's (manual) clock."""
     out, rows, lines = read_rows(data, load_mapping(mapping), settings.system_id)
-    return await import_rows(functools.partial(create_rows, runtime.service.create_many), out, rows, lines)
+    return await import_rows(functools.partial(create_rows, runtime.service.run), out, rows, lines)
 
 
 SLA_EVENTS = "('SlaWarning', 'SlaBreached', 'SupervisionOpened')"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,8 +21,12 @@ NEIGHBOURS = ("schemas==0.7.1", "replay==0.1.2")
 
 
 def test_the_wheel_installs_only_suqiu_and_runs_beside_public_schemas_and_replay(tmp_path: Path) -> None:
+    # Built from a copy, links kept as links, so the build leaves nothing in the checkout.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".suqiu", "build", "*.egg-info", "__pycache__", ".*_cache", "test-artifacts"))
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(ROOT)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(source)],
                    check=True, timeout=300)
     wheel = next(dist.glob("suqiu-*.whl"))
     with zipfile.ZipFile(wheel) as archive:

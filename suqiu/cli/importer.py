@@ -221,7 +221,7 @@ class Rejected:
 
 Chunk = list[tuple[int, list[str]]]  # (row number as a spreadsheet shows it, the row's fields)
 RowResult = CommandResult | DomainError | Rejected
-CreateMany = Callable[[list[CommandRequest]], Awaitable[list[CommandResult | DomainError]]]
+RunCommands = Callable[[list[CommandRequest]], Awaitable[list[CommandResult | DomainError]]]  # CommandService.run
 CreateRows = Callable[[Rows, Chunk], Awaitable[list[RowResult]]]
 
 
@@ -278,7 +278,7 @@ def _swallowed(text: str, skip: int, fields: list[str], delimiter: str) -> bool:
     return False
 
 
-async def create_rows(create_many: CreateMany, rows: Rows, chunk: Chunk) -> list[RowResult]:
+async def create_rows(run: RunCommands, rows: Rows, chunk: Chunk) -> list[RowResult]:
     """The chunk's rows as requests, and the good ones created together."""
     results: list[RowResult | None] = []
     reqs = []
@@ -288,7 +288,7 @@ async def create_rows(create_many: CreateMany, rows: Rows, chunk: Chunk) -> list
             results.append(None)
         except ValueError as exc:
             results.append(Rejected(str(exc)))
-    created = iter(await create_many(reqs) if reqs else [])
+    created = iter(await run(reqs) if reqs else [])
     return [r if r is not None else next(created) for r in results]
 
 
@@ -374,7 +374,7 @@ def _worker_start(settings: Settings) -> None:
 
 def _worker_create(rows: Rows, chunk: Chunk) -> list[tuple[str, str, str, int, tuple[str, ...]] | DomainError | Rejected]:
     assert _worker is not None, "not an import worker process"
-    results = _worker.loop.run_until_complete(create_rows(_worker.runtime.service.create_many, rows, chunk))
+    results = _worker.loop.run_until_complete(create_rows(_worker.runtime.service.run, rows, chunk))
     return [(r.status, r.command_id, r.case_id, r.seq, r.event_ids) if isinstance(r, CommandResult) else r
             for r in results]
 

@@ -301,7 +301,7 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
             runtime = await Runtime(settings).open()
             settle_gc()
             try:
-                await import_rows(functools.partial(create_rows, runtime.service.create_many), outcome, rows, lines,
+                await import_rows(functools.partial(create_rows, runtime.service.run), outcome, rows, lines,
                                   progress=lambda n: bar.advance(task, n))
             finally:
                 await runtime.close()

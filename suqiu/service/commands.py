@@ -10,7 +10,7 @@ import random
 import time
 import weakref
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -49,16 +49,6 @@ def _checked(req: CommandRequest) -> CommandRequest:
         expected_seq=inputs.expected_seq(req.expected_seq),
         correlation_id=optional(req.correlation_id, "correlation_id"),
         causation_id=optional(req.causation_id, "causation_id"))
-
-
-def _parsed(raw: CommandRequest) -> tuple[CommandRequest, Any, bytes]:
-    """Validate a request once, at the command path's door: its envelope, its command's fields, and
-    the hash a repeat of its command id is compared by."""
-    req = _checked(raw)
-    command = parse_command(req.type, req.body)
-    if not isinstance(command, Submit) and not req.case_id:
-        raise DomainError("invalid_input", "case_id: is required for lifecycle commands", field="case_id")
-    return req, command, _request_hash(req, command)
 
 
 def new_id() -> str:
@@ -106,6 +96,19 @@ class _Again(Enum):
     REPEAT = "the command id is stored already: read its result first"
 
 
+Parsed = tuple[CommandRequest, Any, bytes]  # the request checked, its command, its request hash
+
+
+def _parsed(raw: CommandRequest) -> Parsed:
+    """Validate a request once, at the command path's door: its envelope, its command's fields, and
+    the hash a repeat of its command id is compared by."""
+    req = _checked(raw)
+    command = parse_command(req.type, req.body)
+    if not isinstance(command, Submit) and not req.case_id:
+        raise DomainError("invalid_input", "case_id: is required for lifecycle commands", field="case_id")
+    return req, command, _request_hash(req, command)
+
+
 class CommandService:
     """Executes commands against the store; keeps recently used cases decoded in memory."""
 
@@ -125,13 +128,43 @@ class CommandService:
         self._reads = GroupRead(pool)
 
     async def execute(self, req: CommandRequest) -> CommandResult:
-        """Decide and store one command: its result, or the DomainError that refuses it."""
+        """One command (HTTP, Kafka, the timers): its result, or the DomainError that refuses it."""
+        answer = (await self.run([req]))[0]
+        if isinstance(answer, DomainError):
+            raise answer
+        return answer
+
+    async def run(self, reqs: Sequence[CommandRequest]) -> list[CommandResult | DomainError]:
+        """The command path, for one command or many (an import's chunk): each is parsed once and
+        decided on its own case, with its own chain and idempotency; the answers come in order.
+
+        Only the store step depends on how many come: new cases that come together share one COPY
+        in one transaction (a chunk is stored whole or not at all); a command alone goes through
+        the group commit, retried on its case when another writer got there first.
+        """
+        parsed: list[Parsed | DomainError] = []
+        for raw in reqs:
+            try:
+                parsed.append(_parsed(raw))
+            except DomainError as exc:
+                self._metrics.command(raw.type, exc.code, None)
+                parsed.append(exc)
+        new = [p for p in parsed if not isinstance(p, DomainError) and isinstance(p[1], Submit)]
+        answers: dict[str, CommandResult | DomainError] = await self._create(new) if len(new) > 1 else {}
+        for p in parsed:
+            if not isinstance(p, DomainError) and p[0].command_id not in answers:
+                answers[p[0].command_id] = await self._one(p)
+        return [p if isinstance(p, DomainError) else answers[p[0].command_id] for p in parsed]
+
+    async def _one(self, parsed: Parsed) -> CommandResult | DomainError:
+        """One command through the group commit; a refusal is its answer, a fault propagates."""
+        req = parsed[0]
         started = time.perf_counter()
         try:
-            result = await self._execute_one(req)
+            result = await self._locked(*parsed)
         except DomainError as exc:
             self._metrics.command(req.type, exc.code, started)
-            raise
+            return exc
         except Exception:
             self._metrics.command(req.type, "error", started)
             raise
@@ -142,8 +175,7 @@ class CommandService:
             log.info("command repeated", command_id=req.command_id, command_type=req.type, case_id=result.case_id)
         return result
 
-    async def _execute_one(self, raw: CommandRequest) -> CommandResult:
-        req, command, request_hash = _parsed(raw)
+    async def _locked(self, req: CommandRequest, command: Any, request_hash: bytes) -> CommandResult:
         if req.case_id is None:
             return await self._execute(req, command, request_hash)
         # Writers on one case in this process queue here instead of losing the optimistic race
@@ -234,32 +266,20 @@ class CommandService:
     async def close(self) -> None:
         await self._commits.close()
 
-    async def create_many(self, reqs: list[CommandRequest]) -> list[CommandResult | DomainError]:
-        """New cases (submit, import_case) in one transaction: group commit for bulk loads.
+    async def _create(self, new: list[Parsed]) -> dict[str, CommandResult | DomainError]:
+        """New cases in one transaction (a bulk load's group commit), answered by command id.
 
-        Each request still gets its own decision, chain and idempotency; only the commit is
-        shared, so a chunk is stored whole or not at all. Repeats answer their original result.
-        If a concurrent writer takes one of the source references first, the chunk falls back
-        to one command at a time.
+        Repeats answer their original result. If a concurrent writer takes one of the source
+        references first, the chunk falls back to one command at a time.
         """
-        parsed: list[tuple[CommandRequest, Any, bytes] | DomainError] = []
-        for raw in reqs:
-            try:
-                one = _parsed(raw)
-                if not isinstance(one[1], Submit):
-                    raise DomainError("invalid_input", "type: only new cases can be created in bulk", field="type")
-                parsed.append(one)
-            except DomainError as exc:
-                parsed.append(exc)
-        ok = [p for p in parsed if not isinstance(p, DomainError)]
-        lookups = [store.Lookup(r.command_id, source=(c.source_system, c.source_ref)) for r, c, _ in ok]
+        lookups = [store.Lookup(r.command_id, source=(c.source_system, c.source_ref)) for r, c, _ in new]
         async with self._pool.connection() as conn:
-            found = await store.look_up(conn, lookups) if lookups else []
+            found = await store.look_up(conn, lookups)
         results: dict[str, CommandResult | DomainError] = {}
         batch: list[store.Append] = []
         now = self._clock.now()
         ctx = self._context()
-        for (req, command, request_hash), stored in zip(ok, found, strict=True):
+        for (req, command, request_hash), stored in zip(new, found, strict=True):
             try:
                 decided = _repeat(stored, request_hash, req.command_id) or self._decided(
                     req, command, request_hash, Case(case_id=self._new_id()), GENESIS, now, ctx)
@@ -277,21 +297,22 @@ class CommandService:
                     await store.copy_many(conn, batch)
             except store.DuplicateCommand:
                 log.info("bulk create raced with another writer; one command at a time", size=len(batch))
-                return [await self._one(req) for req in reqs]
-        answers = [p if isinstance(p, DomainError) else results[p[0].command_id] for p in parsed]
-        outcomes = [a.code if isinstance(a, DomainError) else a.status for a in answers]
-        for req, outcome in zip(reqs, outcomes, strict=True):
-            self._metrics.command(req.type, outcome, None)
+                return {p[0].command_id: await self._one(p) for p in new}
+        outcomes = []
+        for req, _, _ in new:
+            answer = results[req.command_id]
+            outcomes.append(answer.code if isinstance(answer, DomainError) else answer.status)
+            self._metrics.command(req.type, outcomes[-1], None)
         # One line per batch: an import of a million cases is not a million lines.
-        log.info("cases created in bulk", size=len(reqs), events=sum(len(a.encoded) for a in batch),
+        log.info("cases created in bulk", size=len(new), events=sum(len(a.encoded) for a in batch),
                  outcomes=dict(Counter(outcomes)))
-        return answers
+        return results
 
     def _decided(self, req: CommandRequest, command: Any, request_hash: bytes, case: Case, last_hash: bytes,
                  now: datetime, ctx: Context) -> CommandResult | tuple[list[Event], CommandResult, store.Append]:
         """Decide one command on `case` (its last hash `last_hash`): "unchanged" when it changes
         nothing, else its events with the result it answers and the append that stores both. The
-        one way every command goes, alone (execute) or with others (create_many)."""
+        one way every command goes, alone or with others (run)."""
         events = decide(case, command, self._meta(req, command, case.case_id, now), ctx)
         if not events:
             return CommandResult("unchanged", req.command_id, case.case_id, case.seq)
@@ -324,12 +345,6 @@ class CommandService:
                                events[-1].seq, tuple(ev.event_id for ev in events))
         source = (command.source_system, command.source_ref) if is_submit else None
         return result, store.Append(encoded, req.command_id, request_hash, result.as_dict(), source)
-
-    async def _one(self, req: CommandRequest) -> CommandResult | DomainError:
-        try:
-            return await self.execute(req)
-        except DomainError as exc:
-            return exc
 
     async def load(self, case_id: str) -> Case:
         case, last = self._cached(case_id)

@@ -18,6 +18,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 
+from suqiu.base.cells import safe_cell
 from suqiu.domain.labels import CLOCK_NAMES, DEFINITIONS, RATE_NAMES, STATE_NAMES
 from suqiu.domain.org import Organisation
 from suqiu.domain.periods import Period
@@ -171,7 +172,7 @@ def _attention(sheet: Worksheet, title: str, names: Mapping[str, str], cases: li
     for c in cases:
         due = c["next_due"]
         late = round((now - due).total_seconds() / 3600, 1) if due is not None and due <= now else None
-        sheet.append([c["source_ref"] or c["case_id"], c["title"], c["enterprise_name"],
+        sheet.append([safe_cell(c["source_ref"] or c["case_id"]), safe_cell(c["title"]), safe_cell(c["enterprise_name"]),
                       names.get(c["department"], c["department"]), STATE_NAMES.get(c["status"], c["status"]),
                       CLOCK_NAMES.get(c["next_clock"] or "", ""), _local(due), _cell(late),
                       "是" if c["supervised"] else "否", _local(c["submitted_at"]), c["case_id"]])

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from suqiu.base.cells import safe_cell
 from suqiu.domain import events as e
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.evolve import replay_state
@@ -95,7 +96,8 @@ def to_csv(entries: Iterable[dict[str, Any]]) -> str:
     w.writerow(CSV_COLUMNS)
     for x in entries:
         a = x["actor"]
-        w.writerow([x["case_id"], x["seq"], x["time_cst"], x["time_utc"], x["event"], a["system"], a["role"],
-                    a["department"] or "", a["person"] or "", x["reason"],
-                    " ".join(f"{k}={v}" for k, v in x["deadlines"].items()), x["sla"], x["hash"]])
+        w.writerow([safe_cell(v) for v in (
+            x["case_id"], x["seq"], x["time_cst"], x["time_utc"], x["event"], a["system"], a["role"],
+            a["department"] or "", a["person"] or "", x["reason"],
+            " ".join(f"{k}={v}" for k, v in x["deadlines"].items()), x["sla"], x["hash"])])
     return buf.getvalue()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import random
 import uuid
@@ -395,3 +397,13 @@ async def test_exported_package_verifies_offline_and_catches_edits_and_rewritten
     code, out = await replay(offline, "verify", "--package", str(pkg))
     assert code == 1 and "file missing: events.jsonl" in out and "head" in out, out
     assert (await replay(offline, "verify", "--package", str(tmp_path / "no-such-package")))[0] == 2
+
+
+@pytest.mark.parametrize("typed", ['=HYPERLINK("http://evil.example","详情")', "+1+2", "-2+3", "@SUM(A1)", "\t=1"])
+def test_a_timeline_cell_a_spreadsheet_would_run_is_exported_as_text(typed: str) -> None:
+    entry = {"case_id": "c", "seq": 1, "time_cst": "2026-07-21 10:00", "time_utc": "2026-07-21T02:00:00Z",
+             "event": "AppealReplied", "actor": {"system": "tj", "role": "department", "department": "bh-market",
+                                                "person": typed}, "reason": typed, "deadlines": {}, "sla": "", "hash": "h"}
+    row = next(csv.DictReader(io.StringIO(history.to_csv([entry]))))
+    assert row["reason"] == "'" + typed and row["actor_person"] == "'" + typed
+    assert row["seq"] == "1" and row["event"] == "AppealReplied"

@@ -17,6 +17,7 @@ from tests.conftest import Api, run_cli
 from tests.support.kafka import faust_worker
 from tests.support.sla import caught_up, cst, eventually, query
 
+FORMULA = '=HYPERLINK("http://evil.example","园区道路施工许可")'
 SHEETS = ["部门指标", "排名", "类别", "超期与督办", "指标说明"]
 
 
@@ -53,7 +54,7 @@ async def test_the_monthly_report(topics: Settings, api: Api, clock: ManualClock
         await api.ok("dispatcher", july, "dispatch", department="bh-market")
         await api.ok("bh-market", july, "accept")
         await api.ok("bh-market", july, "reply", content="已答复")
-        late = (await api.submit(title="园区道路施工许可"))["case_id"]
+        late = (await api.submit(title=FORMULA))["case_id"]
         await api.ok("dispatcher", late, "dispatch", department="bh-planning")  # to accept by 12:00
         clock.set(cst(2026, 7, 22, 12, 0))
         await eventually(lambda: query(s, "SELECT count(*) FROM events WHERE case_id = %s AND "
@@ -116,6 +117,9 @@ async def test_the_monthly_report(topics: Settings, api: Api, clock: ManualClock
         assert attention[0]["督办"] == "是" and attention[0]["超期时限"] == "签收时限"
         assert attention[0]["截止时间"] == "2026-07-21 12:00" and attention[0]["承办部门"] == "滨海新区规划和自然资源局"
         assert attention[0]["已超期（小时）"] == 24.0
+        # What an enterprise typed is text in the workbook, never a formula (CSV/DDE injection).
+        title_cell = book["超期与督办"].cell(3, 2)
+        assert title_cell.data_type == "s" and title_cell.value == "'" + FORMULA
         terms = {r["指标"] for r in _table(book["指标说明"])}
         assert {"响应率", "按时答复率", "解决率", "满意率", "办理时长"} <= terms
 

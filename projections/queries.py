@@ -51,10 +51,11 @@ async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state
                      after: str | None = None, usccs: Collection[str] | None = None, open_only: bool = False,
                      category: str | None = None, text: str | None = None, submitted: Period = ALL_TIME,
                      order: str = "submitted", departments: Collection[str] | None = None,
-                     supervised: bool | None = None) -> list[dict[str, Any]]:
+                     supervised: bool | None = None,
+                     source_systems: Collection[str] | None = None) -> list[dict[str, Any]]:
     """Cases in submission order (or by next deadline); `after` is the last case id of the
     previous page; `departments` limits them to those held by any of them; `usccs` to those
-    enterprises' cases; `text` matches a case id, source reference or USCC exactly, or a part
+    enterprises' cases; `source_systems` to the cases those systems submitted; `text` matches a case id, source reference or USCC exactly, or a part
     of the enterprise name or title."""
     where: list[str] = ["true"]
     params: list[Any] = []
@@ -78,6 +79,9 @@ async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state
     if usccs is not None:
         where.append("enterprise_uscc = ANY(%s)")
         params.append(list(usccs))
+    if source_systems is not None:
+        where.append("source_system = ANY(%s)")
+        params.append(list(source_systems))
     if text:
         where.append("(case_id = %s OR source_ref = %s OR enterprise_uscc = %s OR enterprise_name LIKE %s "
                      "OR title LIKE %s)")

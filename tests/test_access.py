@@ -130,13 +130,31 @@ async def test_an_enterprise_key_reads_and_acts_only_on_its_own_enterprises_case
     assert status == 200 and body["departments"] == []
 
 
-async def test_an_intake_key_bound_to_a_source_system_submits_only_for_it(settings: Settings, api: Api) -> None:
+async def test_an_intake_key_bound_to_a_source_system_submits_only_for_it(
+        settings: Settings, topics: Settings, runtime: Runtime, api: Api) -> None:
     status, body = await api.call("hotline-intake", "POST", "/appeals", submission(source_system="web-portal"))
     assert status == 403 and body["error"]["details"]["field"] == "source_system", body
     assert "bound to" in body["error"]["details"]["rule"]
     assert stored(settings)["events"] == 0
     status, body = await api.call("hotline-intake", "POST", "/appeals", submission(source_system="hotline-12345"))
     assert status == 201, body
+    own = body["case_id"]
+    # It reads and acts for its own system's cases only: another system's case does not exist for it.
+    other = (await api.call("intake", "POST", "/appeals", submission(source_system="web-portal")))[1]["case_id"]
+    for path in (f"/appeals/{other}", f"/appeals/{other}/history"):
+        status, body = await api.call("hotline-intake", "GET", path)
+        assert status == 404, (path, body)
+    status, body = await api.do("hotline-intake", other, "withdraw", reason="不再需要")
+    assert status == 404, body
+    async with faust_worker(topics, runtime.clock):
+        for case in (own, other):
+            await caught_up(topics, case)
+    status, listing = await api.call("hotline-intake", "GET", "/appeals")
+    assert [x["case_id"] for x in listing["appeals"]] == [own]
+    status, body = await api.call("hotline-intake", "GET", f"/appeals/{own}")
+    assert status == 200, body
+    status, body = await api.do("hotline-intake", own, "withdraw", reason="企业撤回")
+    assert status == 200, body
 
 
 async def test_a_department_key_sees_only_its_own_department_in_the_listing(api: Api) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import uuid
 from collections import Counter
@@ -18,6 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from bench.fuzz import kafka_records
 from suqiu.base.config import Settings
@@ -136,6 +138,57 @@ async def test_hostile_headers_and_encodings_answer_in_the_error_shape(api: Api,
     status, body = await api.call(None, "GET", "/appeals")
     assert status == 401 and body["error"]["details"]["rule"], body
     assert stored(settings) == before
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x7f"], ids=["NUL", "SOH", "DEL"])
+@pytest.mark.parametrize("header", ["Authorization: Bearer", "Cookie: suqiu_board="])
+async def test_a_header_the_parser_refuses_is_never_quoted_back_or_logged(
+        api: Api, keys: dict[str, str], header: str, char: str) -> None:
+    secret = keys["dispatcher"]
+    request = (f"GET /v1/appeals HTTP/1.1\r\nHost: x\r\n{header} {secret}{char}tail\r\nConnection: close\r\n"
+               "\r\n").encode()
+    with capture_logs() as logs:
+        status, _, body = await raw_request(api, request)
+    assert status == 400
+    refused(status, json.loads(body))
+    name = header.split(":")[0]
+    assert f"in the {name} header (value not shown)" in json.loads(body)["error"]["message"]
+    assert secret not in body.decode() and secret[:8] not in repr(logs), "a live key in the answer or the log"
+
+
+async def test_content_encodings_other_than_gzip_and_deflate_are_415_and_store_nothing(
+        api: Api, keys: dict[str, str], settings: Settings) -> None:
+    before = stored(settings)
+    good = json.dumps(submission()).encode()
+    for encoding in ("rot13", "x-unknown", "compress", "deflate, br", "br", "zstd"):
+        request = (f"POST /v1/appeals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {keys['intake']}\r\n"
+                   f"Content-Encoding: {encoding}\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                   f"Content-Length: {len(good)}\r\n\r\n").encode() + good
+        status, _, body = await raw_request(api, request)
+        assert status == 415, (encoding, status, body)
+        answer = json.loads(body)
+        assert answer["error"]["code"] == "unsupported_encoding" and "install" not in body.decode(), answer
+    assert stored(settings) == before
+
+
+async def test_a_body_that_is_not_gzip_is_a_400_without_a_traceback(api: Api, keys: dict[str, str],
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    good = json.dumps(submission()).encode()
+    request = (f"POST /v1/appeals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {keys['intake']}\r\n"
+               f"Content-Encoding: gzip\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(good)}\r\n\r\n").encode() + good
+    with caplog.at_level(logging.INFO):
+        status, _, body = await raw_request(api, request)
+        await asyncio.sleep(0.2)  # aiohttp drains the rest of the body after the answer
+    assert status == 400 and json.loads(body)["error"]["details"]["field"] == "Content-Encoding"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [], "an alert for a client's fault"
+
+
+async def test_two_authorization_headers_are_refused(api: Api, keys: dict[str, str]) -> None:
+    request = (f"GET /v1/appeals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {keys['auditor']}\r\n"
+               f"Authorization: Bearer {keys['dispatcher']}\r\nConnection: close\r\n\r\n").encode()
+    status, _, body = await raw_request(api, request)
+    assert status == 400 and json.loads(body)["error"]["details"]["field"] == "Authorization"
 
 
 async def test_poison_requests_in_a_group_commit_fail_alone(api: Api, settings: Settings) -> None:

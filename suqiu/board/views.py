@@ -7,6 +7,7 @@ every few seconds, draw the charts with Plotly and send actions without a reload
 from __future__ import annotations
 
 import hmac
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, datetime, timedelta
@@ -36,6 +37,7 @@ from suqiu.store.keys import digest
 
 log = structlog.get_logger(__name__)
 COOKIE = "suqiu_board"
+LOGIN_COOKIE = "suqiu_board_login"  # the sign-in form's CSRF token
 SESSIONS = web.AppKey("board_sessions", Sessions)
 SESSION = web.RequestKey("board_session", Session)
 TOKEN = web.RequestKey("board_token", str)
@@ -108,23 +110,38 @@ def _frame(request: web.Request) -> dict[str, Any]:
     return {"who": who, "csrf": request[SESSION].csrf}
 
 
+def _login_page(error: str | None = None, status: int = 200) -> web.Response:
+    """The sign-in form with a fresh CSRF token, in the form and in a cookie (double submit): a
+    page elsewhere can post to /board/login but cannot read or set the cookie."""
+    token = secrets.token_urlsafe(24)
+    response = render("login.html", status, error=error, csrf=token)
+    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="Strict", path="/board/login", secure=True,
+                        max_age=3600)
+    return response
+
+
 async def login_form(request: web.Request) -> web.Response:
-    return render("login.html", error=None)
+    return _login_page()
 
 
 async def login(request: web.Request) -> web.Response:
     form = await request.post()
+    sent, kept = str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE, "")
+    if not sent or not hmac.compare_digest(sent.encode(), kept.encode()):
+        log.warning("board sign-in refused: no matching CSRF token")
+        return _login_page("表单已过期，请重新登录", 403)
     key = str(form.get("key", "")).strip()
     rt = request.app[RUNTIME]
     info = await rt.keys.resolve(key) if key and key.isascii() and key.isprintable() else None
     if info is None:
         log.warning("board sign-in refused", key_prefix=key[:12] if key.isascii() else None)
-        return render("login.html", 401, error="密钥无效或已吊销")
+        return _login_page("密钥无效或已吊销", 401)
     token, _ = await request.app[SESSIONS].create(digest(key), rt.clock.now())
     log.info("board sign-in", key_prefix=info.prefix, role=info.principal.actor.role.value)
     response = web.HTTPSeeOther("/board/")
     # Secure always: browsers send it over https, and over http only to localhost (a trustworthy origin).
     response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/board", secure=True)
+    response.del_cookie(LOGIN_COOKIE, path="/board/login")
     raise response
 
 
@@ -189,7 +206,7 @@ async def _overview(request: web.Request) -> dict[str, Any]:
     now = rt.clock.now()
     period = _period(request, now.astimezone(CHINA).date())
     members, scope_name, chosen = _scope(request)
-    department, usccs = access.list_scope(principal, None, rt.context.departments)
+    scope = access.list_scope(principal, None, rt.context.departments)
     visible = [d for d in access.visible_departments(principal, rt.context.departments, rt.context.departments)
                if d in members and rt.context.departments[d].active]
     async with rt.pool.connection() as conn:
@@ -198,8 +215,9 @@ async def _overview(request: web.Request) -> dict[str, Any]:
         kpis = {**queries.total_load(load, members), **await queries.performance(conn, counted, now, period)}
         before = await queries.performance(conn, counted, now, period.previous())
         days = await queries.series(conn, counted, now, period, Grain.DAY, with_handling=False) if period.fits_series(Grain.DAY) else []
-        late = await queries.list_cases(conn, now, department=department, usccs=usccs, overdue=True,
-                                        open_only=True, order="next_due", limit=50, departments=members)
+        late = await queries.list_cases(conn, now, department=scope.department, usccs=scope.usccs,
+                                        source_systems=scope.source_systems, overdue=True, open_only=True,
+                                        order="next_due", limit=50, departments=members)
     late.sort(key=lambda r: (not r["supervised"], r["next_due"]))
     names = rt.context.departments
     rows = [{"code": d, "name": names[d].name, **load.get(d, queries.EMPTY_LOAD)} for d in visible]
@@ -323,14 +341,15 @@ async def search(request: web.Request) -> web.Response:
     state = q.get("state") or None
     if state is not None and state not in STATE_NAMES:
         raise DomainError("invalid_input", f"state: 未知状态 {state[:40]!r}", field="state")
-    department, usccs = access.list_scope(principal, q.get("department") or None, rt.context.departments)
+    scope = access.list_scope(principal, q.get("department") or None, rt.context.departments)
     category = q.get("category") or None
     submitted = Period.parse(q.get("from") or None, q.get("to") or None)
     text = inputs.text(q.get("q", ""), "q", TEXT_MAX, required=False) or None
     now = rt.clock.now()
     async with rt.pool.connection() as conn:
-        found = await queries.list_cases(conn, now, state=state, department=department, usccs=usccs, text=text,
-                                         category=category, submitted=submitted, limit=100)
+        found = await queries.list_cases(conn, now, state=state, department=scope.department, usccs=scope.usccs,
+                                         source_systems=scope.source_systems, text=text, category=category,
+                                         submitted=submitted, limit=100)
     return render("search.html", found=found, q=q, now=now, names=rt.context.departments,
                   states=STATE_NAMES, categories=sorted(c for c in rt.context.categories if not rt.context.categories[c].retired),
                   departments=access.visible_departments(principal, rt.context.departments, rt.context.departments),

@@ -129,9 +129,13 @@ def authorize(case: Case, type_name: str, principal: Principal) -> None:
 
 
 def check_enterprise(case: Case, principal: Principal) -> None:
-    """An enterprise key meets another enterprise's case as a case that does not exist."""
+    """An enterprise key meets another enterprise's case as a case that does not exist; so does an
+    intake key bound to source systems meet another system's case (it reads and acts for its own)."""
     if principal.actor.role is Role.ENTERPRISE and (case.enterprise is None
                                                     or case.enterprise.uscc not in principal.usccs):
+        raise _no_case(case.case_id)
+    if principal.actor.role is Role.INTAKE and principal.source_systems \
+            and case.source_system not in principal.source_systems:
         raise _no_case(case.case_id)
 
 
@@ -160,16 +164,26 @@ def check_read(case: Case, principal: Principal, departments: Mapping[str, Depar
                           department=principal.actor.department)
 
 
-def list_scope(principal: Principal, department: str | None,
-               departments: Mapping[str, Department]) -> tuple[str | None, frozenset[str] | None]:
-    """(department, enterprises) a case list is limited to for `principal`; None: not limited."""
+@dataclass(frozen=True, slots=True)
+class ListScope:
+    """What a case list is limited to for a principal; None: not limited that way."""
+
+    department: str | None = None
+    usccs: frozenset[str] | None = None
+    source_systems: frozenset[str] | None = None
+
+
+def list_scope(principal: Principal, department: str | None, departments: Mapping[str, Department]) -> ListScope:
+    """The case list `principal` may see, asked for `department` (None: any)."""
     actor = principal.actor
     if actor.role is Role.DEPARTMENT:
         department = department or actor.department
         check_figures(principal, department, departments)
     if actor.role is Role.ENTERPRISE:
-        return department, principal.usccs
-    return department, None
+        return ListScope(department, usccs=principal.usccs)
+    if actor.role is Role.INTAKE and principal.source_systems:
+        return ListScope(department, source_systems=principal.source_systems)
+    return ListScope(department)
 
 
 def check_figures(principal: Principal, department: str | None, departments: Mapping[str, Department]) -> None:

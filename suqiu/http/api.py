@@ -25,6 +25,7 @@ from suqiu.domain.periods import ALL_TIME, FIRST_YEAR, LAST_YEAR, Grain, Period
 from suqiu.domain.refdata import Member, current, departments_in, members, ranked_members, subtree
 from suqiu.domain.sla import CHINA
 from suqiu.http.common import (
+    ENCODINGS,
     INTERNAL,
     MAX_BODY,
     PRINCIPAL,
@@ -92,6 +93,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
         return await handler(request)
+    if len(request.headers.getall("Authorization", [])) > 1:
+        # Which one a proxy or a server reads differs: one request, one credential.
+        raise DomainError("invalid_input", "Authorization: sent more than once", field="Authorization",
+                          rule="one Authorization header")
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer ") or not header[7:].strip():
         raise DomainError("unauthorized", "missing bearer key: send Authorization: Bearer <key>",
@@ -118,11 +123,16 @@ def _prefix(request: web.Request) -> str | None:
 async def read_json(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise DomainError("too_large", f"request body over {MAX_BODY} bytes", limit=MAX_BODY)
+    encodings = request.headers.getall("Content-Encoding", [])
+    if len(encodings) > 1 or (encodings and encodings[0].strip().lower() not in ("gzip", "deflate", "identity")):
+        # aiohttp passes a body in an encoding it does not know as it came: it would be read as JSON.
+        raise DomainError("unsupported_encoding", f"Content-Encoding {', '.join(encodings)[:60]!r} is not accepted",
+                          field="Content-Encoding", rule=ENCODINGS)
     try:
         raw = await request.read()
     except RequestPayloadError as exc:  # a body its Content-Encoding does not decode, or cut short
         raise DomainError("invalid_input", f"body: {str(exc).splitlines()[-1].strip()}", field="Content-Encoding",
-                          rule="a body encoded as its Content-Encoding says (gzip, deflate) or not at all") from None
+                          rule=ENCODINGS) from None
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -230,7 +240,8 @@ async def list_appeals(request: web.Request) -> web.Response:
     state = q.get("state")
     if state is not None and state not in {s.value for s in Status if s is not Status.NEW}:
         raise DomainError("invalid_input", f"state: unknown state {state!r}", field="state")
-    department, usccs = access.list_scope(request[PRINCIPAL], q.get("department"), rt.context.departments)
+    scope = access.list_scope(request[PRINCIPAL], q.get("department"), rt.context.departments)
+    department = scope.department
     if department is not None and department not in rt.context.departments:
         raise DomainError("invalid_input", f"department: unknown department {department!r}", field="department")
     overdue = {"true": True, "false": False, None: None}.get(q.get("overdue"), "bad")
@@ -251,7 +262,8 @@ async def list_appeals(request: web.Request) -> web.Response:
         if after is not None and not await queries.case_known(conn, after):
             raise DomainError("invalid_input", f"after: unknown case id {after!r}", field="after")
         held = None if department is None else [m.code for m in _members(rt, [department])]
-        rows = await queries.list_cases(conn, now, state=state, departments=held, usccs=usccs,
+        rows = await queries.list_cases(conn, now, state=state, departments=held, usccs=scope.usccs,
+                                        source_systems=scope.source_systems,
                                         overdue=overdue if isinstance(overdue, bool) else None,
                                         limit=limit, after=after, text=text)
     for row in rows:  # the department answering for it today, through any merge (合并)
@@ -534,8 +546,25 @@ PUBLIC_PATHS = frozenset(r.path for r in ROUTES if r.public and "{" not in r.pat
 PUBLIC_PREFIXES = (*(r.path.split("{", 1)[0] for r in ROUTES if r.public and "{" in r.path), "/board")
 
 
+# Every answer: no sniffing a JSON body as a page, no framing (clickjacking), no referrer leaving,
+# and for the board's pages scripts and styles from this server only (plotly.js sets inline styles).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                               "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                               "frame-ancestors 'none'",
+}
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
+
+
 def create_app(runtime: Runtime, broker_probe: Callable[[], Awaitable[str]] | None = None) -> web.Application:
     app = web.Application(middlewares=[errors, authenticate], client_max_size=MAX_BODY)
+    app.on_response_prepare.append(security_headers)
     app[RUNTIME] = runtime
     if broker_probe is not None:
         app[BROKER_PROBE] = broker_probe

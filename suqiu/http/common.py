@@ -39,6 +39,7 @@ def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="application/json", charset="utf-8")
 
 
+ENCODINGS = "a body is sent as it is, or with Content-Encoding gzip or deflate"
 TEXT_MAX = 100  # a search text: longer ones are not a name or a number anyone types
 
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiokafka import AIOKafkaClient
 
 from suqiu.base.config import Settings
 from suqiu.http.api import create_app
-from suqiu.http.common import STATUS, error_response
+from suqiu.http.common import ENCODINGS, STATUS, error_response
 from suqiu.service.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -38,6 +41,26 @@ _PARSER_CODES = {status: code for code, status in STATUS.items() if status in (4
 _PARSER_CODES[501] = _PARSER_CODES[415]
 
 
+# The parser quotes the offending line as a bytes literal, with a caret under the fault: for a
+# header that is its value, which may be a live key or a session token.
+_QUOTE = re.compile(r"""b['"]""")
+_HEADER_NAME = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):")
+
+
+def redacted(reason: str) -> str:
+    """The parser's reason without what the request carried: a quoted line becomes its header's name."""
+    kept = []
+    for line in reason.splitlines():
+        if not line.strip(" ^"):
+            continue  # the caret under a quoted line
+        quote = _QUOTE.search(line)
+        if quote is not None:
+            name = _HEADER_NAME.match(line, quote.end())
+            line = line[:quote.start()] + (f"in the {name.group(1)} header (value not shown)" if name else "(not shown)")
+        kept.append(line.strip())
+    return " ".join(k for k in kept if k) or "malformed HTTP request"
+
+
 class _JsonErrors(RequestHandler):
     """aiohttp's connection handler, answering its parser's refusals in the API's error shape."""
 
@@ -47,14 +70,27 @@ class _JsonErrors(RequestHandler):
                      message: str | None = None) -> web.StreamResponse:
         if status >= 500 and status != 501:
             return super().handle_error(request, status, exc, message)
-        # A malformed request is the client's: no traceback, and the parser's own words as the reason.
-        log.info("request refused by the HTTP parser", status=status, reason=str(exc or message or ""))
-        reason = getattr(exc, "message", None) or message or "malformed HTTP request"
-        response = error_response(_PARSER_CODES.get(status, "invalid_input"), f"malformed request: {reason}",
-                                  rule="HTTP/1.1 message syntax")
+        # A malformed request is the client's: no traceback, and the parser's words, never the
+        # request's own bytes, as the reason.
+        reason = redacted(getattr(exc, "message", None) or message or "")
+        code = _PARSER_CODES.get(status, "invalid_input")
+        if isinstance(exc, ContentEncodingError):  # br, zstd: encodings this server does not take
+            code, status, reason = "unsupported_encoding", 415, f"{reason.split(' Please install')[0].rstrip('.')}; {ENCODINGS}"
+        log.info("request refused by the HTTP parser", status=status, reason=reason)
+        response = error_response(code, f"malformed request: {reason}", rule="HTTP/1.1 message syntax")
         response.set_status(status if status != 501 else 415)
         response.force_close()
         return response
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # A body that does not decode as its Content-Encoding says is refused with a 400 by the
+        # handler; aiohttp then meets the same fault draining the rest of it. The client's fault,
+        # not a traceback for the error alerts.
+        exc = kw.get("exc_info")
+        if isinstance(exc, RequestPayloadError | ContentEncodingError):
+            log.info("request body not drained: it does not decode", error=redacted(str(exc)))
+            return
+        super().log_exception(*args, **kw)
 
 
 class _JsonErrorServer(web.Server):

@@ -37,7 +37,9 @@ def test_suqiu_up_serves_writes_its_files_and_stops_leaving_nothing(tmp_path: Pa
         endpoints = json.loads((tmp_path / "endpoints.json").read_text())
         keys = json.loads((tmp_path / "keys.json").read_text())
         assert endpoints["http"] in text and endpoints["database_url"] in text
-        assert {"intake", "dispatcher", "auditor"} <= set(keys) and all(k["key"] in text for k in keys.values())
+        assert {"intake", "dispatcher", "auditor"} <= set(keys)
+        assert not any(k["key"] in text for k in keys.values()), "secrets stay in keys.json, never on stdout"
+        assert str((tmp_path / "keys.json").resolve()) in text
         assert (tmp_path / "keys.json").stat().st_mode & 0o077 == 0
         # Both ways to the embedded PostgreSQL reach the same migrated store.
         for url in (endpoints["database_url"], endpoints["database_tcp_url"]):

@@ -240,7 +240,7 @@ def run_up(settings: Settings, *, state_dir: str, demo: bool) -> int:
         lines = [
             "Suqiu is up.",
             f"  HTTP API         {stack.http_url}/v1",
-            f"  board (督办看板)  {stack.http_url}/board/  (sign in with an API key below)",
+            f"  board (督办看板)  {stack.http_url}/board/  (sign in with an API key from keys.json)",
             f"  Kafka bootstrap  {s.kafka_bootstrap}   (topics prefix {s.topic_prefix!r})",
             f"  PostgreSQL       {s.database_url}",
             *([f"                   {stack.postgres.tcp_dsn}   (the same server over TCP)"]
@@ -252,9 +252,12 @@ def run_up(settings: Settings, *, state_dir: str, demo: bool) -> int:
                                      if Path(state_dir).resolve() == EMBEDDED_ENDPOINTS.parent.resolve() else
                                      "other suqiu commands: set SUQIU_DATABASE_URL and SUQIU_KAFKA_BOOTSTRAP "
                                      "as endpoints.json says"),
-            "  API keys (Authorization: Bearer <key>):",
-            *(f"    {role:<11} {k['key']}" + (f"  (department {k['department']})" if k["department"] else "")
-              for role, k in keys.items()),
+            f"  API keys         {(Path(state_dir) / 'keys.json').resolve()} (mode 0600), one per role "
+            "(Authorization: Bearer <key>):",
+            # The secrets stay in the file: a terminal's scrollback and a service's log outlive them.
+            # The demo is the exception: it is played on a throwaway stack, to be tried at once.
+            *(f"    {role:<11} {k['key'] if demo else '(in keys.json)'}"
+              + (f"  (department {k['department']})" if k["department"] else "") for role, k in keys.items()),
             "Ctrl-C stops everything.",
         ]
         sys.stdout.write("\n".join(lines) + "\n")

@@ -101,10 +101,17 @@ def run(args: argparse.Namespace, settings: Settings, out: Console | None = None
 def _case(console: Console, settings: Settings, codec: Codec, args: argparse.Namespace) -> int:
     assert settings.database_url
     with psycopg.connect(settings.database_url) as conn:
-        stored = history.load(conn, codec, args.case_id)
+        found = history.find_case(conn, args.case_id)
+        if len(found) > 1:
+            Console(stderr=True).print(f"{args.case_id!r} names {len(found)}{'+' if len(found) == 5 else ''} cases: "
+                                       f"{', '.join(found)}; give more of the id")
+            return 2
+        stored = history.load(conn, codec, found[0]) if found else []
     if not stored:
-        Console(stderr=True).print(f"no case {args.case_id}")
+        Console(stderr=True).print(f"no case {args.case_id} (a case id, its first {history.MIN_PREFIX} or more "
+                                   "characters, or a 工单编号)")
         return 2
+    case_id = found[0]
     if args.as_of is not None or args.seq is not None:
         at = args.as_of or max(s.event.recorded_at for s in stored if s.event.seq <= args.seq)
         state = history.case_json(history.as_of(stored, at=args.as_of, seq=args.seq), at)
@@ -117,16 +124,33 @@ def _case(console: Console, settings: Settings, codec: Codec, args: argparse.Nam
     elif args.format == "csv":
         console.out(history.to_csv(entries), end="")
     else:
-        table = Table(title=f"case {args.case_id}", show_lines=False)
-        for col in ("seq", "time (Asia/Shanghai)", "time (UTC)", "event", "actor", "reason", "deadlines", "SLA"):
-            table.add_column(col, overflow="fold")
-        for x in entries:
-            a = x["actor"]
-            actor = "/".join(v for v in (a["system"], a["role"], a["department"], a["person"]) if v)
-            table.add_row(str(x["seq"]), x["time_cst"][:19], x["time_utc"], x["event"], actor, x["reason"],
-                          "\n".join(f"{k} {_cst(v)}" for k, v in x["deadlines"].items()), x["sla"])
-        console.print(table)
+        console.print(_table(case_id, entries, wide=console.width >= WIDE))
     return 0
+
+
+WIDE = 140  # columns from which the history shows UTC times and whole actors beside the rest
+
+
+def _table(case_id: str, entries: list[dict[str, Any]], *, wide: bool) -> Table:
+    """The history as a table; on a narrow terminal the fixed columns keep their words whole and
+    only the reason and deadlines fold, instead of every cell breaking into single words."""
+    table = Table(title=f"case {case_id}", show_lines=not wide)
+    columns = ("seq", "time (Asia/Shanghai)", "time (UTC)", "event", "actor", "reason", "deadlines", "SLA") if wide \
+        else ("seq", "time (CST)", "event", "actor", "reason", "deadlines")
+    for col in columns:
+        folds = col in ("reason", "deadlines") or wide
+        table.add_column(col, overflow="fold", no_wrap=not folds, ratio=3 if col == "reason" else None)
+    for x in entries:
+        a = x["actor"]
+        deadlines = "\n".join(f"{k} {_cst(v)}" for k, v in x["deadlines"].items())
+        if wide:
+            actor = "/".join(v for v in (a["system"], a["role"], a["department"], a["person"]) if v)
+            table.add_row(str(x["seq"]), x["time_cst"][:19], x["time_utc"], x["event"], actor, x["reason"], deadlines,
+                          x["sla"])
+        else:
+            table.add_row(str(x["seq"]), _cst(x["time_utc"]), x["event"], a["department"] or a["role"],
+                          x["reason"] + (f" [{x['sla']}]" if x["sla"] else ""), deadlines)
+    return table
 
 
 def _cst(iso: str) -> str:

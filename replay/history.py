@@ -35,6 +35,24 @@ class Stored:
     hash: bytes
 
 
+MIN_PREFIX = 6  # a case id's shortest unique beginning a user may give (the board shows 8)
+
+
+def find_case(conn: psycopg.Connection[Any], ref: str) -> list[str]:
+    """The cases `ref` names: a whole case id, a source's 工单编号 (source_ref, in any system), or
+    the beginning of a case id at least MIN_PREFIX characters long. More than one: ambiguous."""
+    if conn.execute("SELECT 1 FROM events WHERE case_id = %s AND seq = 1", (ref,)).fetchone():
+        return [ref]
+    found = [r[0] for r in conn.execute("SELECT case_id FROM source_refs WHERE source_ref = %s ORDER BY case_id LIMIT 5",
+                                        (ref,))]
+    if found or len(ref) < MIN_PREFIX:
+        return found
+    # A range the (case_id, seq) index can walk: from the prefix to the next one.
+    upper = ref[:-1] + chr(ord(ref[-1]) + 1)
+    return [r[0] for r in conn.execute("SELECT case_id FROM events WHERE case_id >= %s AND case_id < %s AND seq = 1 "
+                                       "ORDER BY case_id LIMIT 5", (ref, upper))]
+
+
 def load(conn: psycopg.Connection[Any], codec: Codec, case_id: str) -> list[Stored]:
     rows = conn.execute("SELECT data FROM events WHERE case_id = %s ORDER BY seq", (case_id,)).fetchall()
     return [stored(codec, bytes(r[0])) for r in rows]

@@ -31,6 +31,7 @@ async def test_keys_create_list_revoke(settings: Settings, runtime: Runtime, api
     assert status == 200, body
     code, out, _ = cli(monkeypatch, capsys, settings, "keys", "list")
     assert code == 0 and secret[:12] in out and secret not in out and "生态环境局业务系统" in out
+    assert out.splitlines()[0].split()[:4] == ["prefix", "system", "role", "department"]
     assert cli(monkeypatch, capsys, settings, "keys", "create", "--role", "department")[0] == 2
     assert cli(monkeypatch, capsys, settings, "keys", "create", "--role", "department", "--department", "nope")[0] == 2
     assert cli(monkeypatch, capsys, settings, "keys", "create", "--role", "auditor", "--department", "bh-eco")[0] == 2

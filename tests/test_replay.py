@@ -14,11 +14,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from rich.console import Console
 
 from suqiu.base.clock import ManualClock
 from suqiu.base.config import Settings
+from suqiu.cli.main import build_parser
 from suqiu.domain.evolve import replay_state
 from suqiu.domain.sla import CHINA
+from suqiu.replay import cli as replay_cli
 from suqiu.replay import history
 from suqiu.replay.rebuild import rebuild
 from suqiu.schemas.codec import HASH_SIZE, HEADER, Codec, chain_hash
@@ -136,6 +139,24 @@ async def test_as_of_equals_the_state_evolved_to_that_point(
     assert out.splitlines()[0].startswith("case_id,seq,time_cst") and len(out.splitlines()) == 6
     code, out = await replay(topics, "case", case, "--format", "json")
     assert [json.loads(x)["event"] for x in out.splitlines()][-1] == "AppealClosed"
+    # An auditor names the case as the board or the source system does: its 工单编号, or the
+    # beginning of its id; too short, or shared with another case, is said in a line.
+    ref = query(topics, "SELECT source_ref FROM source_refs WHERE case_id = %s", case)[0][0]
+    for name in (ref, case[:8]):
+        code, out = await replay(topics, "case", name, "--format", "json")
+        assert code == 0 and [json.loads(x)["case_id"] for x in out.splitlines()] == [case] * 5, name
+    assert (await replay(topics, "case", case[:5]))[0] == 2
+    other = (await api.submit())["case_id"]
+    shared = next(n for n in range(8, 37) if case[:n] != other[:n]) - 1
+    assert (await replay(topics, "case", case[:shared]))[0] == 2
+    assert (await replay(topics, "case", case[:shared + 1]))[0] == 0
+    # On an 80-column terminal the words stay whole: only the reasons fold.
+    buf = io.StringIO()
+    assert replay_cli.run(build_parser().parse_args(["replay", "case", case]), topics,
+                          Console(file=buf, width=80, highlight=False)) == 0
+    lines = buf.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert all(any(name in line for line in lines) for name in ("AppealSubmitted", "AppealAccepted", "AppealClosed"))
 
 
 async def test_rebuild_equals_the_live_projections_after_a_long_run(

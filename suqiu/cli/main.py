@@ -342,6 +342,8 @@ def run_keys(settings: Settings, args: argparse.Namespace) -> int:
             sys.stdout.write(f"{secret}\n")
             sys.stderr.write("store it now: only its SHA-256 is kept, it cannot be shown again\n")
         elif args.keys_command == "list":
+            sys.stdout.write(f"{'prefix':<12}  {'system':<10} {'role':<10} {'department':<16} {'state':<24} "
+                             f"{'bound to':<24} label\n")
             for k in list_keys(conn):
                 state = f"revoked {k['revoked_at']:%Y-%m-%d %H:%M}" if k["revoked_at"] else "active"
                 bound = ",".join(k["bound_to"]) or "-"

@@ -87,7 +87,7 @@ async def play(http_url: str, keys: dict[str, dict[str, Any]], database_url: str
         await c.do("bh-planning", a, "reply", "答复", content="规划许可已于本周核发，施工许可可同步办理。")
         await c.do("dispatcher", a, "close", "办结: resolved", outcome="resolved", note="企业确认")
         await c.do("enterprise", a, "feedback", "评价: satisfied", rating="satisfied", comment="办理及时")
-        say("Case B: returned by HR, re-dispatched, extension granted, unsatisfied, reopened")
+        say("Case B: returned by market regulation, re-dispatched to HR, extension granted, unsatisfied, reopened")
         await c.do("dispatcher", b, "dispatch", "派单 → 市场监管局", department="bh-market")
         await c.do("bh-market", b, "return", "退回: 非本部门职责", reason="人才落户由人社局负责")
         await c.do("dispatcher", b, "dispatch", "派单 → 人社局", department="bh-hrss")
@@ -142,8 +142,13 @@ async def show_figures(c: Client) -> None:
     for dept in ("bh-eco", "bh-hrss", "bh-planning"):
         f = await c.call("dispatcher", "GET", f"/departments/{dept}/load")
         say(f"  {dept:<12} open {f['open']} due soon {f['due_soon']} overdue {f['overdue']} closed today "
-            f"{f['closed_today']} response {f['response_rate']} on-time {f['on_time_rate']} "
-            f"satisfaction {f['satisfaction_rate']}")
+            f"{f['closed_today']} 响应率 {pct(f['response_rate'])} 按时答复率 {pct(f['on_time_rate'])} "
+            f"满意率 {pct(f['satisfaction_rate'])}")
     k = await c.call("auditor", "GET", "/jurisdictions/tj-binhai/kpis")
     say(f"  滨海新区 rolled up over {len(k['departments'])} departments: open {k['open']} overdue {k['overdue']} "
-        f"resolution {k['resolution_rate']} reopen {k['reopen_rate']}")
+        f"解决率 {pct(k['resolution_rate'])} 重办率 {pct(k['reopen_rate'])}")
+
+
+def pct(rate: float | None) -> str:
+    """A rate as officials read it; "—" when nothing was due yet (no denominator)."""
+    return "—" if rate is None else f"{rate:.1%}"

@@ -24,6 +24,7 @@ from suqiu.domain.sla import CHINA
 from suqiu.replay import export as packages
 from suqiu.replay import history, verify
 from suqiu.schemas.codec import Codec
+from suqiu.store import access_log
 
 PARALLEL_REBUILD_FROM = 100_000  # events below which starting worker processes costs more than it saves
 
@@ -43,6 +44,7 @@ def add_parser(sub: Any) -> None:
     ver.add_argument("--against-topic", action="store_true", help="compare the store with appeals.events.v1")
     ver.add_argument("--against-package", type=Path, metavar="DIR", help="compare with an export's chain heads")
     ver.add_argument("--package", type=Path, metavar="DIR", help="check an audit package offline (no database)")
+    ver.add_argument("--access-log", action="store_true", help="also check the read audit trail's hash chains")
     rb = rs.add_parser("rebuild", help="drop and rebuild every read model from the store")
     rb.add_argument("--workers", type=int, help="processes folding the cases "
                     f"(default: one per core from {PARALLEL_REBUILD_FROM:,} events, else one)")
@@ -175,6 +177,12 @@ def _verify(console: Console, settings: Settings, codec: Codec, args: argparse.N
             else:
                 problems += verify.compare_heads(conn, manifest["cases"])
                 summary += f"; {len(manifest['cases'])} chain head(s) of {args.against_package} compared"
+        if args.access_log:
+            with conn.cursor(name="access_log") as cur:
+                cur.execute(access_log.VERIFY_SQL)
+                checked, broken = access_log.verify(cur)
+            summary += f"; access log: {checked} entr{'y' if checked == 1 else 'ies'}"
+            problems += [verify.Problem(f"access-log {b.writer}", b.seq, "access log", b.problem) for b in broken]
         if args.against_topic:
             if not settings.kafka_bootstrap:
                 Console(stderr=True).print("set SUQIU_KAFKA_BOOTSTRAP for --against-topic")

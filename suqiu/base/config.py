@@ -29,6 +29,8 @@ class Settings:
     jurisdiction_feeds: tuple[str, ...] = ()
     # /v1/health answers degraded while more events than this wait for the read models.
     health_lag_bound: int = 10_000
+    # Days the read audit trail (access_log) is kept; 等保 2.0 asks for at least six months.
+    access_log_days: int = 180
     # Other systems this one escalates to or answers: system id -> its topic prefix (same broker).
     federation: dict[str, str] = field(default_factory=dict)
     # The API key each of those systems issued this one, to sign the commands sent to it.
@@ -52,6 +54,7 @@ class Settings:
             projector_batch=int(env.get("SUQIU_PROJECTOR_BATCH") or 2000),
             projector_processes=int(env.get("SUQIU_PROJECTOR_PROCESSES") or 1),
             health_lag_bound=int(env.get("SUQIU_HEALTH_LAG_BOUND") or 10_000),
+            access_log_days=int(env.get("SUQIU_ACCESS_LOG_DAYS") or 180),
             federation=dict(pair.split("=", 1) for pair in (env.get("SUQIU_FEDERATION") or "").split(",")
                             if "=" in pair),
             federation_keys=dict(pair.split("=", 1) for pair in (env.get("SUQIU_FEDERATION_KEYS") or "").split(",")
@@ -72,6 +75,7 @@ class Settings:
             "SUQIU_PROJECTOR_BATCH": str(self.projector_batch),
             "SUQIU_PROJECTOR_PROCESSES": str(self.projector_processes),
             "SUQIU_HEALTH_LAG_BOUND": str(self.health_lag_bound),
+            "SUQIU_ACCESS_LOG_DAYS": str(self.access_log_days),
             "SUQIU_JURISDICTION_FEEDS": ",".join(self.jurisdiction_feeds),
             "SUQIU_FEDERATION": ",".join(f"{k}={v}" for k, v in self.federation.items()),
             "SUQIU_FEDERATION_KEYS": ",".join(f"{k}={v}" for k, v in self.federation_keys.items()),

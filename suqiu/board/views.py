@@ -27,7 +27,7 @@ from suqiu.domain.org import tree_order
 from suqiu.domain.periods import Grain, Period
 from suqiu.domain.refdata import Department, ancestors, departments_in, subtree
 from suqiu.domain.sla import CHINA
-from suqiu.http.common import PRINCIPAL, RUNTIME, STATUS, TEXT_MAX, readable_case
+from suqiu.http.common import KEY_PREFIX, PRINCIPAL, RUNTIME, STATUS, TEXT_MAX, readable_case
 from suqiu.projections import queries
 from suqiu.replay import history as audit
 from suqiu.replay.verify import ChainChecker
@@ -89,6 +89,7 @@ def page(handler: Page) -> Page:
         if session is None or info is None:
             raise web.HTTPSeeOther("/board/login")
         request[PRINCIPAL], request[SESSION], request[TOKEN] = info.principal, session, token
+        request[KEY_PREFIX] = info.prefix
         try:
             return await handler(request)
         except DomainError as exc:

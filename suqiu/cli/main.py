@@ -13,6 +13,7 @@ import structlog
 from suqiu.base import logs
 from suqiu.base.config import EMBEDDED_ENDPOINTS, Settings
 from suqiu.domain.model import Role
+from suqiu.domain.sla import CHINA
 
 PARALLEL_FROM = 5_000  # import rows below which starting worker processes costs more than it saves
 AVERAGE_ROW_BYTES = 200  # a guess from the file size, so the workers can start while the file is read
@@ -70,10 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--month", required=True, help="YYYY-MM")
     rep.add_argument("--jurisdiction", required=True, help="a jurisdiction code; its whole subtree is reported")
     rep.add_argument("--out", help="the file to write (default suqiu-CODE-YYYY-MM.xlsx)")
+    aud = sub.add_parser("audit", help="the read audit trail (安全审计): who read what, when, from where")
+    asub = aud.add_subparsers(dest="audit_command", required=True)
+    reads = asub.add_parser("reads", help="reads and refused authentications, newest first")
+    reads.add_argument("--case", help="reads of this case")
+    reads.add_argument("--key", help="reads with this key (its 12-character prefix, as `suqiu keys list` shows)")
+    reads.add_argument("--from", dest="start", type=_instant, help="from this instant, e.g. 2026-12-01T00:00+08:00")
+    reads.add_argument("--to", dest="end", type=_instant, help="before this instant")
+    reads.add_argument("--limit", type=int, default=200)
     from suqiu.replay.cli import add_parser
 
     add_parser(sub)
     return parser
+
+
+def _instant(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 instant like 2026-12-01T00:00+08:00") from None
+    return t if t.tzinfo else t.replace(tzinfo=CHINA)
 
 
 def _processes(text: str) -> int:
@@ -146,7 +163,31 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from suqiu.replay.cli import run
 
         return run(args, settings)
+    if args.command == "audit":
+        return asyncio.run(run_audit_reads(settings, args))
     return 2
+
+
+async def run_audit_reads(settings: Settings, args: argparse.Namespace) -> int:
+    """`suqiu audit reads`: the access log, newest first, one line an entry."""
+    import psycopg
+
+    from suqiu.store.access_log import search
+
+    if not settings.database_url:
+        sys.stderr.write("set SUQIU_DATABASE_URL\n")
+        return 2
+    if not 1 <= args.limit <= 100_000:
+        sys.stderr.write("--limit: from 1 to 100000\n")
+        return 2
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
+        entries = await search(conn, case_id=args.case, key_prefix=args.key, start=args.start, end=args.end,
+                               limit=args.limit)
+    sys.stdout.write(f"{'time (Asia/Shanghai)':<19}  {'key':<12}  {'role':<10} {'status':>6}  {'from':<15} what\n")
+    for e in entries:
+        sys.stdout.write(f"{e['at'].astimezone(CHINA):%Y-%m-%d %H:%M:%S}  {e['key_prefix'] or '-':<12}  "
+                         f"{e['role'] or '-':<10} {e['status']:>6}  {e['remote'] or '-':<15} {e['method']} {e['path']}\n")
+    return 0
 
 
 def run_worker(settings: Settings) -> int:
@@ -172,7 +213,6 @@ def run_policy_check(path: str | None, today: date | None = None, database_url: 
 
     from suqiu.base.calendar import ChinaWorkdays, coverage, coverage_text
     from suqiu.base.policy import PolicyError, load_policy, unknown_categories
-    from suqiu.domain.sla import CHINA
 
     try:
         policy = load_policy(path)

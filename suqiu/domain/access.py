@@ -26,6 +26,7 @@ DEPARTMENT_READS = "department scoping: reads too"
 INTAKE_SYSTEMS = "an intake key submits only for the source systems it is bound to"
 FIGURES = "department and jurisdiction figures are for government staff"
 AUDITOR = "auditors are read-only"
+READ_AUDIT = "the read audit trail is for auditors and admins"
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +197,12 @@ def check_figures(principal: Principal, department: str | None, departments: Map
         raise DomainError("forbidden", f"department {actor.department} may read only its own figures and cases, "
                           "and those of departments merged into it", rule=DEPARTMENT_READS,
                           department=actor.department)
+
+
+def check_read_audit(principal: Principal) -> None:
+    """Who read what (安全审计) is for auditors and admins alone."""
+    if principal.actor.role not in (Role.AUDITOR, Role.ADMIN):
+        raise DomainError("forbidden", READ_AUDIT, rule=READ_AUDIT, role=principal.actor.role.value)
 
 
 def visible_departments(principal: Principal, codes: Iterable[str], departments: Mapping[str, Department]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -25,8 +25,10 @@ from suqiu.domain.periods import ALL_TIME, FIRST_YEAR, LAST_YEAR, Grain, Period
 from suqiu.domain.refdata import Member, current, departments_in, members, ranked_members, subtree
 from suqiu.domain.sla import CHINA
 from suqiu.http.common import (
+    ACCESS_LOG,
     ENCODINGS,
     INTERNAL,
+    KEY_PREFIX,
     MAX_BODY,
     PRINCIPAL,
     RUNTIME,
@@ -44,8 +46,10 @@ from suqiu.projections import queries, report
 from suqiu.schemas.codec import to_json_value
 from suqiu.service.commands import CommandRequest
 from suqiu.service.runtime import Runtime
+from suqiu.store import access_log as access_log_store
 from suqiu.store import events as store
 from suqiu.store import reference
+from suqiu.store.access_log import Access, AccessLog
 
 log = structlog.get_logger(__name__)
 @web.middleware
@@ -111,7 +115,64 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         raise DomainError("unauthorized", "unknown or revoked key", field="Authorization",
                           rule="a key issued by suqiu keys create and not revoked")
     request[PRINCIPAL] = info.principal
+    request[KEY_PREFIX] = info.prefix
     return await handler(request)
+
+
+# Reads that tell nothing about a case, an enterprise or a figure are not recorded.
+UNAUDITED = ("/v1/health", "/v1/schemas", "/v1/openapi.json", "/metrics", "/board/assets/", "/board/login")
+
+
+@web.middleware
+async def audit_reads(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """安全审计: every read, and every refused authentication or authorization, goes to the access
+    log with who (key prefix, role), what, when and from where (suqiu.store.access_log)."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # the board's redirects
+        _audit(request, exc.status)
+        raise
+    _audit(request, response.status)
+    return response
+
+
+def _audit(request: web.Request, status: int) -> None:
+    read = request.method in ("GET", "HEAD") and not request.path.startswith(UNAUDITED) and request.path != "/board"
+    if not read and status not in (401, 403):
+        return
+    principal = request.get(PRINCIPAL)
+    request.app[ACCESS_LOG].record(Access(
+        at=request.app[RUNTIME].clock.now(), key_prefix=request.get(KEY_PREFIX) or _prefix(request),
+        role=principal.actor.role.value if principal else None, method=request.method[:10],
+        path=request.path_qs[:1000], case_id=request.match_info.get("case_id"), status=status,
+        remote=request.remote))
+
+
+ACCESS_LOG_QUERY = (
+    Param("case", {"type": "string", "maxLength": inputs.ID_MAX}, "reads of this case"),
+    Param("key", {"type": "string", "maxLength": 12}, "reads with this key (its 12-character prefix)"),
+    Param("from", {"type": "string", "format": "date-time"}, "from this instant (ISO 8601 with offset)"),
+    Param("to", {"type": "string", "format": "date-time"}, "before this instant"),
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": 5000, "default": 500}, "at most this many, newest first"),
+)
+
+
+async def access_log(request: web.Request) -> web.Response:
+    """Who read what (安全审计), newest first."""
+    access.check_read_audit(request[PRINCIPAL])
+    q = _query(request, ACCESS_LOG_QUERY)
+    try:
+        limit = int(q.get("limit", "500"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 5000:
+        raise DomainError("invalid_input", "limit: must be an integer from 1 to 5000", field="limit")
+    found = {k: inputs.identifier(q[k], k) for k in ("case", "key") if k in q}
+    bounds = {k: inputs.instant(q[k], k) for k in ("from", "to") if k in q}
+    async with request.app[RUNTIME].pool.connection() as conn:
+        entries = await access_log_store.search(conn, case_id=found.get("case"), key_prefix=found.get("key"),
+                                                start=bounds.get("from"), end=bounds.get("to"), limit=limit)
+    return json_response({"entries": entries})
 
 
 def _prefix(request: web.Request) -> str | None:
@@ -537,6 +598,8 @@ ROUTES: tuple[Route, ...] = (
           "The monthly report (月度通报): figures beside last month's, ranking, overdue and supervised cases",
           "staff", query=REPORT_QUERY, media=XLSX),
     Route("GET", "/v1/health", health, "Database, broker, read-model lag and calendar", "anyone", public=True),
+    Route("GET", "/v1/access-log", access_log, "Who read what, when, from where (安全审计)", "auditor, admin",
+          query=ACCESS_LOG_QUERY),
     Route("GET", "/v1/openapi.json", openapi, "This document", "anyone", public=True),
     Route("GET", "/metrics", metrics, "Prometheus metrics (docs/operations.md)", "anyone", public=True,
           media="text/plain"),
@@ -562,9 +625,31 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     response.headers.update(SECURITY_HEADERS)
 
 
+async def _access_log(app: web.Application) -> AsyncIterator[None]:
+    """The process's access-log writer, and the retention pruned every hour."""
+    rt = app[RUNTIME]
+    app[ACCESS_LOG] = AccessLog(rt.pool)
+
+    async def prune_forever() -> None:
+        while True:
+            try:
+                gone = await access_log_store.prune(rt.pool, rt.clock.now(), rt.settings.access_log_days)
+                if gone:
+                    log.info("access log pruned", rows=gone, days=rt.settings.access_log_days)
+            except Exception:
+                log.warning("access log not pruned; next hour again", exc_info=True)
+            await asyncio.sleep(3600)
+
+    pruner = asyncio.create_task(prune_forever())
+    yield
+    pruner.cancel()
+    await app[ACCESS_LOG].close()
+
+
 def create_app(runtime: Runtime, broker_probe: Callable[[], Awaitable[str]] | None = None) -> web.Application:
-    app = web.Application(middlewares=[errors, authenticate], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[audit_reads, errors, authenticate], client_max_size=MAX_BODY)
     app.on_response_prepare.append(security_headers)
+    app.cleanup_ctx.append(_access_log)
     app[RUNTIME] = runtime
     if broker_probe is not None:
         app[BROKER_PROBE] = broker_probe

@@ -14,6 +14,7 @@ from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.projections import queries
 from suqiu.schemas.codec import to_json_text, to_json_value
 from suqiu.service.runtime import Runtime
+from suqiu.store.access_log import AccessLog
 
 MAX_BODY = 256 * 1024
 STATUS = {
@@ -24,6 +25,8 @@ STATUS = {
 INTERNAL = "internal"  # the one 500: a fault of ours, logged with its traceback
 RUNTIME = web.AppKey("runtime", Runtime)
 PRINCIPAL = web.RequestKey("principal", access.Principal)
+KEY_PREFIX = web.RequestKey("key_prefix", str)  # the authenticated key's first characters, for the audit trail
+ACCESS_LOG = web.AppKey("access_log", AccessLog)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

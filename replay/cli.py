@@ -36,7 +36,7 @@ def add_parser(sub: Any) -> None:
     case.add_argument("case_id")
     case.add_argument("--format", choices=("table", "json", "csv"), default="table")
     when = case.add_mutually_exclusive_group()
-    when.add_argument("--as-of", type=_instant, help="e.g. 2026-07-23T15:00+08:00 (no zone means Asia/Shanghai)")
+    when.add_argument("--as-of", type=instant_arg, help="e.g. 2026-07-23T15:00+08:00 (no zone means Asia/Shanghai)")
     when.add_argument("--seq", type=int, help="the case after event N")
     ver = rs.add_parser("verify", help="recompute hash chains; compare with the topic or an earlier export")
     ver.add_argument("case_id", nargs="?")
@@ -50,14 +50,15 @@ def add_parser(sub: Any) -> None:
                     f"(default: one per core from {PARALLEL_REBUILD_FROM:,} events, else one)")
     rs.add_parser("restore", help="republish the store into an empty broker")
     exp = rs.add_parser("export", help="an audit package: events.jsonl, timeline.csv, manifest.json")
-    exp.add_argument("--from", dest="start", type=_instant, required=True)
-    exp.add_argument("--to", dest="end", type=_instant, required=True)
+    exp.add_argument("--from", dest="start", type=instant_arg, required=True)
+    exp.add_argument("--to", dest="end", type=instant_arg, required=True)
     exp.add_argument("--department")
     exp.add_argument("--jurisdiction", help="this jurisdiction and every node under it")
     exp.add_argument("--out", type=Path, required=True)
 
 
-def _instant(text: str) -> datetime:
+def instant_arg(text: str) -> datetime:
+    """An ISO 8601 instant given on the command line; one without a zone is Beijing time."""
     try:
         t = datetime.fromisoformat(text)
     except ValueError:

@@ -27,7 +27,7 @@ from suqiu.domain.org import tree_order
 from suqiu.domain.periods import Grain, Period
 from suqiu.domain.refdata import Department, ancestors, departments_in, subtree
 from suqiu.domain.sla import CHINA
-from suqiu.http.common import KEY_PREFIX, PRINCIPAL, RUNTIME, STATUS, TEXT_MAX, readable_case
+from suqiu.http.common import KEY_PREFIX, PRINCIPAL, RUNTIME, STATUS, TEXT_MAX, readable_case, readable_department
 from suqiu.projections import queries
 from suqiu.replay import history as audit
 from suqiu.replay.verify import ChainChecker
@@ -236,11 +236,8 @@ async def _overview(request: web.Request) -> dict[str, Any]:
 @page
 async def department(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    code = inputs.identifier(request.match_info["code"], "code")
-    dept = rt.context.departments.get(code)
-    if dept is None:
-        raise DomainError("not_found", f"没有部门 {code}", department=code)
-    access.check_figures(request[PRINCIPAL], code, rt.context.departments)
+    dept = readable_department(request)
+    code = dept.code
     now = rt.clock.now()
     this_month = Grain.MONTH.start(now.astimezone(CHINA).date())
     year_ago = date(this_month.year - 1, this_month.month, 1)

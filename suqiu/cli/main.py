@@ -71,26 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--month", required=True, help="YYYY-MM")
     rep.add_argument("--jurisdiction", required=True, help="a jurisdiction code; its whole subtree is reported")
     rep.add_argument("--out", help="the file to write (default suqiu-CODE-YYYY-MM.xlsx)")
+    from suqiu.replay.cli import add_parser, instant_arg
+
     aud = sub.add_parser("audit", help="the read audit trail (安全审计): who read what, when, from where")
     asub = aud.add_subparsers(dest="audit_command", required=True)
     reads = asub.add_parser("reads", help="reads and refused authentications, newest first")
     reads.add_argument("--case", help="reads of this case")
     reads.add_argument("--key", help="reads with this key (its 12-character prefix, as `suqiu keys list` shows)")
-    reads.add_argument("--from", dest="start", type=_instant, help="from this instant, e.g. 2026-12-01T00:00+08:00")
-    reads.add_argument("--to", dest="end", type=_instant, help="before this instant")
+    reads.add_argument("--from", dest="start", type=instant_arg, help="from this instant, e.g. 2026-12-01T00:00+08:00")
+    reads.add_argument("--to", dest="end", type=instant_arg, help="before this instant")
     reads.add_argument("--limit", type=int, default=200)
-    from suqiu.replay.cli import add_parser
-
     add_parser(sub)
     return parser
 
-
-def _instant(text: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 instant like 2026-12-01T00:00+08:00") from None
-    return t if t.tzinfo else t.replace(tzinfo=CHINA)
 
 
 def _processes(text: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +40,7 @@ from suqiu.http.common import (
     error_response,
     json_response,
     readable_case,
+    readable_department,
 )
 from suqiu.http.openapi import document
 from suqiu.projections import queries, report
@@ -161,18 +162,24 @@ async def access_log(request: web.Request) -> web.Response:
     """Who read what (安全审计), newest first."""
     access.check_read_audit(request[PRINCIPAL])
     q = _query(request, ACCESS_LOG_QUERY)
-    try:
-        limit = int(q.get("limit", "500"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 5000:
-        raise DomainError("invalid_input", "limit: must be an integer from 1 to 5000", field="limit")
+    limit = _limit(q, 500, 5000)
     found = {k: inputs.identifier(q[k], k) for k in ("case", "key") if k in q}
     bounds = {k: inputs.instant(q[k], k) for k in ("from", "to") if k in q}
     async with request.app[RUNTIME].pool.connection() as conn:
         entries = await access_log_store.search(conn, case_id=found.get("case"), key_prefix=found.get("key"),
                                                 start=bounds.get("from"), end=bounds.get("to"), limit=limit)
     return json_response({"entries": entries})
+
+
+def _limit(q: Mapping[str, str], default: int, most: int) -> int:
+    """A page size from the query: 1 to `most`, `default` when not given."""
+    try:
+        limit = int(q.get("limit", str(default)))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= most:
+        raise DomainError("invalid_input", f"limit: must be an integer from 1 to {most}", field="limit")
+    return limit
 
 
 def _prefix(request: web.Request) -> str | None:
@@ -308,12 +315,7 @@ async def list_appeals(request: web.Request) -> web.Response:
     overdue = {"true": True, "false": False, None: None}.get(q.get("overdue"), "bad")
     if overdue == "bad":
         raise DomainError("invalid_input", "overdue: must be true or false", field="overdue")
-    try:
-        limit = int(q.get("limit", "50"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 500:
-        raise DomainError("invalid_input", "limit: must be an integer from 1 to 500", field="limit")
+    limit = _limit(q, 50, 500)
     after = q.get("after")
     if after is not None:
         after = inputs.identifier(after, "after")
@@ -408,11 +410,8 @@ async def _figures_answer(rt: Runtime, departments: list[Member], q: dict[str, s
 
 async def department_load(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    code = inputs.identifier(request.match_info["code"], "code")
-    dept = rt.context.departments.get(code)
-    if dept is None:
-        raise DomainError("not_found", f"no department {code}", department=code)
-    access.check_figures(request[PRINCIPAL], code, rt.context.departments)
+    dept = readable_department(request)
+    code = dept.code
     q = _query(request, PERIOD_QUERY)
     answer = await _figures_answer(rt, _members(rt, [code]), q)
     return json_response({**dataclasses.asdict(dept), "active": dept.active, **answer})

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from suqiu.domain import Case, DomainError, access, inputs
+from suqiu.domain.refdata import Department
 from suqiu.projections import queries
 from suqiu.schemas.codec import to_json_text, to_json_value
 from suqiu.service.runtime import Runtime
@@ -89,3 +90,14 @@ async def readable_case(request: web.Request) -> Case:
             held = await queries.held_by(conn, case.case_id, access.answers_for(principal, departments))
     access.check_read(case, principal, departments, held=held)
     return case
+
+
+def readable_department(request: web.Request) -> Department:
+    """The department of the path's {code}, if this key may read its figures (access.check_figures)."""
+    rt = request.app[RUNTIME]
+    code = inputs.identifier(request.match_info["code"], "code")
+    department = rt.context.departments.get(code)
+    if department is None:
+        raise DomainError("not_found", f"no department {code}", department=code)
+    access.check_figures(request[PRINCIPAL], code, rt.context.departments)
+    return department

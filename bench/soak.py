@@ -161,10 +161,19 @@ async def run(stack: BenchStack, roots: dict[str, int], minutes: float, rate: fl
     s = stack.settings
     assert s.database_url
     soak = Soak(s.http_port, stack.keys, s.database_url, rate)
-    tasks = [asyncio.create_task(soak.flows()) for _ in range(flows)]
-    tasks += [asyncio.create_task(soak.raw_commits()), asyncio.create_task(soak.lags())]
-    window = window_min * 60
     started = time.perf_counter()
+    tasks = [asyncio.create_task(soak.flows()) for _ in range(flows)]
+    curve: list[tuple[float, dict[str, float]]] = []
+
+    async def sample_rss() -> None:
+        """RSS of every process each minute: a bounded cache levels off, a leak keeps climbing."""
+        while soak.running:
+            curve.append((round((time.perf_counter() - started) / 60, 1), rss(roots)))
+            await asyncio.sleep(60)
+
+    tasks += [asyncio.create_task(soak.raw_commits()), asyncio.create_task(soak.lags()),
+              asyncio.create_task(sample_rss())]
+    window = window_min * 60
     await asyncio.sleep(window)  # warm-up: caches, pools, the first timers
     soak.next_window()
     rss_start = rss(roots)
@@ -188,7 +197,8 @@ async def run(stack: BenchStack, roots: dict[str, int], minutes: float, rate: fl
         events, cases = await cur.fetchone() or (0, 0)
     return {"minutes": round(elapsed / 60, 1), "rate": rate, "commands": soak.pace.slot, "events": events,
             "cases": cases, "first": first.summary(), "last": last.summary(), "rss_start_mib": rss_start,
-            "rss_end_mib": rss_end, "http_errors": soak.errors, "stale_timers_on_closed_cases": stale_timers}
+            "rss_end_mib": rss_end, "rss_by_minute": curve, "http_errors": soak.errors,
+            "stale_timers_on_closed_cases": stale_timers}
 
 
 def main() -> None:
@@ -236,6 +246,10 @@ def main() -> None:
             lines.append(f"RSS {name}: {a} MiB -> {b} MiB ({b / a - 1:+.1%})")
         lines.append(f"RSS of Suqiu's processes (worker, api): {ours:.1f} -> {ours_end:.1f} MiB "
                      f"({ours_end / ours - 1:+.1%})")
+        curve = result["rss_by_minute"]
+        for name in roots:
+            points = [curve[i] for i in sorted({int(k * (len(curve) - 1) / 6) for k in range(7)})] if curve else []
+            lines.append(f"RSS {name} by minute: " + ", ".join(f"{m:g}: {r[name]:.0f}" for m, r in points))
         errors = len(result["http_errors"]) + sum(p["error"].total() for p in problems.values())
         lines.append(f"errors: {errors} ({len(result['http_errors'])} HTTP answers >= 400, "
                      + ", ".join(f"{p['error'].total()} error lines from the {r}" for r, p in problems.items())

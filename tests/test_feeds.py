@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from suqiu.base.config import Settings
+from suqiu.schemas import cloudevents
 from suqiu.schemas.codec import Codec
 from suqiu.service.runtime import Runtime
 from suqiu.streams.topics import ensure_topics, feed_topic
@@ -33,9 +34,11 @@ async def test_a_jurisdiction_feed_carries_its_subtree_only(settings: Settings, 
     for rec in teda_feed:
         assert rec.key is not None
         by_case[rec.key.decode()].append(rec.value)
-        ev = codec.decode_event(rec.value)  # the events topic's headers, as the relay set them
+        ev = codec.decode_event(rec.value)  # the events topic's headers, CloudEvents' too, as the relay set them
         assert dict(rec.headers) == {"event_type": ev.event_type.encode(), "event_id": ev.event_id.encode(),
-                                     "seq": str(ev.seq).encode()}
+                                     "seq": str(ev.seq).encode(), **dict(cloudevents.headers(
+                                         s.system_id, ev.case_id, ev.event_type, ev.event_id, ev.occurred_at,
+                                         rec.value))}
     assert sorted(by_case) == sorted(teda)  # the free-trade zone's case is not in TEDA's feed
     for case, values in by_case.items():
         assert values == [stored[(case, seq)] for seq in (1, 2, 3)]  # same bytes, in order

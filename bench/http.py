@@ -41,7 +41,7 @@ class Connection:
 
 
 class Client:
-    """POSTs JSON to one server; connections are opened as needed and reused when idle."""
+    """POSTs and GETs JSON on one server; connections are opened as needed and reused when idle."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
@@ -49,12 +49,18 @@ class Client:
         self._all: list[Connection] = []
 
     async def post(self, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
+        return await self._send("POST", path, orjson.dumps(body), headers)
+
+    async def get(self, path: str, headers: dict[str, str]) -> tuple[int, Any]:
+        return await self._send("GET", path, b"", headers)
+
+    async def _send(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{extra}"
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{extra}"
                 "Content-Type: application/json\r\n").encode()
         conn = self._idle.pop() if self._idle else await self._open()
         try:
-            result = await conn.request(head, orjson.dumps(body))
+            result = await conn.request(head, body)
         except BaseException:
             conn.close()
             self._all.remove(conn)

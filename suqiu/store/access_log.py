@@ -4,7 +4,6 @@ writer, written in batches so a read never waits on its own row."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import uuid
@@ -57,6 +56,8 @@ class AccessLog:
         self._prev = GENESIS
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._closing = False
         self.dropped = 0
 
     def record(self, access: Access) -> None:
@@ -71,9 +72,10 @@ class AccessLog:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
-            await asyncio.sleep(FLUSH_SECONDS)  # let the batch fill
+            if not self._closing:
+                await asyncio.sleep(FLUSH_SECONDS)  # let the batch fill
             self._wake.clear()
             try:
                 await self.flush()
@@ -84,33 +86,50 @@ class AccessLog:
                 self._wake.set()
 
     async def flush(self) -> int:
-        """Write what is queued; returns how many entries were written."""
-        written = 0
-        while self._queue:
-            batch = self._queue[:MAX_BATCH]
-            rows, prev, seq = [], self._prev, self._seq
-            for access in batch:
-                seq += 1
-                digest = entry_hash(prev, self.writer, seq, access)
-                rows.append((self.writer, seq, access.at, access.key_prefix, access.role, access.method, access.path,
-                             access.case_id, access.status, access.remote, prev, digest))
-                prev = digest
-            async with self.pool.connection() as conn, conn.cursor() as cur:
-                await cur.executemany(
-                    "INSERT INTO access_log (" + ", ".join(COLUMNS) + ", prev_hash, hash) VALUES "
-                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
-            del self._queue[:len(batch)]
-            self._prev, self._seq = prev, seq
-            written += len(batch)
-        return written
+        """Write what is queued, a batch per transaction; returns how many entries were written.
+        One flush at a time: two would give the same entries the same places in the chain."""
+        async with self._lock:
+            written = 0
+            while self._queue:
+                batch = self._queue[:MAX_BATCH]
+                rows, prev, seq = [], self._prev, self._seq
+                for access in batch:
+                    seq += 1
+                    digest = entry_hash(prev, self.writer, seq, access)
+                    rows.append((self.writer, seq, access.at, access.key_prefix, access.role, access.method,
+                                 access.path, access.case_id, access.status, access.remote, prev, digest))
+                    prev = digest
+                try:
+                    async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                        await cur.executemany(
+                            "INSERT INTO access_log (" + ", ".join(COLUMNS) + ", prev_hash, hash) VALUES "
+                            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+                except psycopg.errors.UniqueViolation:
+                    # A batch whose commit was confirmed to nobody (a connection lost after it) is
+                    # in the table already, whole: the chain goes on from there.
+                    if not await self._committed(seq):
+                        raise
+                    log.info("access log batch found written after a lost answer", writer=self.writer, seq=seq)
+                del self._queue[:len(batch)]
+                self._prev, self._seq = prev, seq
+                written += len(batch)
+            return written
+
+    async def _committed(self, seq: int) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT 1 FROM access_log WHERE writer = %s AND seq = %s", (self.writer, seq))
+            return await cur.fetchone() is not None
 
     async def close(self) -> None:
+        """Write what is queued and stop; a flush under way finishes rather than being cut off."""
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        with contextlib.suppress(Exception):
+            await self._task
+        try:
             await self.flush()
+        except Exception:
+            log.error("access log entries not written at shutdown", waiting=len(self._queue), exc_info=True)
 
 
 async def prune(pool: AsyncConnectionPool[Any], now: datetime, days: int) -> int:

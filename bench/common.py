@@ -16,6 +16,7 @@ import psycopg
 
 from suqiu.base.config import Settings
 from suqiu.base.processes import die_with_parent
+from suqiu.base.sealing import MasterKey
 from suqiu.stack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from suqiu.stack.up import issue_keys, wait_for_http
 from suqiu.store import reference
@@ -55,7 +56,9 @@ def start_stack(partitions: int = 6) -> BenchStack:
     tmp = Path(tempfile.mkdtemp(prefix="suqiu-bench-"))
     pg = EmbeddedPostgres(tmp / "pg", durable=True)
     broker = EmbeddedBroker()
-    s = Settings(database_url=pg.start(), kafka_bootstrap=broker.start(), http_port=free_port(), partitions=partitions)
+    MasterKey.write_new(tmp / "master.key")
+    s = Settings(database_url=pg.start(), kafka_bootstrap=broker.start(), http_port=free_port(), partitions=partitions,
+                 master_key_file=str(tmp / "master.key"))
     assert s.database_url
     migrate(s.database_url)
     with psycopg.connect(s.database_url, autocommit=True) as conn:

@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,8 +79,10 @@ async def raw_baseline(dsn: str, commands: int, clients: int) -> float:
 
 
 class Load:
-    def __init__(self, client: Client, keys: dict[str, Any]) -> None:
+    def __init__(self, client: Client, keys: dict[str, Any],
+                 make: Callable[[], dict[str, Any]] = submission) -> None:
         self.client = client
+        self.make = make
         self.auth = {role: {"Authorization": f"Bearer {k['key']}"} for role, k in keys.items()}
         self.latencies: list[float] = []
         self.errors = 0
@@ -94,20 +97,21 @@ class Load:
 
     async def case_flow(self) -> None:
         """submit, dispatch, accept, urge: four commands on one case."""
-        case = (await self.post("intake", "/appeals", submission()))["case_id"]
+        case = (await self.post("intake", "/appeals", self.make()))["case_id"]
         path = f"/appeals/{case}/commands"
         await self.post("dispatcher", path, {"type": "dispatch", "command_id": str(uuid.uuid4()), "department": "bh-market"})
         await self.post("department", path, {"type": "accept", "command_id": str(uuid.uuid4())})
         await self.post("dispatcher", path, {"type": "urge", "command_id": str(uuid.uuid4()), "note": "请加快"})
 
 
-async def closed_loop(port: int, keys: dict[str, Any], commands: int, clients: int) -> tuple[float, Load]:
+async def closed_loop(port: int, keys: dict[str, Any], commands: int, clients: int,
+                      make: Callable[[], dict[str, Any]] = submission) -> tuple[float, Load]:
     flows = commands // 4
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(flows):
         queue.put_nowait(i)
     http = Client("127.0.0.1", port)
-    load = Load(http, keys)
+    load = Load(http, keys, make)
 
     async def client() -> None:
         while not queue.empty():

@@ -11,6 +11,7 @@ from typing import Any
 from suqiu.domain import events as e
 from suqiu.domain.clocks import Timer, running_clocks
 from suqiu.domain.model import Case, field_names
+from suqiu.domain.personal import labelled
 from suqiu.domain.response import AssignmentEnd, Ending, assignment_end
 from suqiu.domain.sla import CHINA, SlaPolicy
 from suqiu.schemas.codec import to_json_text
@@ -303,7 +304,7 @@ def case_row(case: Case, timers: list[Timer], state: str, now: datetime) -> tupl
     ent = case.enterprise
     return (
         case.case_id, case.seq, case.status.value, case.department, case.jurisdiction, case.category,
-        case.priority, case.channel, _storable(case.title), _storable(ent.uscc) if ent else "",
+        case.priority, case.channel, _storable(labelled(case.title)), _storable(ent.uscc) if ent else "",
         _storable(ent.name) if ent else "",
         case.submitted_at, case.assigned_at, case.accept_due, case.resolve_due, case.follow_up_due,
         min(clocks.values(), default=None), min(warns, default=None), "warning" in marks,

@@ -21,6 +21,8 @@ def dump_case(case: Case) -> str:
 def _sla_marks(value: Any) -> Any:
     if isinstance(value, frozenset):
         return sorted(list(m) for m in value)
+    if isinstance(value, bytes):  # the sealed personal fields: ciphertext, kept as hex
+        return value.hex()
     raise TypeError(f"{type(value).__name__} in a case")
 
 
@@ -34,6 +36,8 @@ def load_case(text: str) -> Case:
             value = Enterprise(**value)
         elif name == "status":
             value = Status(value)
+        elif name == "sealed" and value is not None:
+            value = bytes.fromhex(value)
         elif name == "sla_marks":
             value = frozenset(tuple(m) for m in value)
         elif name == "provisional":

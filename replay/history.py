@@ -18,6 +18,7 @@ from suqiu.domain import events as e
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.evolve import replay_state
 from suqiu.domain.model import Case
+from suqiu.domain.personal import labelled, unopened_contact
 from suqiu.domain.sla import CHINA
 from suqiu.schemas.codec import Codec, to_json_value
 
@@ -69,7 +70,7 @@ def entry(s: Stored) -> dict[str, Any]:
     fields = dataclasses.asdict(p)
     reason = next((str(fields[f]) for f in REASON_FIELDS if fields.get(f)), "")
     if isinstance(p, e.AppealSubmitted):
-        reason = p.title
+        reason = labelled(p.title)
     extra = {k: v for k, v in fields.items() if k in ("department", "to_department", "outcome", "rating", "items",
                                                        "working_days", "target_system")
              or (v and k in ("provisional", "provisional_from", "calendar", "cause"))}
@@ -97,6 +98,12 @@ def as_of(history: Sequence[Stored], *, at: datetime | None = None, seq: int | N
 
 def case_json(case: Case, at: datetime) -> dict[str, Any]:
     out = to_json_value(dataclasses.asdict(case))
+    del out["sealed"]  # no key at hand here: the sealed fields are named, never shown
+    out["title"] = labelled(case.title)
+    if case.enterprise is not None:
+        ent = case.enterprise
+        out["enterprise"] = {"uscc": ent.uscc, "name": ent.name, **unopened_contact(
+            ent.contact_name, ent.contact_phone, case.sealed is not None, case.personal_erased)}
     out["status"] = case.status.value
     out["sla_marks"] = sorted(f"{c}:{k}" for c, k in case.sla_marks)
     out["sla_status"] = sla_status(case, at) if case.seq else "none"

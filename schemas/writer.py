@@ -94,6 +94,11 @@ def _value(src: _Source, indent: str, schema: Any, expr: str, named: dict[str, A
         src.add(indent, f"{b} = ({expr}).encode()")
         src.length(indent, b)
         src.add(indent, f"o += {b}")
+    elif kind == "bytes":
+        b = src.name()
+        src.add(indent, f"{b} = {expr}")
+        src.length(indent, b)
+        src.add(indent, f"o += {b}")
     elif kind in ("int", "long") and logical == "timestamp-millis":
         src.long(indent, f"(({expr}) - EPOCH) // MS")
     elif kind in ("int", "long") and logical is None:

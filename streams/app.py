@@ -28,6 +28,7 @@ from suqiu.streams.intake import CommandIntake
 from suqiu.streams.projecting import ProjectorProcesses
 from suqiu.streams.publishing import publish_held
 from suqiu.streams.relay import run_relay
+from suqiu.streams.retention import run_retention
 from suqiu.streams.sla import SlaTimers, roll_out_policy
 
 log = structlog.get_logger(__name__)
@@ -66,6 +67,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         _federation(w)
     _sla_timers(w)
     _sla_policy(w)
+    _retention(w)
 
     @app.task
     async def outbox_relay() -> None:
@@ -165,7 +167,8 @@ def _federation(w: Worker) -> None:
     @w.app.agent(w.events, name="federation")
     async def federation(stream: faust.StreamT[bytes]) -> None:
         await w.rt.ready.wait()
-        bridge = FederationBridge(w.settings, w.rt.runtime.pool, w.rt.runtime.codec)
+        r = w.rt.runtime
+        bridge = FederationBridge(w.settings, r.pool, r.codec, r.personal)
 
         async def forward(batch: list[EventT[Any]]) -> None:
             for out in await bridge.forward(ev.value for ev in batch):
@@ -198,3 +201,11 @@ def _sla_policy(w: Worker) -> None:
             await roll_out_policy(r.pool, r.service, r.policy, r.policy_document, r.clock, w.settings.system_id)
         except Exception:
             log.warning("sla policy roll-out failed; the next worker start retries it", exc_info=True)
+
+
+def _retention(w: Worker) -> None:
+    @w.app.task
+    async def personal_data_retention() -> None:
+        await w.rt.ready.wait()
+        # Every worker sweeps: an erasure is idempotent, and the first to delete a key wins.
+        await run_retention(w.rt.runtime.erasure, w.settings.personal_data_days, w.settings.retention_interval)

@@ -21,9 +21,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from suqiu.base.config import Settings
 from suqiu.domain import events as e
+from suqiu.domain.evolve import replay_state
 from suqiu.domain.model import Actor, Role
+from suqiu.domain.personal import shown_contact, shown_text
 from suqiu.schemas import cloudevents
 from suqiu.schemas.codec import Codec
+from suqiu.service.personal import PersonalData
 from suqiu.store.events import read_case
 from suqiu.streams.dlq import Outgoing
 from suqiu.streams.signing import sign
@@ -33,10 +36,12 @@ NAMESPACE = uuid.UUID("7e0b5a3c-2f4d-4a8e-b6c1-5d9f3e2a1b07")
 
 
 class FederationBridge:
-    def __init__(self, settings: Settings, pool: AsyncConnectionPool[Any], codec: Codec) -> None:
+    def __init__(self, settings: Settings, pool: AsyncConnectionPool[Any], codec: Codec,
+                 personal: PersonalData) -> None:
         self.settings = settings
         self.pool = pool
         self.codec = codec
+        self.personal = personal
         self.actor = Actor(settings.system_id, Role.SYSTEM, person="federation")
 
     def commands_topic(self, system: str) -> str | None:
@@ -72,17 +77,22 @@ class FederationBridge:
         topic = self.commands_topic(p.target_system)
         if topic is None:
             return None
-        first = (await self._history(ev.case_id))[0].payload
+        history = await self._history(ev.case_id)
+        first = history[0].payload
         assert isinstance(first, e.AppealSubmitted)
+        # The upper level handles the case from here: it gets the contact, to seal under its own key.
+        case = replay_state(ev.case_id, history)
+        opened = (await self.personal.opened([case]))[ev.case_id]
+        contact = shown_contact(opened, plain=True) if opened is not None else {}
         command_id = str(uuid.uuid5(NAMESPACE, f"{self.settings.system_id}/{ev.case_id}/{ev.seq}/escalate"))
         body = {
             "source_system": self.settings.system_id, "source_ref": ev.case_id,
             "enterprise": {"uscc": first.enterprise.uscc, "name": first.enterprise.name,
-                           "contact_name": first.enterprise.contact_name,
-                           "contact_phone": first.enterprise.contact_phone},
+                           "contact_name": contact.get("contact_name"), "contact_phone": contact.get("contact_phone")},
             "channel": "upper_level", "category": first.category, "priority": first.priority,
-            "jurisdiction": first.jurisdiction, "title": first.title,
-            "content": f"{first.content}\n\n【{self.settings.system_id} 上报理由】{p.reason}", "occurred_at": None,
+            "jurisdiction": first.jurisdiction, "title": shown_text(first.title, opened, plain=True),
+            "content": f"{shown_text(first.content, opened, plain=True)}\n\n【{self.settings.system_id} 上报理由】"
+                       f"{p.reason}", "occurred_at": None,
         }
         value = self.codec.encode_command("submit", body, command_id=command_id, actor=self.actor,
                                           correlation_id=ev.correlation_id)

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from suqiu.base import logs
 from suqiu.base.clock import ManualClock
 from suqiu.base.config import Settings
+from suqiu.base.sealing import MasterKey
 from suqiu.cli.main import main
 from suqiu.domain.model import Role
 from suqiu.http.api import create_app
@@ -45,6 +46,17 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostg
     pg.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def master_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One master key for the session's deployments (each test still has its own subject keys),
+    also in the environment for the CLI run in-process as an operator runs it."""
+    path = Path(tmp_path_factory.mktemp("secrets")) / "master.key"
+    MasterKey.write_new(path)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SUQIU_MASTER_KEY_FILE", str(path))
+        yield str(path)
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[EmbeddedBroker]:
     b = EmbeddedBroker()
@@ -70,10 +82,10 @@ def new_schema(postgres: EmbeddedPostgres, prefix: str = "t") -> tuple[str, str]
 
 
 @pytest.fixture
-def settings(postgres: EmbeddedPostgres, broker: EmbeddedBroker) -> Settings:
+def settings(postgres: EmbeddedPostgres, broker: EmbeddedBroker, master_key_file: str) -> Settings:
     schema, dsn = new_schema(postgres)
     s = Settings(kafka_bootstrap=broker.bootstrap, database_url=dsn, system_id=SYSTEM,
-                 topic_prefix=f"{schema}.", partitions=3)
+                 topic_prefix=f"{schema}.", partitions=3, master_key_file=master_key_file)
     return s
 
 

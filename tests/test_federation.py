@@ -15,7 +15,7 @@ from suqiu.stack.embedded import EmbeddedPostgres
 from suqiu.store.keys import create_key
 from suqiu.streams.federation import NAMESPACE
 from suqiu.streams.topics import ensure_topics
-from tests.conftest import Api, new_schema
+from tests.conftest import Api, new_schema, submission
 from tests.support.kafka import faust_worker, produce, read_topic
 from tests.support.sla import eventually, query
 
@@ -51,6 +51,11 @@ async def test_escalation_creates_a_linked_case_upstream_and_its_answer_comes_ba
             city_case = upstream[0][0]
             link = query(city, "SELECT event_type, data FROM events WHERE case_id = %s AND seq = 1", city_case)[0]
             assert link[0] == "AppealSubmitted" and case.encode() in bytes(link[1])
+            # The city handles it now: it gets the contact, sealed again under its own key.
+            contact = submission()["enterprise"]["contact_phone"]
+            assert contact.encode() not in bytes(link[1])
+            upper = await city_rt.personal.opened([await city_rt.service.load(city_case)])
+            assert (opened := upper[city_case]) is not None and opened.contact_phone == contact
 
             def run(type_name: str, role: Role, **body: object) -> CommandRequest:
                 actor = Actor(CITY, role, "bh-market" if role is Role.DEPARTMENT else None)

@@ -9,7 +9,7 @@ from suqiu.schemas import cloudevents
 from suqiu.schemas.codec import Codec
 from suqiu.service.runtime import Runtime
 from suqiu.streams.topics import ensure_topics, feed_topic
-from tests.conftest import Api
+from tests.conftest import Api, submission
 from tests.support.kafka import faust_worker, read_topic
 from tests.support.sla import caught_up, query
 
@@ -28,6 +28,11 @@ async def test_a_jurisdiction_feed_carries_its_subtree_only(settings: Settings, 
             await caught_up(s, case)
         teda_feed = await read_topic(s.kafka_bootstrap, feed_topic(s, "tj-teda"), 9)
         district = await read_topic(s.kafka_bootstrap, feed_topic(s, "tj-binhai"), 12)
+        everything = await read_topic(s.kafka_bootstrap, s.events_topic, 12)
+    # A subscriber never sees the contact in plain text: every record of the topic and the feeds scanned.
+    seeded = [v.encode() for v in (submission()["enterprise"]["contact_phone"], submission()["enterprise"]["contact_name"])]
+    scanned = [rec.value + b"".join(v for _, v in rec.headers) for rec in [*everything, *teda_feed, *district]]
+    assert len(scanned) == 33 and not [v for v in seeded for blob in scanned if v in blob]
     stored = {(r[0], r[1]): bytes(r[2]) for r in query(s, "SELECT case_id, seq, data FROM events")}
     by_case: dict[str, list[bytes]] = defaultdict(list)
     codec = Codec()

@@ -76,7 +76,7 @@ def versions(dsn: str) -> int:
 
 
 async def test_a_second_city_is_loaded_and_takes_its_own_appeals(
-        postgres: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+        postgres: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch, master_key_file: str) -> None:
     dsn = empty_schema(postgres)
     policy = str(EXAMPLES / "mianyang-policy.toml")
     city = str(EXAMPLES / "mianyang.toml")
@@ -103,7 +103,7 @@ async def test_a_second_city_is_loaded_and_takes_its_own_appeals(
     assert code in (0, 1) and "version 'mianyang-1'" in out, err  # 1 only for the calendar's coming year-end
     assert "organisation does not have" not in err
 
-    rt = await Runtime(Settings(database_url=dsn, system_id=SYSTEM, sla_policy=policy),
+    rt = await Runtime(Settings(database_url=dsn, system_id=SYSTEM, sla_policy=policy, master_key_file=master_key_file),
                        clock=ManualClock(cst(2026, 7, 21, 10, 0))).open()
     try:
         intake, dispatcher = Actor(SYSTEM, Role.INTAKE), Actor(SYSTEM, Role.DISPATCHER)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 
 from suqiu.base.config import Settings
 from suqiu.base.metrics import Metrics
+from suqiu.base.sealing import MasterKey
 from suqiu.cli.main import main, subcommands
 from tests.conftest import run_cli
 
@@ -31,6 +33,22 @@ def test_compose_services_run_existing_cli_commands_with_the_embedded_variable_n
         env = svc["environment"]
         assert {"SUQIU_KAFKA_BOOTSTRAP", "SUQIU_DATABASE_URL", "SUQIU_SYSTEM_ID", "SUQIU_TOPIC_PREFIX"} <= set(env)
     assert {"up", "worker", "api", "migrate"} <= commands
+    # Personal data: both processes get the master key as a compose secret, never in the environment.
+    for name in ("worker", "api"):
+        assert services[name]["secrets"] == ["suqiu_master_key"], name
+        assert services[name]["environment"]["SUQIU_MASTER_KEY_FILE"] == "/run/secrets/suqiu_master_key"
+    assert compose["secrets"]["suqiu_master_key"]["file"] == "./secrets/master.key"
+
+
+def test_the_compose_master_key_script_writes_a_key_once(tmp_path: Path) -> None:
+    key = tmp_path / "secrets" / "master.key"
+    script = str(ROOT / "scripts" / "master-key.sh")
+    assert subprocess.run(["bash", script, str(key)], capture_output=True).returncode == 0
+    assert key.stat().st_mode & 0o777 == 0o600
+    MasterKey.from_file(key)  # a key the processes accept
+    first = key.read_bytes()
+    assert subprocess.run(["bash", script, str(key)], capture_output=True).returncode == 2
+    assert key.read_bytes() == first
 
 
 def test_the_embedded_stacks_endpoints_fill_in_only_when_the_environment_names_neither(tmp_path: Path) -> None:

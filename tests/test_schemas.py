@@ -74,7 +74,8 @@ def _payloads(cls: type[typing.Any]) -> st.SearchStrategy[typing.Any]:
             return _payloads(typing.cast(type[typing.Any], hint))
         if typing.get_origin(hint) in (list, tuple):
             return st.lists(_TEXT, max_size=70)  # past 63 items the block count takes two bytes
-        return {str: _TEXT, int: st.integers(-2**31, 2**31 - 1), datetime: _INSTANT}[hint]
+        return {str: _TEXT, int: st.integers(-2**31, 2**31 - 1), datetime: _INSTANT,
+                bytes: st.binary(max_size=200)}[hint]
     hints = typing.get_type_hints(cls)
     return st.builds(cls, **{f.name: of(hints[f.name]) for f in dataclasses.fields(cls)})
 

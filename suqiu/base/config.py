@@ -37,6 +37,13 @@ class Settings:
     federation_keys: dict[str, str] = field(default_factory=dict)
     # A worker serves its Prometheus metrics on this port when set (the API serves GET /metrics).
     metrics_port: int | None = None
+    # The master key that wraps each data subject's key (docs/personal-data.md); required by every
+    # process that stores or reads cases.
+    master_key_file: str | None = None
+    # Days after the last of a contact's cases closed before its personal data is erased (0: never).
+    personal_data_days: int = 1095
+    # How often a worker looks for personal data past its retention, in seconds.
+    retention_interval: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -60,6 +67,9 @@ class Settings:
             federation_keys=dict(pair.split("=", 1) for pair in (env.get("SUQIU_FEDERATION_KEYS") or "").split(",")
                                  if "=" in pair),
             metrics_port=int(env["SUQIU_METRICS_PORT"]) if env.get("SUQIU_METRICS_PORT") else None,
+            master_key_file=env.get("SUQIU_MASTER_KEY_FILE") or None,
+            personal_data_days=int(env.get("SUQIU_PERSONAL_DATA_DAYS") or 1095),
+            retention_interval=float(env.get("SUQIU_RETENTION_INTERVAL") or 3600.0),
             jurisdiction_feeds=tuple(j.strip() for j in (env.get("SUQIU_JURISDICTION_FEEDS") or "").split(",")
                                      if j.strip()),
         )
@@ -76,12 +86,14 @@ class Settings:
             "SUQIU_PROJECTOR_PROCESSES": str(self.projector_processes),
             "SUQIU_HEALTH_LAG_BOUND": str(self.health_lag_bound),
             "SUQIU_ACCESS_LOG_DAYS": str(self.access_log_days),
+            "SUQIU_PERSONAL_DATA_DAYS": str(self.personal_data_days),
+            "SUQIU_RETENTION_INTERVAL": str(self.retention_interval),
             "SUQIU_JURISDICTION_FEEDS": ",".join(self.jurisdiction_feeds),
             "SUQIU_FEDERATION": ",".join(f"{k}={v}" for k, v in self.federation.items()),
             "SUQIU_FEDERATION_KEYS": ",".join(f"{k}={v}" for k, v in self.federation_keys.items()),
         }
         for key, value in (("SUQIU_KAFKA_BOOTSTRAP", self.kafka_bootstrap), ("SUQIU_DATABASE_URL", self.database_url),
-                           ("SUQIU_SLA_POLICY", self.sla_policy)):
+                           ("SUQIU_SLA_POLICY", self.sla_policy), ("SUQIU_MASTER_KEY_FILE", self.master_key_file)):
             if value:
                 env[key] = value
         return env
@@ -100,7 +112,9 @@ class Settings:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SystemExit(f"{endpoints}: not the endpoints file `suqiu up` writes ({exc!r}); "
                              "set SUQIU_DATABASE_URL and SUQIU_KAFKA_BOOTSTRAP instead") from None
-        return replace(self, kafka_bootstrap=kafka, database_url=database)
+        key = found.get("master_key_file")
+        return replace(self, kafka_bootstrap=kafka, database_url=database,
+                       master_key_file=self.master_key_file or (key if isinstance(key, str) else None))
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

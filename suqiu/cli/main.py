@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     reads.add_argument("--to", dest="end", type=instant_arg, help="before this instant")
     reads.add_argument("--limit", type=int, default=200)
     add_parser(sub)
+    from suqiu.cli.pii import add_parser as add_pii
+
+    add_pii(sub)
     return parser
 
 
@@ -158,6 +161,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return run(args, settings)
     if args.command == "audit":
         return asyncio.run(run_audit_reads(settings, args))
+    if args.command == "pii":
+        from suqiu.cli.pii import run_pii
+
+        return run_pii(settings, args)
     return 2
 
 

@@ -27,6 +27,7 @@ INTAKE_SYSTEMS = "an intake key submits only for the source systems it is bound 
 FIGURES = "department and jurisdiction figures are for government staff"
 AUDITOR = "auditors are read-only"
 READ_AUDIT = "the read audit trail is for auditors and admins"
+ERASURE = "personal data is erased by an admin (PIPL art. 47)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,8 @@ class Rule:
     states: frozenset[Status]
     text: str
     own_department: bool = False
+    # Issued by Suqiu itself, never by a key: the erasure records what it has done.
+    internal: bool = False
 
 
 RULES: dict[str, Rule] = {
@@ -77,6 +80,8 @@ RULES: dict[str, Rule] = {
     "open_supervision": Rule(frozenset({Role.SYSTEM, Role.DISPATCHER}), OPEN, "督办 only an open case"),
     "apply_sla_policy": Rule(frozenset({Role.SYSTEM}), OPEN, "a policy change moves only open clocks"),
     "revise_sla_calendar": Rule(frozenset({Role.SYSTEM}), OPEN, "a calendar revision re-plans only open clocks"),
+    "record_personal_erasure": Rule(frozenset({Role.SYSTEM}), frozenset(Status) - {S.NEW},
+                                    "an erasure is recorded on any case of its subject", internal=True),
 }
 
 
@@ -105,8 +110,9 @@ def authorize_import(actor: Actor) -> None:
                           rule="import is for system, admin", role=actor.role.value)
 
 
-def authorize(case: Case, type_name: str, principal: Principal) -> None:
-    """May `principal` issue `type_name` on `case` now: role, state, department and enterprise."""
+def authorize(case: Case, type_name: str, principal: Principal, *, keyed: bool = True) -> None:
+    """May `principal` issue `type_name` on `case` now: role, state, department and enterprise.
+    `keyed`: the command came with an authenticated key (not from Suqiu's own timers or tools)."""
     actor = principal.actor
     check_enterprise(case, principal)
     rule = RULES[type_name]
@@ -116,6 +122,9 @@ def authorize(case: Case, type_name: str, principal: Principal) -> None:
             "forbidden", f"role {role.value} may not {type_name}",
             rule=f"{type_name} is for {', '.join(sorted(r.value for r in rule.roles))}", role=role.value,
         )
+    if rule.internal and keyed:
+        raise DomainError("forbidden", f"{type_name} is recorded by Suqiu itself, not sent with a key",
+                          rule=rule.text, role=role.value)
     if case.status not in rule.states:
         raise DomainError(
             "invalid_state", f"{type_name} is not allowed when the case is {case.status.value}: {rule.text}",
@@ -197,6 +206,23 @@ def check_figures(principal: Principal, department: str | None, departments: Map
         raise DomainError("forbidden", f"department {actor.department} may read only its own figures and cases, "
                           "and those of departments merged into it", rule=DEPARTMENT_READS,
                           department=actor.department)
+
+
+def sees_personal(case: Case, principal: Principal, departments: Mapping[str, Department]) -> bool:
+    """Whether `principal` reads `case`'s personal fields in plain text (PIPL: the minimum needed):
+    dispatchers and admins, the department that holds the case (or its successor), and the
+    enterprise itself. Everyone else, auditors included, sees them masked."""
+    actor = principal.actor
+    if actor.role in DISPATCHING:
+        return True
+    if actor.role is Role.ENTERPRISE:
+        return case.enterprise is not None and case.enterprise.uscc in principal.usccs
+    return actor.role is Role.DEPARTMENT and case.department in answers_for(principal, departments)
+
+
+def check_erasure(principal: Principal) -> None:
+    if principal.actor.role is not Role.ADMIN:
+        raise DomainError("forbidden", ERASURE, rule=ERASURE, role=principal.actor.role.value)
 
 
 def check_read_audit(principal: Principal) -> None:

@@ -14,6 +14,7 @@ from suqiu.domain.model import Actor, Enterprise
 
 if typing.TYPE_CHECKING:
     from suqiu.domain.access import Principal
+    from suqiu.domain.personal import Sealed
 
 TEXT = 2000
 LONG_TEXT = 20000
@@ -63,6 +64,8 @@ class CommandMeta:
     causation_id: str | None = None
     # The authenticated key behind `actor`, with what it is bound to (None: the actor alone, unbound).
     principal: Principal | None = None
+    # A submit's personal fields as the shell sealed them (the command then holds marks instead).
+    personal: Sealed | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,6 +243,16 @@ class Withdraw(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordPersonalErasure(Command):
+    """个人信息删除 recorded on a case, by the erasure itself once the subject's key is gone
+    (suqiu.service.personal): never from a key, as the record must follow the deletion."""
+
+    type: ClassVar[str] = "record_personal_erasure"
+    subject: str = _text(64)
+    reason: str = _text(200)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordSlaWarning(Command):
     """临期预警, issued by the SLA timers."""
 
@@ -293,10 +306,11 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         Submit, Dispatch, Accept, Return, Transfer, RequestMaterials, SupplyMaterials,
         RequestExtension, GrantExtension, DenyExtension, Escalate, RecordUpperLevelReply,
         Reply, Close, Feedback, Reopen, Urge, Withdraw, RecordSlaWarning, RecordSlaBreach,
-        OpenSupervision, ApplySlaPolicy, ReviseSlaCalendar, ImportCase,
+        OpenSupervision, ApplySlaPolicy, ReviseSlaCalendar, ImportCase, RecordPersonalErasure,
     )
 }
-LIFECYCLE_TYPES = frozenset(COMMAND_TYPES) - {"submit", "import_case"}
+# What a key may send on a case; an erasure is recorded by the erasure itself (suqiu.service.erasure).
+LIFECYCLE_TYPES = frozenset(COMMAND_TYPES) - {"submit", "import_case", "record_personal_erasure"}
 
 
 def parse_command(type_name: str, body: typing.Mapping[str, Any]) -> Command:

@@ -43,7 +43,7 @@ def decide(case: Case, command: c.Command, meta: c.CommandMeta, ctx: Context) ->
     else:
         if case.status is Status.NEW:
             raise DomainError("not_found", f"no case {meta.case_id}", case_id=meta.case_id)
-        access.authorize(case, command.type, _principal(meta))
+        access.authorize(case, command.type, _principal(meta), keyed=meta.principal is not None)
         timed = [(p, meta.issued_at) for p in _HANDLERS[type(command)](case, command, meta, ctx)]
     if len(timed) > len(meta.event_ids):
         raise ValueError("not enough event ids supplied for the events decided")
@@ -99,10 +99,12 @@ def _submit(case: Case, cmd: c.Submit, meta: c.CommandMeta, ctx: Context) -> e.E
     if cmd.occurred_at is not None and cmd.occurred_at > meta.issued_at + inputs.CLOCK_SKEW:
         raise invalid("occurred_at", f"is more than {inputs.CLOCK_SKEW.seconds // 60} minutes in the future",
                       rule="occurred_at no later than now (senders' clocks may run ahead by 10 minutes)")
+    sealed = meta.personal
     return e.AppealSubmitted(
         enterprise=cmd.enterprise, channel=cmd.channel, category=cmd.category, priority=cmd.priority,
         jurisdiction=cmd.jurisdiction, title=cmd.title, content=cmd.content,
         source_system=cmd.source_system, source_ref=cmd.source_ref,
+        subject=sealed.subject if sealed else None, sealed=sealed.ciphertext if sealed else None,
     )
 
 
@@ -309,6 +311,15 @@ def _withdraw(case: Case, cmd: c.Withdraw, meta: c.CommandMeta, ctx: Context) ->
     return [e.AppealClosed(outcome="withdrawn", note=cmd.reason)]
 
 
+def _record_personal_erasure(case: Case, cmd: c.RecordPersonalErasure, meta: c.CommandMeta,
+                             ctx: Context) -> list[e.EventPayload]:
+    """个人信息删除: once per case; a case of another subject is not this erasure's."""
+    if case.subject != cmd.subject:
+        raise invalid("subject", f"case {case.case_id} holds no personal data of subject {cmd.subject}",
+                      rule="an erasure is recorded on the cases of its subject")
+    return [] if case.personal_erased else [e.PersonalDataErased(subject=cmd.subject, reason=cmd.reason)]
+
+
 def _sla_mark(kind: str) -> Callable[[Case, Any, c.CommandMeta, Context], list[e.EventPayload]]:
     def handler(case: Case, cmd: Any, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
         _check_vocab("clock", cmd.clock)
@@ -441,4 +452,5 @@ _HANDLERS: dict[type[c.Command], Callable[[Case, Any, c.CommandMeta, Context], S
     c.Withdraw: _withdraw, c.RecordSlaWarning: _sla_mark("warning"),
     c.RecordSlaBreach: _sla_mark("breach"), c.OpenSupervision: _sla_mark("supervision"),
     c.ApplySlaPolicy: _apply_sla_policy, c.ReviseSlaCalendar: _revise_sla_calendar,
+    c.RecordPersonalErasure: _record_personal_erasure,
 }

@@ -52,6 +52,10 @@ class AppealSubmitted(EventPayload):
     content: str
     source_system: str
     source_ref: str
+    # Personal fields sealed under the subject's key (suqiu.domain.personal): the contact is
+    # then null in `enterprise`, and numbers in the title and content are marks.
+    subject: str | None = None
+    sealed: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +270,14 @@ class SlaCalendarRevised(EventPayload):
     provisional_from: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PersonalDataErased(EventPayload):
+    """个人信息删除: the subject's key is deleted (crypto-shredding); the event names no personal data."""
+
+    subject: str
+    reason: str
+
+
 EVENT_TYPES: dict[str, type[EventPayload]] = {
     c.__name__: c
     for c in (
@@ -273,6 +285,6 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         MaterialsRequested, MaterialsSupplied, ExtensionRequested, ExtensionGranted,
         ExtensionDenied, AppealEscalated, UpperLevelReplied, AppealReplied, AppealClosed,
         FeedbackReceived, AppealReopened, Urged, SlaWarning, SlaBreached, SupervisionOpened,
-        SlaPolicyApplied, SlaCalendarRevised,
+        SlaPolicyApplied, SlaCalendarRevised, PersonalDataErased,
     )
 }

@@ -40,6 +40,7 @@ def _changes(case: Case, event: e.Event) -> dict[str, Any]:
             return dict(status=Status.SUBMITTED, enterprise=p.enterprise, channel=p.channel,
                 category=p.category, priority=p.priority, jurisdiction=p.jurisdiction, title=p.title,
                 source_system=p.source_system, source_ref=p.source_ref, submitted_at=at,
+                subject=p.subject, sealed=p.sealed,
             )
         case e.AppealDispatched():
             return dict(status=Status.DISPATCHED, department=p.department, assigned_at=at, accept_due=p.accept_due,
@@ -96,6 +97,8 @@ def _changes(case: Case, event: e.Event) -> dict[str, Any]:
             return dict(sla_marks=case.sla_marks | {(p.clock, "supervision")}, supervised=True)
         case e.SlaCalendarRevised():
             return _moved(case, p)
+        case e.PersonalDataErased():
+            return dict(personal_erased=True)
     raise TypeError(f"unknown event payload {type(p).__name__}")
 
 

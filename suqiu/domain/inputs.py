@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,6 +68,15 @@ def _clean(value: str, path: str, limit: int, required: bool) -> str:
 def identifier(value: Any, path: str) -> str:
     """A client-chosen id (command_id, case_id, a correlation id): one line of at most ID_MAX characters."""
     return text(value, path, ID_MAX)
+
+
+def uuid_text(value: Any, path: str) -> str:
+    """A UUID in its canonical lower-case form (a data subject's id)."""
+    text_value = identifier(value, path)
+    try:
+        return str(uuid.UUID(text_value))
+    except ValueError:
+        raise invalid(path, "must be a UUID", value=text_value[:64]) from None
 
 
 def integer(value: Any, path: str, low: int = -INT64, high: int = INT64 - 1) -> int:

@@ -119,6 +119,11 @@ class Case:
     policy_version: str = ""
     # The open clocks whose deadline is provisional, until a calendar revision re-plans them.
     provisional: tuple[ProvisionalDeadline, ...] = ()
+    # Personal data (个人信息): the subject its fields are sealed under, the ciphertext, and whether
+    # the subject has been erased since (suqiu.domain.personal).
+    subject: str | None = None
+    sealed: bytes | None = None
+    personal_erased: bool = False
 
     @property
     def is_open(self) -> bool:

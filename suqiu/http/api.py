@@ -22,6 +22,7 @@ from suqiu.domain.clocks import sla_status
 from suqiu.domain.model import Status
 from suqiu.domain.org import Organisation
 from suqiu.domain.periods import ALL_TIME, FIRST_YEAR, LAST_YEAR, Grain, Period
+from suqiu.domain.personal import Personal, shown_enterprise, shown_text
 from suqiu.domain.refdata import Member, current, departments_in, members, ranked_members, subtree
 from suqiu.domain.sla import CHINA
 from suqiu.http.common import (
@@ -254,12 +255,23 @@ async def command(request: web.Request) -> web.Response:
 async def get_case(request: web.Request) -> web.Response:
     case = await readable_case(request)
     rt = request.app[RUNTIME]
-    return json_response(case_view(case, rt.clock.now(), current(rt.context.departments, case.department)))
+    plain = access.sees_personal(case, request[PRINCIPAL], rt.context.departments)
+    personal = (await rt.personal.opened([case]))[case.case_id]
+    return json_response(case_view(case, rt.clock.now(), current(rt.context.departments, case.department),
+                                   personal, plain))
 
 
-def case_view(case: Case, now: datetime, current_department: str | None) -> dict[str, Any]:
-    """The case now; `department` held it last, `current_department` answers for it today (合并)."""
+def case_view(case: Case, now: datetime, current_department: str | None, personal: Personal | None,
+              plain: bool) -> dict[str, Any]:
+    """The case now; `department` held it last, `current_department` answers for it today (合并).
+    Its personal fields are plain for a reader entitled to them, else masked (personal None: erased)."""
     view = dataclasses.asdict(case)
+    del view["sealed"]
+    if not plain:
+        del view["subject"]  # it links a contact's cases: for those who may see the contact
+    if case.enterprise is not None:
+        view["enterprise"] = shown_enterprise(case.enterprise.uscc, case.enterprise.name, personal, plain)
+    view["title"] = shown_text(case.title, personal, plain)
     view["current_department"] = current_department
     view["status"] = case.status.value
     view["sla_marks"] = sorted(f"{clock}:{kind}" for clock, kind in case.sla_marks)
@@ -271,18 +283,49 @@ def case_view(case: Case, now: datetime, current_department: str | None) -> dict
 
 async def history(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    case_id = (await readable_case(request)).case_id
+    case = await readable_case(request)
+    case_id = case.case_id
     async with rt.pool.connection() as conn:
         rows = await store.read_history(conn, case_id)
     if not rows:
         raise DomainError("not_found", f"no case {case_id}", case_id=case_id)
+    plain = access.sees_personal(case, request[PRINCIPAL], rt.context.departments)
+    personal = (await rt.personal.opened([case]))[case_id]
     out = []
     for row in rows:
         name, record = rt.codec.decode_event_record(row.data)
         envelope = record.pop("envelope")
         record.pop("hash")
+        if name == "AppealSubmitted":
+            _show_personal(record, personal, plain)
         out.append({**envelope, "event_type": name, "data": record, "hash": row.hash.hex(), "position": row.position})
     return json_response({"case_id": case_id, "events": to_json_value(out)})
+
+
+def _show_personal(record: dict[str, Any], personal: Personal | None, plain: bool) -> None:
+    """An AppealSubmitted's fields as the reader may see them: the ciphertext stays in the store."""
+    record.pop("sealed", None)
+    if not plain:
+        record.pop("subject", None)
+    ent = record["enterprise"]
+    record["enterprise"] = shown_enterprise(ent["uscc"], ent["name"], personal, plain)
+    record["title"] = shown_text(record["title"], personal, plain)
+    record["content"] = shown_text(record["content"], personal, plain)
+
+
+async def erase_personal_data(request: web.Request) -> web.Response:
+    """个人信息删除: the subject's key deleted, and the erasure recorded on each of its cases."""
+    principal = request[PRINCIPAL]
+    access.check_erasure(principal)
+    subject = inputs.uuid_text(request.match_info["subject"], "subject")
+    body = await read_json(request)
+    unknown = sorted(set(body) - {"reason"})
+    if unknown:
+        raise DomainError("invalid_input", f"{unknown[0]}: unknown field", field=unknown[0], allowed=["reason"])
+    reason = inputs.text(body.get("reason"), "reason", 200)
+    erased = await request.app[RUNTIME].erasure.erase(subject, reason, f"{principal.actor.role.value}:"
+                                                      f"{request.get(KEY_PREFIX) or '?'}")
+    return json_response(erased.as_dict())
 
 
 async def schemas(request: web.Request) -> web.Response:
@@ -570,7 +613,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("POST", "/v1/appeals", submit, "Submit an appeal (受理)", "intake, system, admin", body="submit",
+    Route("POST", "/v1/appeals", submit, "Submit an appeal (受理)", "intake, system, admin", body="Submit",
           success=201),
     Route("POST", "/v1/appeals/{case_id}/commands", command, "Act on a case (派单, 签收, 转办, 答复, 办结, ...)",
           "by command: see the type's rule", body="command"),
@@ -597,6 +640,8 @@ ROUTES: tuple[Route, ...] = (
           "The monthly report (月度通报): figures beside last month's, ranking, overdue and supervised cases",
           "staff", query=REPORT_QUERY, media=XLSX),
     Route("GET", "/v1/health", health, "Database, broker, read-model lag and calendar", "anyone", public=True),
+    Route("POST", "/v1/personal-data/{subject}/erase", erase_personal_data,
+          "Erase a data subject's personal data (个人信息删除): its key, on every case", "admin", body="Erasure"),
     Route("GET", "/v1/access-log", access_log, "Who read what, when, from where (安全审计)", "auditor, admin",
           query=ACCESS_LOG_QUERY),
     Route("GET", "/v1/openapi.json", openapi, "This document", "anyone", public=True),

@@ -61,7 +61,8 @@ class Param:
 class Route:
     """One route of the contract; the router and GET /v1/openapi.json are both built from ROUTES.
 
-    `body`: "submit" or "command" (the shapes come from suqiu.domain.commands); `public`: no key.
+    `body`: "command" (any lifecycle command), or the name of its schema in the document
+    (Submit, Erasure); `public`: no key.
     """
 
     method: str

@@ -99,9 +99,16 @@ def _schema_name(command: str) -> str:
     return "".join(part.title() for part in command.split("_"))
 
 
+# POST /v1/personal-data/{subject}/erase
+ERASURE = {"type": "object", "required": ["reason"], "additionalProperties": False,
+           "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 200,
+                                     "description": "why, e.g. the request's reference (PIPL art. 47)"}}}
+
+
 def document(routes: Iterable[Route], error_codes: Iterable[str]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of `routes` (suqiu.http.api.ROUTES), refusing with `error_codes`."""
-    schemas: dict[str, Any] = {"Error": _error(error_codes), "Result": RESULT, **command_schemas()}
+    schemas: dict[str, Any] = {"Error": _error(error_codes), "Result": RESULT, "Erasure": ERASURE,
+                               **command_schemas()}
     lifecycle = {"oneOf": [{"$ref": f"#/components/schemas/{_schema_name(t)}"} for t in sorted(LIFECYCLE_TYPES)],
                  "discriminator": {"propertyName": "type"}}
     paths: dict[str, Any] = {}
@@ -117,7 +124,7 @@ def document(routes: Iterable[Route], error_codes: Iterable[str]) -> dict[str, A
         if params:
             op["parameters"] = params
         if route.body is not None:
-            schema = {"$ref": "#/components/schemas/Submit"} if route.body == "submit" else lifecycle
+            schema = lifecycle if route.body == "command" else {"$ref": f"#/components/schemas/{route.body}"}
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
         if route.public:
             op["security"] = []
@@ -138,13 +145,14 @@ def document(routes: Iterable[Route], error_codes: Iterable[str]) -> dict[str, A
 def _responses(route: Route) -> dict[str, Any]:
     error = {"description": "refused: nothing stored",
              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    body: dict[str, Any] = {"$ref": "#/components/schemas/Result"} if route.body else {"type": "object"}
+    body: dict[str, Any] = {"$ref": "#/components/schemas/Result"} if route.body in ("Submit", "command") \
+        else {"type": "object"}
     if route.media.startswith("text/"):
         body = {"type": "string"}
     elif route.media != "application/json":
         body = {"type": "string", "format": "binary"}
     out: dict[str, Any] = {str(route.success): {"description": "done", "content": {route.media: {"schema": body}}}}
-    if route.body == "submit":
+    if route.body == "Submit":
         out["200"] = {"description": "a repeat: the original result",
                       "content": {"application/json": {"schema": body}}}
     out["4XX"] = error

@@ -8,13 +8,14 @@ import hashlib
 import json
 import random
 import time
+import typing
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 import uuid_utils
@@ -27,8 +28,10 @@ from suqiu.domain.access import Principal
 from suqiu.domain.commands import ImportCase, Submit, hashed_fields, parse_command
 from suqiu.domain.events import Event
 from suqiu.domain.model import Actor, plain
+from suqiu.domain.personal import Sealed
 from suqiu.domain.refdata import Context
 from suqiu.schemas.codec import GENESIS, Codec, stored_hash
+from suqiu.service.personal import PersonalData
 from suqiu.store import events as store
 from suqiu.store.group import GroupCommit, GroupRead
 
@@ -96,17 +99,24 @@ class _Again(Enum):
     REPEAT = "the command id is stored already: read its result first"
 
 
-Parsed = tuple[CommandRequest, Any, bytes]  # the request checked, its command, its request hash
+class Parsed(NamedTuple):
+    """A request checked: its command, the hash a repeat of its command id is compared by, and
+    for a submit its personal fields as sealed (the command then holds marks, not the fields)."""
+
+    req: CommandRequest
+    command: Any
+    request_hash: bytes
+    personal: Sealed | None = None
 
 
 def _parsed(raw: CommandRequest) -> Parsed:
     """Validate a request once, at the command path's door: its envelope, its command's fields, and
-    the hash a repeat of its command id is compared by."""
+    the hash a repeat of its command id is compared by (over the fields as sent, before sealing)."""
     req = _checked(raw)
     command = parse_command(req.type, req.body)
     if not isinstance(command, Submit) and not req.case_id:
         raise DomainError("invalid_input", "case_id: is required for lifecycle commands", field="case_id")
-    return req, command, _request_hash(req, command)
+    return Parsed(req, command, _request_hash(req, command))
 
 
 class CommandService:
@@ -114,9 +124,11 @@ class CommandService:
 
     def __init__(
         self, pool: AsyncConnectionPool[Any], codec: Codec, context: Callable[[], Context],
-        clock: Clock | None = None, new_id: Callable[[], str] = new_id, metrics: Metrics | None = None,
+        personal: PersonalData, clock: Clock | None = None, new_id: Callable[[], str] = new_id,
+        metrics: Metrics | None = None,
     ) -> None:
         self._pool = pool
+        self._personal = personal
         self._codec = codec
         self._context = context
         self._clock = clock or SystemClock()
@@ -149,19 +161,32 @@ class CommandService:
             except DomainError as exc:
                 self._metrics.command(raw.type, exc.code, None)
                 parsed.append(exc)
-        new = [p for p in parsed if not isinstance(p, DomainError) and isinstance(p[1], Submit)]
+        parsed = await self._sealed(parsed)
+        new = [p for p in parsed if not isinstance(p, DomainError) and isinstance(p.command, Submit)]
         answers: dict[str, CommandResult | DomainError] = await self._create(new) if len(new) > 1 else {}
         for p in parsed:
             if not isinstance(p, DomainError) and p[0].command_id not in answers:
                 answers[p[0].command_id] = await self._one(p)
         return [p if isinstance(p, DomainError) else answers[p[0].command_id] for p in parsed]
 
+    async def _sealed(self, parsed: list[Parsed | DomainError]) -> list[Parsed | DomainError]:
+        """The submits with their personal fields sealed (suqiu.service.personal), in one claim of
+        subject keys for all of them."""
+        at = [i for i, p in enumerate(parsed) if not isinstance(p, DomainError) and isinstance(p.command, Submit)]
+        if not at:
+            return parsed
+        sealed = await self._personal.seal([typing.cast(Parsed, parsed[i]).command for i in at], self._clock.now())
+        out = list(parsed)
+        for i, s in zip(at, sealed, strict=True):
+            out[i] = typing.cast(Parsed, parsed[i])._replace(command=s.command, personal=s.personal)
+        return out
+
     async def _one(self, parsed: Parsed) -> CommandResult | DomainError:
         """One command through the group commit; a refusal is its answer, a fault propagates."""
         req = parsed[0]
         started = time.perf_counter()
         try:
-            result = await self._locked(*parsed)
+            result = await self._locked(parsed)
         except DomainError as exc:
             self._metrics.command(req.type, exc.code, started)
             return exc
@@ -175,23 +200,25 @@ class CommandService:
             log.info("command repeated", command_id=req.command_id, command_type=req.type, case_id=result.case_id)
         return result
 
-    async def _locked(self, req: CommandRequest, command: Any, request_hash: bytes) -> CommandResult:
+    async def _locked(self, parsed: Parsed) -> CommandResult:
+        req = parsed.req
         if req.case_id is None:
-            return await self._execute(req, command, request_hash)
+            return await self._execute(parsed)
         # Writers on one case in this process queue here instead of losing the optimistic race
         # against each other; the unique (case_id, seq) still arbitrates between processes.
         lock = self._locks.get(req.case_id)
         if lock is None:
             lock = self._locks[req.case_id] = asyncio.Lock()
         async with lock:
-            return await self._execute(req, command, request_hash)
+            return await self._execute(parsed)
 
-    async def _execute(self, req: CommandRequest, command: Any, request_hash: bytes) -> CommandResult:
+    async def _execute(self, parsed: Parsed) -> CommandResult:
         # A submit is decided without reading the store first: a new case has no state to be stale,
         # and the unique constraints refuse a repeated command id or source reference, after which
         # the store is read and the original result answered. A round trip costs more CPU here than
         # deciding twice. A lifecycle command reads first: with several API processes the case as
         # this one last saw it is often stale (BENCHMARKS.md, measurements behind the code).
+        req, command, request_hash, _ = parsed
         read_first = not isinstance(command, Submit)
         for attempt in range(RETRIES):
             start = await self._start(req, command, request_hash, read_first)
@@ -199,8 +226,7 @@ class CommandService:
                 return start
             case, last_hash = start
             try:
-                decided = self._decided(req, command, request_hash, case, last_hash, self._clock.now(),
-                                        self._context())
+                decided = self._decided(parsed, case, last_hash, self._clock.now(), self._context())
             except DomainError:
                 if not read_first:  # perhaps a repeat of a command stored before: ask the store
                     read_first = True
@@ -272,17 +298,19 @@ class CommandService:
         Repeats answer their original result. If a concurrent writer takes one of the source
         references first, the chunk falls back to one command at a time.
         """
-        lookups = [store.Lookup(r.command_id, source=(c.source_system, c.source_ref)) for r, c, _ in new]
+        lookups = [store.Lookup(p.req.command_id, source=(p.command.source_system, p.command.source_ref))
+                   for p in new]
         async with self._pool.connection() as conn:
             found = await store.look_up(conn, lookups)
         results: dict[str, CommandResult | DomainError] = {}
         batch: list[store.Append] = []
         now = self._clock.now()
         ctx = self._context()
-        for (req, command, request_hash), stored in zip(new, found, strict=True):
+        for p, stored in zip(new, found, strict=True):
+            req = p.req
             try:
-                decided = _repeat(stored, request_hash, req.command_id) or self._decided(
-                    req, command, request_hash, Case(case_id=self._new_id()), GENESIS, now, ctx)
+                decided = _repeat(stored, p.request_hash, req.command_id) or self._decided(
+                    p, Case(case_id=self._new_id()), GENESIS, now, ctx)
             except DomainError as exc:
                 results[req.command_id] = exc
                 continue
@@ -299,7 +327,8 @@ class CommandService:
                 log.info("bulk create raced with another writer; one command at a time", size=len(batch))
                 return {p[0].command_id: await self._one(p) for p in new}
         outcomes = []
-        for req, _, _ in new:
+        for p in new:
+            req = p.req
             answer = results[req.command_id]
             outcomes.append(answer.code if isinstance(answer, DomainError) else answer.status)
             self._metrics.command(req.type, outcomes[-1], None)
@@ -308,23 +337,27 @@ class CommandService:
                  outcomes=dict(Counter(outcomes)))
         return results
 
-    def _decided(self, req: CommandRequest, command: Any, request_hash: bytes, case: Case, last_hash: bytes,
-                 now: datetime, ctx: Context) -> CommandResult | tuple[list[Event], CommandResult, store.Append]:
+    def _decided(self, parsed: Parsed, case: Case, last_hash: bytes, now: datetime, ctx: Context
+                 ) -> CommandResult | tuple[list[Event], CommandResult, store.Append]:
         """Decide one command on `case` (its last hash `last_hash`): "unchanged" when it changes
         nothing, else its events with the result it answers and the append that stores both. The
         one way every command goes, alone or with others (run)."""
-        events = decide(case, command, self._meta(req, command, case.case_id, now), ctx)
+        req, command, request_hash, personal = parsed
+        events = decide(case, command, self._meta(req, command, case.case_id, now, personal), ctx)
         if not events:
             return CommandResult("unchanged", req.command_id, case.case_id, case.seq)
         result, append = self._prepare(req, command, request_hash, events, last_hash)
         return events, result, append
 
-    def _meta(self, req: CommandRequest, command: Any, case_id: str, now: datetime) -> CommandMeta:
-        """What decide knows of the request beyond the command: who, when, which ids to use."""
+    def _meta(self, req: CommandRequest, command: Any, case_id: str, now: datetime,
+              personal: Sealed | None) -> CommandMeta:
+        """What decide knows of the request beyond the command: who, when, which ids to use, and
+        a submit's personal fields as sealed."""
         return CommandMeta(
             command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
             event_ids=tuple(self._new_id() for _ in range(_ids_for(command))), expected_seq=req.expected_seq,
             correlation_id=req.correlation_id, causation_id=req.causation_id, principal=req.principal,
+            personal=personal,
         )
 
     def _encode(self, events: list[Event], prev: bytes) -> list[store.Encoded]:

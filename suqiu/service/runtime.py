@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -14,15 +15,27 @@ from suqiu.base.clock import Clock, SystemClock
 from suqiu.base.config import Settings
 from suqiu.base.metrics import Metrics
 from suqiu.base.policy import PolicyError, load_policy, policy_document, unknown_categories
+from suqiu.base.sealing import MASTER_KEY_SETTING, MasterKey
 from suqiu.domain.refdata import Context
 from suqiu.domain.sla import CHINA, SlaPolicy
 from suqiu.schemas.codec import Codec
 from suqiu.service.commands import CommandService
+from suqiu.service.erasure import Erasure
+from suqiu.service.personal import PersonalData
 from suqiu.store import reference
 from suqiu.store.keys import KeyResolver
+from suqiu.store.subjects import PgKeyStore
 
 log = structlog.get_logger(__name__)
 REFRESH_SECONDS = 2.0  # how soon a loaded organisation reaches every process
+
+
+def master_key(settings: Settings) -> MasterKey:
+    """The deployment's master key; a process that stores or reads cases does not start without it."""
+    if not settings.master_key_file:
+        raise SystemExit(f"set {MASTER_KEY_SETTING}: personal data is encrypted under it "
+                         "(`suqiu pii keygen FILE` writes one; `suqiu up` keeps its own in its state directory)")
+    return MasterKey.from_file(Path(settings.master_key_file))
 
 
 class Runtime:
@@ -42,8 +55,12 @@ class Runtime:
         )
         self._context = Context(policy=self.policy)
         self.metrics = Metrics()
-        self.service = CommandService(self.pool, self.codec, lambda: self._context, self.clock, metrics=self.metrics)
+        self.subjects = PgKeyStore(self.pool, master_key(settings))
+        self.personal = PersonalData(self.subjects, self.subjects.master)
+        self.service = CommandService(self.pool, self.codec, lambda: self._context, self.personal, self.clock,
+                                      metrics=self.metrics)
         self.keys = KeyResolver(self.pool)
+        self.erasure = Erasure(self.subjects, self.service, self.pool, self.clock, settings.system_id)
         self._refresher: asyncio.Task[None] | None = None
         self._org_version = 0
 

@@ -27,6 +27,7 @@ from suqiu.base.calendar import coverage, coverage_text
 from suqiu.base.config import DEFAULT_HTTP_PORT, EMBEDDED_ENDPOINTS, Settings
 from suqiu.base.policy import load_policy
 from suqiu.base.processes import die_with_parent
+from suqiu.base.sealing import MasterKey
 from suqiu.domain.model import Role
 from suqiu.domain.sla import CHINA
 from suqiu.stack.embedded import EmbeddedBroker, EmbeddedPostgres, _stop, free_port
@@ -94,6 +95,12 @@ class Stack:
                 raise SystemExit(f"SUQIU_HTTP_PORT {s.http_port}: something already listens on "
                                  f"{s.http_host}:{s.http_port} (another suqiu up?); choose a free port")
             s = s.with_(http_port=free_port())
+        if not s.master_key_file:
+            # Kept with the database it protects: a copy of the state directory needs both.
+            key = self.state_dir / "master.key"
+            if not key.exists():
+                MasterKey.write_new(key)
+            s = s.with_(master_key_file=str(key.resolve()))
         sup = self.supervisor = Supervisor()
         if not s.database_url:
             pg = self.postgres = EmbeddedPostgres(self.state_dir / "postgres")
@@ -139,7 +146,7 @@ class Stack:
 
     def write_files(self, keys: dict[str, dict[str, Any]]) -> None:
         endpoints = {"http": self.http_url, "kafka_bootstrap": self.settings.kafka_bootstrap,
-                     "database_url": self.settings.database_url}
+                     "database_url": self.settings.database_url, "master_key_file": self.settings.master_key_file}
         if self.postgres is not None:
             endpoints["database_tcp_url"] = self.postgres.tcp_dsn  # the same server, for tools that want TCP
         (self.state_dir / "endpoints.json").write_text(json.dumps(endpoints, indent=2) + "\n")

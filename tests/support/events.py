@@ -27,6 +27,8 @@ def sample(cls: type[e.EventPayload], *, nones: bool = False) -> e.EventPayload:
             values[name] = NOW
         elif "int" in base:
             values[name] = 3
+        elif "bytes" in base:
+            values[name] = bytes(range(40))
         elif "list" in base:
             values[name] = ["营业执照", "总平面图"]
         else:

@@ -5,15 +5,20 @@ A deployment with a KMS replaces `PgKeyStore` by its own `KeyStore`; nothing els
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from suqiu.base.sealing import MasterKey, new_key
+from suqiu.store.group import _Group
+
+CLAIM_BATCH = 256
 
 _CLAIM = (
     "INSERT INTO personal_subjects (subject_id, lookup, wrapped_key, created_at) "
@@ -63,8 +68,15 @@ class PgKeyStore:
     def __init__(self, pool: AsyncConnectionPool[Any], master: MasterKey) -> None:
         self.pool = pool
         self.master = master
+        self._claims = _Claims(self)
 
     async def claim(self, lookups: Sequence[bytes | None], now: datetime) -> list[SubjectKey]:
+        # Concurrent submits claim together: one statement and one commit per batch.
+        return list(await asyncio.gather(*(self._claims.claim(lookup, now) for lookup in lookups)))
+
+    async def claim_on(self, conn: AsyncConnection[Any], lookups: Sequence[bytes | None],
+                       now: datetime) -> list[SubjectKey]:
+        """`claim` for a batch, on one connection."""
         # One row per distinct lookup: a statement may not update one row twice.
         wanted: dict[bytes | int | None, tuple[str, bytes | None]] = {}
         for i, lookup in enumerate(lookups):
@@ -73,12 +85,23 @@ class PgKeyStore:
                 wanted[lookup if lookup is not None else i] = (subject, lookup)
         rows = list(wanted.values())
         ids = [s for s, _ in rows]
-        wrapped = [self.master.wrap(s, new_key()) for s in ids]
-        async with self.pool.connection() as conn, conn.transaction():
+        fresh = {s: new_key() for s in ids}
+        wrapped = [self.master.wrap(s, fresh[s]) for s in ids]
+        # One round trip: the transaction's statements go in a pipeline.
+        async with conn.pipeline(), conn.transaction():
+            # No flush of its own: the event that uses a key commits after it, and that commit's
+            # flush covers this one's WAL, so an acknowledged event never outlives its key. A key
+            # lost in a crash was used by no stored event.
+            await conn.execute("SET LOCAL synchronous_commit = off")
             cur = await conn.execute(_CLAIM, (ids, [lk for _, lk in rows], wrapped, [now] * len(rows)))
-            got = await cur.fetchall()
-        by_lookup = {bytes(lk): SubjectKey(s, self.master.unwrap(s, bytes(w))) for s, lk, w in got if lk is not None}
-        by_id = {s: SubjectKey(s, self.master.unwrap(s, bytes(w))) for s, lk, w in got if lk is None}
+        got = await cur.fetchall()
+
+        def key(subject: str, wrapped_key: bytes) -> SubjectKey:
+            mine = fresh.get(subject)
+            return SubjectKey(subject, mine if mine is not None else self.master.unwrap(subject, wrapped_key))
+
+        by_lookup = {bytes(lk): key(s, bytes(w)) for s, lk, w in got if lk is not None}
+        by_id = {s: key(s, bytes(w)) for s, lk, w in got if lk is None}
         return [by_lookup[lk] if lk is not None else by_id[wanted[i][0]] for i, lk in enumerate(lookups)]
 
     async def keys(self, subjects: Sequence[str]) -> dict[str, bytes]:
@@ -98,6 +121,20 @@ class PgKeyStore:
             cur = await conn.execute(_STATE, (subject,))
             row = await cur.fetchone()
         return None if row is None else SubjectState(row[2], row[0], row[1])
+
+
+class _Claims(_Group[tuple[bytes | None, datetime], SubjectKey]):
+    """Subject claims of concurrent submits, one statement per batch."""
+
+    def __init__(self, store: PgKeyStore) -> None:
+        super().__init__(store.pool, CLAIM_BATCH)
+        self._store = store
+
+    async def claim(self, lookup: bytes | None, now: datetime) -> SubjectKey:
+        return await self._submit((lookup, now))
+
+    async def _run(self, conn: AsyncConnection[Any], items: list[tuple[bytes | None, datetime]]) -> list[SubjectKey]:
+        return await self._store.claim_on(conn, [lookup for lookup, _ in items], max(now for _, now in items))
 
 
 _CASES_OF = ("SELECT state->>'subject', case_id FROM case_view WHERE state->>'subject' = ANY(%s) "

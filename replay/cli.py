@@ -19,6 +19,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from suqiu.base.config import Settings
+from suqiu.base.kafka_security import check_broker
 from suqiu.domain.refdata import Jurisdiction, subtree
 from suqiu.domain.sla import CHINA
 from suqiu.replay import export as packages
@@ -188,7 +189,9 @@ def _verify(console: Console, settings: Settings, codec: Codec, args: argparse.N
             if not settings.kafka_bootstrap:
                 Console(stderr=True).print("set SUQIU_KAFKA_BOOTSTRAP for --against-topic")
                 return 2
-            topic = verify.read_topic_digests(settings.kafka_bootstrap, settings.events_topic)
+            asyncio.run(check_broker(settings.kafka_bootstrap, settings.kafka_security))
+            topic = verify.read_topic_digests(settings.kafka_bootstrap, settings.events_topic,
+                                              security=settings.kafka_security)
             diff = verify.compare_with_topic(verify.store_rows(conn), topic)
             summary += f"; topic {settings.events_topic}: {diff.topic_records} record(s)"
             problems += [verify.Problem(c, s, "missing on topic", f"event {e}") for c, s, e in diff.missing_on_topic]
@@ -264,7 +267,8 @@ async def _rebuild(console: Console, settings: Settings, workers: int | None) ->
 def _restore(console: Console, settings: Settings) -> int:
     from suqiu.replay.restore import restore
 
-    assert settings.database_url
+    assert settings.database_url and settings.kafka_bootstrap
+    asyncio.run(check_broker(settings.kafka_bootstrap, settings.kafka_security))
     with psycopg.connect(settings.database_url) as conn, _progress(console, "republishing") as tick:
         n = restore(conn, settings, progress=tick)
     console.out(f"republished {n} event(s) to {settings.events_topic}")

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from kafka import KafkaConsumer, TopicPartition
 
+from suqiu.base.kafka_security import KafkaSecurity
 from suqiu.schemas.codec import GENESIS, HASH_SIZE, HEADER, MAGIC, Codec, chain_hash
 
 
@@ -121,7 +122,8 @@ class TopicDiff:
         return not (self.missing_on_topic or self.missing_in_store or self.different or self.out_of_order)
 
 
-def read_topic_digests(bootstrap: str, topic: str, idle_ms: int = 1500) -> dict[str, tuple[bytes, list[int]]]:
+def read_topic_digests(bootstrap: str, topic: str, idle_ms: int = 1500,
+                       security: KafkaSecurity | None = None) -> dict[str, tuple[bytes, list[int]]]:
     """event id -> (SHA-256 of the value, seqs as seen in topic order), for every record on `topic`.
 
     A blocking, one-shot read: kafka-python's consumer, as every synchronous tool uses (README,
@@ -129,7 +131,7 @@ def read_topic_digests(bootstrap: str, topic: str, idle_ms: int = 1500) -> dict[
     once nothing more arrives for `idle_ms`.
     """
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             auto_offset_reset="earliest")
+                             auto_offset_reset="earliest", **(security or KafkaSecurity()).kafka_python())
     out: dict[str, tuple[bytes, list[int]]] = {}
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]

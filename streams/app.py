@@ -82,6 +82,7 @@ def _faust_app(settings: Settings) -> faust.App:
     return faust.App(
         f"suqiu-{settings.topic_prefix}{settings.system_id}",
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=_credentials(settings),
         store="memory://",
         # Nothing durable lives in a worker (the store is PostgreSQL), so Faust's data dir stays out of the cwd.
         datadir=str(faust_dir / "{conf.id}"),
@@ -97,6 +98,16 @@ def _faust_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         Monitor=QuietMonitor,
     )
+
+
+def _credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    """Faust's spelling of SUQIU_KAFKA_* (suqiu.base.kafka_security)."""
+    security = settings.kafka_security
+    if security.sasl:
+        return faust.SASLCredentials(username=security.username, password=security.password,
+                                     ssl_context=security.ssl_context(), mechanism=security.mechanism)
+    context = security.ssl_context()
+    return None if context is None else faust.SSLCredentials(context)
 
 
 def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
@@ -146,7 +157,8 @@ def _jurisdiction_feeds(w: Worker) -> None:
         # Metadata at most 10 s old: a feed topic the relay created again (see OutboxRelay)
         # is seen with its new partitions soon, and a batch held on the old count goes.
         producer = AIOKafkaProducer(bootstrap_servers=w.settings.kafka_bootstrap, acks="all", linger_ms=2,
-                                    max_batch_size=512 * 1024, metadata_max_age_ms=10_000)
+                                    max_batch_size=512 * 1024, metadata_max_age_ms=10_000,
+                                    **w.settings.kafka_security.aiokafka())
         await producer.start()
 
         async def route(batch: list[EventT[Any]]) -> None:

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from suqiu.base.config import Settings
+from suqiu.base.kafka_security import check_broker
 from suqiu.store.events import NOTIFY_CHANNEL
 from suqiu.store.probes import delete_by
 from suqiu.streams.catchup import HeldPrefix, held_seqs
@@ -90,7 +91,7 @@ class OutboxRelay:
             await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.kafka_bootstrap, acks="all", linger_ms=2,
-                max_batch_size=512 * 1024, request_timeout_ms=10000,
+                max_batch_size=512 * 1024, request_timeout_ms=10000, **self.settings.kafka_security.aiokafka(),
             )
             await producer.start()
             probe: asyncio.Task[set[str]] | None = None
@@ -211,7 +212,7 @@ class OutboxRelay:
         """
         assert self.settings.kafka_bootstrap
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
+                                    auto_offset_reset="earliest", **self.settings.kafka_security.aiokafka())
         await consumer.start()
         try:
             if self.marker_topic not in await consumer.topics():
@@ -283,6 +284,8 @@ class OutboxRelay:
 
 
 async def run_relay(settings: Settings) -> None:
+    assert settings.kafka_bootstrap
+    await check_broker(settings.kafka_bootstrap, settings.kafka_security)
     relay = OutboxRelay(settings)
     with contextlib.suppress(asyncio.CancelledError):
         await relay.run()

@@ -175,7 +175,7 @@ class ApiTestServer(TestServer):
 @pytest.fixture
 async def api(runtime: Runtime, keys: dict[str, str], settings: Settings) -> AsyncIterator[Api]:
     assert settings.kafka_bootstrap
-    server = ApiTestServer(create_app(runtime, broker_probe(settings.kafka_bootstrap)))
+    server = ApiTestServer(create_app(runtime, broker_probe(settings.kafka_bootstrap, settings.kafka_security)))
     await server.start_server()
     async with aiohttp.ClientSession() as session:
         yield Api(session, str(server.make_url("")).rstrip("/"), keys)

@@ -12,8 +12,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 try:
+    from security import python_client
     from suqiu_avro import EventDecoder
 except ImportError:  # imported as a package (the tests)
+    from examples.consumers.security import python_client
     from examples.consumers.suqiu_avro import EventDecoder
 
 
@@ -21,7 +23,7 @@ async def consume(bootstrap: str, api_base: str, topic: str = "appeals.events.v1
                   limit: int | None = None, idle_seconds: float = 3.0) -> list[tuple[str, dict[str, Any]]]:
     decoder = EventDecoder(api_base)
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+                                enable_auto_commit=False, **python_client())
     await consumer.start()
     out: list[tuple[str, dict[str, Any]]] = []
     try:

@@ -13,8 +13,10 @@ from typing import Any
 from confluent_kafka import Consumer
 
 try:
+    from security import librdkafka
     from suqiu_avro import EventDecoder
 except ImportError:
+    from examples.consumers.security import librdkafka
     from examples.consumers.suqiu_avro import EventDecoder
 
 
@@ -22,7 +24,8 @@ def consume(bootstrap: str, api_base: str, topic: str = "appeals.events.v1", gro
             limit: int | None = None, idle_seconds: float = 3.0) -> list[tuple[str, dict[str, Any]]]:
     decoder = EventDecoder(api_base)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False, "max.poll.interval.ms": 3000, "session.timeout.ms": 3000})
+                         "enable.auto.commit": False, "max.poll.interval.ms": 3000, "session.timeout.ms": 3000,
+                         **librdkafka()})
     consumer.subscribe([topic])
     out: list[tuple[str, dict[str, Any]]] = []
     try:

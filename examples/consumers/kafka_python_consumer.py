@@ -14,8 +14,10 @@ from typing import Any
 from kafka import KafkaConsumer
 
 try:
+    from security import python_client
     from suqiu_avro import EventDecoder
 except ImportError:
+    from examples.consumers.security import python_client
     from examples.consumers.suqiu_avro import EventDecoder
 
 
@@ -24,7 +26,7 @@ def consume(bootstrap: str, api_base: str, topic: str = "appeals.events.v1", gro
     decoder = EventDecoder(api_base)
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
                              enable_auto_commit=False, max_poll_interval_ms=3000, session_timeout_ms=3000,
-                             heartbeat_interval_ms=500)
+                             heartbeat_interval_ms=500, **python_client())
     out: list[tuple[str, dict[str, Any]]] = []
     try:
         last = time.monotonic()

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from suqiu.base.kafka_security import KafkaSecurity
+
 # Where `suqiu up` writes its endpoints by default (its --state-dir is `.suqiu`).
 EMBEDDED_ENDPOINTS = Path(".suqiu") / "endpoints.json"
 DEFAULT_HTTP_PORT = 8080
@@ -44,6 +46,8 @@ class Settings:
     personal_data_days: int = 1095
     # How often a worker looks for personal data past its retention, in seconds.
     retention_interval: float = 3600.0
+    # TLS and SASL for every Kafka client (suqiu.base.kafka_security).
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +74,7 @@ class Settings:
             master_key_file=env.get("SUQIU_MASTER_KEY_FILE") or None,
             personal_data_days=int(env.get("SUQIU_PERSONAL_DATA_DAYS") or 1095),
             retention_interval=float(env.get("SUQIU_RETENTION_INTERVAL") or 3600.0),
+            kafka_security=KafkaSecurity.from_env(env),
             jurisdiction_feeds=tuple(j.strip() for j in (env.get("SUQIU_JURISDICTION_FEEDS") or "").split(",")
                                      if j.strip()),
         )
@@ -91,6 +96,7 @@ class Settings:
             "SUQIU_JURISDICTION_FEEDS": ",".join(self.jurisdiction_feeds),
             "SUQIU_FEDERATION": ",".join(f"{k}={v}" for k, v in self.federation.items()),
             "SUQIU_FEDERATION_KEYS": ",".join(f"{k}={v}" for k, v in self.federation_keys.items()),
+            **self.kafka_security.to_env(),
         }
         for key, value in (("SUQIU_KAFKA_BOOTSTRAP", self.kafka_bootstrap), ("SUQIU_DATABASE_URL", self.database_url),
                            ("SUQIU_SLA_POLICY", self.sla_policy), ("SUQIU_MASTER_KEY_FILE", self.master_key_file)):

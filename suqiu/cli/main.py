@@ -193,10 +193,13 @@ async def run_audit_reads(settings: Settings, args: argparse.Namespace) -> int:
 def run_worker(settings: Settings) -> int:
     import faust
 
+    from suqiu.base.kafka_security import check_broker
     from suqiu.base.logs import faust_logging
     from suqiu.base.processes import settle_gc
     from suqiu.streams.app import create_app
 
+    assert settings.kafka_bootstrap
+    asyncio.run(check_broker(settings.kafka_bootstrap, settings.kafka_security))
     worker = faust.Worker(create_app(settings), loglevel="WARNING", quiet=True, logging_config=faust_logging())
     # Faust's start-up spinner writes cursor controls into the log, and its handler turns the
     # root logger to DEBUG so that it can spin on every record.

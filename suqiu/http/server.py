@@ -15,6 +15,7 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiokafka import AIOKafkaClient
 
 from suqiu.base.config import Settings
+from suqiu.base.kafka_security import KafkaSecurity, check_broker
 from suqiu.http.api import create_app
 from suqiu.http.common import ENCODINGS, STATUS, error_response
 from suqiu.service.runtime import Runtime
@@ -22,9 +23,11 @@ from suqiu.service.runtime import Runtime
 log = structlog.get_logger(__name__)
 
 
-def broker_probe(bootstrap: str) -> Callable[[], Awaitable[str]]:
+def broker_probe(bootstrap: str, security: KafkaSecurity | None = None) -> Callable[[], Awaitable[str]]:
+    connect = (security or KafkaSecurity()).aiokafka()
+
     async def probe() -> str:
-        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, **connect)
         try:
             await asyncio.wait_for(client.bootstrap(), 3.0)
             return "ok"
@@ -108,9 +111,10 @@ class ApiRunner(web.AppRunner):
 
 
 async def serve(settings: Settings, runtime: Runtime | None = None) -> int:
-    runtime = await (runtime or Runtime(settings)).open()
     assert settings.kafka_bootstrap
-    app = create_app(runtime, broker_probe(settings.kafka_bootstrap))
+    await check_broker(settings.kafka_bootstrap, settings.kafka_security)
+    runtime = await (runtime or Runtime(settings)).open()
+    app = create_app(runtime, broker_probe(settings.kafka_bootstrap, settings.kafka_security))
     runner = ApiRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=True, backlog=1024)

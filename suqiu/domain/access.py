@@ -27,6 +27,7 @@ INTAKE_SYSTEMS = "an intake key submits only for the source systems it is bound 
 FIGURES = "department and jurisdiction figures are for government staff"
 AUDITOR = "auditors are read-only"
 READ_AUDIT = "the read audit trail is for auditors and admins"
+GATHERINGS = "a gathering is recorded by its host office (dispatcher, admin)"
 ERASURE = "personal data is erased by an admin (PIPL art. 47)"
 
 
@@ -223,6 +224,18 @@ def sees_personal(case: Case, principal: Principal, departments: Mapping[str, De
 def check_erasure(principal: Principal) -> None:
     if principal.actor.role is not Role.ADMIN:
         raise DomainError("forbidden", ERASURE, rule=ERASURE, role=principal.actor.role.value)
+
+
+def check_gathering_record(principal: Principal) -> None:
+    """Gatherings are recorded by the office that hosts them (dispatchers, admins)."""
+    if principal.actor.role not in DISPATCHING:
+        raise DomainError("forbidden", GATHERINGS, rule=GATHERINGS, role=principal.actor.role.value)
+
+
+def check_gathering_read(principal: Principal) -> None:
+    """A gathering and its account are for government staff and the systems that submit."""
+    if principal.actor.role is Role.ENTERPRISE:
+        raise DomainError("forbidden", FIGURES, rule=FIGURES, role=principal.actor.role.value)
 
 
 def check_read_audit(principal: Principal) -> None:

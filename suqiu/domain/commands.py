@@ -90,6 +90,8 @@ class Submit(Command):
     title: str = _text(200)
     content: str = _text(LONG_TEXT)
     occurred_at: datetime | None = None
+    # The gathering (座谈会, 走访) where it was raised, when it was (suqiu.domain.gatherings).
+    gathering: str = _text(64, required=False, added=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

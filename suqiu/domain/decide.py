@@ -105,6 +105,7 @@ def _submit(case: Case, cmd: c.Submit, meta: c.CommandMeta, ctx: Context) -> e.E
         jurisdiction=cmd.jurisdiction, title=cmd.title, content=cmd.content,
         source_system=cmd.source_system, source_ref=cmd.source_ref,
         subject=sealed.subject if sealed else None, sealed=sealed.ciphertext if sealed else None,
+        gathering=cmd.gathering or None,
     )
 
 

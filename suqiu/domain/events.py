@@ -56,6 +56,8 @@ class AppealSubmitted(EventPayload):
     # then null in `enterprise`, and numbers in the title and content are marks.
     subject: str | None = None
     sealed: bytes | None = None
+    # The gathering (座谈会, 走访) where it was raised (suqiu.domain.gatherings).
+    gathering: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

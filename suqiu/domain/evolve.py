@@ -40,7 +40,7 @@ def _changes(case: Case, event: e.Event) -> dict[str, Any]:
             return dict(status=Status.SUBMITTED, enterprise=p.enterprise, channel=p.channel,
                 category=p.category, priority=p.priority, jurisdiction=p.jurisdiction, title=p.title,
                 source_system=p.source_system, source_ref=p.source_ref, submitted_at=at,
-                subject=p.subject, sealed=p.sealed,
+                subject=p.subject, sealed=p.sealed, gathering=p.gathering,
             )
         case e.AppealDispatched():
             return dict(status=Status.DISPATCHED, department=p.department, assigned_at=at, accept_due=p.accept_due,

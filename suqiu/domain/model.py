@@ -124,6 +124,7 @@ class Case:
     subject: str | None = None
     sealed: bytes | None = None
     personal_erased: bool = False
+    gathering: str | None = None  # where it was raised (座谈会, 走访), when it was
 
     @property
     def is_open(self) -> bool:

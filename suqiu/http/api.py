@@ -19,6 +19,7 @@ from suqiu.base.metrics import CONTENT_TYPE
 from suqiu.board.views import add_routes
 from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.clocks import sla_status
+from suqiu.domain.gatherings import MAX_APPEALS, Gathering, parse_gathering, same_record
 from suqiu.domain.model import Status
 from suqiu.domain.org import Organisation
 from suqiu.domain.periods import ALL_TIME, FIRST_YEAR, LAST_YEAR, Grain, Period
@@ -50,6 +51,7 @@ from suqiu.service.commands import CommandRequest
 from suqiu.service.runtime import Runtime
 from suqiu.store import access_log as access_log_store
 from suqiu.store import events as store
+from suqiu.store import gatherings as gatherings_store
 from suqiu.store import reference
 from suqiu.store.access_log import Access, AccessLog
 
@@ -66,7 +68,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
               reason=exc.message, key_prefix=_prefix(request))
         return error_response(exc.code, exc.message, **exc.details)
     except web.HTTPRequestEntityTooLarge:
-        return error_response("too_large", f"request body over {MAX_BODY} bytes", limit=MAX_BODY)
+        return error_response("too_large", f"request body over {GATHERING_BODY} bytes", limit=GATHERING_BODY)
     except web.HTTPException as exc:
         if exc.status == 404:
             return error_response("not_found", f"no route {request.method} {request.path}")
@@ -189,9 +191,9 @@ def _prefix(request: web.Request) -> str | None:
     return prefix if prefix is None or (prefix.isascii() and prefix.isprintable()) else repr(prefix.encode(errors="replace"))
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise DomainError("too_large", f"request body over {MAX_BODY} bytes", limit=MAX_BODY)
+async def read_json(request: web.Request, limit: int = MAX_BODY) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > limit:
+        raise DomainError("too_large", f"request body over {limit} bytes", limit=limit)
     encodings = request.headers.getall("Content-Encoding", [])
     if len(encodings) > 1 or (encodings and encodings[0].strip().lower() not in ("gzip", "deflate", "identity")):
         # aiohttp passes a body in an encoding it does not know as it came: it would be read as JSON.
@@ -202,6 +204,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     except RequestPayloadError as exc:  # a body its Content-Encoding does not decode, or cut short
         raise DomainError("invalid_input", f"body: {str(exc).splitlines()[-1].strip()}", field="Content-Encoding",
                           rule=ENCODINGS) from None
+    if len(raw) > limit:  # sent without a length, or inflated from gzip
+        raise DomainError("too_large", f"request body over {limit} bytes", limit=limit)
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -311,6 +315,99 @@ def _show_personal(record: dict[str, Any], personal: Personal | None, plain: boo
     record["enterprise"] = shown_enterprise(ent["uscc"], ent["name"], personal, plain)
     record["title"] = shown_text(record["title"], personal, plain)
     record["content"] = shown_text(record["content"], personal, plain)
+
+
+GATHERING_BODY = 8 * 1024 * 1024  # 500 appeals of a gathering in one call; every other body: MAX_BODY
+
+
+async def record_gathering(request: web.Request) -> web.Response:
+    """Record a gathering (座谈会, 走访) once; the same body again answers 200."""
+    principal = request[PRINCIPAL]
+    access.check_gathering_record(principal)
+    rt = request.app[RUNTIME]
+    found = parse_gathering(request.match_info["gathering_id"], await read_json(request), list(rt.context.jurisdictions))
+    async with rt.pool.connection() as conn:
+        if await gatherings_store.record(conn, found, f"{principal.actor.role.value}:{request.get(KEY_PREFIX)}",
+                                         rt.clock.now()):
+            return json_response(found.as_dict(), 201)
+        stored = await gatherings_store.get(conn, found.gathering_id)
+    assert stored is not None
+    same_record(stored, found)
+    return json_response(found.as_dict())
+
+
+async def _gathering(request: web.Request) -> Gathering:
+    rt = request.app[RUNTIME]
+    gathering_id = inputs.identifier(request.match_info["gathering_id"], "gathering_id")
+    async with rt.pool.connection() as conn:
+        found = await gatherings_store.get(conn, gathering_id)
+    if found is None:
+        raise DomainError("not_found", f"no gathering {gathering_id}", gathering_id=gathering_id)
+    return found
+
+
+async def get_gathering(request: web.Request) -> web.Response:
+    """A gathering, and each appeal raised there as the read models hold it now."""
+    access.check_gathering_read(request[PRINCIPAL])
+    found = await _gathering(request)
+    async with request.app[RUNTIME].pool.connection() as conn:
+        cases = await gatherings_store.cases(conn, found.gathering_id)
+    return json_response({**found.as_dict(), "appeals": to_json_value(cases), "counts": {
+        "appeals": len(cases), "closed": sum(c["status"] in ("closed", "withdrawn") for c in cases),
+        "overdue": sum(bool(c["breached"]) for c in cases)}})
+
+
+async def submit_gathering_appeals(request: web.Request) -> web.Response:
+    """Up to 500 appeals raised at one gathering, each on its own: created, a duplicate (by its
+    command id or its source reference), or refused with its index and field; one bad item
+    never fails the others."""
+    found = await _gathering(request)
+    body = await read_json(request, GATHERING_BODY)
+    unknown = sorted(set(body) - {"appeals"})
+    if unknown:
+        raise DomainError("invalid_input", f"{unknown[0]}: unknown field", field=unknown[0], allowed=["appeals"])
+    items = body.get("appeals")
+    if not isinstance(items, list) or not items:
+        raise DomainError("invalid_input", "appeals: must be a non-empty list of submits", field="appeals")
+    if len(items) > MAX_APPEALS:
+        raise DomainError("too_large", f"appeals: more than {MAX_APPEALS} in one call", field="appeals",
+                          limit=MAX_APPEALS)
+    principal = request[PRINCIPAL]
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    reqs, at = [], []
+    for i, item in enumerate(items):
+        try:
+            if not isinstance(item, dict):
+                raise DomainError("invalid_input", "must be an object (a submit)", field="")
+            command_id, expected = _meta_fields(item)
+            if item.setdefault("gathering", found.gathering_id) != found.gathering_id:
+                raise DomainError("invalid_input", f"gathering: this call is for {found.gathering_id}",
+                                  field="gathering")
+        except DomainError as exc:
+            results[i] = _item_refused(i, exc)
+            continue
+        reqs.append(CommandRequest("submit", command_id, principal.actor, item, expected_seq=expected,
+                                   correlation_id=request.headers.get("X-Correlation-Id"), principal=principal))
+        at.append(i)
+    for i, answer in zip(at, await request.app[RUNTIME].service.run(reqs), strict=True):
+        if isinstance(answer, DomainError):
+            results[i] = _item_refused(i, answer)
+        else:
+            result = answer.as_dict()
+            result["outcome"] = result.pop("status")  # created or duplicate; `status` is the item's HTTP status
+            results[i] = {"index": i, "status": 201 if answer.status == "created" else 200, **result}
+    done = [r for r in results if r is not None]
+    return json_response({"gathering_id": found.gathering_id, "results": done, "counts": {
+        "created": sum(r["status"] == 201 for r in done), "duplicate": sum(r["status"] == 200 for r in done),
+        "refused": sum(r["status"] >= 400 for r in done)}})
+
+
+def _item_refused(index: int, exc: DomainError) -> dict[str, Any]:
+    details = dict(exc.details)
+    field = details.get("field")
+    details["field"] = f"appeals[{index}]" + (f".{field}" if field else "")
+    return {"index": index, "status": STATUS.get(exc.code, 400),
+            "error": {"code": exc.code, "message": f"appeals[{index}]: {exc.message}", "details": details}}
 
 
 async def erase_personal_data(request: web.Request) -> web.Response:
@@ -640,6 +737,14 @@ ROUTES: tuple[Route, ...] = (
           "The monthly report (月度通报): figures beside last month's, ranking, overdue and supervised cases",
           "staff", query=REPORT_QUERY, media=XLSX),
     Route("GET", "/v1/health", health, "Database, broker, read-model lag and calendar", "anyone", public=True),
+    Route("PUT", "/v1/gatherings/{gathering_id}", record_gathering,
+          "Record a gathering (座谈会, 上门问需, 领导走访, 双万双服) once", "dispatcher, admin", body="Gathering",
+          success=201),
+    Route("GET", "/v1/gatherings/{gathering_id}", get_gathering,
+          "A gathering and each appeal raised there: department, deadline, state, overdue", "staff, intake"),
+    Route("POST", "/v1/gatherings/{gathering_id}/appeals", submit_gathering_appeals,
+          "Submit up to 500 appeals of a gathering; each answered on its own", "intake, system, admin",
+          body="GatheringAppeals"),
     Route("POST", "/v1/personal-data/{subject}/erase", erase_personal_data,
           "Erase a data subject's personal data (个人信息删除): its key, on every case", "admin", body="Erasure"),
     Route("GET", "/v1/access-log", access_log, "Who read what, when, from where (安全审计)", "auditor, admin",
@@ -691,7 +796,7 @@ async def _access_log(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(runtime: Runtime, broker_probe: Callable[[], Awaitable[str]] | None = None) -> web.Application:
-    app = web.Application(middlewares=[audit_reads, errors, authenticate], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[audit_reads, errors, authenticate], client_max_size=GATHERING_BODY)
     app.on_response_prepare.append(security_headers)
     app.cleanup_ctx.append(_access_log)
     app[RUNTIME] = runtime

@@ -10,6 +10,7 @@ from typing import Any, get_origin
 
 from suqiu.domain import inputs
 from suqiu.domain.commands import COMMAND_TYPES, LIFECYCLE_TYPES, TEXT, FieldSpec, field_specs
+from suqiu.domain.gatherings import KINDS, MAX_APPEALS, MAX_PARTICIPANTS
 from suqiu.domain.model import VOCABULARIES, Enterprise
 from suqiu.http.common import Route
 
@@ -105,10 +106,31 @@ ERASURE = {"type": "object", "required": ["reason"], "additionalProperties": Fal
                                      "description": "why, e.g. the request's reference (PIPL art. 47)"}}}
 
 
+# PUT /v1/gatherings/{gathering_id} and its appeals (suqiu.domain.gatherings)
+GATHERING = {
+    "type": "object", "required": ["kind", "held_on", "jurisdiction", "theme", "host"], "additionalProperties": False,
+    "properties": {
+        "kind": {"type": "string", "enum": sorted(KINDS)},
+        "held_on": {"type": "string", "format": "date"},
+        "jurisdiction": {"type": "string", "minLength": 1, "maxLength": inputs.ID_MAX},
+        "theme": {"type": "string", "minLength": 1, "maxLength": 200},
+        "host": {"type": "string", "minLength": 1, "maxLength": 200, "description": "the host, e.g. 区营商办"},
+        "participants": {"type": "array", "maxItems": MAX_PARTICIPANTS, "items": {
+            "type": "object", "required": ["uscc", "name"], "additionalProperties": False,
+            "properties": {"uscc": {"type": "string"}, "name": {"type": "string", "minLength": 1, "maxLength": 200}}}},
+    },
+}
+GATHERING_APPEALS = {
+    "type": "object", "required": ["appeals"], "additionalProperties": False,
+    "properties": {"appeals": {"type": "array", "minItems": 1, "maxItems": MAX_APPEALS,
+                               "items": {"$ref": "#/components/schemas/Submit"}}},
+}
+
+
 def document(routes: Iterable[Route], error_codes: Iterable[str]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of `routes` (suqiu.http.api.ROUTES), refusing with `error_codes`."""
     schemas: dict[str, Any] = {"Error": _error(error_codes), "Result": RESULT, "Erasure": ERASURE,
-                               **command_schemas()}
+                               "Gathering": GATHERING, "GatheringAppeals": GATHERING_APPEALS, **command_schemas()}
     lifecycle = {"oneOf": [{"$ref": f"#/components/schemas/{_schema_name(t)}"} for t in sorted(LIFECYCLE_TYPES)],
                  "discriminator": {"propertyName": "type"}}
     paths: dict[str, Any] = {}
@@ -152,7 +174,7 @@ def _responses(route: Route) -> dict[str, Any]:
     elif route.media != "application/json":
         body = {"type": "string", "format": "binary"}
     out: dict[str, Any] = {str(route.success): {"description": "done", "content": {route.media: {"schema": body}}}}
-    if route.body == "Submit":
+    if route.body in ("Submit", "Gathering"):
         out["200"] = {"description": "a repeat: the original result",
                       "content": {"application/json": {"schema": body}}}
     out["4XX"] = error

@@ -1,0 +1,84 @@
+"""Gatherings (座谈会, 上门问需, 领导走访, 双万双服): where appeals are raised together, and to whose
+participants the host owes an account (交账). Their vocabulary and the rules of their record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from suqiu.domain import inputs
+from suqiu.domain.errors import DomainError, invalid
+from suqiu.domain.uscc import uscc_problem
+
+KINDS = {"symposium": "座谈会", "visit": "上门问需", "leader_visit": "领导走访", "service_round": "双万双服"}
+MAX_APPEALS = 500  # appeals submitted in one call
+MAX_PARTICIPANTS = 1000
+FIELDS = frozenset({"kind", "held_on", "jurisdiction", "theme", "participants", "host"})
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    uscc: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Gathering:
+    """A gathering as recorded: what kind, when, where, who came, about what, and who hosts."""
+
+    gathering_id: str
+    kind: str
+    held_on: date
+    jurisdiction: str
+    theme: str
+    host: str
+    participants: tuple[Participant, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"gathering_id": self.gathering_id, "kind": self.kind, "kind_label": KINDS[self.kind],
+                "held_on": self.held_on.isoformat(), "jurisdiction": self.jurisdiction, "theme": self.theme,
+                "host": self.host, "participants": [{"uscc": p.uscc, "name": p.name} for p in self.participants]}
+
+
+def parse_gathering(gathering_id: str, body: Mapping[str, Any], jurisdictions: Sequence[str]) -> Gathering:
+    """A gathering from its JSON body, or the error naming the first field that is wrong."""
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        raise invalid(unknown[0], "unknown field", allowed=sorted(FIELDS))
+    kind = inputs.text(body.get("kind"), "kind", 32)
+    if kind not in KINDS:
+        raise invalid("kind", f"unknown kind {kind!r}", allowed=sorted(KINDS))
+    try:
+        held_on = date.fromisoformat(inputs.text(body.get("held_on"), "held_on", 10))
+    except ValueError:
+        raise invalid("held_on", "is not an ISO date (2026-12-07)") from None
+    jurisdiction = inputs.identifier(body.get("jurisdiction"), "jurisdiction")
+    if jurisdiction not in jurisdictions:
+        raise invalid("jurisdiction", f"unknown jurisdiction {jurisdiction!r}")
+    raw = body.get("participants", [])
+    if not isinstance(raw, list):
+        raise invalid("participants", "must be a list of {uscc, name}")
+    if len(raw) > MAX_PARTICIPANTS:
+        raise invalid("participants", f"more than {MAX_PARTICIPANTS}", limit=MAX_PARTICIPANTS)
+    participants = []
+    for i, p in enumerate(raw):
+        if not isinstance(p, Mapping) or set(p) - {"uscc", "name"}:
+            raise invalid(f"participants[{i}]", "must be {uscc, name}")
+        uscc = inputs.identifier(p.get("uscc"), f"participants[{i}].uscc")
+        problem = uscc_problem(uscc)
+        if problem:
+            raise invalid(f"participants[{i}].uscc", problem, value=uscc)
+        participants.append(Participant(uscc, inputs.text(p.get("name"), f"participants[{i}].name", 200)))
+    return Gathering(inputs.identifier(gathering_id, "gathering_id"), kind, held_on, jurisdiction,
+                     inputs.text(body.get("theme"), "theme", 200), inputs.text(body.get("host"), "host", 200),
+                     tuple(participants))
+
+
+def same_record(stored: Gathering, sent: Gathering) -> None:
+    """A gathering is recorded once: the same body again is a repeat, another one a conflict."""
+    if stored != sent:
+        raise DomainError("idempotency_mismatch", f"gathering {sent.gathering_id} is recorded with other details",
+                          field="gathering_id", rule="a gathering id names one gathering")

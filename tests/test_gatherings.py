@@ -1,0 +1,94 @@
+"""Gatherings (座谈会, 走访): recorded once, their appeals submitted in one call and answered one
+by one, and read back with every appeal raised there."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from suqiu.base.config import Settings
+from suqiu.domain.model import Actor, Role
+from suqiu.schemas.codec import Codec
+from suqiu.service.runtime import Runtime
+from tests.conftest import OTHER_USCC, Api, stored, submission
+from tests.support.kafka import faust_worker
+from tests.support.sla import caught_up
+
+SYMPOSIUM = {"kind": "symposium", "held_on": "2026-07-20", "jurisdiction": "tj-binhai", "host": "滨海新区营商办",
+             "theme": "营商环境面对面：工程建设审批", "participants": [
+                 {"uscc": "91110000600037341L", "name": "天津某某科技有限公司"},
+                 {"uscc": OTHER_USCC, "name": "天津某某制造有限公司"}]}
+
+
+def symposium_appeals(n: int) -> list[dict[str, Any]]:
+    return [submission(source_ref=f"MY-ZTH-2026-{i:03d}", title=f"座谈会诉求 {i}") for i in range(n)]
+
+
+async def test_a_gathering_is_recorded_once_and_refusals_name_the_field(runtime: Runtime, api: Api) -> None:
+    gid = f"zth-{uuid.uuid4().hex[:8]}"
+    assert (await api.call("dispatcher", "PUT", f"/gatherings/{gid}", SYMPOSIUM))[0] == 201
+    status, again = await api.call("dispatcher", "PUT", f"/gatherings/{gid}", SYMPOSIUM)
+    assert status == 200 and again["kind_label"] == "座谈会" and len(again["participants"]) == 2
+    status, body = await api.call("dispatcher", "PUT", f"/gatherings/{gid}", {**SYMPOSIUM, "theme": "另一个主题"})
+    assert status == 409 and body["error"]["code"] == "idempotency_mismatch"
+    for wrong, field in (({"kind": "party"}, "kind"), ({"held_on": "2026-13-01"}, "held_on"),
+                         ({"jurisdiction": "tj-nowhere"}, "jurisdiction"),
+                         ({"participants": [{"uscc": "123", "name": "某公司"}]}, "participants[0].uscc"),
+                         ({"extra": 1}, "extra")):
+        status, body = await api.call("dispatcher", "PUT", f"/gatherings/other-{uuid.uuid4().hex[:6]}",
+                                      {**SYMPOSIUM, **wrong})
+        assert status == 400 and body["error"]["details"]["field"] == field, (wrong, body)
+    assert (await api.call("intake", "PUT", f"/gatherings/{gid}-x", SYMPOSIUM))[0] == 403
+    assert (await api.call("enterprise", "GET", f"/gatherings/{gid}"))[0] == 403
+    assert (await api.call("dispatcher", "GET", "/gatherings/no-such"))[0] == 404
+
+
+async def test_a_symposium_of_37_appeals_with_3_malformed_stores_34_and_names_3(
+        topics: Settings, runtime: Runtime, api: Api) -> None:
+    gid = f"zth-{uuid.uuid4().hex[:8]}"
+    assert (await api.call("dispatcher", "PUT", f"/gatherings/{gid}", SYMPOSIUM))[0] == 201
+    appeals = symposium_appeals(37)
+    del appeals[5]["title"]
+    appeals[17]["category"] = "no-such-category"
+    appeals[30]["enterprise"] = {**appeals[30]["enterprise"], "uscc": "91110000600037341X"}
+    status, body = await api.call("intake", "POST", f"/gatherings/{gid}/appeals", {"appeals": appeals})
+    assert status == 200 and body["counts"] == {"created": 34, "duplicate": 0, "refused": 3}
+    refused = {r["index"]: r for r in body["results"] if r["status"] >= 400}
+    assert {i: r["error"]["details"]["field"] for i, r in refused.items()} == {
+        5: "appeals[5].title", 17: "appeals[17].category", 30: "appeals[30].enterprise.uscc"}
+    assert [r["index"] for r in body["results"]] == list(range(37))  # in the order sent
+    before = stored(topics)
+    # The same call again: 34 duplicates, nothing new; the 3 are refused again.
+    status, again = await api.call("intake", "POST", f"/gatherings/{gid}/appeals", {"appeals": appeals})
+    assert again["counts"] == {"created": 0, "duplicate": 34, "refused": 3}
+    assert stored(topics) == before
+    # An item for another gathering, a call over 500 and a gathering that does not exist: refused, nothing stored.
+    other = {**submission(), "gathering": "somewhere-else"}
+    status, body = await api.call("intake", "POST", f"/gatherings/{gid}/appeals", {"appeals": [other]})
+    assert body["results"][0]["error"]["details"]["field"] == "appeals[0].gathering"
+    assert (await api.call("intake", "POST", f"/gatherings/{gid}/appeals",
+                           {"appeals": symposium_appeals(501)}))[0] == 413
+    assert (await api.call("intake", "POST", "/gatherings/no-such/appeals", {"appeals": appeals}))[0] == 404
+    assert (await api.call("dispatcher", "POST", f"/gatherings/{gid}/appeals",
+                           {"appeals": [submission()]}))[1]["results"][0]["status"] == 403
+    assert stored(topics) == before
+
+    created = [r["case_id"] for r in again["results"] if r["status"] == 200]
+    async with faust_worker(topics, runtime.clock):
+        await api.ok("dispatcher", created[0], "dispatch", department="bh-market")
+        for case in created:
+            await caught_up(topics, case)
+        status, view = await api.call("dispatcher", "GET", f"/gatherings/{gid}")
+    assert status == 200 and view["counts"]["appeals"] == 34 and view["theme"] == SYMPOSIUM["theme"]
+    assert {a["case_id"] for a in view["appeals"]} == set(created)
+    assert next(a for a in view["appeals"] if a["case_id"] == created[0])["department"] == "bh-market"
+    history = (await api.call("dispatcher", "GET", f"/appeals/{created[0]}/history"))[1]["events"]
+    assert history[0]["data"]["gathering"] == gid
+
+
+def test_kafka_submits_carry_the_gathering() -> None:
+    codec = Codec()
+    body = {**submission(), "gathering": "zth-1"}
+    del body["command_id"]
+    data = codec.encode_command("submit", body, command_id="c", actor=Actor("s", Role.INTAKE))
+    assert codec.decode_command(data)[2]["gathering"] == "zth-1"

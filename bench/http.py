@@ -41,7 +41,7 @@ class Connection:
 
 
 class Client:
-    """POSTs and GETs JSON on one server; connections are opened as needed and reused when idle."""
+    """POSTs, PUTs and GETs JSON on one server; connections are opened as needed and reused when idle."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
@@ -50,6 +50,9 @@ class Client:
 
     async def post(self, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
         return await self._send("POST", path, orjson.dumps(body), headers)
+
+    async def put(self, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
+        return await self._send("PUT", path, orjson.dumps(body), headers)
 
     async def get(self, path: str, headers: dict[str, str]) -> tuple[int, Any]:
         return await self._send("GET", path, b"", headers)

@@ -76,7 +76,7 @@ async def monthly(conn: psycopg.AsyncConnection[Any], org: Organisation, merged_
                              truncated=len(overdue) > ATTENTION_LIMIT or len(supervised) > ATTENTION_LIMIT))
     sheets.append(_definitions(book.create_sheet("指标说明"), title))
     for sheet in sheets:
-        _print_setup(sheet, title, unit, now)
+        print_setup(sheet, title, unit, now)
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
@@ -207,7 +207,7 @@ def _head(sheet: Worksheet, title: str, columns: list[str]) -> None:
     sheet.freeze_panes = "B3"
 
 
-def _print_setup(sheet: Worksheet, title: str, unit: str, now: datetime) -> None:
+def print_setup(sheet: Worksheet, title: str, unit: str, now: datetime) -> None:
     """A4 landscape, one page wide, the header rows on every page, who made it and when, page numbers."""
     sheet.page_setup.orientation = "landscape"
     sheet.page_setup.paperSize = sheet.PAPERSIZE_A4

@@ -72,7 +72,7 @@ def entry(s: Stored) -> dict[str, Any]:
     if isinstance(p, e.AppealSubmitted):
         reason = labelled(p.title)
     extra = {k: v for k, v in fields.items() if k in ("department", "to_department", "outcome", "rating", "items",
-                                                       "working_days", "target_system")
+                                                       "working_days", "target_system", "responsible")
              or (v and k in ("provisional", "provisional_from", "calendar", "cause"))}
     deadlines = {k: fields[k] for k in DEADLINE_FIELDS if fields.get(k) is not None}
     sla = ""

@@ -3,9 +3,14 @@ by one, and read back with every appeal raised there."""
 
 from __future__ import annotations
 
+import io
 import uuid
+from datetime import timedelta
 from typing import Any
 
+import openpyxl
+
+from suqiu.base.clock import ManualClock
 from suqiu.base.config import Settings
 from suqiu.domain.model import Actor, Role
 from suqiu.schemas.codec import Codec
@@ -44,7 +49,7 @@ async def test_a_gathering_is_recorded_once_and_refusals_name_the_field(runtime:
 
 
 async def test_a_symposium_of_37_appeals_with_3_malformed_stores_34_and_names_3(
-        topics: Settings, runtime: Runtime, api: Api) -> None:
+        topics: Settings, runtime: Runtime, clock: ManualClock, api: Api) -> None:
     gid = f"zth-{uuid.uuid4().hex[:8]}"
     assert (await api.call("dispatcher", "PUT", f"/gatherings/{gid}", SYMPOSIUM))[0] == 201
     appeals = symposium_appeals(37)
@@ -74,16 +79,43 @@ async def test_a_symposium_of_37_appeals_with_3_malformed_stores_34_and_names_3(
     assert stored(topics) == before
 
     created = [r["case_id"] for r in again["results"] if r["status"] == 200]
+    done, late = created[0], created[1]
     async with faust_worker(topics, runtime.clock):
-        await api.ok("dispatcher", created[0], "dispatch", department="bh-market")
+        # One answered in time and rated; one dispatched and left past its deadline; the rest waiting.
+        await api.ok("dispatcher", done, "dispatch", department="bh-market", responsible="王科长")
+        await api.ok("bh-market", done, "accept")
+        await api.ok("bh-market", done, "reply", content="已协调办理，施工许可已核发")
+        await api.ok("dispatcher", done, "close", outcome="resolved")
+        await api.ok("enterprise", done, "feedback", rating="satisfied")
+        await api.ok("dispatcher", late, "dispatch", department="bh-hrss")
+        await api.ok("bh-hrss", late, "accept", responsible="李科员")
+        clock.advance(timedelta(days=60))
         for case in created:
             await caught_up(topics, case)
         status, view = await api.call("dispatcher", "GET", f"/gatherings/{gid}")
+        status_account, account = await api.call("intake", "GET", f"/gatherings/{gid}/account")
+        async with api.session.get(f"{api.base}/v1/gatherings/{gid}/account.xlsx",
+                                   headers={"Authorization": f"Bearer {api.keys['dispatcher']}"}) as resp:
+            workbook = await resp.read()
     assert status == 200 and view["counts"]["appeals"] == 34 and view["theme"] == SYMPOSIUM["theme"]
     assert {a["case_id"] for a in view["appeals"]} == set(created)
-    assert next(a for a in view["appeals"] if a["case_id"] == created[0])["department"] == "bh-market"
-    history = (await api.call("dispatcher", "GET", f"/appeals/{created[0]}/history"))[1]["events"]
+    history = (await api.call("dispatcher", "GET", f"/appeals/{done}/history"))[1]["events"]
     assert history[0]["data"]["gathering"] == gid
+
+    # The account (交账单): its summary, and each line as the host sends it back.
+    assert status_account == 200
+    assert account["summary"] == {"appeals": 34, "answered": 1, "on_time": 1, "overdue": 1, "rated": 1, "satisfied": 1}
+    lines = {a["case_id"]: a for a in account["appeals"]}
+    assert (lines[done]["department"], lines[done]["responsible"], lines[done]["reply"]) == \
+        ("bh-market", "王科长", "已协调办理，施工许可已核发")
+    assert lines[done]["on_time"] and not lines[done]["overdue"]
+    assert lines[late]["responsible"] == "李科员" and lines[late]["overdue"] and not lines[late]["answered"]
+    rows = list(openpyxl.load_workbook(io.BytesIO(workbook)).active.iter_rows(values_only=True))
+    assert "交账单" in str(rows[0][0]) and "合计 34 件" in str(rows[1][0]) and rows[2][5] == "责任人"
+    by_ref = {r[1]: r for r in rows[3:]}
+    done_ref = next(a["source_ref"] for a in account["appeals"] if a["case_id"] == done)
+    assert by_ref[done_ref][4:9] == ("滨海新区市场监督管理局", "王科长", by_ref[done_ref][6], "已办结", "已协调办理，施工许可已核发")
+    assert by_ref[done_ref][11] == "满意"
 
 
 def test_kafka_submits_carry_the_gathering() -> None:

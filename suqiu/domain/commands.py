@@ -115,6 +115,8 @@ class Dispatch(Command):
     type: ClassVar[str] = "dispatch"
     department: str = _text(64)
     note: str = _text(required=False)
+    # 责任人: who answers for it in the department, for the account (交账单) of a gathering.
+    responsible: str = _text(64, required=False, added=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +124,7 @@ class Accept(Command):
     """签收 by the assigned department."""
 
     type: ClassVar[str] = "accept"
+    responsible: str = _text(64, required=False, added=True)  # 责任人 named on accepting
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

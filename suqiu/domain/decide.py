@@ -186,11 +186,12 @@ def _dispatch(case: Case, cmd: c.Dispatch, meta: c.CommandMeta, ctx: Context) ->
     return [_flag(ctx, goal, case, e.AppealDispatched(
         department=cmd.department, note=cmd.note or None,
         accept_due=ctx.policy.after(goal, now, goal.accept_minutes), resolve_due=resolve_due,
+        responsible=cmd.responsible or None,
     ))]
 
 
 def _accept(case: Case, cmd: c.Accept, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
-    return [e.AppealAccepted(department=_assigned(case))]
+    return [e.AppealAccepted(department=_assigned(case), responsible=cmd.responsible or None)]
 
 
 def _return(case: Case, cmd: c.Return, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:

@@ -72,6 +72,7 @@ class AppealDispatched(EventPayload):
     # and the first such day; a calendar revision re-plans them once the notice is in.
     provisional: list[str] = field(default_factory=list)
     provisional_from: str | None = None
+    responsible: str | None = None  # 责任人 in the department, when the dispatcher names one
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class AppealAccepted(EventPayload):
     """签收."""
 
     department: str
+    responsible: str | None = None  # 责任人 the department names on accepting
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,15 +45,16 @@ def _changes(case: Case, event: e.Event) -> dict[str, Any]:
         case e.AppealDispatched():
             return dict(status=Status.DISPATCHED, department=p.department, assigned_at=at, accept_due=p.accept_due,
                 resolve_due=p.resolve_due, accepted_at=None, sla_marks=_without(case, "accept"),
+                responsible=p.responsible,
             )
         case e.AppealAccepted():
-            return dict(status=Status.ACCEPTED, accepted_at=at)
+            return dict(status=Status.ACCEPTED, accepted_at=at, responsible=p.responsible or case.responsible)
         case e.AppealReturned():
             return dict(status=Status.RETURNED, department=None, assigned_at=None, accept_due=None,
-                           accepted_at=None)
+                           accepted_at=None, responsible=None)
         case e.AppealTransferred():
             return dict(status=Status.DISPATCHED, department=p.to_department, assigned_at=at, accept_due=p.accept_due,
-                accepted_at=None, sla_marks=_without(case, "accept"),
+                accepted_at=None, sla_marks=_without(case, "accept"), responsible=None,
             )
         case e.MaterialsRequested():
             return dict(status=Status.SUSPENDED, paused_at=at)
@@ -83,7 +84,7 @@ def _changes(case: Case, event: e.Event) -> dict[str, Any]:
             return dict(status=Status.DISPATCHED, department=p.department, assigned_at=at, accept_due=p.accept_due,
                 resolve_due=p.resolve_due, follow_up_due=None, accepted_at=None, replied_at=None,
                 closed_at=None, outcome=None, rating=None, reopen_count=case.reopen_count + 1,
-                sla_marks=frozenset(), supervised=False,
+                sla_marks=frozenset(), supervised=False, responsible=None,
             )
         case e.Urged():
             return {}

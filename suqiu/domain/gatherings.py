@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from suqiu.domain import inputs
@@ -82,3 +82,28 @@ def same_record(stored: Gathering, sent: Gathering) -> None:
     if stored != sent:
         raise DomainError("idempotency_mismatch", f"gathering {sent.gathering_id} is recorded with other details",
                           field="gathering_id", rule="a gathering id names one gathering")
+
+
+ANSWERED = frozenset({"replied", "closed"})
+SATISFIED = frozenset({"satisfied", "basically_satisfied"})
+
+
+def account_line(case: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """One appeal of the account (交账单): answered, answered in time, overdue now, rated satisfied.
+
+    Answered: replied, or closed after a reply. In time: the reply came by the resolve deadline
+    (the date promised). Overdue: a breach is recorded, or it is open past that deadline.
+    """
+    replied, due = case.get("replied_at"), case.get("resolve_due")
+    answered = case["status"] in ANSWERED and replied is not None
+    open_late = case["status"] not in ANSWERED | {"withdrawn"} and due is not None and due < now
+    return {"answered": answered, "on_time": answered and due is not None and replied <= due,
+            "overdue": bool(case.get("breached")) or open_late, "satisfied": case.get("rating") in SATISFIED}
+
+
+def account_summary(lines: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """What the host reports back to the participants: how many, answered, in time, overdue, satisfied."""
+    return {"appeals": len(lines), "answered": sum(ln["answered"] for ln in lines),
+            "on_time": sum(ln["on_time"] for ln in lines), "overdue": sum(ln["overdue"] for ln in lines),
+            "rated": sum(ln["rating"] is not None for ln in lines),
+            "satisfied": sum(ln["satisfied"] for ln in lines)}

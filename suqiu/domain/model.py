@@ -125,6 +125,7 @@ class Case:
     sealed: bytes | None = None
     personal_erased: bool = False
     gathering: str | None = None  # where it was raised (座谈会, 走访), when it was
+    responsible: str | None = None  # 责任人 in the department that holds it, when one was named
 
     @property
     def is_open(self) -> bool:

@@ -19,7 +19,14 @@ from suqiu.base.metrics import CONTENT_TYPE
 from suqiu.board.views import add_routes
 from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.clocks import sla_status
-from suqiu.domain.gatherings import MAX_APPEALS, Gathering, parse_gathering, same_record
+from suqiu.domain.gatherings import (
+    MAX_APPEALS,
+    Gathering,
+    account_line,
+    account_summary,
+    parse_gathering,
+    same_record,
+)
 from suqiu.domain.model import Status
 from suqiu.domain.org import Organisation
 from suqiu.domain.periods import ALL_TIME, FIRST_YEAR, LAST_YEAR, Grain, Period
@@ -46,6 +53,8 @@ from suqiu.http.common import (
 )
 from suqiu.http.openapi import document
 from suqiu.projections import queries, report
+from suqiu.projections.account import account_xlsx
+from suqiu.projections.report import display_name
 from suqiu.schemas.codec import to_json_value
 from suqiu.service.commands import CommandRequest
 from suqiu.service.runtime import Runtime
@@ -355,6 +364,24 @@ async def get_gathering(request: web.Request) -> web.Response:
     return json_response({**found.as_dict(), "appeals": to_json_value(cases), "counts": {
         "appeals": len(cases), "closed": sum(c["status"] in ("closed", "withdrawn") for c in cases),
         "overdue": sum(bool(c["breached"]) for c in cases)}})
+
+
+async def gathering_account(request: web.Request) -> web.Response:
+    """The account (交账单) the host sends back to the participants: each appeal with its
+    department, 责任人, promised date, state, reply and marks, and the summary; JSON or xlsx."""
+    access.check_gathering_read(request[PRINCIPAL])
+    found = await _gathering(request)
+    rt = request.app[RUNTIME]
+    async with rt.pool.connection() as conn:
+        cases = await gatherings_store.cases(conn, found.gathering_id)
+    now = rt.clock.now()
+    lines = [{**c, **account_line(c, now)} for c in cases]
+    summary = account_summary(lines)
+    if request.path.endswith(".xlsx"):
+        body = account_xlsx(found, cases, lines, summary, lambda code: display_name(rt.context.departments, code), now)
+        return web.Response(body=body, content_type=XLSX, headers={
+            "Content-Disposition": f"attachment; filename=\"account-{found.gathering_id}.xlsx\""})
+    return json_response({**found.as_dict(), "summary": summary, "appeals": to_json_value(lines)})
 
 
 async def submit_gathering_appeals(request: web.Request) -> web.Response:
@@ -742,6 +769,11 @@ ROUTES: tuple[Route, ...] = (
           success=201),
     Route("GET", "/v1/gatherings/{gathering_id}", get_gathering,
           "A gathering and each appeal raised there: department, deadline, state, overdue", "staff, intake"),
+    Route("GET", "/v1/gatherings/{gathering_id}/account", gathering_account,
+          "The gathering's account (交账单): each appeal's department, 责任人, promised date, state, reply, marks",
+          "staff, intake"),
+    Route("GET", "/v1/gatherings/{gathering_id}/account.xlsx", gathering_account, "The account as an xlsx workbook",
+          "staff, intake", media=XLSX),
     Route("POST", "/v1/gatherings/{gathering_id}/appeals", submit_gathering_appeals,
           "Submit up to 500 appeals of a gathering; each answered on its own", "intake, system, admin",
           body="GatheringAppeals"),

@@ -15,9 +15,13 @@ _INSERT = ("INSERT INTO gatherings (gathering_id, kind, held_on, jurisdiction, t
            "ON CONFLICT (gathering_id) DO NOTHING RETURNING 1")
 _GET = ("SELECT gathering_id, kind, held_on, jurisdiction, theme, host, participants FROM gatherings "
         "WHERE gathering_id = %s")
-_CASES = ("SELECT case_id, source_ref, title, enterprise_uscc, enterprise_name, status, department, resolve_due, "
-          "breached, supervised, closed_at, outcome, rating, state->'replied_at' FROM case_view "
-          "WHERE state->>'gathering' = %s ORDER BY submitted_at, case_id")
+# Each case with its 责任人 and its latest reply (答复), for the account.
+_CASES = ("SELECT v.case_id, v.source_ref, v.title, v.enterprise_uscc, v.enterprise_name, v.status, v.department, "
+          "v.state->>'responsible', v.resolve_due, (v.state->>'replied_at')::timestamptz, v.breached, v.supervised, "
+          "v.closed_at, v.outcome, v.rating, r.reply FROM case_view v LEFT JOIN LATERAL (SELECT t.data->>'content' "
+          "AS reply FROM case_timeline t WHERE t.case_id = v.case_id AND t.event_type IN ('AppealReplied', "
+          "'UpperLevelReplied') ORDER BY t.seq DESC LIMIT 1) r ON true "
+          "WHERE v.state->>'gathering' = %s ORDER BY v.submitted_at, v.case_id")
 
 
 async def record(conn: psycopg.AsyncConnection[Any], g: Gathering, by: str, now: datetime) -> bool:
@@ -41,5 +45,6 @@ async def cases(conn: psycopg.AsyncConnection[Any], gathering_id: str) -> list[d
     """The gathering's cases as the read models hold them, in submission order."""
     cur = await conn.execute(_CASES, (gathering_id,))
     names = ("case_id", "source_ref", "title", "enterprise_uscc", "enterprise_name", "status", "department",
-             "resolve_due", "breached", "supervised", "closed_at", "outcome", "rating", "replied_at")
+             "responsible", "resolve_due", "replied_at", "breached", "supervised", "closed_at", "outcome", "rating",
+             "reply")
     return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]

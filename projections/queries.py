@@ -112,6 +112,14 @@ async def list_cases(conn: psycopg.AsyncConnection[Any], now: datetime, *, state
     return rows
 
 
+async def enterprise_cases(conn: psycopg.AsyncConnection[Any], uscc: str) -> list[dict[str, Any]]:
+    """Every case of one enterprise, newest first, with the gathering it was raised at."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {LIST_COLUMNS}, state->>'gathering' AS gathering FROM case_view "
+                          "WHERE enterprise_uscc = %s ORDER BY submitted_at DESC, case_id DESC", (uscc,))
+        return list(await cur.fetchall())
+
+
 async def held_by(conn: psycopg.AsyncConnection[Any], case_id: str, departments: Collection[str]) -> bool:
     """Whether any of `departments` was ever assigned the case (派单, 转办 or 重办 to it)."""
     cur = await conn.execute("SELECT 1 FROM assignments WHERE case_id = %s AND department = ANY(%s) LIMIT 1",

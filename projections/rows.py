@@ -10,7 +10,7 @@ from typing import Any
 
 from suqiu.domain import events as e
 from suqiu.domain.clocks import Timer, running_clocks
-from suqiu.domain.model import Case, field_names
+from suqiu.domain.model import HANDLED, SATISFIED, Case, field_names
 from suqiu.domain.personal import labelled
 from suqiu.domain.response import AssignmentEnd, Ending, assignment_end
 from suqiu.domain.sla import CHINA, SlaPolicy
@@ -104,10 +104,6 @@ class Breached:
 
 
 Fact = Assigned | Accepted | Ended | Replied | Closed | Rated | Reopened | Breached
-# The outcomes that count as handled (办理) for the resolution and reopen rates, and the ratings
-# that count as satisfied (满意, 基本满意).
-HANDLED = frozenset({"resolved", "explained", "unresolvable"})
-SATISFIED = frozenset({"satisfied", "basically_satisfied"})
 DAY_COUNTS = ("assigned", "accepted", "accepted_on_time", "acceptances", "replied", "replied_on_time", "closed",
               "resolved", "handled", "reopened", "rated", "satisfied", "breached", "responded_on_time", "released")
 ASSIGNMENT_COLUMNS = (("case_id", "text"), ("seq", "int"), ("department", "text"), ("assigned_at", "timestamptz"),

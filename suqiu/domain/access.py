@@ -27,6 +27,7 @@ INTAKE_SYSTEMS = "an intake key submits only for the source systems it is bound 
 FIGURES = "department and jurisdiction figures are for government staff"
 AUDITOR = "auditors are read-only"
 READ_AUDIT = "the read audit trail is for auditors and admins"
+ENTERPRISE_FILE = "an enterprise's file is for the enterprise, dispatchers, admins and auditors"
 GATHERINGS = "a gathering is recorded by its host office (dispatcher, admin)"
 ERASURE = "personal data is erased by an admin (PIPL art. 47)"
 
@@ -224,6 +225,16 @@ def sees_personal(case: Case, principal: Principal, departments: Mapping[str, De
 def check_erasure(principal: Principal) -> None:
     if principal.actor.role is not Role.ADMIN:
         raise DomainError("forbidden", ERASURE, rule=ERASURE, role=principal.actor.role.value)
+
+
+def check_enterprise_file(principal: Principal, uscc: str) -> None:
+    """An enterprise's file: the enterprise itself (its key's USCCs), dispatchers, admins and
+    auditors. Another enterprise meets a file that does not exist."""
+    role = principal.actor.role
+    if role is Role.ENTERPRISE and uscc not in principal.usccs:
+        raise DomainError("not_found", f"no enterprise {uscc}", uscc=uscc)
+    if role not in (Role.ENTERPRISE, Role.DISPATCHER, Role.ADMIN, Role.AUDITOR):
+        raise DomainError("forbidden", ENTERPRISE_FILE, rule=ENTERPRISE_FILE, role=role.value)
 
 
 def check_gathering_record(principal: Principal) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from suqiu.domain import inputs
 from suqiu.domain.errors import DomainError, invalid
+from suqiu.domain.model import SATISFIED
 from suqiu.domain.uscc import uscc_problem
 
 KINDS = {"symposium": "座谈会", "visit": "上门问需", "leader_visit": "领导走访", "service_round": "双万双服"}
@@ -85,7 +86,6 @@ def same_record(stored: Gathering, sent: Gathering) -> None:
 
 
 ANSWERED = frozenset({"replied", "closed"})
-SATISFIED = frozenset({"satisfied", "basically_satisfied"})
 
 
 def account_line(case: Mapping[str, Any], now: datetime) -> dict[str, Any]:

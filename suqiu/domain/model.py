@@ -42,6 +42,9 @@ CHANNELS = frozenset(
 )
 PRIORITIES = frozenset({"normal", "urgent"})
 OUTCOMES = frozenset({"resolved", "explained", "unresolvable", "duplicate", "withdrawn"})
+# 有效办结: the closures the 解决率 counts (not a withdrawal, not a duplicate).
+HANDLED = frozenset({"resolved", "explained", "unresolvable"})
+SATISFIED = frozenset({"satisfied", "basically_satisfied"})  # 满意 and 基本满意
 RATINGS = frozenset({"satisfied", "basically_satisfied", "unsatisfied"})
 CLOCKS = frozenset({"accept", "resolve", "follow_up"})
 # The command fields that take a word from a fixed vocabulary, and which: decide checks them,

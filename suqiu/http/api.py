@@ -19,6 +19,7 @@ from suqiu.base.metrics import CONTENT_TYPE
 from suqiu.board.views import add_routes
 from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.clocks import sla_status
+from suqiu.domain.enterprises import file_figures
 from suqiu.domain.gatherings import (
     MAX_APPEALS,
     Gathering,
@@ -27,7 +28,7 @@ from suqiu.domain.gatherings import (
     parse_gathering,
     same_record,
 )
-from suqiu.domain.model import Status
+from suqiu.domain.model import OPEN, Status
 from suqiu.domain.org import Organisation
 from suqiu.domain.periods import ALL_TIME, FIRST_YEAR, LAST_YEAR, Grain, Period
 from suqiu.domain.personal import Personal, shown_enterprise, shown_text
@@ -364,6 +365,25 @@ async def get_gathering(request: web.Request) -> web.Response:
     return json_response({**found.as_dict(), "appeals": to_json_value(cases), "counts": {
         "appeals": len(cases), "closed": sum(c["status"] in ("closed", "withdrawn") for c in cases),
         "overdue": sum(bool(c["breached"]) for c in cases)}})
+
+
+async def enterprise_file(request: web.Request) -> web.Response:
+    """企业服务档案: the enterprise's appeals across channels and gatherings, its open ones, and its
+    问题解决率 and 满意率."""
+    uscc = inputs.identifier(request.match_info["uscc"], "uscc")
+    access.check_enterprise_file(request[PRINCIPAL], uscc)
+    rt = request.app[RUNTIME]
+    async with rt.pool.connection() as conn:
+        cases = await queries.enterprise_cases(conn, uscc)
+    if not cases:
+        raise DomainError("not_found", f"no enterprise {uscc}", uscc=uscc)
+    now = rt.clock.now()
+    for c in cases:
+        c["sla_status"] = queries.sla_state(c, now)
+    return json_response({"uscc": uscc, "name": cases[0]["enterprise_name"], **file_figures(cases),
+                          "open": [c["case_id"] for c in cases if c["status"] in OPEN],
+                          "gatherings": sorted({c["gathering"] for c in cases if c["gathering"]}),
+                          "appeals": to_json_value(cases)})
 
 
 async def gathering_account(request: web.Request) -> web.Response:
@@ -764,6 +784,9 @@ ROUTES: tuple[Route, ...] = (
           "The monthly report (月度通报): figures beside last month's, ranking, overdue and supervised cases",
           "staff", query=REPORT_QUERY, media=XLSX),
     Route("GET", "/v1/health", health, "Database, broker, read-model lag and calendar", "anyone", public=True),
+    Route("GET", "/v1/enterprises/{uscc}", enterprise_file,
+          "The enterprise's file (企业服务档案): its appeals, open ones, 问题解决率 and 满意率",
+          "the enterprise itself, dispatcher, admin, auditor"),
     Route("PUT", "/v1/gatherings/{gathering_id}", record_gathering,
           "Record a gathering (座谈会, 上门问需, 领导走访, 双万双服) once", "dispatcher, admin", body="Gathering",
           success=201),

@@ -70,7 +70,7 @@ async def test_the_board_for_a_dispatcher_a_department_and_an_auditor(
         topics: Settings, api: Api, clock: ManualClock, browser: Browser) -> None:
     s = topics.with_(timer_interval=0.05)
     async with faust_worker(s, clock):
-        late = (await api.submit(title="园区道路施工许可", source_ref="TJ12345-20260721-0042"))["case_id"]
+        late = (await api.submit(title="园区道路施工许可（回电13812345678）", source_ref="TJ12345-20260721-0042"))["case_id"]
         await api.ok("dispatcher", late, "dispatch", department="bh-market")  # accept by 12:00
         other = (await api.submit(title="稳岗补贴"))["case_id"]
         await api.ok("dispatcher", other, "dispatch", department="bh-planning")
@@ -93,6 +93,9 @@ async def test_the_board_for_a_dispatcher_a_department_and_an_auditor(
         await d.fits("overview")
         await d.page.click(f"#late a[href='/board/cases/{late}']")
         await d.page.wait_for_url(f"**/board/cases/{late}")
+        # The board sees no personal data: a phone number in the title is named, not shown.
+        assert "园区道路施工许可（回电[电话]）" in await d.page.locator("h1 + p").inner_text()
+        assert "13812345678" not in await d.page.content()
         breach = d.page.locator("#timeline li[data-event=SlaBreached]")
         # Recorded when the timer fired (15:00), for the 12:00 accept deadline, both in Beijing time.
         assert "2026-07-21 15:00:00" in await breach.inner_text() and "截止 2026-07-21 12:00" in await breach.inner_text()

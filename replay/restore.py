@@ -30,7 +30,7 @@ def restore(conn: psycopg.Connection[Any], settings: Settings, batch: int = 5000
     asyncio.run(ensure_topics(settings, extra=[marker]))  # the workers' own topic layout
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5,
                              batch_size=512 * 1024, max_in_flight_requests_per_connection=1, retries=10,
-                             **settings.kafka_security.kafka_python())
+                             **settings.kafka_security.client_kwargs())
     total = 0
     try:
         found = len(producer.partitions_for(settings.events_topic))

@@ -131,7 +131,7 @@ def read_topic_digests(bootstrap: str, topic: str, idle_ms: int = 1500,
     once nothing more arrives for `idle_ms`.
     """
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             auto_offset_reset="earliest", **(security or KafkaSecurity()).kafka_python())
+                             auto_offset_reset="earliest", **(security or KafkaSecurity()).client_kwargs())
     out: dict[str, tuple[bytes, list[int]]] = {}
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]

@@ -158,7 +158,7 @@ def _jurisdiction_feeds(w: Worker) -> None:
         # is seen with its new partitions soon, and a batch held on the old count goes.
         producer = AIOKafkaProducer(bootstrap_servers=w.settings.kafka_bootstrap, acks="all", linger_ms=2,
                                     max_batch_size=512 * 1024, metadata_max_age_ms=10_000,
-                                    **w.settings.kafka_security.aiokafka())
+                                    **w.settings.kafka_security.client_kwargs())
         await producer.start()
 
         async def route(batch: list[EventT[Any]]) -> None:

@@ -91,7 +91,7 @@ class OutboxRelay:
             await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.kafka_bootstrap, acks="all", linger_ms=2,
-                max_batch_size=512 * 1024, request_timeout_ms=10000, **self.settings.kafka_security.aiokafka(),
+                max_batch_size=512 * 1024, request_timeout_ms=10000, **self.settings.kafka_security.client_kwargs(),
             )
             await producer.start()
             probe: asyncio.Task[set[str]] | None = None
@@ -212,7 +212,7 @@ class OutboxRelay:
         """
         assert self.settings.kafka_bootstrap
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", **self.settings.kafka_security.aiokafka())
+                                    auto_offset_reset="earliest", **self.settings.kafka_security.client_kwargs())
         await consumer.start()
         try:
             if self.marker_topic not in await consumer.topics():

@@ -44,7 +44,7 @@ async def recreate(settings: Settings, topics: list[str], replication: int = 1) 
     shape is checked and the two repeated a few times.
     """
     assert settings.kafka_bootstrap
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_security.aiokafka())
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_security.client_kwargs())
     await admin.start()
     try:
         counts: dict[str, int] = {}
@@ -65,7 +65,7 @@ async def recreate(settings: Settings, topics: list[str], replication: int = 1) 
 async def ensure_topics(settings: Settings, replication: int = 1, extra: list[str] | None = None) -> list[str]:
     """Create what is missing; returns the topics created now."""
     assert settings.kafka_bootstrap
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_security.aiokafka())
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_security.client_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -98,18 +98,9 @@ class KafkaSecurity:
                                          f"({exc})") from None
         return context
 
-    def aiokafka(self) -> dict[str, Any]:
-        """Keyword arguments for aiokafka's clients (and so for Faust's)."""
-        out: dict[str, Any] = {"security_protocol": self.protocol}
-        if self.tls:
-            out["ssl_context"] = self.ssl_context()
-        if self.sasl:
-            out |= {"sasl_mechanism": self.mechanism, "sasl_plain_username": self.username,
-                    "sasl_plain_password": self.password}
-        return out
-
-    def kafka_python(self) -> dict[str, Any]:
-        """Keyword arguments for kafka-python's clients (the blocking tools)."""
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka's clients (and so Faust's) and kafka-python's, which
+        spell these settings the same way."""
         out: dict[str, Any] = {"security_protocol": self.protocol}
         if self.tls:
             out["ssl_context"] = self.ssl_context()
@@ -166,7 +157,7 @@ async def check_broker(bootstrap: str, security: KafkaSecurity, timeout: float =
         return  # not reachable yet: the clients' own retries take it from here
     from aiokafka import AIOKafkaClient
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **security.aiokafka())
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **security.client_kwargs())
     try:
         await asyncio.wait_for(client.bootstrap(), timeout)
     except Exception as exc:

@@ -24,7 +24,7 @@ log = structlog.get_logger(__name__)
 
 
 def broker_probe(bootstrap: str, security: KafkaSecurity | None = None) -> Callable[[], Awaitable[str]]:
-    connect = (security or KafkaSecurity()).aiokafka()
+    connect = (security or KafkaSecurity()).client_kwargs()
 
     async def probe() -> str:
         client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, **connect)

@@ -8,22 +8,31 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 
 from suqiu.base.cells import safe_cell
-from suqiu.domain.gatherings import KINDS, Gathering
-from suqiu.domain.labels import STATE_NAMES
+from suqiu.domain.gatherings import KINDS, Gathering, account_line, account_summary
+from suqiu.domain.labels import RATING_NAMES, STATE_NAMES
 from suqiu.domain.sla import CHINA
 from suqiu.projections.report import print_setup
+from suqiu.store import gatherings as gatherings_store
 
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HEADERS = ("序号", "工单编号", "诉求", "企业", "承办单位", "责任人", "承诺办结时间", "状态", "答复", "超期", "督办", "评价")
-RATINGS = {"satisfied": "满意", "basically_satisfied": "基本满意", "unsatisfied": "不满意"}
 WIDTHS = (6, 20, 30, 24, 18, 10, 16, 9, 40, 6, 6, 9)
 
 
-def account_xlsx(gathering: Gathering, cases: Sequence[Mapping[str, Any]], lines: Sequence[Mapping[str, Any]],
-                 summary: Mapping[str, int], department_name: Callable[[str], str], now: datetime) -> bytes:
+async def account(conn: psycopg.AsyncConnection[Any], gathering: Gathering, now: datetime
+                  ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The account's lines (each case with its marks) and its summary, as of `now`."""
+    lines = [{**c, **account_line(c, now)} for c in await gatherings_store.cases(conn, gathering.gathering_id)]
+    return lines, account_summary(lines)
+
+
+def account_xlsx(gathering: Gathering, lines: Sequence[Mapping[str, Any]], summary: Mapping[str, int],
+                 department_name: Callable[[str], str], now: datetime) -> bytes:
     title = f"{gathering.held_on:%Y年%m月%d日} {KINDS[gathering.kind]}「{gathering.theme}」诉求办理交账单"
     book = Workbook()
     book.properties.creator = gathering.host
@@ -39,7 +48,7 @@ def account_xlsx(gathering: Gathering, cases: Sequence[Mapping[str, Any]], lines
     for cell in sheet[3]:
         cell.font = Font(bold=True)
         cell.alignment = Alignment(horizontal="center", wrap_text=True)
-    for i, (case, line) in enumerate(zip(cases, lines, strict=True), 1):
+    for i, case in enumerate(lines, 1):
         due = case["resolve_due"]
         sheet.append([
             i, safe_cell(case["source_ref"] or case["case_id"]), safe_cell(case["title"]),
@@ -47,8 +56,8 @@ def account_xlsx(gathering: Gathering, cases: Sequence[Mapping[str, Any]], lines
                                                           else "—"),
             safe_cell(case["responsible"] or "—"), due.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if due else "—",
             STATE_NAMES.get(case["status"], case["status"]), safe_cell(case["reply"] or "—"),
-            "是" if line["overdue"] else "", "是" if case["supervised"] else "",
-            RATINGS.get(case["rating"] or "", "—"),
+            "是" if case["overdue"] else "", "是" if case["supervised"] else "",
+            RATING_NAMES.get(case["rating"] or "", "—"),
         ])
     for col, width in enumerate(WIDTHS, 1):
         sheet.column_dimensions[chr(ord("A") + col - 1)].width = width

@@ -10,6 +10,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from suqiu.domain.clocks import Clock
+from suqiu.domain.enterprises import file_figures
+from suqiu.domain.model import OPEN
 from suqiu.domain.periods import ALL_TIME, Grain, Period
 from suqiu.domain.refdata import Member
 from suqiu.projections import rows
@@ -118,6 +120,19 @@ async def enterprise_cases(conn: psycopg.AsyncConnection[Any], uscc: str) -> lis
         await cur.execute(f"SELECT {LIST_COLUMNS}, state->>'gathering' AS gathering FROM case_view "
                           "WHERE enterprise_uscc = %s ORDER BY submitted_at DESC, case_id DESC", (uscc,))
         return list(await cur.fetchall())
+
+
+async def enterprise_file(conn: psycopg.AsyncConnection[Any], uscc: str, now: datetime) -> dict[str, Any] | None:
+    """企业服务档案: the enterprise's cases with their SLA status, its open ones, the gatherings
+    they were raised at, and its figures (suqiu.domain.enterprises); None for no cases."""
+    cases = await enterprise_cases(conn, uscc)
+    if not cases:
+        return None
+    for c in cases:
+        c["sla_status"] = sla_state(c, now)
+    return {"uscc": uscc, "name": cases[0]["enterprise_name"], **file_figures(cases),
+            "open": [c["case_id"] for c in cases if c["status"] in OPEN],
+            "gatherings": sorted({c["gathering"] for c in cases if c["gathering"]}), "appeals": cases}
 
 
 async def held_by(conn: psycopg.AsyncConnection[Any], case_id: str, departments: Collection[str]) -> bool:

@@ -13,7 +13,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from suqiu.base.clock import ManualClock
 from suqiu.base.config import Settings
-from tests.conftest import Api
+from tests.conftest import Api, submission
 from tests.support.kafka import faust_worker
 from tests.support.sla import caught_up, cst, eventually, query
 
@@ -182,3 +182,41 @@ async def test_the_board_for_a_dispatcher_a_department_and_an_auditor(
         assert query(s, "SELECT count(*) FROM board_sessions WHERE key_hash = sha256(%s::bytea)",
                      api.keys["dispatcher"].encode())[0][0] == 0
 
+
+
+async def test_a_gatherings_account_and_an_enterprises_file_on_the_board(
+        topics: Settings, api: Api, clock: ManualClock, browser: Browser) -> None:
+    gid = "zth-board"
+    body = {"kind": "symposium", "held_on": "2026-07-20", "jurisdiction": "tj-binhai", "host": "滨海新区营商办",
+            "theme": "工程建设审批", "participants": []}
+    assert (await api.call("dispatcher", "PUT", f"/gatherings/{gid}", body))[0] == 201
+    appeals = [submission(source_ref=f"ZTH-{i}", title=f"座谈会诉求{i}") for i in range(3)]
+    created = (await api.call("intake", "POST", f"/gatherings/{gid}/appeals", {"appeals": appeals}))[1]["results"]
+    cases = [r["case_id"] for r in created]
+    async with faust_worker(topics, clock):
+        await api.ok("dispatcher", cases[0], "dispatch", department="bh-market", responsible="王科长")
+        for case in cases:
+            await caught_up(topics, case)
+        d = await sign_in(browser, api, "dispatcher")
+        await d.page.goto(f"{api.base}/board/gatherings/{gid}")
+        assert "合计 3 件" in await d.page.inner_text("#summary")
+        row = d.page.locator(f"tr[data-case='{cases[0]}']")
+        assert "王科长" in await row.inner_text() and "滨海新区市场监督管理局" in await row.inner_text()
+        await d.fits("gathering")
+        async with d.page.expect_download() as download:
+            await d.page.click("#xlsx")
+        saved = await (await download.value).path()
+        assert saved is not None and Path(saved).read_bytes()[:2] == b"PK"  # an xlsx (zip) workbook
+        await row.locator("a").click()
+        await d.page.wait_for_url(f"**/board/cases/{cases[0]}")
+        assert await d.page.get_attribute("#gathering", "href") == f"/board/gatherings/{gid}"
+        await d.page.click("#enterprise")
+        await d.page.wait_for_url("**/board/enterprises/*")
+        assert "诉求 3 件" in await d.page.inner_text("#figures")
+        assert await d.page.locator("table.cases tbody tr").count() == 3
+        await d.fits("enterprise")
+        # A department reads the case, but not the enterprise's file: no link to it.
+        m = await sign_in(browser, api, "bh-market")
+        await m.page.goto(f"{api.base}/board/cases/{cases[0]}")
+        assert await m.page.locator("#enterprise").count() == 0
+        assert d.errors == [] and m.errors == []

@@ -22,18 +22,40 @@ from aiohttp import web
 from suqiu.board.sessions import Session, Sessions
 from suqiu.domain import DomainError, access, inputs, refdata
 from suqiu.domain.access import Principal
-from suqiu.domain.labels import CLOCK_NAMES, DEADLINE_NAMES, RATE_NAMES, ROLE_NAMES, SLA_NAMES, STATE_NAMES
+from suqiu.domain.gatherings import KINDS
+from suqiu.domain.labels import (
+    CHANNEL_NAMES,
+    CLOCK_NAMES,
+    DEADLINE_NAMES,
+    RATE_NAMES,
+    RATING_NAMES,
+    ROLE_NAMES,
+    SLA_NAMES,
+    STATE_NAMES,
+)
 from suqiu.domain.org import tree_order
 from suqiu.domain.periods import Grain, Period
 from suqiu.domain.personal import labelled
 from suqiu.domain.refdata import Department, ancestors, departments_in, subtree
 from suqiu.domain.sla import CHINA
-from suqiu.http.common import KEY_PREFIX, PRINCIPAL, RUNTIME, STATUS, TEXT_MAX, readable_case, readable_department
+from suqiu.http.common import (
+    KEY_PREFIX,
+    PRINCIPAL,
+    RUNTIME,
+    STATUS,
+    TEXT_MAX,
+    readable_case,
+    readable_department,
+    readable_enterprise_file,
+)
 from suqiu.projections import queries
+from suqiu.projections.account import XLSX, account, account_xlsx
+from suqiu.projections.report import display_name
 from suqiu.replay import history as audit
 from suqiu.replay.verify import ChainChecker
 from suqiu.service.commands import CommandRequest
 from suqiu.store import events as store
+from suqiu.store import gatherings as gatherings_store
 from suqiu.store.keys import digest
 
 log = structlog.get_logger(__name__)
@@ -72,7 +94,8 @@ def _past(due: datetime | None, now: datetime) -> str:
 # A sealed number in a title shows as [电话] or [证件号]: the board sees no personal data.
 _templates.filters.update(cst=_cst, pct=_pct, personal=labelled)
 _templates.globals.update(STATE_NAMES=STATE_NAMES, SLA_NAMES=SLA_NAMES, CLOCK_NAMES=CLOCK_NAMES,
-                          DEADLINE_NAMES=DEADLINE_NAMES, RATE_NAMES=RATE_NAMES, ROLE_NAMES=ROLE_NAMES, past=_past)
+                          DEADLINE_NAMES=DEADLINE_NAMES, RATE_NAMES=RATE_NAMES, ROLE_NAMES=ROLE_NAMES, past=_past,
+                          CHANNELS=CHANNEL_NAMES, RATINGS=RATING_NAMES, KINDS=KINDS)
 
 
 def render(name: str, status: int = 200, **context: Any) -> web.Response:
@@ -277,8 +300,9 @@ async def case(request: web.Request) -> web.Response:
     actions = [a for a in ACTIONS if access.may_issue(principal, a)]
     entries = [audit.entry(s) for s in stored]
     template = "case_timeline.html" if request.query.get("part") == "timeline" else "case.html"
+    file_link = current.enterprise is not None and access.may_read_enterprise_file(principal, current.enterprise.uscc)
     return render(template, case=current, entries=entries, report=report, at=at_text, shown=shown,
-                  actions=actions, now=rt.clock.now(), names=rt.context.departments,
+                  actions=actions, now=rt.clock.now(), names=rt.context.departments, file_link=file_link,
                   current_department=refdata.current(rt.context.departments, current.department),
                   departments=_transfer_targets(rt.context.departments), **_frame(request))
 
@@ -334,6 +358,33 @@ async def act(request: web.Request) -> web.Response:
 
 
 @page
+async def gathering(request: web.Request) -> web.Response:
+    """A gathering's account (交账单), as GET /v1/gatherings/{id}/account gives it; `.xlsx` the workbook."""
+    rt = request.app[RUNTIME]
+    access.check_gathering_read(request[PRINCIPAL])
+    gathering_id = inputs.identifier(request.match_info["gathering_id"], "gathering_id")
+    now = rt.clock.now()
+    async with rt.pool.connection() as conn:
+        found = await gatherings_store.get(conn, gathering_id)
+        if found is None:
+            raise DomainError("not_found", f"没有活动 {gathering_id}", gathering_id=gathering_id)
+        lines, summary = await account(conn, found, now)
+    if request.path.endswith(".xlsx"):
+        body = account_xlsx(found, lines, summary, lambda code: display_name(rt.context.departments, code), now)
+        return web.Response(body=body, content_type=XLSX, headers={
+            "Content-Disposition": f'attachment; filename="account-{found.gathering_id}.xlsx"'})
+    return render("gathering.html", g=found, lines=lines, summary=summary, names=rt.context.departments,
+                  **_frame(request))
+
+
+@page
+async def enterprise(request: web.Request) -> web.Response:
+    """An enterprise's file (企业服务档案), as GET /v1/enterprises/{uscc} gives it."""
+    return render("enterprise.html", file=await readable_enterprise_file(request),
+                  names=request.app[RUNTIME].context.departments, **_frame(request))
+
+
+@page
 async def search(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     principal: Principal = request[PRINCIPAL]
@@ -381,6 +432,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/board/logout", logout)
     r.add_get("/board/", overview)
     r.add_get("/board/search", search)
+    r.add_get("/board/gatherings/{gathering_id}", gathering)
+    r.add_get("/board/gatherings/{gathering_id}/account.xlsx", gathering)
+    r.add_get("/board/enterprises/{uscc}", enterprise)
     r.add_get("/board/departments/{code}", department)
     r.add_get("/board/cases/{case_id}", case)
     r.add_get("/board/cases/{case_id}/export.{kind:jsonl|csv}", export)

@@ -237,6 +237,15 @@ def check_enterprise_file(principal: Principal, uscc: str) -> None:
         raise DomainError("forbidden", ENTERPRISE_FILE, rule=ENTERPRISE_FILE, role=role.value)
 
 
+def may_read_enterprise_file(principal: Principal, uscc: str) -> bool:
+    """Whether the board links a case to its enterprise's file for `principal`."""
+    try:
+        check_enterprise_file(principal, uscc)
+    except DomainError:
+        return False
+    return True
+
+
 def check_gathering_record(principal: Principal) -> None:
     """Gatherings are recorded by the office that hosts them (dispatchers, admins)."""
     if principal.actor.role not in DISPATCHING:

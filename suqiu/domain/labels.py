@@ -9,6 +9,10 @@ STATE_NAMES = {"submitted": "待派单", "dispatched": "待签收", "accepted": 
 SLA_NAMES = {"overdue": "超期", "due_soon": "临期", "on_time": "正常", "paused": "暂停", "none": "—"}
 CLOCK_NAMES = {"accept": "签收时限", "resolve": "办结时限", "follow_up": "回访时限"}
 DEADLINE_NAMES = {"accept_due": "签收截止", "resolve_due": "办结截止", "follow_up_due": "回访截止", "due_at": "截止"}
+CHANNEL_NAMES = {"hotline": "热线", "web": "网站", "app": "移动端", "visit": "上门问需", "symposium": "座谈会",
+                 "workstation": "服务站", "leader_visit": "领导走访", "letter": "来信", "upper_level": "上级转办",
+                 "evaluation": "一键测评"}
+RATING_NAMES = {"satisfied": "满意", "basically_satisfied": "基本满意", "unsatisfied": "不满意"}
 ROLE_NAMES = {"intake": "受理", "dispatcher": "派单员", "department": "承办单位", "enterprise": "企业",
               "auditor": "审计", "admin": "管理员", "system": "系统"}
 # Each rate of the figures (suqiu.projections.queries.RANKED), its name and what it counts.

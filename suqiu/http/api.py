@@ -19,16 +19,13 @@ from suqiu.base.metrics import CONTENT_TYPE
 from suqiu.board.views import add_routes
 from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.clocks import sla_status
-from suqiu.domain.enterprises import file_figures
 from suqiu.domain.gatherings import (
     MAX_APPEALS,
     Gathering,
-    account_line,
-    account_summary,
     parse_gathering,
     same_record,
 )
-from suqiu.domain.model import OPEN, Status
+from suqiu.domain.model import Status
 from suqiu.domain.org import Organisation
 from suqiu.domain.periods import ALL_TIME, FIRST_YEAR, LAST_YEAR, Grain, Period
 from suqiu.domain.personal import Personal, shown_enterprise, shown_text
@@ -51,10 +48,11 @@ from suqiu.http.common import (
     json_response,
     readable_case,
     readable_department,
+    readable_enterprise_file,
 )
 from suqiu.http.openapi import document
 from suqiu.projections import queries, report
-from suqiu.projections.account import account_xlsx
+from suqiu.projections.account import XLSX, account, account_xlsx
 from suqiu.projections.report import display_name
 from suqiu.schemas.codec import to_json_value
 from suqiu.service.commands import CommandRequest
@@ -370,20 +368,7 @@ async def get_gathering(request: web.Request) -> web.Response:
 async def enterprise_file(request: web.Request) -> web.Response:
     """企业服务档案: the enterprise's appeals across channels and gatherings, its open ones, and its
     问题解决率 and 满意率."""
-    uscc = inputs.identifier(request.match_info["uscc"], "uscc")
-    access.check_enterprise_file(request[PRINCIPAL], uscc)
-    rt = request.app[RUNTIME]
-    async with rt.pool.connection() as conn:
-        cases = await queries.enterprise_cases(conn, uscc)
-    if not cases:
-        raise DomainError("not_found", f"no enterprise {uscc}", uscc=uscc)
-    now = rt.clock.now()
-    for c in cases:
-        c["sla_status"] = queries.sla_state(c, now)
-    return json_response({"uscc": uscc, "name": cases[0]["enterprise_name"], **file_figures(cases),
-                          "open": [c["case_id"] for c in cases if c["status"] in OPEN],
-                          "gatherings": sorted({c["gathering"] for c in cases if c["gathering"]}),
-                          "appeals": to_json_value(cases)})
+    return json_response(to_json_value(await readable_enterprise_file(request)))
 
 
 async def gathering_account(request: web.Request) -> web.Response:
@@ -392,13 +377,11 @@ async def gathering_account(request: web.Request) -> web.Response:
     access.check_gathering_read(request[PRINCIPAL])
     found = await _gathering(request)
     rt = request.app[RUNTIME]
-    async with rt.pool.connection() as conn:
-        cases = await gatherings_store.cases(conn, found.gathering_id)
     now = rt.clock.now()
-    lines = [{**c, **account_line(c, now)} for c in cases]
-    summary = account_summary(lines)
+    async with rt.pool.connection() as conn:
+        lines, summary = await account(conn, found, now)
     if request.path.endswith(".xlsx"):
-        body = account_xlsx(found, cases, lines, summary, lambda code: display_name(rt.context.departments, code), now)
+        body = account_xlsx(found, lines, summary, lambda code: display_name(rt.context.departments, code), now)
         return web.Response(body=body, content_type=XLSX, headers={
             "Content-Disposition": f"attachment; filename=\"account-{found.gathering_id}.xlsx\""})
     return json_response({**found.as_dict(), "summary": summary, "appeals": to_json_value(lines)})
@@ -749,7 +732,6 @@ AS_OF_QUERY = (Param("as_of", {"type": "string", "maxLength": 40},
                      "an ISO date (end of that day, Beijing time) or instant: the organisation then"),)
 REPORT_QUERY = (Param("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
                       f"the month, YYYY-MM, in the years {FIRST_YEAR} to {LAST_YEAR}", required=True),)
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 async def openapi(request: web.Request) -> web.Response:

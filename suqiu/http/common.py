@@ -93,6 +93,18 @@ async def readable_case(request: web.Request) -> Case:
     return case
 
 
+async def readable_enterprise_file(request: web.Request) -> dict[str, Any]:
+    """The file of the path's {uscc}, if this key may read it (access.check_enterprise_file)."""
+    rt = request.app[RUNTIME]
+    uscc = inputs.identifier(request.match_info["uscc"], "uscc")
+    access.check_enterprise_file(request[PRINCIPAL], uscc)
+    async with rt.pool.connection() as conn:
+        found = await queries.enterprise_file(conn, uscc, rt.clock.now())
+    if found is None:
+        raise DomainError("not_found", f"no enterprise {uscc}", uscc=uscc)
+    return found
+
+
 def readable_department(request: web.Request) -> Department:
     """The department of the path's {code}, if this key may read its figures (access.check_figures)."""
     rt = request.app[RUNTIME]

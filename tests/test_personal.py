@@ -13,8 +13,10 @@ import pytest
 
 from suqiu.base.clock import ManualClock
 from suqiu.base.config import Settings
+from suqiu.base.sealing import MasterKey
 from suqiu.domain.personal import ERASED, labelled, mask, pull_numbers, shown_text, valid_id_card
 from suqiu.service.runtime import Runtime
+from suqiu.store.subjects import PgKeyStore
 from suqiu.streams.retention import run_retention
 from tests.conftest import Api, submission
 from tests.support.kafka import faust_worker
@@ -133,6 +135,11 @@ async def test_personal_fields_are_sealed_shown_by_role_and_erased(
     assert plaintext_rows(s, (*SEEDED, "13700000001", "李四")) == {}
     assert query(s, "SELECT lookup, wrapped_key, erase_reason FROM personal_subjects WHERE subject_id = %s",
                  subject) == [(None, None, "PIPL 第47条 删除申请 2026-001")]
+    # Under another master key (a lost key file replaced), the other contact's key does not open:
+    # the reader gets nothing, never an error page.
+    other_subject = (await api.call("admin", "GET", f"/appeals/{other}"))[1]["subject"]
+    assert await PgKeyStore(runtime.pool, MasterKey(bytes(32))).keys([other_subject]) == {}
+    assert await runtime.subjects.keys([other_subject]) != {}
 
 
 async def test_retention_erases_a_contact_once_all_its_cases_ended_long_enough_ago(

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+import structlog
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from suqiu.base.sealing import MasterKey, new_key
+from suqiu.base.sealing import MasterKey, SealError, new_key
 from suqiu.store.group import _Group
 
 CLAIM_BATCH = 256
+log = structlog.get_logger(__name__)
 
 _CLAIM = (
     "INSERT INTO personal_subjects (subject_id, lookup, wrapped_key, created_at) "
@@ -109,7 +111,17 @@ class PgKeyStore:
             return {}
         async with self.pool.connection() as conn:
             cur = await conn.execute(_KEYS, (list(subjects),))
-            return {s: self.master.unwrap(s, bytes(w)) for s, w in await cur.fetchall()}
+            rows = await cur.fetchall()
+        out = {}
+        for subject, wrapped in rows:
+            try:
+                out[subject] = self.master.unwrap(subject, bytes(wrapped))
+            except SealError:
+                # Another master key than the one that wrapped it (a lost or replaced key file):
+                # the reader sees the field as unreadable, and the operator this line.
+                log.error("a subject key does not unwrap: SUQIU_MASTER_KEY_FILE is not the key it was wrapped with",
+                          subject=subject)
+        return out
 
     async def erase(self, subjects: Sequence[str], reason: str, now: datetime) -> set[str]:
         async with self.pool.connection() as conn:

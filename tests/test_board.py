@@ -93,6 +93,12 @@ async def test_the_board_for_a_dispatcher_a_department_and_an_auditor(
         await d.fits("overview")
         await d.page.click(f"#late a[href='/board/cases/{late}']")
         await d.page.wait_for_url(f"**/board/cases/{late}")
+        # The step bar: 受理 and 派单 reached, with their times; 签收 not yet. Events named in Chinese.
+        assert await d.page.locator("#steps li.done").count() == 2
+        assert "派单" in await d.page.locator("#steps li[data-step=派单]").inner_text()
+        assert await d.page.locator("#steps li[data-step=签收].todo").count() == 1
+        assert "超期" in await d.page.locator("#timeline li[data-event=SlaBreached] strong").inner_text()
+        assert "签收时限超期" in await d.page.locator("#timeline li[data-event=SlaBreached]").inner_text()
         # The board sees no personal data: a phone number in the title is named, not shown.
         assert "园区道路施工许可（回电[电话]）" in await d.page.locator("h1 + p").inner_text()
         assert "13812345678" not in await d.page.content()
@@ -156,6 +162,10 @@ async def test_the_board_for_a_dispatcher_a_department_and_an_auditor(
         a = await sign_in(browser, api, "auditor")
         await a.page.goto(f"{api.base}/board/cases/{late}")
         assert await a.page.locator("form[data-action]").count() == 0
+        # As of 10:30 Beijing time: the breach (recorded at 15:00) was not known yet, so it is greyed out.
+        await a.page.goto(f"{api.base}/board/cases/{late}?at=2026-07-21T10:30")
+        assert await a.page.locator("#timeline li[data-event=SlaBreached].later").count() == 1
+        assert await a.page.locator("#timeline li[data-event=AppealSubmitted].later").count() == 0
         csrf = await a.page.get_attribute("body", "data-csrf")
         before = query(s, "SELECT count(*) FROM events WHERE case_id = %s", late)[0][0]
         forged = await a.page.request.post(f"{api.base}/board/cases/{late}/actions",

@@ -62,3 +62,10 @@ async def test_example_consumer_decodes_every_event_type(topics: Settings, runti
     assert sorted(name for name, _ in got) == sorted(EVENT_TYPES)
     assert [r["envelope"]["seq"] for _, r in got] == list(range(1, len(records) + 1))  # one key: in order
     assert all(r["envelope"]["case_id"] == "case-1" for _, r in got)
+
+
+def test_every_event_type_has_its_chinese_name_on_the_board() -> None:
+    from suqiu.domain.labels import EVENT_NAMES
+
+    assert set(EVENT_NAMES) == set(EVENT_TYPES)
+    assert all(EVENT_NAMES.values())

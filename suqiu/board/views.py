@@ -10,7 +10,7 @@ import hmac
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,13 @@ from suqiu.domain.labels import (
     CHANNEL_NAMES,
     CLOCK_NAMES,
     DEADLINE_NAMES,
+    EVENT_NAMES,
     RATE_NAMES,
     RATING_NAMES,
     ROLE_NAMES,
     SLA_NAMES,
     STATE_NAMES,
+    STEPS,
 )
 from suqiu.domain.org import tree_order
 from suqiu.domain.periods import Grain, Period
@@ -53,6 +55,7 @@ from suqiu.projections.account import XLSX, account, account_xlsx
 from suqiu.projections.report import display_name
 from suqiu.replay import history as audit
 from suqiu.replay.verify import ChainChecker
+from suqiu.schemas.codec import to_json_value
 from suqiu.service.commands import CommandRequest
 from suqiu.store import events as store
 from suqiu.store import gatherings as gatherings_store
@@ -95,7 +98,7 @@ def _past(due: datetime | None, now: datetime) -> str:
 _templates.filters.update(cst=_cst, pct=_pct, personal=labelled)
 _templates.globals.update(STATE_NAMES=STATE_NAMES, SLA_NAMES=SLA_NAMES, CLOCK_NAMES=CLOCK_NAMES,
                           DEADLINE_NAMES=DEADLINE_NAMES, RATE_NAMES=RATE_NAMES, ROLE_NAMES=ROLE_NAMES, past=_past,
-                          CHANNELS=CHANNEL_NAMES, RATINGS=RATING_NAMES, KINDS=KINDS)
+                          CHANNELS=CHANNEL_NAMES, RATINGS=RATING_NAMES, KINDS=KINDS, EVENT_NAMES=EVENT_NAMES)
 
 
 def render(name: str, status: int = 200, **context: Any) -> web.Response:
@@ -288,7 +291,7 @@ async def case(request: web.Request) -> web.Response:
     current = await readable_case(request)
     stored, report = await _history(request, current.case_id)
     at_text = request.query.get("at", "")
-    shown = None
+    shown, later = None, None
     if at_text:
         try:
             at = datetime.fromisoformat(at_text)
@@ -296,12 +299,17 @@ async def case(request: web.Request) -> web.Response:
             raise DomainError("invalid_input", f"at: {at_text[:40]!r} 不是时间", field="at") from None
         at = at if at.tzinfo else at.replace(tzinfo=CHINA)
         shown = audit.case_json(audit.as_of(stored, at=at), at)
+        later = to_json_value(at.astimezone(UTC))  # events recorded after it are greyed out
     principal: Principal = request[PRINCIPAL]
     actions = [a for a in ACTIONS if access.may_issue(principal, a)]
     entries = [audit.entry(s) for s in stored]
+    # The step bar: each step with the latest event that reached it (after a 重办, the new cycle's).
+    reached = {x["event"]: x for x in entries}
+    steps = [(label, reached.get(event)) for label, event in STEPS]
     template = "case_timeline.html" if request.query.get("part") == "timeline" else "case.html"
     file_link = current.enterprise is not None and access.may_read_enterprise_file(principal, current.enterprise.uscc)
-    return render(template, case=current, entries=entries, report=report, at=at_text, shown=shown,
+    return render(template, case=current, entries=entries, report=report, at=at_text, shown=shown, steps=steps,
+                  later=later,
                   actions=actions, now=rt.clock.now(), names=rt.context.departments, file_link=file_link,
                   current_department=refdata.current(rt.context.departments, current.department),
                   departments=_transfer_targets(rt.context.departments), **_frame(request))

@@ -9,6 +9,19 @@ STATE_NAMES = {"submitted": "待派单", "dispatched": "待签收", "accepted": 
 SLA_NAMES = {"overdue": "超期", "due_soon": "临期", "on_time": "正常", "paused": "暂停", "none": "—"}
 CLOCK_NAMES = {"accept": "签收时限", "resolve": "办结时限", "follow_up": "回访时限"}
 DEADLINE_NAMES = {"accept_due": "签收截止", "resolve_due": "办结截止", "follow_up_due": "回访截止", "due_at": "截止"}
+# Every event type's name as officials say it (docs/events.md lists the same).
+EVENT_NAMES = {
+    "AppealSubmitted": "受理", "AppealDispatched": "派单", "AppealAccepted": "签收", "AppealReturned": "退回",
+    "AppealTransferred": "转办", "MaterialsRequested": "补充材料", "MaterialsSupplied": "材料补齐",
+    "ExtensionRequested": "延期申请", "ExtensionGranted": "同意延期", "ExtensionDenied": "不同意延期",
+    "AppealEscalated": "上报", "UpperLevelReplied": "上级答复", "AppealReplied": "答复", "AppealClosed": "办结",
+    "FeedbackReceived": "评价", "AppealReopened": "重办", "Urged": "催办", "SlaWarning": "临期预警",
+    "SlaBreached": "超期", "SupervisionOpened": "督办", "SlaPolicyApplied": "时限政策调整",
+    "SlaCalendarRevised": "日历修订", "PersonalDataErased": "个人信息删除",
+}
+# The step bar of a case page: each step and the event that reaches it (the first one).
+STEPS = (("受理", "AppealSubmitted"), ("派单", "AppealDispatched"), ("签收", "AppealAccepted"),
+         ("答复", "AppealReplied"), ("办结", "AppealClosed"), ("评价", "FeedbackReceived"))
 CHANNEL_NAMES = {"hotline": "热线", "web": "网站", "app": "移动端", "visit": "上门问需", "symposium": "座谈会",
                  "workstation": "服务站", "leader_visit": "领导走访", "letter": "来信", "upper_level": "上级转办",
                  "evaluation": "一键测评"}

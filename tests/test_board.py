@@ -225,6 +225,14 @@ async def test_a_gatherings_account_and_an_enterprises_file_on_the_board(
         assert "诉求 3 件" in await d.page.inner_text("#figures")
         assert await d.page.locator("table.cases tbody tr").count() == 3
         await d.fits("enterprise")
+        # Only what decide would allow now: a withdrawn case offers nothing, a case not yet
+        # dispatched 催办 but no 转办.
+        await api.ok("enterprise", cases[1], "withdraw", reason="已自行解决")
+        await d.page.goto(f"{api.base}/board/cases/{cases[1]}")
+        assert await d.page.locator("form[data-action]").count() == 0
+        await d.page.goto(f"{api.base}/board/cases/{cases[2]}")
+        assert await d.page.locator("button[value=urge]").count() == 1
+        assert await d.page.locator("button[value=transfer]").count() == 0
         # A department reads the case, but not the enterprise's file: no link to it.
         m = await sign_in(browser, api, "bh-market")
         await m.page.goto(f"{api.base}/board/cases/{cases[0]}")

@@ -275,8 +275,9 @@ def visible_departments(principal: Principal, codes: Iterable[str], departments:
     return sorted(codes)
 
 
-def may_issue(principal: Principal, command_type: str) -> bool:
-    """Whether `principal`'s role may issue `command_type` at all (the board shows its button);
-    the case's state and department are still checked when the command is decided."""
+def may_issue(principal: Principal, command_type: str, status: Status | None = None) -> bool:
+    """Whether `principal`'s role may issue `command_type` at all, and on a case in `status` when
+    given (the board offers its button only then); the department is still checked when the
+    command is decided."""
     rule = RULES.get(command_type)
-    return rule is not None and principal.actor.role in rule.roles
+    return rule is not None and principal.actor.role in rule.roles and (status is None or status in rule.states)

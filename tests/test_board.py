@@ -130,6 +130,13 @@ async def test_the_board_for_a_dispatcher_a_department_and_an_auditor(
         assert await d.page.locator("table.cases tbody tr").first.get_attribute("data-case") == late
         await d.page.locator("#monthly .main-svg").first.wait_for()
         await d.fits("department")
+        # Each figure's box lies under its header: both right-aligned, their right edges together.
+        headers = await d.page.locator("table.rates thead th").all()
+        cells = await d.page.locator("table.rates tbody tr").first.locator("td").all()
+        text_right = ("e => { const r = document.createRange(); r.selectNodeContents(e); "
+                      "return r.getBoundingClientRect().right; }")
+        for th, td in list(zip(headers, cells, strict=True))[1:]:
+            assert abs(await th.evaluate(text_right) - await td.evaluate(text_right)) <= 1.5, await th.inner_text()
         await d.page.goto(f"{api.base}/board/search?q={late}")
         assert await d.page.locator("table.cases tbody tr").count() == 1
         await d.page.goto(f"{api.base}/board/search?q=TJ12345-20260721-0042")  # the 工单编号 a caller quotes

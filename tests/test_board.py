@@ -245,3 +245,12 @@ async def test_a_gatherings_account_and_an_enterprises_file_on_the_board(
         await m.page.goto(f"{api.base}/board/cases/{cases[0]}")
         assert await m.page.locator("#enterprise").count() == 0
         assert d.errors == [] and m.errors == []
+        # An enterprise signs in onto its own file, not onto a refusal.
+        e = Screen(await (await browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")).new_page())
+        await e.page.goto(f"{api.base}/board/login")
+        await e.page.fill("input[name=key]", api.keys["enterprise"])
+        await e.page.click("button[type=submit]")
+        await e.page.wait_for_url("**/board/enterprises/*")
+        assert await e.page.locator("table.cases tbody tr").count() == 3
+        assert "诉求 3 件" in await e.page.inner_text("#figures")
+        assert e.errors == []

@@ -35,7 +35,7 @@ from suqiu.domain.labels import (
     STATE_NAMES,
     STEPS,
 )
-from suqiu.domain.model import Status
+from suqiu.domain.model import Role, Status
 from suqiu.domain.org import tree_order
 from suqiu.domain.periods import Grain, Period
 from suqiu.domain.personal import labelled
@@ -225,6 +225,11 @@ def _scope(request: web.Request) -> tuple[list[str], str, str | None]:
 
 @page
 async def overview(request: web.Request) -> web.Response:
+    principal: Principal = request[PRINCIPAL]
+    if principal.actor.role is Role.ENTERPRISE:
+        # An enterprise has no figures to see: its own file (its appeals) is its board.
+        usccs = sorted(principal.usccs)
+        raise web.HTTPSeeOther(f"/board/enterprises/{usccs[0]}" if len(usccs) == 1 else "/board/search")
     context = await _overview(request)
     name = "overview_live.html" if request.query.get("part") == "live" else "overview.html"
     return render(name, **context, **_frame(request))

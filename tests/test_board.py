@@ -120,7 +120,7 @@ async def test_the_board_for_a_dispatcher_a_department_and_an_auditor(
         await d.page.fill("form[data-action] input[name=reason]", "重新指派")
         await d.page.click("form[data-action] button[value=transfer]")
         await d.page.wait_for_selector("form[data-action] .result.error")
-        assert "already the assigned department" in await d.page.inner_text("form[data-action] .result")
+        assert await d.page.inner_text("form[data-action] .result") == "输入有误：部门已是当前承办单位"  # in Chinese
         await d.fits("case")
         async with d.page.expect_download() as download:
             await d.page.click("a[href$='export.jsonl']")

@@ -34,6 +34,7 @@ from suqiu.domain.labels import (
     SLA_NAMES,
     STATE_NAMES,
     STEPS,
+    refusal,
 )
 from suqiu.domain.model import Role, Status
 from suqiu.domain.org import tree_order
@@ -122,9 +123,13 @@ def page(handler: Page) -> Page:
         try:
             return await handler(request)
         except DomainError as exc:
-            if request.method == "POST":
-                raise  # the API's middleware answers with the error shape; board.js shows it inline
-            return render("error.html", STATUS.get(exc.code, 500), message=exc.message, **_frame(request))
+            said = refusal(exc.code, exc.message, exc.details.get("field"))
+            if request.method == "POST":  # board.js shows it inline, in the API's error shape
+                log.info("board action refused", code=exc.code, reason=exc.message, path=request.path)
+                return web.json_response({"error": {"code": exc.code, "message": said, "details": exc.details}},
+                                         status=STATUS.get(exc.code, 500))
+            return render("error.html", STATUS.get(exc.code, 500), message=said, detail=exc.message,
+                          **_frame(request))
 
     return wrapped
 

@@ -19,6 +19,26 @@ EVENT_NAMES = {
     "SlaBreached": "超期", "SupervisionOpened": "督办", "SlaPolicyApplied": "时限政策调整",
     "SlaCalendarRevised": "日历修订", "PersonalDataErased": "个人信息删除",
 }
+# A refusal as the board says it: the error code, the field, and the rule broken (one place).
+ERROR_NAMES = {"invalid_input": "输入有误", "unauthorized": "未登录或密钥无效", "forbidden": "无权进行此操作",
+               "not_found": "未找到", "invalid_state": "案件当前状态不允许此操作", "conflict": "案件已被他人更新，请刷新后重试",
+               "idempotency_mismatch": "重复提交的内容不一致", "too_large": "内容过长", "calendar_unknown": "工作日历未覆盖该日期",
+               "unavailable": "系统暂时不可用，请稍后重试"}
+FIELD_NAMES = {"reason": "原因", "note": "说明", "department": "部门", "content": "内容", "csrf": "页面已过期",
+               "type": "操作", "outcome": "办结结果", "rating": "评价", "working_days": "延期天数"}
+_PROBLEMS = (("must not be empty", "不能为空"), ("is required", "必须填写"), ("is already the assigned department",
+             "已是当前承办单位"), ("longer than", "超过长度限制"), ("unknown value", "不在可选范围内"))
+
+
+def refusal(code: str, message: str, field: str | None) -> str:
+    """The Chinese sentence for a refusal of the command path (code, message, details.field)."""
+    head = ERROR_NAMES.get(code, "操作未完成")
+    problem = next((zh for en, zh in _PROBLEMS if en in message), "")
+    if field:
+        return f"{head}：{FIELD_NAMES.get(field, field)}{problem}"
+    return head
+
+
 # The step bar of a case page: each step and the event that reaches it (the first one).
 STEPS = (("受理", "AppealSubmitted"), ("派单", "AppealDispatched"), ("签收", "AppealAccepted"),
          ("答复", "AppealReplied"), ("办结", "AppealClosed"), ("评价", "FeedbackReceived"))

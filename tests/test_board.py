@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,13 @@ async def test_a_gatherings_account_and_an_enterprises_file_on_the_board(
         assert await e.page.locator("table.cases tbody tr").count() == 3
         assert "诉求 3 件" in await e.page.inner_text("#figures")
         assert e.errors == []
+
+
+@pytest.mark.parametrize(("late", "said"), [(timedelta(seconds=20), "超期 1 分钟"), (timedelta(minutes=25), "超期 25 分钟"),
+                                            (timedelta(hours=3), "超期 3.0 小时"), (timedelta(days=3), "超期 3.0 天"),
+                                            (-timedelta(minutes=5), "")])
+def test_how_late_a_case_is_never_reads_as_zero(late: timedelta, said: str) -> None:
+    from suqiu.board.views import _past
+
+    now = cst(2026, 7, 21, 15, 0)
+    assert _past(now - late, now) == said

@@ -92,7 +92,10 @@ def _past(due: datetime | None, now: datetime) -> str:
     """How far past its deadline a case is, in the words a supervisor reads."""
     if due is None or due > now:
         return ""
-    hours = (now - due).total_seconds() / 3600
+    minutes = (now - due).total_seconds() / 60
+    if minutes < 60:  # "超期 0.0 小时" read as on time
+        return f"超期 {max(1, round(minutes))} 分钟"
+    hours = minutes / 60
     return f"超期 {hours / 24:.1f} 天" if hours >= 48 else f"超期 {hours:.1f} 小时"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -92,6 +93,17 @@ async def test_the_board_for_a_dispatcher_a_department_and_an_auditor(
         # Playwright's polling of wait_for_function.
         await d.page.locator("#daily .main-svg").first.wait_for()  # Plotly drew
         await d.fits("overview")
+        # A sort survives the refresh that replaces the rows every 5 s.
+        await d.page.click("#departments th:has-text('在办')")  # the most open cases first
+        order = await d.page.locator("#departments tbody tr").evaluate_all("rs => rs.map(r => r.dataset.code)")
+        await d.page.locator("#departments tbody").evaluate("b => { b.dataset.old = '1'; }")
+        for _ in range(60):  # the refresh's new rows carry no mark (polled: the CSP forbids eval)
+            if await d.page.locator("#departments tbody[data-old]").count() == 0:
+                break
+            await asyncio.sleep(0.25)
+        assert await d.page.locator("#departments tbody[data-old]").count() == 0, "no refresh within 15 s"
+        assert await d.page.get_attribute("#departments th:has-text('在办')", "data-dir") == "desc"
+        assert await d.page.locator("#departments tbody tr").evaluate_all("rs => rs.map(r => r.dataset.code)") == order
         await d.page.click(f"#late a[href='/board/cases/{late}']")
         await d.page.wait_for_url(f"**/board/cases/{late}")
         # The step bar: 受理 and 派单 reached, with their times; 签收 not yet. Events named in Chinese.

@@ -20,18 +20,33 @@ function drawCharts(root) {
   });
 }
 
+// The sort chosen per table (id -> [column, "asc" | "desc"]): reapplied when a refresh replaces the rows.
+const sorts = new Map();
+
+function applySort(table, index, dir) {
+  const th = table.tHead.rows[0].cells[index];
+  table.querySelectorAll("th[data-dir]").forEach((other) => { if (other !== th) delete other.dataset.dir; });
+  th.dataset.dir = dir;
+  const sign = dir === "desc" ? -1 : 1;
+  const text = (tr) => tr.cells[index].textContent.trim();
+  const num = (tr) => { const v = parseFloat(text(tr)); return Number.isNaN(v) ? -Infinity : v; };
+  const body = table.tBodies[0];
+  Array.from(body.rows)
+    .sort((a, b) => sign * (th.dataset.sort === "num" ? num(a) - num(b) : text(a).localeCompare(text(b), "zh-CN")))
+    .forEach((r) => body.appendChild(r));
+}
+
 function sortable(root) {
-  root.querySelectorAll("table.sortable th[data-sort]").forEach((th, index) => {
-    th.addEventListener("click", () => {
-      const body = th.closest("table").tBodies[0];
-      const down = th.dataset.dir !== "desc";
-      th.dataset.dir = down ? "desc" : "asc";
-      const key = (tr) => tr.cells[index].textContent.trim();
-      const rows = Array.from(body.rows).sort((a, b) => th.dataset.sort === "num"
-        ? (Number(key(a)) - Number(key(b))) * (down ? -1 : 1)
-        : key(a).localeCompare(key(b), "zh-CN") * (down ? -1 : 1));
-      rows.forEach((r) => body.appendChild(r));
+  root.querySelectorAll("table.sortable").forEach((table) => {
+    table.querySelectorAll("th[data-sort]").forEach((th) => {
+      th.addEventListener("click", () => {
+        const dir = th.dataset.dir === "desc" ? "asc" : "desc";
+        sorts.set(table.id, [th.cellIndex, dir]);
+        applySort(table, th.cellIndex, dir);
+      });
     });
+    const kept = sorts.get(table.id);
+    if (kept) applySort(table, kept[0], kept[1]);
   });
 }
 

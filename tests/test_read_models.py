@@ -473,16 +473,17 @@ async def test_after_a_broker_loss_the_projector_skips_the_history_it_holds_and_
         await asyncio.gather(relay, return_exceptions=True)
     port = free_port()
     async with faust_worker(s.with_(metrics_port=port), runtime.clock) as app:
-        # New cases, enough to land on every partition: they are not held and must apply.
-        new = []
-        for _ in range(12):
+        # New cases until every partition has one (twelve missed one in 2% of runs): they are
+        # not held and must apply.
+        new: list[str] = []
+        while len(new) < 12 or {partition_for(c, s.partitions) for c in new} != set(range(s.partitions)):
             body = submission()
             new.append((await runtime.service.execute(CommandRequest(
                 "submit", body.pop("command_id"), Actor(SYSTEM, Role.INTAKE), body))).case_id)
         for case in new:
             await caught_up(s, case, timeout=60)
         heads = dict(query(s, 'SELECT partition, "offset" FROM relay_offsets WHERE topic = %s', s.events_topic))
-        assert sum(o + 1 for o in heads.values()) == 12_012  # the store again, and the new cases
+        assert sum(o + 1 for o in heads.values()) == 12_000 + len(new)  # the store again, and the new cases
         assert {partition_for(case, s.partitions) for case in new} == set(heads)
         checkpoint = 'SELECT partition, "offset" FROM projection_offsets WHERE topic = %s'
         assert dict(await eventually(lambda: query(s, checkpoint, s.events_topic),

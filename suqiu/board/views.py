@@ -48,19 +48,18 @@ from suqiu.http.common import (
     RUNTIME,
     STATUS,
     TEXT_MAX,
+    account_download,
+    readable_account,
     readable_case,
     readable_department,
     readable_enterprise_file,
 )
 from suqiu.projections import queries
-from suqiu.projections.account import XLSX, account, account_xlsx
-from suqiu.projections.report import display_name
 from suqiu.replay import history as audit
 from suqiu.replay.verify import ChainChecker
 from suqiu.schemas.codec import to_json_value
 from suqiu.service.commands import CommandRequest
 from suqiu.store import events as store
-from suqiu.store import gatherings as gatherings_store
 from suqiu.store.keys import digest
 
 log = structlog.get_logger(__name__)
@@ -388,21 +387,11 @@ async def act(request: web.Request) -> web.Response:
 @page
 async def gathering(request: web.Request) -> web.Response:
     """A gathering's account (交账单), as GET /v1/gatherings/{id}/account gives it; `.xlsx` the workbook."""
-    rt = request.app[RUNTIME]
-    access.check_gathering_read(request[PRINCIPAL])
-    gathering_id = inputs.identifier(request.match_info["gathering_id"], "gathering_id")
-    now = rt.clock.now()
-    async with rt.pool.connection() as conn:
-        found = await gatherings_store.get(conn, gathering_id)
-        if found is None:
-            raise DomainError("not_found", f"没有活动 {gathering_id}", gathering_id=gathering_id)
-        lines, summary = await account(conn, found, now)
+    found, lines, summary = await readable_account(request)
     if request.path.endswith(".xlsx"):
-        body = account_xlsx(found, lines, summary, lambda code: display_name(rt.context.departments, code), now)
-        return web.Response(body=body, content_type=XLSX, headers={
-            "Content-Disposition": f'attachment; filename="account-{found.gathering_id}.xlsx"'})
-    return render("gathering.html", g=found, lines=lines, summary=summary, names=rt.context.departments,
-                  **_frame(request))
+        return account_download(request, found, lines, summary)
+    return render("gathering.html", g=found, lines=lines, summary=summary,
+                  names=request.app[RUNTIME].context.departments, **_frame(request))
 
 
 @page

@@ -21,7 +21,6 @@ from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.gatherings import (
     MAX_APPEALS,
-    Gathering,
     parse_gathering,
     same_record,
 )
@@ -44,16 +43,19 @@ from suqiu.http.common import (
     Handler,
     Param,
     Route,
+    account_download,
     error_response,
+    gathering_of,
     json_response,
+    personal_for,
+    readable_account,
     readable_case,
     readable_department,
     readable_enterprise_file,
 )
 from suqiu.http.openapi import document
 from suqiu.projections import queries, report
-from suqiu.projections.account import XLSX, account, account_xlsx
-from suqiu.projections.report import display_name
+from suqiu.projections.account import XLSX
 from suqiu.schemas.codec import to_json_value
 from suqiu.service.commands import CommandRequest
 from suqiu.service.runtime import Runtime
@@ -267,8 +269,7 @@ async def command(request: web.Request) -> web.Response:
 async def get_case(request: web.Request) -> web.Response:
     case = await readable_case(request)
     rt = request.app[RUNTIME]
-    plain = access.sees_personal(case, request[PRINCIPAL], rt.context.departments)
-    personal = (await rt.personal.opened([case]))[case.case_id]
+    personal, plain = await personal_for(request, case)
     return json_response(case_view(case, rt.clock.now(), current(rt.context.departments, case.department),
                                    personal, plain))
 
@@ -301,8 +302,7 @@ async def history(request: web.Request) -> web.Response:
         rows = await store.read_history(conn, case_id)
     if not rows:
         raise DomainError("not_found", f"no case {case_id}", case_id=case_id)
-    plain = access.sees_personal(case, request[PRINCIPAL], rt.context.departments)
-    personal = (await rt.personal.opened([case]))[case_id]
+    personal, plain = await personal_for(request, case)
     out = []
     for row in rows:
         name, record = rt.codec.decode_event_record(row.data)
@@ -344,20 +344,10 @@ async def record_gathering(request: web.Request) -> web.Response:
     return json_response(found.as_dict())
 
 
-async def _gathering(request: web.Request) -> Gathering:
-    rt = request.app[RUNTIME]
-    gathering_id = inputs.identifier(request.match_info["gathering_id"], "gathering_id")
-    async with rt.pool.connection() as conn:
-        found = await gatherings_store.get(conn, gathering_id)
-    if found is None:
-        raise DomainError("not_found", f"no gathering {gathering_id}", gathering_id=gathering_id)
-    return found
-
-
 async def get_gathering(request: web.Request) -> web.Response:
     """A gathering, and each appeal raised there as the read models hold it now."""
     access.check_gathering_read(request[PRINCIPAL])
-    found = await _gathering(request)
+    found = await gathering_of(request)
     async with request.app[RUNTIME].pool.connection() as conn:
         cases = await gatherings_store.cases(conn, found.gathering_id)
     return json_response({**found.as_dict(), "appeals": to_json_value(cases), "counts": {
@@ -374,16 +364,9 @@ async def enterprise_file(request: web.Request) -> web.Response:
 async def gathering_account(request: web.Request) -> web.Response:
     """The account (交账单) the host sends back to the participants: each appeal with its
     department, 责任人, promised date, state, reply and marks, and the summary; JSON or xlsx."""
-    access.check_gathering_read(request[PRINCIPAL])
-    found = await _gathering(request)
-    rt = request.app[RUNTIME]
-    now = rt.clock.now()
-    async with rt.pool.connection() as conn:
-        lines, summary = await account(conn, found, now)
+    found, lines, summary = await readable_account(request)
     if request.path.endswith(".xlsx"):
-        body = account_xlsx(found, lines, summary, lambda code: display_name(rt.context.departments, code), now)
-        return web.Response(body=body, content_type=XLSX, headers={
-            "Content-Disposition": f"attachment; filename=\"account-{found.gathering_id}.xlsx\""})
+        return account_download(request, found, lines, summary)
     return json_response({**found.as_dict(), "summary": summary, "appeals": to_json_value(lines)})
 
 
@@ -391,7 +374,7 @@ async def submit_gathering_appeals(request: web.Request) -> web.Response:
     """Up to 500 appeals raised at one gathering, each on its own: created, a duplicate (by its
     command id or its source reference), or refused with its index and field; one bad item
     never fails the others."""
-    found = await _gathering(request)
+    found = await gathering_of(request)
     body = await read_json(request, GATHERING_BODY)
     unknown = sorted(set(body) - {"appeals"})
     if unknown:

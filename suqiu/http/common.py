@@ -12,10 +12,15 @@ from aiohttp import web
 
 from suqiu.domain import Case, DomainError, access, inputs
 from suqiu.domain.enterprises import file_figures
+from suqiu.domain.gatherings import Gathering
+from suqiu.domain.personal import Personal
 from suqiu.domain.refdata import Department
 from suqiu.projections import queries
+from suqiu.projections.account import XLSX, account, account_xlsx
+from suqiu.projections.report import display_name
 from suqiu.schemas.codec import to_json_text, to_json_value
 from suqiu.service.runtime import Runtime
+from suqiu.store import gatherings as gatherings_store
 from suqiu.store.access_log import AccessLog
 
 MAX_BODY = 256 * 1024
@@ -106,6 +111,44 @@ async def readable_enterprise_file(request: web.Request) -> dict[str, Any]:
             raise DomainError("not_found", f"no enterprise {uscc}", uscc=uscc)
         found = {"uscc": uscc, "name": "", **file_figures([]), "open": [], "gatherings": [], "appeals": []}
     return found
+
+
+async def gathering_of(request: web.Request) -> Gathering:
+    """The path's {gathering_id}, recorded."""
+    rt = request.app[RUNTIME]
+    gathering_id = inputs.identifier(request.match_info["gathering_id"], "gathering_id")
+    async with rt.pool.connection() as conn:
+        found = await gatherings_store.get(conn, gathering_id)
+    if found is None:
+        raise DomainError("not_found", f"no gathering {gathering_id}", gathering_id=gathering_id)
+    return found
+
+
+async def readable_account(request: web.Request) -> tuple[Gathering, list[dict[str, Any]], dict[str, int]]:
+    """The path's gathering with its account's lines and summary now, if this key may read it."""
+    access.check_gathering_read(request[PRINCIPAL])
+    found = await gathering_of(request)
+    rt = request.app[RUNTIME]
+    async with rt.pool.connection() as conn:
+        lines, summary = await account(conn, found, rt.clock.now())
+    return found, lines, summary
+
+
+def account_download(request: web.Request, found: Gathering, lines: list[dict[str, Any]],
+                     summary: dict[str, int]) -> web.Response:
+    """The account as an xlsx attachment (the API's and the board's download)."""
+    rt = request.app[RUNTIME]
+    body = account_xlsx(found, lines, summary, lambda code: display_name(rt.context.departments, code),
+                        rt.clock.now())
+    return web.Response(body=body, content_type=XLSX, headers={
+        "Content-Disposition": f'attachment; filename="account-{found.gathering_id}.xlsx"'})
+
+
+async def personal_for(request: web.Request, case: Case) -> tuple[Personal | None, bool]:
+    """`case`'s personal fields opened (None: erased) and whether this key reads them plain."""
+    rt = request.app[RUNTIME]
+    plain = access.sees_personal(case, request[PRINCIPAL], rt.context.departments)
+    return (await rt.personal.opened([case]))[case.case_id], plain
 
 
 def readable_department(request: web.Request) -> Department:

@@ -290,15 +290,11 @@ async def department(request: web.Request) -> web.Response:
         cases = await queries.list_cases(conn, now, department=code, open_only=True, order="next_due", limit=200)
     principal: Principal = request[PRINCIPAL]
     actions = [a for a in ACTIONS if access.may_issue(principal, a)]
-
-    def offer(status: str) -> list[str]:
-        return [a for a in actions if access.may_issue(principal, a, Status(status))]
-
     chart = {"x": [m["period"] for m in months], "assigned": [m["counts"]["assigned"] for m in months],
              "replied": [m["counts"]["replied"] for m in months],
              "on_time_rate": [m["on_time_rate"] for m in months]}
     return render("department.html", dept=dept, load=load, months=months, cases=cases, now=now, chart=chart,
-                  actions=actions, offer=offer, departments=_transfer_targets(rt.context.departments),
+                  actions=actions, offer=_offers(principal), departments=_transfer_targets(rt.context.departments),
                   **_frame(request))
 
 
@@ -318,8 +314,8 @@ async def case(request: web.Request) -> web.Response:
         shown = audit.case_json(audit.as_of(stored, at=at), at)
         later = to_json_value(at.astimezone(UTC))  # events recorded after it are greyed out
     principal: Principal = request[PRINCIPAL]
-    # Only what decide would allow in the case's state now, asked from the domain's rule table.
-    actions = [a for a in ACTIONS if access.may_issue(principal, a, current.status)]
+    offer = _offers(principal)
+    actions = offer(current.status)
     entries = [audit.entry(s) for s in stored]
     # The step bar: each step with the latest event that reached it (after a 重办, the new cycle's).
     reached = {x["event"]: x for x in entries}
@@ -327,11 +323,17 @@ async def case(request: web.Request) -> web.Response:
     template = "case_timeline.html" if request.query.get("part") == "timeline" else "case.html"
     file_link = current.enterprise is not None and access.may_read_enterprise_file(principal, current.enterprise.uscc)
     return render(template, case=current, entries=entries, report=report, at=at_text, shown=shown, steps=steps,
-                  offer=lambda status: actions,
+                  offer=offer,
                   later=later,
                   actions=actions, now=rt.clock.now(), names=rt.context.departments, file_link=file_link,
                   current_department=refdata.current(rt.context.departments, current.department),
                   departments=_transfer_targets(rt.context.departments), **_frame(request))
+
+
+def _offers(principal: Principal) -> Callable[[str], list[str]]:
+    """The board's actions `principal` may take on a case in a given state: only what decide
+    would allow now, asked from the domain's rule table."""
+    return lambda status: [a for a in ACTIONS if access.may_issue(principal, a, Status(status))]
 
 
 def _transfer_targets(departments: Mapping[str, Department]) -> list[Department]:

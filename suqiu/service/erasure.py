@@ -8,6 +8,7 @@ only what the first could not (a case not yet in the read models, a crash in bet
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,7 +21,6 @@ from suqiu.base.clock import Clock
 from suqiu.domain import DomainError
 from suqiu.domain.model import Actor, Role
 from suqiu.service.commands import CommandRequest, CommandResult, CommandService
-from suqiu.service.personal import erasure_body, erasure_command_id
 from suqiu.store import subjects
 from suqiu.store.subjects import KeyStore
 
@@ -28,6 +28,12 @@ log = structlog.get_logger(__name__)
 RETENTION = "retention"  # who asked, in the events, when retention erases
 BATCH = 1000  # subjects per round of a sweep or a bulk erasure
 LANES = 32  # record commands in flight at once: the group commit stores them together
+_COMMAND_IDS = uuid.UUID("5b1f4a8e-2d7c-4f0a-9c61-7e0d3b8a1f42")
+
+
+def erasure_command_id(subject: str, case_id: str) -> str:
+    """The same erasure on the same case is the same command, so a rerun records nothing twice."""
+    return str(uuid.uuid5(_COMMAND_IDS, f"{subject}/{case_id}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +70,13 @@ class Erasure:
         actor = Actor(self.system_id, Role.SYSTEM, None, by)
         found = await subjects.cases_of(self.pool, subject_ids)
         reqs = [CommandRequest("record_personal_erasure", erasure_command_id(subject, case_id), actor,
-                               erasure_body(subject, reason), case_id=case_id) for subject, case_id in found]
+                               {"subject": subject, "reason": reason}, case_id=case_id) for subject, case_id in found]
         lanes = [reqs[i::LANES] for i in range(min(LANES, len(reqs)))]
-        answers = dict(zip([r.case_id for lane in lanes for r in lane],
-                           [a for got in await asyncio.gather(*(self.service.run(lane) for lane in lanes))
-                            for a in got], strict=True))
-        recorded = sorted(c for c, a in answers.items() if c and isinstance(a, CommandResult))
-        refused = {c: a.message for c, a in answers.items() if c and isinstance(a, DomainError)}
+        answered = await asyncio.gather(*(self.service.run(lane) for lane in lanes))
+        answers = [(r.case_id or "", a) for lane, got in zip(lanes, answered, strict=True)
+                   for r, a in zip(lane, got, strict=True)]
+        recorded = sorted(c for c, a in answers if isinstance(a, CommandResult))
+        refused = {c: a.message for c, a in answers if isinstance(a, DomainError)}
         log.info("personal data erased", subjects=len(subject_ids), keys_deleted=len(deleted), cases=len(recorded),
                  refused=len(refused), by=by, subject=subject_ids[0] if len(subject_ids) == 1 else None)
         return Erased(list(subject_ids), deleted, recorded, refused)

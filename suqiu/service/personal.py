@@ -8,11 +8,9 @@ text is `suqiu.domain.access.sees_personal`; the keys are behind `suqiu.store.su
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import structlog
 
@@ -24,7 +22,6 @@ from suqiu.domain.personal import Personal, Sealed, pull_numbers
 from suqiu.store.subjects import KeyStore
 
 log = structlog.get_logger(__name__)
-_ERASURE_IDS = uuid.UUID("5b1f4a8e-2d7c-4f0a-9c61-7e0d3b8a1f42")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +91,3 @@ class PersonalData:
                       case_id=case.case_id, subject=case.subject)
             return None
 
-
-def erasure_command_id(subject: str, case_id: str) -> str:
-    """The same erasure on the same case is the same command, so a rerun records nothing twice."""
-    return str(uuid.uuid5(_ERASURE_IDS, f"{subject}/{case_id}"))
-
-
-def erasure_body(subject: str, reason: str) -> dict[str, Any]:
-    return {"subject": subject, "reason": reason}

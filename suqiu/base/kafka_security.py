@@ -132,7 +132,7 @@ class KafkaSecurity:
             return f"SUQIU_KAFKA_CA_FILE: the broker's certificate is not trusted ({text})"
         if any(isinstance(e, ssl.SSLError) for e in chain):
             return f"SUQIU_KAFKA_SECURITY_PROTOCOL={self.protocol}: the TLS handshake failed ({text})"
-        if "Authentication" in text or "SaslAuthentication" in text or "sasl" in text.lower():
+        if "authentication" in text.lower() or "sasl" in text.lower():
             return (f"SUQIU_KAFKA_USERNAME/SUQIU_KAFKA_PASSWORD: the broker refused {self.username!r} with "
                     f"{self.mechanism} ({text})")
         return f"SUQIU_KAFKA_BOOTSTRAP: cannot reach the broker with SUQIU_KAFKA_SECURITY_PROTOCOL={self.protocol} ({text})"

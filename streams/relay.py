@@ -21,7 +21,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from suqiu.base.config import Settings
-from suqiu.base.kafka_security import check_broker
 from suqiu.store.events import NOTIFY_CHANNEL
 from suqiu.store.probes import delete_by
 from suqiu.streams.catchup import HeldPrefix, held_seqs
@@ -284,8 +283,6 @@ class OutboxRelay:
 
 
 async def run_relay(settings: Settings) -> None:
-    assert settings.kafka_bootstrap
-    await check_broker(settings.kafka_bootstrap, settings.kafka_security)
     relay = OutboxRelay(settings)
     with contextlib.suppress(asyncio.CancelledError):
         await relay.run()

@@ -137,9 +137,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         return asyncio.run(serve(settings.require()))
     if args.command == "relay":
+        from suqiu.base.kafka_security import check_broker
         from suqiu.streams.relay import run_relay
 
-        asyncio.run(run_relay(settings.require()))
+        settings = settings.require()
+        assert settings.kafka_bootstrap
+        asyncio.run(check_broker(settings.kafka_bootstrap, settings.kafka_security))
+        asyncio.run(run_relay(settings))
         return 0
     if args.command == "migrate":
         return run_migrate(settings, seed=args.seed)

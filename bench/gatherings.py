@@ -20,8 +20,8 @@ from bench.common import BenchStack, pct, start_stack
 from bench.http import Client
 from suqiu.base import logs
 
-GATHERING = {"kind": "symposium", "held_on": "2026-07-20", "jurisdiction": "tj-binhai", "host": "滨海新区营商办",
-             "theme": "营商环境面对面", "participants": []}
+GATHERING = {"kind": "symposium", "date": "2026-07-20", "jurisdiction": "tj-binhai", "host": "滨海新区营商办",
+             "title": "营商环境面对面", "participants": []}
 
 
 async def calls(stack: BenchStack, n: int, items: int) -> tuple[list[float], int]:
@@ -32,9 +32,10 @@ async def calls(stack: BenchStack, n: int, items: int) -> tuple[list[float], int
     latencies, created = [], 0
     try:
         for _ in range(n):
-            gid = f"bench-{uuid.uuid4().hex[:10]}"
-            status, _ = await client.put(f"/v1/gatherings/{gid}", GATHERING, dispatcher)
+            status, recorded = await client.post("/v1/gatherings", {**GATHERING, "command_id": str(uuid.uuid4())},
+                                                 dispatcher)
             assert status == 201, status
+            gid = recorded["gathering_id"]
             body = {"appeals": [ingest.submission() for _ in range(items)]}
             t = time.perf_counter()
             status, answer = await client.post(f"/v1/gatherings/{gid}/appeals", body, intake)

@@ -51,9 +51,6 @@ class Client:
     async def post(self, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
         return await self._send("POST", path, orjson.dumps(body), headers)
 
-    async def put(self, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
-        return await self._send("PUT", path, orjson.dumps(body), headers)
-
     async def get(self, path: str, headers: dict[str, str]) -> tuple[int, Any]:
         return await self._send("GET", path, b"", headers)
 

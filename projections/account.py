@@ -33,7 +33,7 @@ async def account(conn: psycopg.AsyncConnection[Any], gathering: Gathering, now:
 
 def account_xlsx(gathering: Gathering, lines: Sequence[Mapping[str, Any]], summary: Mapping[str, int],
                  department_name: Callable[[str], str], now: datetime) -> bytes:
-    title = f"{gathering.held_on:%Y年%m月%d日} {KINDS[gathering.kind]}「{gathering.theme}」诉求办理交账单"
+    title = f"{gathering.held_on:%Y年%m月%d日} {KINDS[gathering.kind]}「{gathering.title}」诉求办理交账单"
     book = Workbook()
     book.properties.creator = gathering.host
     book.properties.title = title

@@ -216,10 +216,11 @@ async def test_the_board_for_a_dispatcher_a_department_and_an_auditor(
 
 async def test_a_gatherings_account_and_an_enterprises_file_on_the_board(
         topics: Settings, api: Api, clock: ManualClock, browser: Browser) -> None:
-    gid = "zth-board"
-    body = {"kind": "symposium", "held_on": "2026-07-20", "jurisdiction": "tj-binhai", "host": "滨海新区营商办",
-            "theme": "工程建设审批", "participants": []}
-    assert (await api.call("dispatcher", "PUT", f"/gatherings/{gid}", body))[0] == 201
+    body = {"command_id": "zth-board", "kind": "symposium", "date": "2026-07-20", "jurisdiction": "tj-binhai",
+            "host": "滨海新区营商办", "title": "工程建设审批", "participants": []}
+    status, recorded = await api.call("dispatcher", "POST", "/gatherings", body)
+    assert status in (200, 201), recorded
+    gid = recorded["gathering_id"]
     appeals = [submission(source_ref=f"ZTH-{i}", title=f"座谈会诉求{i}") for i in range(3)]
     created = (await api.call("intake", "POST", f"/gatherings/{gid}/appeals", {"appeals": appeals}))[1]["results"]
     cases = [r["case_id"] for r in created]

@@ -19,10 +19,16 @@ from tests.conftest import OTHER_USCC, Api, stored, submission
 from tests.support.kafka import faust_worker
 from tests.support.sla import caught_up
 
-SYMPOSIUM = {"kind": "symposium", "held_on": "2026-07-20", "jurisdiction": "tj-binhai", "host": "滨海新区营商办",
-             "theme": "营商环境面对面：工程建设审批", "participants": [
+SYMPOSIUM = {"kind": "symposium", "date": "2026-07-20", "jurisdiction": "tj-binhai", "host": "滨海新区营商办",
+             "title": "营商环境面对面：工程建设审批", "participants": [
                  {"uscc": "91110000600037341L", "name": "天津某某科技有限公司"},
                  {"uscc": OTHER_USCC, "name": "天津某某制造有限公司"}]}
+
+
+async def record_symposium(api: Api) -> str:
+    status, body = await api.call("dispatcher", "POST", "/gatherings", {**SYMPOSIUM, "command_id": str(uuid.uuid4())})
+    assert status == 201, body
+    return str(body["gathering_id"])
 
 
 def symposium_appeals(n: int) -> list[dict[str, Any]]:
@@ -30,28 +36,30 @@ def symposium_appeals(n: int) -> list[dict[str, Any]]:
 
 
 async def test_a_gathering_is_recorded_once_and_refusals_name_the_field(runtime: Runtime, api: Api) -> None:
-    gid = f"zth-{uuid.uuid4().hex[:8]}"
-    assert (await api.call("dispatcher", "PUT", f"/gatherings/{gid}", SYMPOSIUM))[0] == 201
-    status, again = await api.call("dispatcher", "PUT", f"/gatherings/{gid}", SYMPOSIUM)
-    assert status == 200 and again["kind_label"] == "座谈会" and len(again["participants"]) == 2
-    status, body = await api.call("dispatcher", "PUT", f"/gatherings/{gid}", {**SYMPOSIUM, "theme": "另一个主题"})
+    sent = {**SYMPOSIUM, "command_id": f"zth-{uuid.uuid4().hex[:8]}"}
+    status, first = await api.call("dispatcher", "POST", "/gatherings", sent)
+    gid = first["gathering_id"]
+    assert status == 201 and gid.startswith("g-")
+    status, again = await api.call("dispatcher", "POST", "/gatherings", sent)
+    assert status == 200 and again["gathering_id"] == gid and again["kind_label"] == "座谈会"
+    assert len(again["participants"]) == 2 and again["title"] == SYMPOSIUM["title"]
+    status, body = await api.call("dispatcher", "POST", "/gatherings", {**sent, "title": "另一个主题"})
     assert status == 409 and body["error"]["code"] == "idempotency_mismatch"
-    for wrong, field in (({"kind": "party"}, "kind"), ({"held_on": "2026-13-01"}, "held_on"),
+    for wrong, field in (({"kind": "party"}, "kind"), ({"date": "2026-13-01"}, "date"), ({"command_id": ""}, "command_id"),
                          ({"jurisdiction": "tj-nowhere"}, "jurisdiction"),
                          ({"participants": [{"uscc": "123", "name": "某公司"}]}, "participants[0].uscc"),
                          ({"extra": 1}, "extra")):
-        status, body = await api.call("dispatcher", "PUT", f"/gatherings/other-{uuid.uuid4().hex[:6]}",
-                                      {**SYMPOSIUM, **wrong})
+        status, body = await api.call("dispatcher", "POST", "/gatherings",
+                                      {**SYMPOSIUM, "command_id": f"other-{uuid.uuid4().hex[:6]}", **wrong})
         assert status == 400 and body["error"]["details"]["field"] == field, (wrong, body)
-    assert (await api.call("intake", "PUT", f"/gatherings/{gid}-x", SYMPOSIUM))[0] == 403
+    assert (await api.call("intake", "POST", "/gatherings", {**sent, "command_id": "by-intake"}))[0] == 403
     assert (await api.call("enterprise", "GET", f"/gatherings/{gid}"))[0] == 403
     assert (await api.call("dispatcher", "GET", "/gatherings/no-such"))[0] == 404
 
 
 async def test_a_symposium_of_37_appeals_with_3_malformed_stores_34_and_names_3(
         topics: Settings, runtime: Runtime, clock: ManualClock, api: Api) -> None:
-    gid = f"zth-{uuid.uuid4().hex[:8]}"
-    assert (await api.call("dispatcher", "PUT", f"/gatherings/{gid}", SYMPOSIUM))[0] == 201
+    gid = await record_symposium(api)
     appeals = symposium_appeals(37)
     del appeals[5]["title"]
     appeals[17]["category"] = "no-such-category"
@@ -97,7 +105,7 @@ async def test_a_symposium_of_37_appeals_with_3_malformed_stores_34_and_names_3(
         async with api.session.get(f"{api.base}/v1/gatherings/{gid}/account.xlsx",
                                    headers={"Authorization": f"Bearer {api.keys['dispatcher']}"}) as resp:
             workbook = await resp.read()
-    assert status == 200 and view["counts"]["appeals"] == 34 and view["theme"] == SYMPOSIUM["theme"]
+    assert status == 200 and view["counts"]["appeals"] == 34 and view["title"] == SYMPOSIUM["title"]
     assert {a["case_id"] for a in view["appeals"]} == set(created)
     history = (await api.call("dispatcher", "GET", f"/appeals/{done}/history"))[1]["events"]
     assert history[0]["data"]["gathering"] == gid

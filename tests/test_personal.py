@@ -83,7 +83,7 @@ async def test_personal_fields_are_sealed_shown_by_role_and_erased(
         auditor = views["auditor"]
         assert auditor["enterprise"] | {"uscc": None, "name": None} == {
             "uscc": None, "name": None, "contact_name": "张**", "contact_phone": "139****5678"}
-        assert "subject" not in auditor and "sealed" not in auditor
+        assert "contact_subject" not in auditor["enterprise"] and "subject" not in auditor and "sealed" not in auditor
         events = (await api.call("auditor", "GET", f"/appeals/{first}/history"))[1]["events"]
         assert events[0]["data"]["content"].startswith("请回电138****5678，或联系法人（身份证110105********002X）")
         events = (await api.call("bh-market", "GET", f"/appeals/{first}/history"))[1]["events"]
@@ -94,8 +94,8 @@ async def test_personal_fields_are_sealed_shown_by_role_and_erased(
         assert after["enterprise"]["contact_phone"] == "139****5678"
         assert (await api.call("bh-hrss", "GET", f"/appeals/{first}"))[1]["enterprise"]["contact_phone"] == PHONE
         # The same contact is one subject; the store, the read models and the outbox hold no plain value.
-        subject = views["admin"]["subject"]
-        assert (await api.call("admin", "GET", f"/appeals/{second}"))[1]["subject"] == subject
+        subject = views["admin"]["enterprise"]["contact_subject"]
+        assert (await api.call("admin", "GET", f"/appeals/{second}"))[1]["enterprise"]["contact_subject"] == subject
         assert plaintext_rows(s) == {}
 
         # Erasure: admins only, a subject that exists, a reason; refusals store nothing.
@@ -137,7 +137,7 @@ async def test_personal_fields_are_sealed_shown_by_role_and_erased(
                  subject) == [(None, None, "PIPL 第47条 删除申请 2026-001")]
     # Under another master key (a lost key file replaced), the other contact's key does not open:
     # the reader gets nothing, never an error page.
-    other_subject = (await api.call("admin", "GET", f"/appeals/{other}"))[1]["subject"]
+    other_subject = (await api.call("admin", "GET", f"/appeals/{other}"))[1]["enterprise"]["contact_subject"]
     assert await PgKeyStore(runtime.pool, MasterKey(bytes(32))).keys([other_subject]) == {}
     assert await runtime.subjects.keys([other_subject]) != {}
 

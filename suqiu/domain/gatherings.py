@@ -4,6 +4,7 @@ participants the host owes an account (交账). Their vocabulary and the rules o
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -17,7 +18,8 @@ from suqiu.domain.uscc import uscc_problem
 KINDS = {"symposium": "座谈会", "visit": "上门问需", "leader_visit": "领导走访", "service_round": "双万双服"}
 MAX_APPEALS = 500  # appeals submitted in one call
 MAX_PARTICIPANTS = 1000
-FIELDS = frozenset({"kind", "held_on", "jurisdiction", "theme", "participants", "host"})
+_IDS = uuid.UUID("5d1c2a6e-8f0b-4c47-9a43-2b6f1e0c9d71")  # namespace of gathering ids
+FIELDS = frozenset({"command_id", "kind", "date", "jurisdiction", "title", "participants", "host"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,28 +36,35 @@ class Gathering:
     kind: str
     held_on: date
     jurisdiction: str
-    theme: str
+    title: str
     host: str
     participants: tuple[Participant, ...]
 
     def as_dict(self) -> dict[str, Any]:
         return {"gathering_id": self.gathering_id, "kind": self.kind, "kind_label": KINDS[self.kind],
-                "held_on": self.held_on.isoformat(), "jurisdiction": self.jurisdiction, "theme": self.theme,
+                "date": self.held_on.isoformat(), "jurisdiction": self.jurisdiction, "title": self.title,
                 "host": self.host, "participants": [{"uscc": p.uscc, "name": p.name} for p in self.participants]}
 
 
-def parse_gathering(gathering_id: str, body: Mapping[str, Any], jurisdictions: Sequence[str]) -> Gathering:
+def gathering_id_of(command_id: str) -> str:
+    """The id a gathering gets from the command that records it: the same command id sent again
+    names the same gathering, so a retried POST never records it twice."""
+    return "g-" + uuid.uuid5(_IDS, command_id).hex
+
+
+def parse_gathering(body: Mapping[str, Any], jurisdictions: Sequence[str]) -> Gathering:
     """A gathering from its JSON body, or the error naming the first field that is wrong."""
     unknown = sorted(set(body) - FIELDS)
     if unknown:
         raise invalid(unknown[0], "unknown field", allowed=sorted(FIELDS))
+    gathering_id = gathering_id_of(inputs.identifier(body.get("command_id"), "command_id"))
     kind = inputs.text(body.get("kind"), "kind", 32)
     if kind not in KINDS:
         raise invalid("kind", f"unknown kind {kind!r}", allowed=sorted(KINDS))
     try:
-        held_on = date.fromisoformat(inputs.text(body.get("held_on"), "held_on", 10))
+        held_on = date.fromisoformat(inputs.text(body.get("date"), "date", 10))
     except ValueError:
-        raise invalid("held_on", "is not an ISO date (2026-12-07)") from None
+        raise invalid("date", "is not an ISO date (2026-12-07)") from None
     jurisdiction = inputs.identifier(body.get("jurisdiction"), "jurisdiction")
     if jurisdiction not in jurisdictions:
         raise invalid("jurisdiction", f"unknown jurisdiction {jurisdiction!r}")
@@ -73,16 +82,16 @@ def parse_gathering(gathering_id: str, body: Mapping[str, Any], jurisdictions: S
         if problem:
             raise invalid(f"participants[{i}].uscc", problem, value=uscc)
         participants.append(Participant(uscc, inputs.text(p.get("name"), f"participants[{i}].name", 200)))
-    return Gathering(inputs.identifier(gathering_id, "gathering_id"), kind, held_on, jurisdiction,
-                     inputs.text(body.get("theme"), "theme", 200), inputs.text(body.get("host"), "host", 200),
+    return Gathering(gathering_id, kind, held_on, jurisdiction,
+                     inputs.text(body.get("title"), "title", 200), inputs.text(body.get("host"), "host", 200),
                      tuple(participants))
 
 
 def same_record(stored: Gathering, sent: Gathering) -> None:
     """A gathering is recorded once: the same body again is a repeat, another one a conflict."""
     if stored != sent:
-        raise DomainError("idempotency_mismatch", f"gathering {sent.gathering_id} is recorded with other details",
-                          field="gathering_id", rule="a gathering id names one gathering")
+        raise DomainError("idempotency_mismatch", f"command id recorded gathering {sent.gathering_id} with other details",
+                          field="command_id", rule="a command id records one gathering")
 
 
 ANSWERED = frozenset({"replied", "closed"})

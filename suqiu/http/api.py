@@ -279,11 +279,11 @@ def case_view(case: Case, now: datetime, current_department: str | None, persona
     """The case now; `department` held it last, `current_department` answers for it today (合并).
     Its personal fields are plain for a reader entitled to them, else masked (personal None: erased)."""
     view = dataclasses.asdict(case)
-    del view["sealed"]
-    if not plain:
-        del view["subject"]  # it links a contact's cases: for those who may see the contact
+    del view["sealed"], view["subject"]
     if case.enterprise is not None:
         view["enterprise"] = shown_enterprise(case.enterprise.uscc, case.enterprise.name, personal, plain)
+        if plain:  # the subject id links a contact's cases: for those who may see the contact
+            view["enterprise"]["contact_subject"] = case.subject
     view["title"] = shown_text(case.title, personal, plain)
     view["current_department"] = current_department
     view["status"] = case.status.value
@@ -329,11 +329,11 @@ GATHERING_BODY = 8 * 1024 * 1024  # 500 appeals of a gathering in one call; ever
 
 
 async def record_gathering(request: web.Request) -> web.Response:
-    """Record a gathering (座谈会, 走访) once; the same body again answers 200."""
+    """Record a gathering (座谈会, 走访) once; the same command id and body again answers 200."""
     principal = request[PRINCIPAL]
     access.check_gathering_record(principal)
     rt = request.app[RUNTIME]
-    found = parse_gathering(request.match_info["gathering_id"], await read_json(request), list(rt.context.jurisdictions))
+    found = parse_gathering(await read_json(request), list(rt.context.jurisdictions))
     async with rt.pool.connection() as conn:
         if await gatherings_store.record(conn, found, f"{principal.actor.role.value}:{request.get(KEY_PREFIX)}",
                                          rt.clock.now()):
@@ -752,7 +752,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/enterprises/{uscc}", enterprise_file,
           "The enterprise's file (企业服务档案): its appeals, open ones, 问题解决率 and 满意率",
           "the enterprise itself, dispatcher, admin, auditor"),
-    Route("PUT", "/v1/gatherings/{gathering_id}", record_gathering,
+    Route("POST", "/v1/gatherings", record_gathering,
           "Record a gathering (座谈会, 上门问需, 领导走访, 双万双服) once", "dispatcher, admin", body="Gathering",
           success=201),
     Route("GET", "/v1/gatherings/{gathering_id}", get_gathering,

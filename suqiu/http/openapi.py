@@ -106,14 +106,16 @@ ERASURE = {"type": "object", "required": ["reason"], "additionalProperties": Fal
                                      "description": "why, e.g. the request's reference (PIPL art. 47)"}}}
 
 
-# PUT /v1/gatherings/{gathering_id} and its appeals (suqiu.domain.gatherings)
+# POST /v1/gatherings and its appeals (suqiu.domain.gatherings)
 GATHERING = {
-    "type": "object", "required": ["kind", "held_on", "jurisdiction", "theme", "host"], "additionalProperties": False,
+    "type": "object", "required": ["command_id", "kind", "date", "jurisdiction", "title", "host"], "additionalProperties": False,
     "properties": {
+        "command_id": {"type": "string", "minLength": 1, "maxLength": inputs.ID_MAX,
+                       "description": "names the gathering: the same command id again answers 200 with it"},
         "kind": {"type": "string", "enum": sorted(KINDS)},
-        "held_on": {"type": "string", "format": "date"},
+        "date": {"type": "string", "format": "date"},
         "jurisdiction": {"type": "string", "minLength": 1, "maxLength": inputs.ID_MAX},
-        "theme": {"type": "string", "minLength": 1, "maxLength": 200},
+        "title": {"type": "string", "minLength": 1, "maxLength": 200, "description": "the theme, e.g. 营商环境面对面"},
         "host": {"type": "string", "minLength": 1, "maxLength": 200, "description": "the host, e.g. 区营商办"},
         "participants": {"type": "array", "maxItems": MAX_PARTICIPANTS, "items": {
             "type": "object", "required": ["uscc", "name"], "additionalProperties": False,

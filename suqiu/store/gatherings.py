@@ -26,7 +26,7 @@ _CASES = ("SELECT v.case_id, v.source_ref, v.title, v.enterprise_uscc, v.enterpr
 
 async def record(conn: psycopg.AsyncConnection[Any], g: Gathering, by: str, now: datetime) -> bool:
     """Store `g` unless its id is taken; True when stored now."""
-    cur = await conn.execute(_INSERT, (g.gathering_id, g.kind, g.held_on, g.jurisdiction, g.theme, g.host,
+    cur = await conn.execute(_INSERT, (g.gathering_id, g.kind, g.held_on, g.jurisdiction, g.title, g.host,
                                        json.dumps([{"uscc": p.uscc, "name": p.name} for p in g.participants],
                                                   ensure_ascii=False), by, now))
     return await cur.fetchone() is not None

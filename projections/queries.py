@@ -14,6 +14,7 @@ from suqiu.domain.enterprises import file_figures
 from suqiu.domain.model import OPEN
 from suqiu.domain.periods import ALL_TIME, Grain, Period
 from suqiu.domain.refdata import Member
+from suqiu.domain.routing import Outcome
 from suqiu.projections import rows
 from suqiu.projections.handling import percentiles
 
@@ -308,6 +309,25 @@ async def categories(conn: psycopg.AsyncConnection[Any], jurisdictions: Collecti
         "FROM case_view WHERE jurisdiction = ANY(%s) AND submitted_at >= %s AND submitted_at < %s GROUP BY 1",
         (now, list(jurisdictions), start, end))
     return {r[0]: {"submitted": int(r[1]), "closed": int(r[2]), "overdue": int(r[3])} for r in await cur.fetchall()}
+
+
+# Each suggestion with the first dispatch after it and the department holding the case once replied.
+_ROUTING_OUTCOMES = (
+    "SELECT to_char(s.occurred_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM'), "
+    "ARRAY(SELECT d->>'code' FROM jsonb_array_elements(s.data->'departments') d), "
+    "(SELECT t.data->>'department' FROM case_timeline t WHERE t.case_id = s.case_id AND t.seq > s.seq "
+    " AND t.event_type = 'AppealDispatched' ORDER BY t.seq LIMIT 1), "
+    "CASE WHEN v.state->>'replied_at' IS NOT NULL THEN v.department END "
+    "FROM case_timeline s JOIN case_view v ON v.case_id = s.case_id WHERE s.event_type = 'RoutingSuggested' "
+    "AND (%(start)s::timestamptz IS NULL OR s.occurred_at >= %(start)s) "
+    "AND (%(end)s::timestamptz IS NULL OR s.occurred_at < %(end)s)")
+
+
+async def routing_outcomes(conn: psycopg.AsyncConnection[Any], period: Period) -> list[Outcome]:
+    """What became of each routing suggestion made in `period` (智能分拨的效果)."""
+    start, end = period.instants()
+    cur = await conn.execute(_ROUTING_OUTCOMES, {"start": start, "end": end})
+    return [Outcome(r[0], tuple(r[1]), r[2], r[3]) for r in await cur.fetchall()]
 
 
 async def open_counts(conn: psycopg.AsyncConnection[Any], now: datetime,

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from suqiu.domain.model import Case, Enterprise, ProvisionalDeadline, Status, field_names
+from suqiu.domain.routing import Duplicate, Routing, Scored
 
 _INSTANTS = frozenset(n for n in field_names(Case) if n.endswith(("_at", "_due")))
 
@@ -40,6 +41,10 @@ def load_case(text: str) -> Case:
             value = bytes.fromhex(value)
         elif name == "sla_marks":
             value = frozenset(tuple(m) for m in value)
+        elif name == "routing" and value is not None:
+            value = Routing(value["model"], tuple(Scored(**s) for s in value["categories"]),
+                            tuple(Scored(**s) for s in value["departments"]),
+                            tuple(Duplicate(**d) for d in value["duplicates"]))
         elif name == "provisional":
             value = tuple(ProvisionalDeadline(d["clock"], date.fromisoformat(d["since"]),
                                               datetime.fromisoformat(d["anchor"])) for d in value)

@@ -192,8 +192,10 @@ class Codec:
         for f in instants:
             if record[f] is not None:
                 record[f] = EPOCH + timedelta(milliseconds=record[f])
-        for f, kind in records:
-            if record[f] is not None:
+        for f, kind, many in records:
+            if many:
+                record[f] = [kind(**r) for r in record[f]]
+            elif record[f] is not None:
                 record[f] = kind(**record[f])
         a = env["actor"]
         who = (a["system"], a["role"], a["department"], a["person"])
@@ -288,13 +290,15 @@ class Codec:
         return writer, record
 
 
-def _records_in(payload: type[Any]) -> tuple[tuple[str, type[Any]], ...]:
-    """The payload's fields whose type is a record (a dataclass), optional or not."""
-    found: list[tuple[str, type[Any]]] = []
+def _records_in(payload: type[Any]) -> tuple[tuple[str, type[Any], bool], ...]:
+    """The payload's fields whose type is a record (a dataclass), optional or not, or a list of
+    records: (field, record class, whether a list)."""
+    found: list[tuple[str, type[Any], bool]] = []
     for name, hint in typing.get_type_hints(payload).items():
+        many = typing.get_origin(hint) is list
         kinds = [k for k in (hint, *typing.get_args(hint)) if isinstance(k, type) and dataclasses.is_dataclass(k)]
         if kinds:
-            found.append((name, kinds[0]))
+            found.append((name, kinds[0], many))
     return tuple(found)
 
 

@@ -10,6 +10,7 @@ included, stays with fastavro, and tests/test_schemas.py holds the two writers b
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -63,7 +64,7 @@ def event_writer(schema: dict[str, Any]) -> EventWriter:
         _value(src, "    ", f["type"], f"p.{f['name']}", named, f"{schema['name']}.{f['name']}")
     src.add("    ", "return bytes(o)")
     code = "def write(ev):\n" + "\n".join(src.lines) + "\n"
-    scope: dict[str, Any] = {"EPOCH": EPOCH, "MS": MILLISECOND}
+    scope: dict[str, Any] = {"EPOCH": EPOCH, "MS": MILLISECOND, "DOUBLE": struct.Struct("<d").pack}
     exec(compile(code, f"<avro writer {schema['name']}>", "exec"), scope)
     writer: EventWriter = scope["write"]
     return writer
@@ -103,6 +104,8 @@ def _value(src: _Source, indent: str, schema: Any, expr: str, named: dict[str, A
         src.long(indent, f"(({expr}) - EPOCH) // MS")
     elif kind in ("int", "long") and logical is None:
         src.long(indent, expr)
+    elif kind == "double":
+        src.add(indent, f"o += DOUBLE({expr})")
     elif kind == "boolean":
         src.add(indent, f"a(1 if {expr} else 0)")
     elif kind == "array":

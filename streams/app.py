@@ -65,6 +65,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         _jurisdiction_feeds(w)
     if settings.federation:
         _federation(w)
+    _routing(w)
     _sla_timers(w)
     _sla_policy(w)
     _retention(w)
@@ -187,6 +188,18 @@ def _federation(w: Worker) -> None:
                 await w.send(out)
 
         await Batcher(stream, forward, size=500, within=0.05).run()
+
+
+def _routing(w: Worker) -> None:
+    @w.app.agent(w.events, name="routing")
+    async def routing(stream: faust.StreamT[bytes]) -> None:
+        await w.rt.ready.wait()
+        router = w.rt.runtime.router
+
+        async def suggest(batch: list[EventT[Any]]) -> None:
+            await router.handle(ev.value for ev in batch)
+
+        await Batcher(stream, suggest, size=200, within=0.05).run()
 
 
 def _sla_timers(w: Worker) -> None:

@@ -54,6 +54,7 @@ class MasterKey:
             raise ValueError(f"a master key is {KEY_SIZE} bytes, not {len(key)}")
         self._key = key
         self._lookup = hmac.new(key, b"suqiu contact lookup v1", hashlib.sha256).digest()
+        self._signing = hmac.new(key, b"suqiu stored artefact v1", hashlib.sha256).digest()
 
     @classmethod
     def from_file(cls, path: Path) -> MasterKey:
@@ -81,3 +82,11 @@ class MasterKey:
     def lookup(self, *parts: str) -> bytes:
         """A keyed digest that finds a contact's subject again without storing the contact."""
         return hmac.new(self._lookup, "\x1f".join(parts).encode(), hashlib.sha256).digest()
+
+    def signature(self, data: bytes) -> bytes:
+        """A keyed digest of something the deployment stored (a routing model): whoever can write
+        the database but has not the master key cannot make a changed copy pass `verified`."""
+        return hmac.new(self._signing, data, hashlib.sha256).digest()
+
+    def verified(self, data: bytes, signature: bytes) -> bool:
+        return hmac.compare_digest(self.signature(data), signature)

@@ -82,9 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     reads.add_argument("--to", dest="end", type=instant_arg, help="before this instant")
     reads.add_argument("--limit", type=int, default=200)
     add_parser(sub)
+    from suqiu.cli.classify import add_parser as add_classify
     from suqiu.cli.pii import add_parser as add_pii
 
     add_pii(sub)
+    add_classify(sub)
     return parser
 
 
@@ -169,6 +171,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from suqiu.cli.pii import run_pii
 
         return run_pii(settings, args)
+    if args.command == "classify":
+        from suqiu.cli.classify import run_classify
+
+        return run_classify(settings, args)
     return 2
 
 

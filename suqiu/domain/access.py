@@ -84,6 +84,8 @@ RULES: dict[str, Rule] = {
     "revise_sla_calendar": Rule(frozenset({Role.SYSTEM}), OPEN, "a calendar revision re-plans only open clocks"),
     "record_personal_erasure": Rule(frozenset({Role.SYSTEM}), frozenset(Status) - {S.NEW},
                                     "an erasure is recorded on any case of its subject", internal=True),
+    "record_routing_suggestion": Rule(frozenset({Role.SYSTEM}), frozenset({S.SUBMITTED}),
+                                      "a suggestion only before the first dispatch", internal=True),
 }
 
 
@@ -220,6 +222,12 @@ def sees_personal(case: Case, principal: Principal, departments: Mapping[str, De
     if actor.role is Role.ENTERPRISE:
         return case.enterprise is not None and case.enterprise.uscc in principal.usccs
     return actor.role is Role.DEPARTMENT and case.department in answers_for(principal, departments)
+
+
+def sees_routing(principal: Principal) -> bool:
+    """Whether `principal` reads a case's routing suggestion (智能分拨): an internal working note,
+    naming other enterprises' cases as duplicates, so not for the enterprise or an intake system."""
+    return principal.actor.role not in (Role.ENTERPRISE, Role.INTAKE)
 
 
 def check_erasure(principal: Principal) -> None:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 from suqiu.domain import inputs
 from suqiu.domain.errors import invalid
 from suqiu.domain.model import Actor, Enterprise
+from suqiu.domain.routing import Duplicate, Scored
 
 if typing.TYPE_CHECKING:
     from suqiu.domain.access import Principal
@@ -258,6 +259,18 @@ class RecordPersonalErasure(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordRoutingSuggestion(Command):
+    """智能分拨建议, recorded by the routing agent (suqiu.service.routing) as the system actor: the
+    model's best categories and departments, and the open cases that look like the same problem."""
+
+    type: ClassVar[str] = "record_routing_suggestion"
+    model: str = _text(64)
+    categories: tuple[Scored, ...] = ()
+    departments: tuple[Scored, ...] = ()
+    duplicates: tuple[Duplicate, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordSlaWarning(Command):
     """临期预警, issued by the SLA timers."""
 
@@ -312,10 +325,13 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         RequestExtension, GrantExtension, DenyExtension, Escalate, RecordUpperLevelReply,
         Reply, Close, Feedback, Reopen, Urge, Withdraw, RecordSlaWarning, RecordSlaBreach,
         OpenSupervision, ApplySlaPolicy, ReviseSlaCalendar, ImportCase, RecordPersonalErasure,
+        RecordRoutingSuggestion,
     )
 }
-# What a key may send on a case; an erasure is recorded by the erasure itself (suqiu.service.erasure).
-LIFECYCLE_TYPES = frozenset(COMMAND_TYPES) - {"submit", "import_case", "record_personal_erasure"}
+# What a key may send on a case; an erasure is recorded by the erasure itself (suqiu.service.erasure),
+# a suggestion by the routing agent (suqiu.service.routing).
+INTERNAL_TYPES = frozenset({"record_personal_erasure", "record_routing_suggestion"})
+LIFECYCLE_TYPES = frozenset(COMMAND_TYPES) - {"submit", "import_case"} - INTERNAL_TYPES
 
 
 def parse_command(type_name: str, body: typing.Mapping[str, Any]) -> Command:
@@ -392,6 +408,12 @@ def _coerce(hint: Any, raw: Any, path: str, meta: typing.Mapping[str, Any]) -> A
         return inputs.integer(raw, path)
     if hint is datetime:
         return inputs.instant(raw, path)
+    if hint is float:
+        return inputs.fraction(raw, path)
+    if get_origin(hint) is tuple and get_args(hint)[0] in (Scored, Duplicate):
+        if not isinstance(raw, list | tuple) or len(raw) > 10:
+            raise invalid(path, "must be a list of at most 10 objects")
+        return tuple(_build(get_args(hint)[0], x, prefix=f"{path}[{i}].") for i, x in enumerate(raw))
     if get_origin(hint) is tuple:
         if not isinstance(raw, list | tuple):
             raise invalid(path, "must be a list of non-empty strings")

@@ -322,6 +322,15 @@ def _record_personal_erasure(case: Case, cmd: c.RecordPersonalErasure, meta: c.C
     return [] if case.personal_erased else [e.PersonalDataErased(subject=cmd.subject, reason=cmd.reason)]
 
 
+def _record_routing_suggestion(case: Case, cmd: c.RecordRoutingSuggestion, meta: c.CommandMeta,
+                               ctx: Context) -> list[e.EventPayload]:
+    """智能分拨建议: one per case; a redelivered appeal is scored again and changes nothing."""
+    if case.routing is not None:
+        return []
+    return [e.RoutingSuggested(model=cmd.model, categories=list(cmd.categories), departments=list(cmd.departments),
+                               duplicates=list(cmd.duplicates))]
+
+
 def _sla_mark(kind: str) -> Callable[[Case, Any, c.CommandMeta, Context], list[e.EventPayload]]:
     def handler(case: Case, cmd: Any, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
         _check_vocab("clock", cmd.clock)
@@ -454,5 +463,5 @@ _HANDLERS: dict[type[c.Command], Callable[[Case, Any, c.CommandMeta, Context], S
     c.Withdraw: _withdraw, c.RecordSlaWarning: _sla_mark("warning"),
     c.RecordSlaBreach: _sla_mark("breach"), c.OpenSupervision: _sla_mark("supervision"),
     c.ApplySlaPolicy: _apply_sla_policy, c.ReviseSlaCalendar: _revise_sla_calendar,
-    c.RecordPersonalErasure: _record_personal_erasure,
+    c.RecordPersonalErasure: _record_personal_erasure, c.RecordRoutingSuggestion: _record_routing_suggestion,
 }

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from suqiu.domain.model import Actor, Enterprise
+from suqiu.domain.routing import Duplicate, Scored
 
 SCHEMA_VERSION = 1
 
@@ -282,6 +283,17 @@ class PersonalDataErased(EventPayload):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class RoutingSuggested(EventPayload):
+    """智能分拨建议: what the model proposed before dispatch, so an auditor can later compare it with
+    what the dispatcher did (suqiu.domain.routing)."""
+
+    model: str
+    categories: list[Scored]
+    departments: list[Scored]
+    duplicates: list[Duplicate]
+
+
 EVENT_TYPES: dict[str, type[EventPayload]] = {
     c.__name__: c
     for c in (
@@ -289,6 +301,6 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         MaterialsRequested, MaterialsSupplied, ExtensionRequested, ExtensionGranted,
         ExtensionDenied, AppealEscalated, UpperLevelReplied, AppealReplied, AppealClosed,
         FeedbackReceived, AppealReopened, Urged, SlaWarning, SlaBreached, SupervisionOpened,
-        SlaPolicyApplied, SlaCalendarRevised, PersonalDataErased,
+        SlaPolicyApplied, SlaCalendarRevised, PersonalDataErased, RoutingSuggested,
     )
 }

@@ -10,6 +10,7 @@ from typing import Any
 from suqiu.domain import events as e
 from suqiu.domain.clocks import Clock, deadlines_in, kept_clocks
 from suqiu.domain.model import Case, ProvisionalDeadline, Status, field_names
+from suqiu.domain.routing import Routing
 
 _CASE_FIELDS = field_names(Case)
 _CASE_VALUES = operator.attrgetter(*_CASE_FIELDS)
@@ -100,6 +101,8 @@ def _changes(case: Case, event: e.Event) -> dict[str, Any]:
             return _moved(case, p)
         case e.PersonalDataErased():
             return dict(personal_erased=True)
+        case e.RoutingSuggested():
+            return dict(routing=Routing(p.model, tuple(p.categories), tuple(p.departments), tuple(p.duplicates)))
     raise TypeError(f"unknown event payload {type(p).__name__}")
 
 

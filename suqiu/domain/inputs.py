@@ -87,6 +87,13 @@ def integer(value: Any, path: str, low: int = -INT64, high: int = INT64 - 1) -> 
     return value
 
 
+def fraction(value: Any, path: str) -> float:
+    """A share or a score between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise invalid(path, "must be a number from 0 to 1")
+    return float(value)
+
+
 def expected_seq(value: Any) -> int | None:
     """The optimistic-concurrency guard: the case's seq the client saw, if it sends one."""
     return None if value is None else integer(value, "expected_seq", 1, EXPECTED_SEQ_MAX)

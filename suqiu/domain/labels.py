@@ -17,7 +17,7 @@ EVENT_NAMES = {
     "AppealEscalated": "上报", "UpperLevelReplied": "上级答复", "AppealReplied": "答复", "AppealClosed": "办结",
     "FeedbackReceived": "评价", "AppealReopened": "重办", "Urged": "催办", "SlaWarning": "临期预警",
     "SlaBreached": "超期", "SupervisionOpened": "督办", "SlaPolicyApplied": "时限政策调整",
-    "SlaCalendarRevised": "日历修订", "PersonalDataErased": "个人信息删除",
+    "SlaCalendarRevised": "日历修订", "PersonalDataErased": "个人信息删除", "RoutingSuggested": "智能分拨建议",
 }
 # A refusal as the board says it: the error code, the field, and the rule broken (one place).
 ERROR_NAMES = {"invalid_input": "输入有误", "unauthorized": "未登录或密钥无效", "forbidden": "无权进行此操作",

@@ -6,7 +6,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from suqiu.domain.routing import Routing
 
 
 class Role(StrEnum):
@@ -129,6 +132,7 @@ class Case:
     personal_erased: bool = False
     gathering: str | None = None  # where it was raised (座谈会, 走访), when it was
     responsible: str | None = None  # 责任人 in the department that holds it, when one was named
+    routing: Routing | None = None  # 智能分拨: what the model suggested before the first dispatch
 
     @property
     def is_open(self) -> bool:

@@ -17,7 +17,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from suqiu.base.metrics import CONTENT_TYPE
 from suqiu.board.views import add_routes
-from suqiu.domain import Case, DomainError, access, inputs
+from suqiu.domain import Case, DomainError, access, inputs, routing
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.gatherings import (
     MAX_APPEALS,
@@ -270,8 +270,10 @@ async def get_case(request: web.Request) -> web.Response:
     case = await readable_case(request)
     rt = request.app[RUNTIME]
     personal, plain = await personal_for(request, case)
-    return json_response(case_view(case, rt.clock.now(), current(rt.context.departments, case.department),
-                                   personal, plain))
+    view = case_view(case, rt.clock.now(), current(rt.context.departments, case.department), personal, plain)
+    if not access.sees_routing(request[PRINCIPAL]):
+        del view["routing"]
+    return json_response(view)
 
 
 def case_view(case: Case, now: datetime, current_department: str | None, personal: Personal | None,
@@ -595,6 +597,18 @@ async def jurisdiction_kpis(request: web.Request) -> web.Response:
                           "jurisdictions": sorted(nodes), **answer})
 
 
+async def routing_quality(request: web.Request) -> web.Response:
+    """智能分拨的效果: top-1 and top-3 against the department that finally replied, and how often
+    the first dispatch followed the suggestion, per month of the suggestion."""
+    rt = request.app[RUNTIME]
+    access.check_figures(request[PRINCIPAL], None, rt.context.departments)
+    q = _query(request, PERIOD_QUERY[:2])
+    period = Period.parse(q.get("from"), q.get("to"))
+    async with rt.pool.connection() as conn:
+        outcomes = await queries.routing_outcomes(conn, period)
+    return json_response(routing.quality(outcomes, rt.context.departments))
+
+
 async def jurisdiction_report(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     code, _, _ = _subtree_departments(rt, request)
@@ -741,6 +755,9 @@ ROUTES: tuple[Route, ...] = (
           "A department's load now and its figures for a period (三率, handling time)", "staff; a department itself",
           query=PERIOD_QUERY),
     Route("GET", "/v1/jurisdictions", jurisdictions, "The jurisdiction tree (辖区), nested", "any key"),
+    Route("GET", "/v1/routing/quality", routing_quality,
+          "智能分拨: top-1 and top-3 accuracy of the suggestions against the department that finally replied, "
+          "and how often dispatchers followed them, per month", "staff", query=PERIOD_QUERY[:2]),
     Route("GET", "/v1/jurisdictions/{code}/kpis", jurisdiction_kpis,
           "A jurisdiction's figures over its subtree, for a period", "staff", query=PERIOD_QUERY),
     Route("GET", "/v1/jurisdictions/{code}/ranking", jurisdiction_ranking,

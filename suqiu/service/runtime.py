@@ -22,6 +22,7 @@ from suqiu.schemas.codec import Codec
 from suqiu.service.commands import CommandService
 from suqiu.service.erasure import Erasure
 from suqiu.service.personal import PersonalData
+from suqiu.service.routing import Router
 from suqiu.store import reference
 from suqiu.store.keys import KeyResolver
 from suqiu.store.subjects import PgKeyStore
@@ -61,6 +62,8 @@ class Runtime:
                                       metrics=self.metrics)
         self.keys = KeyResolver(self.pool)
         self.erasure = Erasure(self.subjects, self.service, self.pool, self.clock, settings.system_id)
+        self.router = Router(self.pool, self.service, self.codec, lambda: self._context, self.subjects.master,
+                             settings.system_id)
         self._refresher: asyncio.Task[None] | None = None
         self._org_version = 0
 

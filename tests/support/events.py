@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from suqiu.domain import events as e
 from suqiu.domain.model import Actor, Enterprise, Role
+from suqiu.domain.routing import Duplicate, Scored
 
 NOW = datetime(2026, 7, 23, 7, 0, 0, 123000, tzinfo=UTC)
 
@@ -29,6 +30,10 @@ def sample(cls: type[e.EventPayload], *, nones: bool = False) -> e.EventPayload:
             values[name] = 3
         elif "bytes" in base:
             values[name] = bytes(range(40))
+        elif "Scored" in base:
+            values[name] = [Scored("bh-market", 0.8125), Scored("bh-hrss", 0.1)]
+        elif "Duplicate" in base:
+            values[name] = [Duplicate("0b6c1f0e-4f7c-4d8e-9a3b-2d1e0f9a8b7d", 0.93)]
         elif "list" in base:
             values[name] = ["营业执照", "总平面图"]
         else:

@@ -1,0 +1,103 @@
+"""Routing models in PostgreSQL (routing_models), the history they learn from, and the open cases
+a new appeal is compared with (重复件)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+# Cases answered by a department: the text as submitted (seq 1), its category, and the department
+# that holds it after the reply (the one that replied).
+_LABELLED = ("SELECT v.case_id, v.submitted_at, coalesce(t.data->>'title', '') || E'\\n' || "
+             "coalesce(t.data->>'content', ''), v.category, v.department FROM case_view v "
+             "JOIN case_timeline t ON t.case_id = v.case_id AND t.seq = 1 AND t.event_type = 'AppealSubmitted' "
+             "WHERE v.status IN ('replied', 'closed') AND v.state->>'replied_at' IS NOT NULL "
+             "AND v.department IS NOT NULL ORDER BY v.submitted_at, v.case_id")
+_OPEN_LIKE = ("SELECT v.case_id, coalesce(t.data->>'title', '') || E'\\n' || coalesce(t.data->>'content', '') "
+              "FROM case_view v JOIN case_timeline t ON t.case_id = v.case_id AND t.seq = 1 "
+              "WHERE v.status NOT IN ('closed', 'withdrawn') AND v.case_id <> %(case)s "
+              "AND (v.enterprise_uscc = %(uscc)s OR (v.jurisdiction = %(jurisdiction)s AND v.submitted_at >= %(since)s)) "
+              "ORDER BY v.submitted_at DESC LIMIT %(limit)s")
+_COLUMNS = "version, trained_at, window_from, window_to, org_version, cases, metrics, active, decision"
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    """One answered case as a model learns from it."""
+
+    case_id: str
+    submitted_at: datetime
+    text: str
+    category: str
+    department: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A stored model without its arrays."""
+
+    version: str
+    trained_at: datetime
+    window_from: datetime
+    window_to: datetime
+    org_version: int
+    cases: int
+    metrics: dict[str, Any]
+    active: bool
+    decision: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "trained_at": self.trained_at.isoformat(),
+                "window": {"from": self.window_from.isoformat(), "to": self.window_to.isoformat()},
+                "org_version": self.org_version, "cases": self.cases, "metrics": self.metrics,
+                "active": self.active, "decision": self.decision}
+
+
+async def labelled(conn: psycopg.AsyncConnection[Any]) -> list[Labelled]:
+    """Every answered case, oldest first."""
+    cur = await conn.execute(_LABELLED)
+    return [Labelled(*row) for row in await cur.fetchall()]
+
+
+async def open_like(conn: psycopg.AsyncConnection[Any], case_id: str, uscc: str, jurisdiction: str,
+                    since: datetime, limit: int = 500) -> list[tuple[str, str]]:
+    """(case id, text) of the open cases a new one may duplicate, newest first."""
+    cur = await conn.execute(_OPEN_LIKE, {"case": case_id, "uscc": uscc, "jurisdiction": jurisdiction,
+                                          "since": since, "limit": limit})
+    return [(row[0], row[1]) for row in await cur.fetchall()]
+
+
+async def save(conn: psycopg.AsyncConnection[Any], info: ModelInfo, model: bytes, signature: bytes) -> None:
+    """Store a model; when `info.active`, it replaces the active one in the same transaction."""
+    async with conn.transaction():
+        if info.active:
+            await conn.execute("UPDATE routing_models SET active = false WHERE active")
+        await conn.execute(
+            f"INSERT INTO routing_models ({_COLUMNS}, model, signature) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (info.version, info.trained_at, info.window_from, info.window_to, info.org_version, info.cases,
+             Jsonb(info.metrics), info.active, info.decision, model, signature))
+
+
+async def active_version(conn: psycopg.AsyncConnection[Any]) -> str | None:
+    cur = await conn.execute("SELECT version FROM routing_models WHERE active")
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+async def load(conn: psycopg.AsyncConnection[Any], version: str) -> tuple[ModelInfo, bytes, bytes] | None:
+    """A stored model: what it is, its arrays and its signature."""
+    cur = await conn.execute(f"SELECT {_COLUMNS}, model, signature FROM routing_models WHERE version = %s",
+                             (version,))
+    row = await cur.fetchone()
+    return None if row is None else (ModelInfo(*row[:9]), bytes(row[9]), bytes(row[10]))
+
+
+async def models(conn: psycopg.AsyncConnection[Any]) -> list[ModelInfo]:
+    """Every model, newest first."""
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM routing_models ORDER BY trained_at DESC, version DESC")
+    return [ModelInfo(*row) for row in await cur.fetchall()]

@@ -1,0 +1,232 @@
+"""智能分拨: a model learnt from the store's own history suggests a category and a department for each
+live appeal, names its duplicates, and is replaced only by a model no worse; on the real database,
+broker and Faust worker."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import random
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.svm import LinearSVC
+
+from suqiu.base.clock import ManualClock
+from suqiu.base.config import Settings
+from suqiu.base.textmodel import TextModel, fit, prepare
+from suqiu.domain import routing as r
+from suqiu.domain.model import Actor, Role
+from suqiu.domain.refdata import Category, Department
+from suqiu.service.commands import CommandRequest
+from suqiu.service.runtime import Runtime
+from tests.conftest import T0, Api, run_cli
+from tests.support.kafka import faust_worker
+from tests.support.sla import caught_up, eventually, query
+
+# Each department's own matters, with the category they come under.
+MATTERS = {
+    "bh-market": ("market", ["营业执照变更登记", "食品经营许可证延续", "企业名称变更核准", "个体工商户注销", "商标质押登记"]),
+    "bh-hrss": ("labor", ["社保缴费基数核定", "稳岗补贴申领", "劳动合同纠纷调解", "职业技能培训补贴", "工伤认定进度"]),
+    "bh-planning": ("land_planning", ["建设工程规划许可证", "用地红线调整", "容积率核定", "规划条件核实", "土地出让手续"]),
+    "bh-tax": ("tax", ["增值税留抵退税", "发票领用额度", "研发费用加计扣除", "跨区税务迁移", "印花税申报"]),
+}
+ASKS = ["办理进度缓慢，请协调", "材料已提交两周仍无回复", "希望明确办理时限", "窗口要求补充材料不清楚", "咨询具体政策口径"]
+IMPORTER = Actor("tj-binhai", Role.SYSTEM, person=r.HISTORY_IMPORT)
+
+
+def appeal_text(rng: random.Random, department: str) -> tuple[str, str]:
+    matter = rng.choice(MATTERS[department][1])
+    return f"关于{matter}的问题", f"我公司{matter}{rng.choice(ASKS)}，联系人已多次沟通。编号{rng.randint(1000, 9999)}。"
+
+
+def history(n: int, *, first_day: int, rotated: bool = False, seed: int = 7) -> list[CommandRequest]:
+    """`n` answered cases, one a day back from `first_day` days before T0; `rotated` labels each
+    with the next department's matters (a history that teaches the wrong thing)."""
+    rng = random.Random(seed)
+    names = sorted(MATTERS)
+    out = []
+    for i in range(n):
+        department = names[i % len(names)]
+        title, content = appeal_text(rng, names[(i + 1) % len(names)] if rotated else department)
+        at = T0 - timedelta(days=first_day, minutes=i * 7)
+        out.append(CommandRequest("import_case", f"hist-{seed}-{i}", IMPORTER, {
+            "enterprise": {"uscc": "91120116MA05JQ2X9U", "name": "天津某某制造有限公司"}, "channel": "hotline",
+            "category": MATTERS[department][0], "priority": "normal", "jurisdiction": "tj-binhai", "title": title,
+            "content": content, "source_system": "old-12345", "source_ref": f"OLD-{seed}-{i}",
+            "submitted_at": at.isoformat(), "department": department,
+            "replied_at": (at + timedelta(days=1)).isoformat(), "reply": "已办理",
+            "closed_at": (at + timedelta(days=2)).isoformat(), "outcome": "resolved"}))
+    return out
+
+
+async def classify(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+
+    def call() -> int:
+        import contextlib
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            return run_cli(["--log-level", "WARNING", "classify", *argv])
+
+    code = await asyncio.to_thread(call)
+    return code, out.getvalue(), err.getvalue()
+
+
+async def suggestion(api: Api, case_id: str) -> dict[str, Any]:
+    view: Any = None
+    for _ in range(200):
+        status, view = await api.call("dispatcher", "GET", f"/appeals/{case_id}")
+        if status == 200 and view["routing"] is not None:
+            return dict(view["routing"])
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no routing suggestion on {case_id}: {view}")
+
+
+async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_the_better_one(
+        topics: Settings, runtime: Runtime, clock: ManualClock, api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in topics.to_env().items():
+        monkeypatch.setenv(name, value)
+    code, _, err = await classify("train")
+    assert code == 2 and "too little history to train: 0 answered cases" in err and "200 needed" in err
+
+    answers = await runtime.service.run(history(240, first_day=60))
+    assert all(not isinstance(a, Exception) for a in answers)
+    async with faust_worker(topics, clock):
+        await eventually(lambda: query(topics, "SELECT count(*) FROM case_view")[0][0], lambda n: n == 240)
+        code, out, _ = await classify("train")
+        assert code == 0, out
+        assert "department: accuracy" in out and "macro-F1" in out and "active: first model" in out
+        first = json.loads((await classify("show", "--json"))[1])[0]
+        assert first["active"] and first["cases"] == 192 and first["metrics"]["held_out"] == 48
+        assert first["metrics"]["department"]["top3"] >= 0.95 and set(first["metrics"]["department"]["per_class"]) \
+            == set(MATTERS)
+
+        # A live appeal is scored: the suggestion is an event of its history, before any dispatch.
+        live = await api.submit(title="营业执照变更登记办不下来", content="我公司营业执照变更登记材料已提交两周，仍无回复。")
+        routing = await suggestion(api, live["case_id"])
+        assert routing["model"] == first["version"]
+        assert routing["departments"][0]["code"] == "bh-market" and routing["categories"][0]["code"] == "market"
+        assert len(routing["departments"]) == 3 and routing["departments"][0]["score"] > 0.5
+        assert routing["duplicates"] == []
+        assert "routing" not in (await api.call("enterprise", "GET", f"/appeals/{live['case_id']}"))[1]
+        events = (await api.call("auditor", "GET", f"/appeals/{live['case_id']}/history"))[1]["events"]
+        assert [(e["event_type"], e["actor"]["role"], e["actor"]["person"]) for e in events] == [
+            ("AppealSubmitted", "intake", None), ("RoutingSuggested", "system", "routing")]
+        assert events[1]["data"]["departments"][0] == routing["departments"][0]
+
+        # The same problem again, by web this time (重复件): named with its similarity.
+        await caught_up(topics, live["case_id"])
+        again = await api.submit(channel="web", title="营业执照变更登记，办不下来！",
+                                 content="我公司的营业执照变更登记材料已提交两周了，仍然没有回复。")
+        dup = (await suggestion(api, again["case_id"]))["duplicates"]
+        assert [d["case_id"] for d in dup] == [live["case_id"]] and dup[0]["similarity"] >= r.DUPLICATE_SIMILARITY
+
+        # Hostile text is scored like any other.
+        emoji = await api.submit(title="😀" * 200, content="😀" * 10_000)
+        assert (await suggestion(api, emoji["case_id"]))["model"] == first["version"]
+
+        # How good the suggestions were, from the events: the dispatcher followed the first one,
+        # and the department it named replied.
+        await api.ok("dispatcher", live["case_id"], "dispatch", department="bh-market")
+        await api.ok("bh-market", live["case_id"], "accept")
+        await api.ok("bh-market", live["case_id"], "reply", content="已办结变更登记。")
+        await caught_up(topics, live["case_id"])
+        status, quality = await api.call("auditor", "GET", "/routing/quality?from=2026-07-01&to=2026-08-01")
+        assert status == 200 and quality["months"] == [quality["overall"] | {"month": "2026-07"}]
+        assert quality["overall"] == {"suggested": 3, "dispatched": 1, "answered": 1, "followed_rate": 1.0,
+                                      "top1_accuracy": 1.0, "top3_accuracy": 1.0}
+        assert (await api.call("enterprise", "GET", "/routing/quality"))[0] == 403
+
+        # A newer history that teaches the wrong departments: the model trained on it is worse on
+        # the same newest cases, so the active one stays.
+        answers = await runtime.service.run(history(600, first_day=200, rotated=True, seed=8))
+        assert all(not isinstance(a, Exception) for a in answers)
+        await eventually(lambda: query(topics, "SELECT count(*) FROM case_view")[0][0], lambda n: n == 843)
+        code, out, _ = await classify("train")
+        assert code == 3 and f"NOT active: kept {first['version']}: worse on the same held-out cases" in out, out
+        models = json.loads((await classify("show", "--json"))[1])
+        assert [m["active"] for m in models] == [False, True] and models[1]["version"] == first["version"]
+        assert models[0]["metrics"]["active_model"]["version"] == first["version"]
+
+    assert await asyncio.to_thread(run_cli, ["--log-level", "WARNING", "replay", "verify", "--all"]) == 0
+    # Imported history is never scored: three live appeals, three suggestions.
+    assert query(topics, "SELECT count(*) FROM events WHERE event_type = 'RoutingSuggested'")[0][0] == 3
+
+    # A model changed in the database does not load, and the next training replaces it.
+    query(topics, "UPDATE routing_models SET model = overlay(model PLACING '\\x00'::bytea FROM 200) WHERE active")
+    assert await runtime.router.model() is None
+    code, out, _ = await classify("train")
+    assert f"the active model {first['version']} does not verify: replaced" in out
+
+
+def test_only_departments_and_categories_in_use_are_suggested() -> None:
+    departments = {"a": Department("a", "甲", "tj"), "b": Department("b", "乙", "tj", merged_into="c"),
+                   "c": Department("c", "丙", "tj"), "d": Department("d", "丁", "tj", dissolved=True),
+                   "e": Department("e", "戊", "tj")}
+    scored = [r.Scored("b", 0.5), r.Scored("d", 0.3), r.Scored("c", 0.1), r.Scored("a", 0.05), r.Scored("e", 0.04)]
+    assert r.suggestable_departments(departments, scored) == (r.Scored("c", 0.5), r.Scored("a", 0.05),
+                                                              r.Scored("e", 0.04))
+    assert r.label_department(departments, "b") == "c" and r.label_department(departments, "d") is None
+    categories = {"x": Category("x", "甲"), "y": Category("y", "乙", retired=True)}
+    assert r.suggestable_categories(categories, [r.Scored("y", 0.9), r.Scored("x", 0.1)]) == (r.Scored("x", 0.1),)
+
+
+def test_duplicates_are_near_identical_texts_whatever_their_width_and_punctuation() -> None:
+    text = "A3区大道西行便道破损，影响车辆出入"
+    found = r.duplicates_of(text, [("same", "Ａ３区大道西行便道破损, 影响车辆出入！"), ("other", "增值税留抵退税进度"),
+                                   ("close", "A3区大道西行便道破损严重影响车辆出入")])
+    assert [d.case_id for d in found] == ["same", "close"] and found[0].similarity == 1.0
+    assert r.duplicates_of("", [("x", "")]) == ()
+
+
+def test_a_worse_model_is_named_with_the_figures_that_are_worse() -> None:
+    good = {h: {"accuracy": 0.9, "macro_f1": 0.8, "top3": 0.99} for h in r.HEADS}
+    worse = {**good, "department": {"accuracy": 0.9, "macro_f1": 0.7, "top3": 0.99}}
+    assert r.worse_than_active(good, good) == []
+    assert r.worse_than_active(worse, good) == ["department macro_f1 0.7000 < 0.8000"]
+
+
+def test_a_stored_model_scores_as_scikit_learn_and_never_unpickles() -> None:
+    rng = random.Random(3)
+    names = sorted(MATTERS)
+    texts, labels = [], []
+    for i in range(400):
+        title, content = appeal_text(rng, names[i % 4])
+        texts.append(title + "\n" + content)
+        labels.append(names[i % 4])
+    model = TextModel.from_bytes(fit(texts[:300], {"department": labels[:300]}).to_bytes())
+    # The same margins as scikit-learn's own pipeline on the same features.
+    vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), lowercase=False, sublinear_tf=True,
+                          max_features=1 << 17, dtype=np.float32)
+    svm = LinearSVC(C=0.5, class_weight="balanced").fit(vec.fit_transform([prepare(t) for t in texts[:300]]),
+                                                         labels[:300])
+    theirs = svm.decision_function(vec.transform([prepare(t) for t in texts[300:]]))
+    assert np.abs(model.margins("department", model.features(texts[300:])) - theirs).max() < 1e-4
+    # Hostile text: NUL, emoji, 256 KiB of one character, nothing at all.
+    ranked = model.ranked_all(["\x00" * 10, "😀" * 10_000, "一" * 262_144, ""])["department"]
+    assert all(len(row) == 4 and abs(sum(s for _, s in row) - 1) < 1e-6 for row in ranked)
+    # An npz holding a pickled object is refused, not loaded.
+    out = io.BytesIO()
+    np.savez(out, format=np.array([1]), heads=np.array([], dtype=str), idf=np.zeros(1, np.float32),
+             vocabulary=np.array([object()], dtype=object))
+    with pytest.raises(ValueError, match="pickle"):
+        TextModel.from_bytes(out.getvalue())
+
+
+def test_quality_compares_with_who_finally_replied_as_the_organisation_stands_today() -> None:
+    departments = {"a": Department("a", "甲", "tj"), "b": Department("b", "乙", "tj", merged_into="a"),
+                   "c": Department("c", "丙", "tj")}
+    got = r.quality([r.Outcome("2026-07", ("a", "c"), "b", "b"),  # followed (b is a now), right
+                     r.Outcome("2026-07", ("c", "a"), "a", "a"),  # not followed, top-3 only
+                     r.Outcome("2026-08", ("c",), None, None),  # neither dispatched nor answered yet
+                     r.Outcome("2026-08", (), "c", "c")], departments)  # named no department: not counted
+    assert got["months"] == [
+        {"month": "2026-07", "suggested": 2, "dispatched": 2, "answered": 2, "followed_rate": 0.5,
+         "top1_accuracy": 0.5, "top3_accuracy": 1.0},
+        {"month": "2026-08", "suggested": 1, "dispatched": 0, "answered": 0, "followed_rate": None,
+         "top1_accuracy": None, "top3_accuracy": None}]
+    assert got["overall"]["suggested"] == 3 and got["overall"]["top1_accuracy"] == 0.5

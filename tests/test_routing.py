@@ -5,6 +5,7 @@ broker and Faust worker."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import random
@@ -95,7 +96,8 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
 
     answers = await runtime.service.run(history(240, first_day=60))
     assert all(not isinstance(a, Exception) for a in answers)
-    async with faust_worker(topics, clock):
+    # Auto-dispatch is on for tax matters from a score of 0.3 (SUQIU_AUTO_DISPATCH=tax=0.3).
+    async with faust_worker(dataclasses.replace(topics, auto_dispatch={"tax": 0.3}), clock):
         await eventually(lambda: query(topics, "SELECT count(*) FROM case_view")[0][0], lambda n: n == 240)
         code, out, _ = await classify("train")
         assert code == 0, out
@@ -129,6 +131,16 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
         emoji = await api.submit(title="😀" * 200, content="😀" * 10_000)
         assert (await suggestion(api, emoji["case_id"]))["model"] == first["version"]
 
+        # Auto-dispatch: a tax matter goes to the first suggestion, by the system, after it.
+        tax = await api.submit(category="tax", title="增值税留抵退税进度", content="我公司增值税留抵退税申请已提交一个月。")
+        await suggestion(api, tax["case_id"])
+        done = await eventually(lambda: query(topics, "SELECT event_type FROM events WHERE case_id = %s ORDER BY seq",
+                                              tax["case_id"]), lambda rows: len(rows) == 3)
+        assert [e for (e,) in done] == ["AppealSubmitted", "RoutingSuggested", "AppealDispatched"]
+        view = (await api.call("dispatcher", "GET", f"/appeals/{tax['case_id']}"))[1]
+        assert view["status"] == "dispatched" and view["department"] == "bh-tax"
+        assert (await api.call("dispatcher", "GET", f"/appeals/{live['case_id']}"))[1]["status"] == "submitted"
+
         # How good the suggestions were, from the events: the dispatcher followed the first one,
         # and the department it named replied.
         await api.ok("dispatcher", live["case_id"], "dispatch", department="bh-market")
@@ -137,7 +149,7 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
         await caught_up(topics, live["case_id"])
         status, quality = await api.call("auditor", "GET", "/routing/quality?from=2026-07-01&to=2026-08-01")
         assert status == 200 and quality["months"] == [quality["overall"] | {"month": "2026-07"}]
-        assert quality["overall"] == {"suggested": 3, "dispatched": 1, "answered": 1, "followed_rate": 1.0,
+        assert quality["overall"] == {"suggested": 4, "dispatched": 2, "answered": 1, "followed_rate": 1.0,
                                       "top1_accuracy": 1.0, "top3_accuracy": 1.0}
         assert (await api.call("enterprise", "GET", "/routing/quality"))[0] == 403
 
@@ -145,7 +157,7 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
         # the same newest cases, so the active one stays.
         answers = await runtime.service.run(history(600, first_day=200, rotated=True, seed=8))
         assert all(not isinstance(a, Exception) for a in answers)
-        await eventually(lambda: query(topics, "SELECT count(*) FROM case_view")[0][0], lambda n: n == 843)
+        await eventually(lambda: query(topics, "SELECT count(*) FROM case_view")[0][0], lambda n: n == 844)
         code, out, _ = await classify("train")
         assert code == 3 and f"NOT active: kept {first['version']}: worse on the same held-out cases" in out, out
         models = json.loads((await classify("show", "--json"))[1])
@@ -153,8 +165,8 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
         assert models[0]["metrics"]["active_model"]["version"] == first["version"]
 
     assert await asyncio.to_thread(run_cli, ["--log-level", "WARNING", "replay", "verify", "--all"]) == 0
-    # Imported history is never scored: three live appeals, three suggestions.
-    assert query(topics, "SELECT count(*) FROM events WHERE event_type = 'RoutingSuggested'")[0][0] == 3
+    # Imported history is never scored: four live appeals, four suggestions.
+    assert query(topics, "SELECT count(*) FROM events WHERE event_type = 'RoutingSuggested'")[0][0] == 4
 
     # A model changed in the database does not load, and the next training replaces it.
     query(topics, "UPDATE routing_models SET model = overlay(model PLACING '\\x00'::bytea FROM 200) WHERE active")
@@ -230,3 +242,15 @@ def test_quality_compares_with_who_finally_replied_as_the_organisation_stands_to
         {"month": "2026-08", "suggested": 1, "dispatched": 0, "answered": 0, "followed_rate": None,
          "top1_accuracy": None, "top3_accuracy": None}]
     assert got["overall"]["suggested"] == 3 and got["overall"]["top1_accuracy"] == 0.5
+
+
+def test_auto_dispatch_is_per_category_from_a_score_and_refuses_a_bad_setting() -> None:
+    best = (r.Scored("bh-tax", 0.8), r.Scored("bh-market", 0.1))
+    assert r.auto_dispatch_to("tax", best, {"tax": 0.8}) == "bh-tax"
+    assert r.auto_dispatch_to("tax", best, {"tax": 0.81}) is None
+    assert r.auto_dispatch_to("approval", best, {"tax": 0.5}) is None and r.auto_dispatch_to("tax", (), {"tax": 0.5}) is None
+    assert Settings.from_env({"SUQIU_AUTO_DISPATCH": "tax=0.9, approval=0.85"}).auto_dispatch == {
+        "tax": 0.9, "approval": 0.85}
+    for bad in ("tax", "tax=high", "tax=0", "tax=1.5", "=0.5"):
+        with pytest.raises(ValueError, match="SUQIU_AUTO_DISPATCH"):
+            Settings.from_env({"SUQIU_AUTO_DISPATCH": bad})

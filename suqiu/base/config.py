@@ -48,6 +48,9 @@ class Settings:
     retention_interval: float = 3600.0
     # TLS and SASL for every Kafka client (suqiu.base.kafka_security).
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    # 智能分拨 auto-dispatch: category -> the score from which the first suggestion is dispatched
+    # by the system (docs/routing.md); empty, the default, never dispatches.
+    auto_dispatch: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,6 +78,7 @@ class Settings:
             personal_data_days=int(env.get("SUQIU_PERSONAL_DATA_DAYS") or 1095),
             retention_interval=float(env.get("SUQIU_RETENTION_INTERVAL") or 3600.0),
             kafka_security=KafkaSecurity.from_env(env),
+            auto_dispatch=_scores(env.get("SUQIU_AUTO_DISPATCH") or ""),
             jurisdiction_feeds=tuple(j.strip() for j in (env.get("SUQIU_JURISDICTION_FEEDS") or "").split(",")
                                      if j.strip()),
         )
@@ -96,6 +100,7 @@ class Settings:
             "SUQIU_JURISDICTION_FEEDS": ",".join(self.jurisdiction_feeds),
             "SUQIU_FEDERATION": ",".join(f"{k}={v}" for k, v in self.federation.items()),
             "SUQIU_FEDERATION_KEYS": ",".join(f"{k}={v}" for k, v in self.federation_keys.items()),
+            "SUQIU_AUTO_DISPATCH": ",".join(f"{k}={v}" for k, v in self.auto_dispatch.items()),
             **self.kafka_security.to_env(),
         }
         for key, value in (("SUQIU_KAFKA_BOOTSTRAP", self.kafka_bootstrap), ("SUQIU_DATABASE_URL", self.database_url),
@@ -150,3 +155,18 @@ class Settings:
     @property
     def dlq_topic(self) -> str:
         return self.topic("appeals.dlq.v1")
+
+
+def _scores(text: str) -> dict[str, float]:
+    """`approval=0.9,tax=0.85` as {category: score}; a score outside 0..1 is refused by name."""
+    out = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        category, _, score = pair.partition("=")
+        try:
+            value = float(score)
+        except ValueError:
+            value = -1.0
+        if not category or not 0 < value <= 1:
+            raise ValueError(f"SUQIU_AUTO_DISPATCH: {pair!r} is not category=score with a score in (0, 1]")
+        out[category.strip()] = value
+    return out

@@ -58,7 +58,9 @@ class Rule:
 
 
 RULES: dict[str, Rule] = {
-    "dispatch": Rule(DISPATCHING, frozenset({S.SUBMITTED, S.RETURNED}), "派单 only from submitted or after a return"),
+    # The system dispatches when 智能分拨's auto-dispatch is on for the category (docs/routing.md).
+    "dispatch": Rule(DISPATCHING | {Role.SYSTEM}, frozenset({S.SUBMITTED, S.RETURNED}),
+                     "派单 only from submitted or after a return"),
     "accept": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.DISPATCHED}), "签收 only a dispatched case", True),
     "return": Rule(frozenset({Role.DEPARTMENT}), frozenset({S.DISPATCHED, S.ACCEPTED}), "退回 only a dispatched or accepted case", True),
     # The system transfers when a reorganisation retires a department (suqiu org load).

@@ -117,6 +117,15 @@ def duplicates_of(text: str, others: Iterable[tuple[str, str]]) -> tuple[Duplica
     return tuple(sorted(found, key=lambda d: (-d.similarity, d.case_id))[:DUPLICATES])
 
 
+def auto_dispatch_to(category: str, departments: tuple[Scored, ...], thresholds: Mapping[str, float]) -> str | None:
+    """The department the system dispatches to on its own (自动派单): the first suggestion, when the
+    deployment turned auto-dispatch on for the case's category and the score reaches its threshold."""
+    threshold = thresholds.get(category)
+    if threshold is None or not departments or departments[0].score < threshold:
+        return None
+    return departments[0].code
+
+
 HEADS = ("category", "department")
 FIGURES = ("accuracy", "macro_f1", "top3")
 

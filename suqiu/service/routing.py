@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,6 +55,10 @@ class Trained:
 def signed_part(version: str, model: bytes) -> bytes:
     """What a model's signature covers: its version and its arrays."""
     return version.encode() + b"\n" + hashlib.sha256(model).digest()
+
+
+def auto_dispatch_command_id(case_id: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, "auto-dispatch:" + case_id))
 
 
 def suggestion_command_id(case_id: str) -> str:
@@ -157,8 +161,10 @@ class Router:
     """Scores new appeals with the active model and records the suggestions (the routing agent's work)."""
 
     def __init__(self, pool: AsyncConnectionPool[Any], service: CommandService, codec: Codec,
-                 context: Callable[[], Context], master: MasterKey, system_id: str) -> None:
+                 context: Callable[[], Context], master: MasterKey, system_id: str,
+                 auto_dispatch: Mapping[str, float] | None = None) -> None:
         self.pool, self.service, self.codec, self.context, self.master = pool, service, codec, context, master
+        self.auto_dispatch = dict(auto_dispatch or {})
         self.actor = Actor(system_id, Role.SYSTEM, person="routing")
         self._model: tuple[str, TextModel | None] | None = None
 
@@ -209,7 +215,7 @@ class Router:
         texts = [_text(ev) for ev in live]
         ranked = await asyncio.to_thread(model.ranked_all, texts)
         ctx = self.context()
-        reqs = []
+        reqs, dispatches = [], []
         for i, ev in enumerate(live):
             p = ev.payload
             assert isinstance(p, e.AppealSubmitted)
@@ -226,12 +232,23 @@ class Router:
                 "duplicates": [{"case_id": d.case_id, "similarity": d.similarity}
                                for d in r.duplicates_of(texts[i], others)],
             }, case_id=ev.case_id, causation_id=ev.event_id, correlation_id=ev.correlation_id))
+            target = r.auto_dispatch_to(p.category, departments, self.auto_dispatch)
+            if target is not None:
+                dispatches.append(CommandRequest("dispatch", auto_dispatch_command_id(ev.case_id), self.actor, {
+                    "department": target, "note": f"智能分拨自动派单：模型 {version}，得分 {departments[0].score:.2f}"},
+                    case_id=ev.case_id, causation_id=ev.event_id, correlation_id=ev.correlation_id))
         answers = await self.service.run(reqs)
         for req, answer in zip(reqs, answers, strict=True):
             if isinstance(answer, DomainError):
                 # Usually a dispatcher was quicker than the agent: the case is dispatched already.
                 log.info("routing suggestion not recorded", case_id=req.case_id, command_id=req.command_id,
                          code=answer.code, reason=answer.message)
+        if dispatches:
+            # After the suggestion, so the history reads suggestion, then the dispatch it caused.
+            for req, answer in zip(dispatches, await self.service.run(dispatches), strict=True):
+                if isinstance(answer, DomainError):
+                    log.info("auto-dispatch not done", case_id=req.case_id, command_id=req.command_id,
+                             code=answer.code, reason=answer.message)
         return answers
 
 

@@ -63,7 +63,7 @@ class Runtime:
         self.keys = KeyResolver(self.pool)
         self.erasure = Erasure(self.subjects, self.service, self.pool, self.clock, settings.system_id)
         self.router = Router(self.pool, self.service, self.codec, lambda: self._context, self.subjects.master,
-                             settings.system_id)
+                             settings.system_id, settings.auto_dispatch)
         self._refresher: asyncio.Task[None] | None = None
         self._org_version = 0
 

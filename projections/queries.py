@@ -323,6 +323,19 @@ _ROUTING_OUTCOMES = (
     "AND (%(end)s::timestamptz IS NULL OR s.occurred_at < %(end)s)")
 
 
+async def main_case(conn: psycopg.AsyncConnection[Any], case_id: str) -> dict[str, Any] | None:
+    """The progress of a main case (并件) as its duplicates' readers see it: state, department,
+    deadline and its latest reply, without its enterprise or contact."""
+    cur = await conn.execute(
+        "SELECT v.case_id, v.status, v.department, v.resolve_due, (v.state->>'replied_at')::timestamptz, "
+        "v.closed_at, (SELECT t.data->>'content' FROM case_timeline t WHERE t.case_id = v.case_id AND t.event_type "
+        "IN ('AppealReplied', 'UpperLevelReplied') ORDER BY t.seq DESC LIMIT 1) FROM case_view v WHERE v.case_id = %s",
+        (case_id,))
+    row = await cur.fetchone()
+    names = ("case_id", "status", "department", "resolve_due", "replied_at", "closed_at", "reply")
+    return None if row is None else dict(zip(names, row, strict=True))
+
+
 async def routing_outcomes(conn: psycopg.AsyncConnection[Any], period: Period) -> list[Outcome]:
     """What became of each routing suggestion made in `period` (智能分拨的效果)."""
     start, end = period.instants()

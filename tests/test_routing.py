@@ -126,6 +126,7 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
                                  content="我公司的营业执照变更登记材料已提交两周了，仍然没有回复。")
         dup = (await suggestion(api, again["case_id"]))["duplicates"]
         assert [d["case_id"] for d in dup] == [live["case_id"]] and dup[0]["similarity"] >= r.DUPLICATE_SIMILARITY
+        await api.ok("dispatcher", again["case_id"], "dispatch", department="bh-hrss")  # before anyone noticed
 
         # Hostile text is scored like any other.
         emoji = await api.submit(title="😀" * 200, content="😀" * 10_000)
@@ -149,7 +150,7 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
         await caught_up(topics, live["case_id"])
         status, quality = await api.call("auditor", "GET", "/routing/quality?from=2026-07-01&to=2026-08-01")
         assert status == 200 and quality["months"] == [quality["overall"] | {"month": "2026-07"}]
-        assert quality["overall"] == {"suggested": 4, "dispatched": 2, "answered": 1, "followed_rate": 1.0,
+        assert quality["overall"] == {"suggested": 4, "dispatched": 3, "answered": 1, "followed_rate": 0.6667,
                                       "top1_accuracy": 1.0, "top3_accuracy": 1.0}
         assert (await api.call("enterprise", "GET", "/routing/quality"))[0] == 403
 
@@ -163,6 +164,28 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
         models = json.loads((await classify("show", "--json"))[1])
         assert [m["active"] for m in models] == [False, True] and models[1]["version"] == first["version"]
         assert models[0]["metrics"]["active_model"]["version"] == first["version"]
+
+        # 并件, two days on: the duplicate closes into the first case; its late assignment is released,
+        # not late (the main case's response is the one that counts), and its enterprise follows the main case.
+        clock.set(clock.now() + timedelta(days=2))
+        dup_id, main_id = again["case_id"], live["case_id"]
+        for target, code, field in ((dup_id, 400, "main_case_id"), ("no-such-case", 404, "main_case_id")):
+            status, refused = await api.do("dispatcher", dup_id, "merge_into", main_case_id=target)
+            assert (status, refused["error"]["details"]["field"]) == (code, field), refused
+        assert (await api.do("bh-hrss", dup_id, "merge_into", main_case_id=main_id))[0] == 403
+        await caught_up(topics, dup_id)
+        before = (await api.call("dispatcher", "GET", "/departments/bh-hrss/load"))[1]["counts"]
+        await api.ok("dispatcher", dup_id, "merge_into", main_case_id=main_id)
+        status, refused = await api.do("dispatcher", emoji["case_id"], "merge_into", main_case_id=dup_id)
+        assert status == 409 and refused["error"]["code"] == "invalid_state"
+        await caught_up(topics, dup_id)
+        merged = (await api.call("enterprise", "GET", f"/appeals/{dup_id}"))[1]
+        assert (merged["status"], merged["outcome"], merged["merged_into"]) == ("closed", "duplicate", main_id)
+        assert merged["main_case"]["status"] == "replied" and merged["main_case"]["reply"] == "已办结变更登记。"
+        after = (await api.call("dispatcher", "GET", "/departments/bh-hrss/load"))[1]["counts"]
+        assert after["released"] - before["released"] == 1 and before["response_due"] - after["response_due"] == 1
+        assert (after["assigned"], after["handled"], after["responded_on_time"]) == (
+            before["assigned"], before["handled"], before["responded_on_time"])
 
     assert await asyncio.to_thread(run_cli, ["--log-level", "WARNING", "replay", "verify", "--all"]) == 0
     # Imported history is never scored: four live appeals, four suggestions.

@@ -79,6 +79,7 @@ RULES: dict[str, Rule] = {
     "reopen": Rule(DISPATCHING, frozenset({S.CLOSED}), "重办 only a closed case"),
     "urge": Rule(DISPATCHING, OPEN, "催办 only an open case"),
     "withdraw": Rule(ENTERPRISE_SIDE, OPEN, "撤回 only an open case"),
+    "merge_into": Rule(DISPATCHING, OPEN, "并件 only an open case"),
     "record_sla_warning": Rule(frozenset({Role.SYSTEM}), OPEN, "SLA events only on an open case"),
     "record_sla_breach": Rule(frozenset({Role.SYSTEM}), OPEN, "SLA events only on an open case"),
     "open_supervision": Rule(frozenset({Role.SYSTEM, Role.DISPATCHER}), OPEN, "督办 only an open case"),

@@ -15,6 +15,7 @@ from suqiu.domain.routing import Duplicate, Scored
 
 if typing.TYPE_CHECKING:
     from suqiu.domain.access import Principal
+    from suqiu.domain.model import Case
     from suqiu.domain.personal import Sealed
 
 TEXT = 2000
@@ -67,6 +68,9 @@ class CommandMeta:
     principal: Principal | None = None
     # A submit's personal fields as the shell sealed them (the command then holds marks instead).
     personal: Sealed | None = None
+    # The other case a command names (merge_into's main case), as the shell read it just before
+    # deciding; None when no such case exists.
+    related: Case | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,6 +253,15 @@ class Withdraw(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MergeInto(Command):
+    """并件: close this case as a duplicate of an open main case, whose progress answers for it."""
+
+    type: ClassVar[str] = "merge_into"
+    main_case_id: str = _text(64)
+    note: str = _text(required=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordPersonalErasure(Command):
     """个人信息删除 recorded on a case, by the erasure itself once the subject's key is gone
     (suqiu.service.personal): never from a key, as the record must follow the deletion."""
@@ -323,7 +336,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
     for c in (
         Submit, Dispatch, Accept, Return, Transfer, RequestMaterials, SupplyMaterials,
         RequestExtension, GrantExtension, DenyExtension, Escalate, RecordUpperLevelReply,
-        Reply, Close, Feedback, Reopen, Urge, Withdraw, RecordSlaWarning, RecordSlaBreach,
+        Reply, Close, Feedback, Reopen, Urge, Withdraw, MergeInto, RecordSlaWarning, RecordSlaBreach,
         OpenSupervision, ApplySlaPolicy, ReviseSlaCalendar, ImportCase, RecordPersonalErasure,
         RecordRoutingSuggestion,
     )

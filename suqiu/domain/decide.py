@@ -313,6 +313,21 @@ def _withdraw(case: Case, cmd: c.Withdraw, meta: c.CommandMeta, ctx: Context) ->
     return [e.AppealClosed(outcome="withdrawn", note=cmd.reason)]
 
 
+def _merge_into(case: Case, cmd: c.MergeInto, meta: c.CommandMeta, ctx: Context) -> list[e.EventPayload]:
+    """并件: the duplicate closes (outcome duplicate, its clocks stop); the main case must be another
+    open case that is not itself merged, so a chain of merges never forms."""
+    main = meta.related
+    if main is None or main.status is Status.NEW:
+        raise DomainError("not_found", f"no case {cmd.main_case_id}", case_id=cmd.main_case_id, field="main_case_id")
+    if main.case_id == case.case_id:
+        raise invalid("main_case_id", "a case cannot be merged into itself", rule="并件 into another case")
+    if not main.is_open:
+        raise DomainError("invalid_state", f"the main case {main.case_id} is {main.status.value}: 并件 only into an "
+                          "open case", field="main_case_id", state=main.status.value, rule="并件 into an open case")
+    return [e.AppealClosed(outcome="duplicate", note=cmd.note or f"并件：并入 {main.case_id}",
+                           merged_into=main.case_id)]
+
+
 def _record_personal_erasure(case: Case, cmd: c.RecordPersonalErasure, meta: c.CommandMeta,
                              ctx: Context) -> list[e.EventPayload]:
     """个人信息删除: once per case; a case of another subject is not this erasure's."""
@@ -460,7 +475,7 @@ _HANDLERS: dict[type[c.Command], Callable[[Case, Any, c.CommandMeta, Context], S
     c.RequestExtension: _request_extension, c.GrantExtension: _grant_extension,
     c.DenyExtension: _deny_extension, c.Escalate: _escalate, c.RecordUpperLevelReply: _upper_level_reply,
     c.Reply: _reply, c.Close: _close, c.Feedback: _feedback, c.Reopen: _reopen, c.Urge: _urge,
-    c.Withdraw: _withdraw, c.RecordSlaWarning: _sla_mark("warning"),
+    c.Withdraw: _withdraw, c.MergeInto: _merge_into, c.RecordSlaWarning: _sla_mark("warning"),
     c.RecordSlaBreach: _sla_mark("breach"), c.OpenSupervision: _sla_mark("supervision"),
     c.ApplySlaPolicy: _apply_sla_policy, c.ReviseSlaCalendar: _revise_sla_calendar,
     c.RecordPersonalErasure: _record_personal_erasure, c.RecordRoutingSuggestion: _record_routing_suggestion,

@@ -180,10 +180,11 @@ class AppealReplied(EventPayload):
 
 @dataclass(frozen=True, slots=True)
 class AppealClosed(EventPayload):
-    """办结."""
+    """办结; with `merged_into`, 并件: the case closed as a duplicate of that open case."""
 
     outcome: str
     note: str | None
+    merged_into: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,11 +78,11 @@ def _changes(case: Case, event: e.Event) -> dict[str, Any]:
             return dict(status=Status.REPLIED, replied_at=at, follow_up_due=p.follow_up_due)
         case e.AppealClosed():
             status = Status.WITHDRAWN if p.outcome == "withdrawn" else Status.CLOSED
-            return dict(status=status, outcome=p.outcome, closed_at=at, rating=None)
+            return dict(status=status, outcome=p.outcome, closed_at=at, rating=None, merged_into=p.merged_into)
         case e.FeedbackReceived():
             return dict(rating=p.rating)
         case e.AppealReopened():
-            return dict(status=Status.DISPATCHED, department=p.department, assigned_at=at, accept_due=p.accept_due,
+            return dict(merged_into=None, status=Status.DISPATCHED, department=p.department, assigned_at=at, accept_due=p.accept_due,
                 resolve_due=p.resolve_due, follow_up_due=None, accepted_at=None, replied_at=None,
                 closed_at=None, outcome=None, rating=None, reopen_count=case.reopen_count + 1,
                 sla_marks=frozenset(), supervised=False, responsible=None,

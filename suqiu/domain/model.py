@@ -133,6 +133,7 @@ class Case:
     gathering: str | None = None  # where it was raised (座谈会, 走访), when it was
     responsible: str | None = None  # 责任人 in the department that holds it, when one was named
     routing: Routing | None = None  # 智能分拨: what the model suggested before the first dispatch
+    merged_into: str | None = None  # 并件: the open case this duplicate was merged into
 
     @property
     def is_open(self) -> bool:

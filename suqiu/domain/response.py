@@ -54,6 +54,8 @@ def assignment_end(before: Case, ev: e.Event) -> AssignmentEnd | None:
             ending = Ending.RESPONDED
         case e.AppealTransferred() if ev.actor.role is Role.SYSTEM:
             ending = Ending.RELEASED
+        case e.AppealClosed(merged_into=str()):  # 并件: the main case's response is the one that counts
+            ending = Ending.RELEASED
         case e.AppealTransferred() | e.AppealClosed() if at < before.accept_due:  # a withdrawal closes
             ending = Ending.RELEASED
         case _:

@@ -273,6 +273,9 @@ async def get_case(request: web.Request) -> web.Response:
     view = case_view(case, rt.clock.now(), current(rt.context.departments, case.department), personal, plain)
     if not access.sees_routing(request[PRINCIPAL]):
         del view["routing"]
+    if case.merged_into is not None:  # 并件: the main case's progress answers for this one
+        async with rt.pool.connection() as conn:
+            view["main_case"] = to_json_value(await queries.main_case(conn, case.merged_into))
     return json_response(view)
 
 

@@ -25,7 +25,7 @@ from suqiu.base.clock import Clock, SystemClock
 from suqiu.base.metrics import Metrics
 from suqiu.domain import Case, CommandMeta, DomainError, decide, evolve, inputs
 from suqiu.domain.access import Principal
-from suqiu.domain.commands import ImportCase, Submit, hashed_fields, parse_command
+from suqiu.domain.commands import ImportCase, MergeInto, Submit, hashed_fields, parse_command
 from suqiu.domain.events import Event
 from suqiu.domain.model import Actor, plain
 from suqiu.domain.personal import Sealed
@@ -225,8 +225,9 @@ class CommandService:
             if isinstance(start, CommandResult):
                 return start
             case, last_hash = start
+            related = await self._related(req, command)
             try:
-                decided = self._decided(parsed, case, last_hash, self._clock.now(), self._context())
+                decided = self._decided(parsed, case, last_hash, self._clock.now(), self._context(), related)
             except DomainError:
                 if not read_first:  # perhaps a repeat of a command stored before: ask the store
                     read_first = True
@@ -337,27 +338,37 @@ class CommandService:
                  outcomes=dict(Counter(outcomes)))
         return results
 
-    def _decided(self, parsed: Parsed, case: Case, last_hash: bytes, now: datetime, ctx: Context
-                 ) -> CommandResult | tuple[list[Event], CommandResult, store.Append]:
+    async def _related(self, req: CommandRequest, command: Any) -> Case | None:
+        """The other case a command names (merge_into's main case), read fresh: decide sees it as
+        it stands now, or None when it does not exist."""
+        if not isinstance(command, MergeInto):
+            return None
+        cached, last = self._cached(command.main_case_id)
+        found = await self._reads.read(store.Lookup(req.command_id, command.main_case_id, cached.seq))
+        case, _ = self._apply(cached, last, found.newer)
+        return case if case.seq else None
+
+    def _decided(self, parsed: Parsed, case: Case, last_hash: bytes, now: datetime, ctx: Context,
+                 related: Case | None = None) -> CommandResult | tuple[list[Event], CommandResult, store.Append]:
         """Decide one command on `case` (its last hash `last_hash`): "unchanged" when it changes
         nothing, else its events with the result it answers and the append that stores both. The
         one way every command goes, alone or with others (run)."""
         req, command, request_hash, personal = parsed
-        events = decide(case, command, self._meta(req, command, case.case_id, now, personal), ctx)
+        events = decide(case, command, self._meta(req, command, case.case_id, now, personal, related), ctx)
         if not events:
             return CommandResult("unchanged", req.command_id, case.case_id, case.seq)
         result, append = self._prepare(req, command, request_hash, events, last_hash)
         return events, result, append
 
     def _meta(self, req: CommandRequest, command: Any, case_id: str, now: datetime,
-              personal: Sealed | None) -> CommandMeta:
-        """What decide knows of the request beyond the command: who, when, which ids to use, and
-        a submit's personal fields as sealed."""
+              personal: Sealed | None, related: Case | None = None) -> CommandMeta:
+        """What decide knows of the request beyond the command: who, when, which ids to use, a
+        submit's personal fields as sealed, and the other case the command names."""
         return CommandMeta(
             command_id=req.command_id, case_id=case_id, actor=req.actor, issued_at=now,
             event_ids=tuple(self._new_id() for _ in range(_ids_for(command))), expected_seq=req.expected_seq,
             correlation_id=req.correlation_id, causation_id=req.causation_id, principal=req.principal,
-            personal=personal,
+            personal=personal, related=related,
         )
 
     def _encode(self, events: list[Event], prev: bytes) -> list[store.Encoded]:

@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 
 from suqiu.domain.clocks import Clock
 from suqiu.domain.enterprises import file_figures
+from suqiu.domain.hotspots import MAX_APPEALS, Appeal
 from suqiu.domain.model import OPEN
 from suqiu.domain.periods import ALL_TIME, Grain, Period
 from suqiu.domain.refdata import Member
@@ -334,6 +335,19 @@ async def main_case(conn: psycopg.AsyncConnection[Any], case_id: str) -> dict[st
     row = await cur.fetchone()
     names = ("case_id", "status", "department", "resolve_due", "replied_at", "closed_at", "reply")
     return None if row is None else dict(zip(names, row, strict=True))
+
+
+async def window_appeals(conn: psycopg.AsyncConnection[Any], jurisdictions: Collection[str], start: datetime,
+                         end: datetime) -> list[Appeal]:
+    """The appeals of `jurisdictions` submitted in [start, end), newest first (at most MAX_APPEALS),
+    with their text as submitted: what hot issues are grouped from (热点)."""
+    cur = await conn.execute(
+        "SELECT v.case_id, v.submitted_at, v.enterprise_uscc, v.department, v.category, "
+        "coalesce(t.data->>'title', ''), coalesce(t.data->>'content', '') FROM case_view v "
+        "JOIN case_timeline t ON t.case_id = v.case_id AND t.seq = 1 WHERE v.jurisdiction = ANY(%s) "
+        "AND v.submitted_at >= %s AND v.submitted_at < %s ORDER BY v.submitted_at DESC LIMIT %s",
+        (list(jurisdictions), start, end, MAX_APPEALS))
+    return [Appeal(*row) for row in await cur.fetchall()]
 
 
 async def routing_outcomes(conn: psycopg.AsyncConnection[Any], period: Period) -> list[Outcome]:

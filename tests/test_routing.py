@@ -20,6 +20,7 @@ from sklearn.svm import LinearSVC
 from suqiu.base.clock import ManualClock
 from suqiu.base.config import Settings
 from suqiu.base.textmodel import TextModel, fit, prepare
+from suqiu.domain import hotspots
 from suqiu.domain import routing as r
 from suqiu.domain.model import Actor, Role
 from suqiu.domain.refdata import Category, Department
@@ -187,6 +188,19 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
         assert (after["assigned"], after["handled"], after["responded_on_time"]) == (
             before["assigned"], before["handled"], before["responded_on_time"])
 
+        # 热点: the 7 days up to now hold one hot issue, named by its own words; eight days on it is gone.
+        status, hot = await api.call("auditor", "GET", "/hotspots?jurisdiction=tj")
+        assert status == 200 and hot["appeals"] == 4, hot  # live, again, emoji, tax
+        assert [(h["label"], h["enterprises"], h["appeals"]) for h in hot["hotspots"]] == [("营业执照变更登记办不下来", 1, 2)]
+        assert sorted(hot["hotspots"][0]["cases"]) == sorted([dup_id, main_id])  # submitted at the same instant
+        assert hot["hotspots"][0]["departments"] == {"bh-market": 1, "bh-hrss": 1}
+        assert (await api.call("dispatcher", "GET", "/hotspots?jurisdiction=tj&from=2026-05-01&to=2026-06-01")
+                )[1]["appeals"] == 240  # the first imported history, all in May
+        clock.set(clock.now() + timedelta(days=8))
+        assert (await api.call("auditor", "GET", "/hotspots"))[1]["hotspots"] == []
+        assert (await api.call("auditor", "GET", "/hotspots?jurisdiction=nowhere"))[0] == 404
+        assert (await api.call("enterprise", "GET", "/hotspots"))[0] == 403
+
     assert await asyncio.to_thread(run_cli, ["--log-level", "WARNING", "replay", "verify", "--all"]) == 0
     # Imported history is never scored: four live appeals, four suggestions.
     assert query(topics, "SELECT count(*) FROM events WHERE event_type = 'RoutingSuggested'")[0][0] == 4
@@ -277,3 +291,20 @@ def test_auto_dispatch_is_per_category_from_a_score_and_refuses_a_bad_setting() 
     for bad in ("tax", "tax=high", "tax=0", "tax=1.5", "=0.5"):
         with pytest.raises(ValueError, match="SUQIU_AUTO_DISPATCH"):
             Settings.from_env({"SUQIU_AUTO_DISPATCH": bad})
+
+
+def test_hot_issues_group_by_their_own_words_and_rank_by_enterprises() -> None:
+    at = T0 - timedelta(days=1)
+    texts = [("营业执照变更登记办不下来", "材料已提交两周"), ("营业执照变更登记太慢", "一直没有进展"),
+             ("关于营业执照变更登记", "迟迟不办"), ("增值税留抵退税进度", "申请已提交一个月"),
+             ("留抵退税何时到账", "增值税留抵退税迟迟未到账"), ("A3区大道西行便道破损", "影响出入")]
+    # The tax matter comes from two enterprises three times, the licence matter from three.
+    usccs = ["u1", "u2", "u3", "u1", "u2", "u4"]
+    appeals = [hotspots.Appeal(f"c{i}", at + timedelta(hours=i), usccs[i], "bh-market", "market", t, c)
+               for i, (t, c) in enumerate(texts)]
+    appeals.append(hotspots.Appeal("c6", at + timedelta(hours=9), "u2", None, "tax", "增值税留抵退税还没到账", "增值税留抵退税申请已提交"))
+    found = hotspots.hotspots(appeals)
+    assert [(h["label"], h["enterprises"], h["appeals"]) for h in found] == [
+        ("营业执照变更登记", 3, 3), ("增值税留抵退税", 2, 3)]
+    assert found[1]["cases"] == ["c6", "c4", "c3"] and found[1]["departments"] == {"bh-market": 2}
+    assert hotspots.hotspots([]) == [] and hotspots.label([]) == ""

@@ -17,7 +17,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from suqiu.base.metrics import CONTENT_TYPE
 from suqiu.board.views import add_routes
-from suqiu.domain import Case, DomainError, access, inputs, routing
+from suqiu.domain import Case, DomainError, access, hotspots, inputs, routing
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.gatherings import (
     MAX_APPEALS,
@@ -600,6 +600,25 @@ async def jurisdiction_kpis(request: web.Request) -> web.Response:
                           "jurisdictions": sorted(nodes), **answer})
 
 
+async def hot_issues(request: web.Request) -> web.Response:
+    """热点: the appeals of a jurisdiction's subtree in a window (to: now, from: 7 days before `to`,
+    unless given) grouped by what they are about, hottest first."""
+    rt = request.app[RUNTIME]
+    ctx = rt.context
+    access.check_figures(request[PRINCIPAL], None, ctx.departments)
+    q = _query(request, HOTSPOT_QUERY)
+    code = inputs.identifier(q.get("jurisdiction") or rt.settings.system_id, "jurisdiction")
+    if code not in ctx.jurisdictions:
+        raise DomainError("not_found", f"no jurisdiction {code}", jurisdiction=code, field="jurisdiction")
+    start, end = Period.parse(q.get("from"), q.get("to")).instants()
+    end = end or rt.clock.now()
+    start = start or end - hotspots.WINDOW
+    async with rt.pool.connection() as conn:
+        appeals = await queries.window_appeals(conn, subtree(ctx.jurisdictions, code), start, end)
+    return json_response(to_json_value({"jurisdiction": code, "from": start, "to": end, "appeals": len(appeals),
+                                        "hotspots": hotspots.hotspots(appeals)}))
+
+
 async def routing_quality(request: web.Request) -> web.Response:
     """智能分拨的效果: top-1 and top-3 against the department that finally replied, and how often
     the first dispatch followed the suggestion, per month of the suggestion."""
@@ -725,6 +744,8 @@ PERIOD_QUERY = (
     Param("by", {"type": "string", "enum": [g.value for g in Grain]},
           "one entry per month, quarter or year of the period, in `periods`"),
 )
+HOTSPOT_QUERY = (Param("jurisdiction", {"type": "string", "maxLength": inputs.ID_MAX},
+                       "the jurisdiction and everything under it; this system's own if absent"), *PERIOD_QUERY[:2])
 RANKING_QUERY = (*PERIOD_QUERY[:2], Param("by", {"type": "string", "enum": list(queries.RANKED),
                                                 "default": "on_time_rate"}, "the rate to rank on"))
 
@@ -758,6 +779,10 @@ ROUTES: tuple[Route, ...] = (
           "A department's load now and its figures for a period (三率, handling time)", "staff; a department itself",
           query=PERIOD_QUERY),
     Route("GET", "/v1/jurisdictions", jurisdictions, "The jurisdiction tree (辖区), nested", "any key"),
+    Route("GET", "/v1/hotspots", hot_issues,
+          "热点: a jurisdiction's appeals of a window grouped by what they are about, hottest first (most "
+          "enterprises, most appeals, most recent), each with a label from its own words, its cases and departments",
+          "staff", query=HOTSPOT_QUERY),
     Route("GET", "/v1/routing/quality", routing_quality,
           "智能分拨: top-1 and top-3 accuracy of the suggestions against the department that finally replied, "
           "and how often dispatchers followed them, per month", "staff", query=PERIOD_QUERY[:2]),

@@ -343,7 +343,7 @@ async def window_appeals(conn: psycopg.AsyncConnection[Any], jurisdictions: Coll
     with their text as submitted: what hot issues are grouped from (热点)."""
     cur = await conn.execute(
         "SELECT v.case_id, v.submitted_at, v.enterprise_uscc, v.department, v.category, "
-        "coalesce(t.data->>'title', ''), coalesce(t.data->>'content', '') FROM case_view v "
+        "coalesce(t.data->>'title', ''), coalesce(t.data->>'content', ''), v.source_ref FROM case_view v "
         "JOIN case_timeline t ON t.case_id = v.case_id AND t.seq = 1 WHERE v.jurisdiction = ANY(%s) "
         "AND v.submitted_at >= %s AND v.submitted_at < %s ORDER BY v.submitted_at DESC LIMIT %s",
         (list(jurisdictions), start, end, MAX_APPEALS))

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 import structlog
 from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, async_playwright
 
 from suqiu.base import logs
 from suqiu.base.clock import ManualClock
@@ -29,6 +30,7 @@ from suqiu.store import reference
 from suqiu.store.keys import create_key
 from suqiu.store.migrate import migrate
 from suqiu.streams.topics import ensure_topics
+from tests.support.board import CHROMIUM, FLAGS
 
 logs.configure("WARNING")
 SYSTEM = "tj-binhai"
@@ -201,3 +203,12 @@ def count_rows(settings: Settings, table: str) -> int:
 def stored(settings: Settings) -> dict[str, int]:
     """Row counts of everything a command could write: proof that a refusal stored nothing."""
     return {t: count_rows(settings, t) for t in ("events", "commands", "source_refs", "outbox")}
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Chromium for the board's pages (tests.support.board)."""
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        await b.close()

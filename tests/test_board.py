@@ -3,69 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from suqiu.base.clock import ManualClock
 from suqiu.base.config import Settings
 from tests.conftest import Api, submission
+from tests.support.board import CHROMIUM, Screen, sign_in
 from tests.support.kafka import faust_worker
 from tests.support.sla import caught_up, cst, eventually, query
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("SUQIU_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")) / "board"
-# As the machine's notes advise for a closed network: no background connections from the browser.
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
-
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is installed by scripts/bootstrap.sh")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield b
-        await b.close()
-
-
-class Screen:
-    """One signed-in browser context at 1366×768, collecting console errors."""
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.errors: list[str] = []
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-
-    async def fits(self, name: str) -> None:
-        """No horizontal scroll at 1366×768, and a screenshot kept as an artifact."""
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        await self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        width = await self.page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        assert width[0] <= width[1], (name, width)
-
-
-async def sign_in(browser: Browser, api: Api, who: str) -> Screen:
-    context = await browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN",
-                                        timezone_id="Asia/Shanghai")
-    screen = Screen(await context.new_page())
-    await screen.page.goto(f"{api.base}/board")  # the address as typed, without its slash
-    assert screen.page.url.endswith("/board/login")  # no session, no board
-    await screen.page.fill("input[name=key]", api.keys[who])
-    await screen.page.click("button[type=submit]")
-    await screen.page.wait_for_url(f"{api.base}/board/")
-    cookie = next(c for c in await context.cookies() if c["name"] == "suqiu_board")
-    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
-    assert cookie["value"] != api.keys[who]
-    return screen
 
 
 async def test_the_board_for_a_dispatcher_a_department_and_an_auditor(

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from playwright.async_api import Browser, expect
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
@@ -27,6 +28,7 @@ from suqiu.domain.refdata import Category, Department
 from suqiu.service.commands import CommandRequest
 from suqiu.service.runtime import Runtime
 from tests.conftest import T0, Api, run_cli
+from tests.support.board import sign_in
 from tests.support.kafka import faust_worker
 from tests.support.sla import caught_up, eventually, query
 
@@ -89,7 +91,8 @@ async def suggestion(api: Api, case_id: str) -> dict[str, Any]:
 
 
 async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_the_better_one(
-        topics: Settings, runtime: Runtime, clock: ManualClock, api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+        topics: Settings, runtime: Runtime, clock: ManualClock, api: Api, browser: Browser,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in topics.to_env().items():
         monkeypatch.setenv(name, value)
     code, _, err = await classify("train")
@@ -133,6 +136,19 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
         emoji = await api.submit(title="😀" * 200, content="😀" * 10_000)
         assert (await suggestion(api, emoji["case_id"]))["model"] == first["version"]
 
+        # On the board: the suggestion with one click per department, and the duplicate named.
+        d = await sign_in(browser, api, "dispatcher")
+        await d.page.goto(f"{api.base}/board/cases/{again['case_id']}")
+        panel = d.page.locator("#routing")
+        await expect(panel).to_contain_text("滨海新区市场监督管理局")
+        assert await d.page.locator(f"#duplicates a[href='/board/cases/{live['case_id']}']").count() == 1
+        await d.page.goto(f"{api.base}/board/cases/{emoji['case_id']}")
+        first_choice = (await suggestion(api, emoji["case_id"]))["departments"][0]["code"]
+        await d.page.click(f"#routing button[data-department='{first_choice}']")
+        await expect(d.page.locator("#routing .result").first).to_have_text("已提交")
+        assert (await api.call("dispatcher", "GET", f"/appeals/{emoji['case_id']}"))[1]["department"] == first_choice
+        assert d.errors == []
+
         # Auto-dispatch: a tax matter goes to the first suggestion, by the system, after it.
         tax = await api.submit(category="tax", title="增值税留抵退税进度", content="我公司增值税留抵退税申请已提交一个月。")
         await suggestion(api, tax["case_id"])
@@ -151,7 +167,7 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
         await caught_up(topics, live["case_id"])
         status, quality = await api.call("auditor", "GET", "/routing/quality?from=2026-07-01&to=2026-08-01")
         assert status == 200 and quality["months"] == [quality["overall"] | {"month": "2026-07"}]
-        assert quality["overall"] == {"suggested": 4, "dispatched": 3, "answered": 1, "followed_rate": 0.6667,
+        assert quality["overall"] == {"suggested": 4, "dispatched": 4, "answered": 1, "followed_rate": 0.75,
                                       "top1_accuracy": 1.0, "top3_accuracy": 1.0}
         assert (await api.call("enterprise", "GET", "/routing/quality"))[0] == 403
 
@@ -192,10 +208,14 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
         status, hot = await api.call("auditor", "GET", "/hotspots?jurisdiction=tj")
         assert status == 200 and hot["appeals"] == 4, hot  # live, again, emoji, tax
         assert [(h["label"], h["enterprises"], h["appeals"]) for h in hot["hotspots"]] == [("营业执照变更登记办不下来", 1, 2)]
-        assert sorted(hot["hotspots"][0]["cases"]) == sorted([dup_id, main_id])  # submitted at the same instant
+        assert sorted(c["case_id"] for c in hot["hotspots"][0]["cases"]) == sorted([dup_id, main_id])
         assert hot["hotspots"][0]["departments"] == {"bh-market": 1, "bh-hrss": 1}
         assert (await api.call("dispatcher", "GET", "/hotspots?jurisdiction=tj&from=2026-05-01&to=2026-06-01")
                 )[1]["appeals"] == 240  # the first imported history, all in May
+        d = await sign_in(browser, api, "auditor")  # the session above has expired: two days have passed
+        await d.page.goto(f"{api.base}/board/hotspots?jurisdiction=tj")
+        await expect(d.page.locator("tr[data-hotspot='1']")).to_contain_text("营业执照变更登记办不下来")
+        await d.fits("hotspots")
         clock.set(clock.now() + timedelta(days=8))
         assert (await api.call("auditor", "GET", "/hotspots"))[1]["hotspots"] == []
         assert (await api.call("auditor", "GET", "/hotspots?jurisdiction=nowhere"))[0] == 404
@@ -306,5 +326,6 @@ def test_hot_issues_group_by_their_own_words_and_rank_by_enterprises() -> None:
     found = hotspots.hotspots(appeals)
     assert [(h["label"], h["enterprises"], h["appeals"]) for h in found] == [
         ("营业执照变更登记", 3, 3), ("增值税留抵退税", 2, 3)]
-    assert found[1]["cases"] == ["c6", "c4", "c3"] and found[1]["departments"] == {"bh-market": 2}
+    assert [c["case_id"] for c in found[1]["cases"]] == ["c6", "c4", "c3"]
+    assert found[1]["departments"] == {"bh-market": 2}
     assert hotspots.hotspots([]) == [] and hotspots.label([]) == ""

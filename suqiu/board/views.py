@@ -49,6 +49,7 @@ from suqiu.http.common import (
     STATUS,
     TEXT_MAX,
     account_download,
+    hot_issues_of,
     readable_account,
     readable_case,
     readable_department,
@@ -69,7 +70,7 @@ SESSIONS = web.AppKey("board_sessions", Sessions)
 SESSION = web.RequestKey("board_session", Session)
 TOKEN = web.RequestKey("board_token", str)
 # The board's actions (催办, 转办) and the form fields each sends as its command's body.
-ACTION_FIELDS = {"urge": ("note",), "transfer": ("department", "reason")}
+ACTION_FIELDS = {"dispatch": ("department",), "urge": ("note",), "transfer": ("department", "reason")}
 ACTIONS = tuple(ACTION_FIELDS)
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _templates = jinja2.Environment(loader=jinja2.PackageLoader("suqiu.board", "templates"), autoescape=True,
@@ -144,7 +145,9 @@ def _frame(request: web.Request) -> dict[str, Any]:
     who = ROLE_NAMES.get(principal.actor.role.value, principal.actor.role.value)
     if dept:
         who += f" · {names[dept].name if dept in names else dept}"
-    return {"who": who, "csrf": request[SESSION].csrf}
+    # Jurisdiction-wide pages (热点) only for those who read the jurisdiction's figures.
+    wide = principal.actor.role in (Role.DISPATCHER, Role.ADMIN, Role.AUDITOR)
+    return {"who": who, "csrf": request[SESSION].csrf, "wide": wide}
 
 
 def _login_page(error: str | None = None, status: int = 200) -> web.Response:
@@ -322,7 +325,8 @@ async def case(request: web.Request) -> web.Response:
     steps = [(label, reached.get(event)) for label, event in STEPS]
     template = "case_timeline.html" if request.query.get("part") == "timeline" else "case.html"
     file_link = current.enterprise is not None and access.may_read_enterprise_file(principal, current.enterprise.uscc)
-    return render(template, case=current, entries=entries, report=report, at=at_text, shown=shown, steps=steps,
+    routing = current.routing if access.sees_routing(principal) else None
+    return render(template, case=current, routing=routing, categories=rt.context.categories, entries=entries, report=report, at=at_text, shown=shown, steps=steps,
                   offer=offer,
                   later=later,
                   actions=actions, now=rt.clock.now(), names=rt.context.departments, file_link=file_link,
@@ -397,6 +401,13 @@ async def gathering(request: web.Request) -> web.Response:
 
 
 @page
+async def hot(request: web.Request) -> web.Response:
+    """热点, as GET /v1/hotspots gives them."""
+    return render("hotspots.html", hot=await hot_issues_of(request), names=request.app[RUNTIME].context.departments,
+                  **_frame(request))
+
+
+@page
 async def enterprise(request: web.Request) -> web.Response:
     """An enterprise's file (企业服务档案), as GET /v1/enterprises/{uscc} gives it."""
     return render("enterprise.html", file=await readable_enterprise_file(request),
@@ -454,6 +465,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/board/gatherings/{gathering_id}", gathering)
     r.add_get("/board/gatherings/{gathering_id}/account.xlsx", gathering)
     r.add_get("/board/enterprises/{uscc}", enterprise)
+    r.add_get("/board/hotspots", hot)
     r.add_get("/board/departments/{code}", department)
     r.add_get("/board/cases/{case_id}", case)
     r.add_get("/board/cases/{case_id}/export.{kind:jsonl|csv}", export)

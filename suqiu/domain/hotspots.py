@@ -38,6 +38,7 @@ class Appeal:
     category: str
     title: str
     content: str
+    source_ref: str = ""  # 工单编号
 
 
 @dataclass
@@ -79,7 +80,8 @@ def _described(members: list[Appeal]) -> dict[str, Any]:
         "appeals": len(members),
         "first": min(a.submitted_at for a in members),
         "latest": max(a.submitted_at for a in members),
-        "cases": [a.case_id for a in sorted(members, key=lambda a: (a.submitted_at, a.case_id), reverse=True)],
+        "cases": [{"case_id": a.case_id, "source_ref": a.source_ref}
+                  for a in sorted(members, key=lambda a: (a.submitted_at, a.case_id), reverse=True)],
         "departments": dict(Counter(a.department for a in members if a.department).most_common()),
         "categories": dict(Counter(a.category for a in members).most_common()),
     }

@@ -17,7 +17,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from suqiu.base.metrics import CONTENT_TYPE
 from suqiu.board.views import add_routes
-from suqiu.domain import Case, DomainError, access, hotspots, inputs, routing
+from suqiu.domain import Case, DomainError, access, inputs, routing
 from suqiu.domain.clocks import sla_status
 from suqiu.domain.gatherings import (
     MAX_APPEALS,
@@ -46,6 +46,7 @@ from suqiu.http.common import (
     account_download,
     error_response,
     gathering_of,
+    hot_issues_of,
     json_response,
     personal_for,
     readable_account,
@@ -601,22 +602,8 @@ async def jurisdiction_kpis(request: web.Request) -> web.Response:
 
 
 async def hot_issues(request: web.Request) -> web.Response:
-    """热点: the appeals of a jurisdiction's subtree in a window (to: now, from: 7 days before `to`,
-    unless given) grouped by what they are about, hottest first."""
-    rt = request.app[RUNTIME]
-    ctx = rt.context
-    access.check_figures(request[PRINCIPAL], None, ctx.departments)
-    q = _query(request, HOTSPOT_QUERY)
-    code = inputs.identifier(q.get("jurisdiction") or rt.settings.system_id, "jurisdiction")
-    if code not in ctx.jurisdictions:
-        raise DomainError("not_found", f"no jurisdiction {code}", jurisdiction=code, field="jurisdiction")
-    start, end = Period.parse(q.get("from"), q.get("to")).instants()
-    end = end or rt.clock.now()
-    start = start or end - hotspots.WINDOW
-    async with rt.pool.connection() as conn:
-        appeals = await queries.window_appeals(conn, subtree(ctx.jurisdictions, code), start, end)
-    return json_response(to_json_value({"jurisdiction": code, "from": start, "to": end, "appeals": len(appeals),
-                                        "hotspots": hotspots.hotspots(appeals)}))
+    _query(request, HOTSPOT_QUERY)
+    return json_response(to_json_value(await hot_issues_of(request)))
 
 
 async def routing_quality(request: web.Request) -> web.Response:

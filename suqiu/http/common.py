@@ -10,11 +10,12 @@ from typing import Any
 
 from aiohttp import web
 
-from suqiu.domain import Case, DomainError, access, inputs
+from suqiu.domain import Case, DomainError, access, hotspots, inputs
 from suqiu.domain.enterprises import file_figures
 from suqiu.domain.gatherings import Gathering
+from suqiu.domain.periods import Period
 from suqiu.domain.personal import Personal
-from suqiu.domain.refdata import Department
+from suqiu.domain.refdata import Department, subtree
 from suqiu.projections import queries
 from suqiu.projections.account import XLSX, account, account_xlsx
 from suqiu.projections.report import display_name
@@ -111,6 +112,25 @@ async def readable_enterprise_file(request: web.Request) -> dict[str, Any]:
             raise DomainError("not_found", f"no enterprise {uscc}", uscc=uscc)
         found = {"uscc": uscc, "name": "", **file_figures([]), "open": [], "gatherings": [], "appeals": []}
     return found
+
+
+async def hot_issues_of(request: web.Request) -> dict[str, Any]:
+    """热点: the appeals of a jurisdiction's subtree in a window (to: now, from: 7 days before `to`,
+    unless given) grouped by what they are about, hottest first (suqiu.domain.hotspots)."""
+    rt = request.app[RUNTIME]
+    ctx = rt.context
+    access.check_figures(request[PRINCIPAL], None, ctx.departments)
+    q = request.query
+    code = inputs.identifier(q.get("jurisdiction") or rt.settings.system_id, "jurisdiction")
+    if code not in ctx.jurisdictions:
+        raise DomainError("not_found", f"no jurisdiction {code}", jurisdiction=code, field="jurisdiction")
+    start, end = Period.parse(q.get("from") or None, q.get("to") or None).instants()
+    end = end or rt.clock.now()
+    start = start or end - hotspots.WINDOW
+    async with rt.pool.connection() as conn:
+        appeals = await queries.window_appeals(conn, subtree(ctx.jurisdictions, code), start, end)
+    return {"jurisdiction": code, "from": start, "to": end, "appeals": len(appeals),
+            "hotspots": hotspots.hotspots(appeals)}
 
 
 async def gathering_of(request: web.Request) -> Gathering:

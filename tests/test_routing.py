@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 from playwright.async_api import Browser, expect
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.svm import LinearSVC
 
 from suqiu.base.clock import ManualClock
 from suqiu.base.config import Settings
-from suqiu.base.textmodel import TextModel, fit, prepare
+from suqiu.base.textmodel import SPACES, TextModel, fit, ngrams, prepare, tfidf
 from suqiu.domain import hotspots
 from suqiu.domain import routing as r
 from suqiu.domain.model import Actor, Role
@@ -267,14 +266,20 @@ def test_a_stored_model_scores_as_scikit_learn_and_never_unpickles() -> None:
         title, content = appeal_text(rng, names[i % 4])
         texts.append(title + "\n" + content)
         labels.append(names[i % 4])
+    texts += ["", "a", "\x00\x00  b", "😀" * 5]  # no n-gram runs across texts, however short
+    prepared = [SPACES.sub(" ", prepare(t)) for t in texts]
+    vocabulary, idf, x = tfidf(prepared)
+    # The features scikit-learn's TfidfVectorizer gives on the same vocabulary, in training and in scoring.
+    vec = TfidfVectorizer(analyzer=ngrams, sublinear_tf=True, vocabulary={t: i for i, t in enumerate(vocabulary)})
+    assert abs(vec.fit_transform(prepared) - x).max() < 1e-6 and np.abs(vec.idf_ - idf).max() < 1e-5
     model = TextModel.from_bytes(fit(texts[:300], {"department": labels[:300]}).to_bytes())
-    # The same margins as scikit-learn's own pipeline on the same features.
-    vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), lowercase=False, sublinear_tf=True,
-                          max_features=1 << 17, dtype=np.float32)
-    svm = LinearSVC(C=0.5, class_weight="balanced").fit(vec.fit_transform([prepare(t) for t in texts[:300]]),
-                                                         labels[:300])
-    theirs = svm.decision_function(vec.transform([prepare(t) for t in texts[300:]]))
-    assert np.abs(model.margins("department", model.features(texts[300:])) - theirs).max() < 1e-4
+    vec = TfidfVectorizer(analyzer=ngrams, sublinear_tf=True, vocabulary={t: i for i, t in enumerate(model.vocabulary)})
+    vec.fit([SPACES.sub(" ", prepare(t)) for t in texts[:300]])
+    theirs = vec.transform([prepare(t) for t in texts[300:]]).toarray()
+    ours = np.zeros_like(theirs)
+    for row, (cols, vals) in enumerate(model.features(texts[300:])):
+        ours[row, cols] = vals
+    assert np.abs(ours - theirs).max() < 1e-6
     # Hostile text: NUL, emoji, 256 KiB of one character, nothing at all.
     ranked = model.ranked_all(["\x00" * 10, "😀" * 10_000, "一" * 262_144, ""])["department"]
     assert all(len(row) == 4 and abs(sum(s for _, s in row) - 1) < 1e-6 for row in ranked)

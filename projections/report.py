@@ -19,6 +19,7 @@ from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 
 from suqiu.base.cells import safe_cell
+from suqiu.domain.hotspots import hotspots
 from suqiu.domain.labels import CLOCK_NAMES, DEFINITIONS, RATE_NAMES, STATE_NAMES
 from suqiu.domain.org import Organisation
 from suqiu.domain.periods import Period
@@ -28,6 +29,7 @@ from suqiu.projections import queries
 
 RANKED_BY = "on_time_rate"  # the ranking sheet's order: 按时答复率, as a 月度通报 ranks first
 ATTENTION_LIMIT = 500  # overdue and supervised cases listed; the sheet says when there are more
+HOTSPOT_LIMIT = 30  # hot issues of the month listed
 NONE = "—"  # a rate with no denominator, as 指标说明 says
 TOTAL = "合计"
 _HEADER = Font(bold=True)
@@ -56,6 +58,9 @@ async def monthly(conn: psycopg.AsyncConnection[Any], org: Organisation, merged_
                                           order="next_due", limit=ATTENTION_LIMIT + 1)
     attention = {c["case_id"]: c for c in [*overdue, *supervised]}
     kinds = await queries.categories(conn, nodes, month, now)
+    start, end = month.instants()
+    assert start is not None and end is not None
+    hot = hotspots(await queries.window_appeals(conn, nodes, start, end), limit=HOTSPOT_LIMIT)
     kinds_before = await queries.categories(conn, nodes, previous, now)
 
     jurisdiction = org.jurisdictions[code]
@@ -72,6 +77,7 @@ async def monthly(conn: psycopg.AsyncConnection[Any], org: Organisation, merged_
     if kinds or kinds_before:
         sheets.append(_categories(book.create_sheet("类别"), title,
                                   {c: k.name for c, k in org.categories.items()}, kinds, kinds_before))
+    sheets.append(_hot(book.create_sheet("热点问题"), title, names, hot))
     sheets.append(_attention(book.create_sheet("超期与督办"), title, names, list(attention.values()), now,
                              truncated=len(overdue) > ATTENTION_LIMIT or len(supervised) > ATTENTION_LIMIT))
     sheets.append(_definitions(book.create_sheet("指标说明"), title))
@@ -161,6 +167,23 @@ def _categories(sheet: Worksheet, title: str, names: Mapping[str, str], this: Ma
     _percent(sheet, 4, 4)
     _numbers(sheet, 2, 6)
     _widths(sheet, [_name_width(names.get(c, c) for c in codes), 12, 12, 12, 12, 14, 16])
+    return sheet
+
+
+def _hot(sheet: Worksheet, title: str, names: Mapping[str, str], hot: list[dict[str, Any]]) -> Worksheet:
+    """热点问题: the month's appeals grouped by what they are about (suqiu.domain.hotspots), hottest first."""
+    _head(sheet, title, ["热点", "企业数", "诉求数", "首件受理", "最近受理", "承办部门", "工单编号"])
+    for h in hot:
+        sheet.append([safe_cell(h["label"]), h["enterprises"], h["appeals"], _local(h["first"]), _local(h["latest"]),
+                      "、".join(f"{names.get(d, d)}（{n}）" for d, n in h["departments"].items()) or "未派单",
+                      safe_cell("、".join(c["source_ref"] or c["case_id"] for c in h["cases"][:20]))])
+    if not hot:
+        sheet.append(["本月无热点问题（相似诉求不足两件）"])
+    _numbers(sheet, 2, 3)
+    _widths(sheet, [30, 10, 10, 18, 18, 40, 60])
+    for cells in sheet.iter_cols(min_col=6, max_col=7, min_row=3):
+        for cell in cells:
+            cell.alignment = Alignment(wrap_text=True, vertical="top")
     return sheet
 
 

@@ -18,7 +18,7 @@ from tests.support.kafka import faust_worker
 from tests.support.sla import caught_up, cst, eventually, query
 
 FORMULA = '=HYPERLINK("http://evil.example","园区道路施工许可")'
-SHEETS = ["部门指标", "排名", "类别", "超期与督办", "指标说明"]
+SHEETS = ["部门指标", "排名", "类别", "热点问题", "超期与督办", "指标说明"]
 
 
 def _cell(value: Any) -> Any:
@@ -110,6 +110,13 @@ async def test_the_monthly_report(topics: Settings, api: Api, clock: ManualClock
             assert sheet.sheet_properties.pageSetUpPr.fitToPage and sheet.print_title_rows == "$1:$2"
             assert "制表单位：" in sheet.oddFooter.left.text and "&P" in sheet.oddFooter.center.text
         assert book.properties.creator not in (None, "", "openpyxl")
+
+        # 热点问题: July's two appeals say the same thing (the same content, one enterprise).
+        hot = _table(book["热点问题"])
+        refs = dict(query(s, "SELECT case_id, source_ref FROM case_view WHERE case_id IN (%s, %s)", july, late))
+        assert [(h["企业数"], h["诉求数"]) for h in hot] == [(1, 2)]
+        assert set(hot[0]["工单编号"].split("、")) == {refs[july], refs[late]}
+        assert hot[0]["承办部门"] == "滨海新区市场监督管理局（1）、滨海新区规划和自然资源局（1）"
 
         attention = _table(book["超期与督办"])
         assert [r["案件编号"] for r in attention] == [late]

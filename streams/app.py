@@ -29,6 +29,7 @@ from suqiu.streams.projecting import ProjectorProcesses
 from suqiu.streams.publishing import publish_held
 from suqiu.streams.relay import run_relay
 from suqiu.streams.retention import run_retention
+from suqiu.streams.retraining import run_retraining
 from suqiu.streams.sla import SlaTimers, roll_out_policy
 
 log = structlog.get_logger(__name__)
@@ -66,6 +67,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     if settings.federation:
         _federation(w)
     _routing(w)
+    _retraining(w)
     _sla_timers(w)
     _sla_policy(w)
     _retention(w)
@@ -200,6 +202,13 @@ def _routing(w: Worker) -> None:
             await router.handle(ev.value for ev in batch)
 
         await Batcher(stream, suggest, size=200, within=0.05).run()
+
+
+def _retraining(w: Worker) -> None:
+    @w.app.task
+    async def routing_retraining() -> None:
+        await w.rt.ready.wait()
+        await run_retraining(w.rt.runtime, w.settings.routing_retrain_days)
 
 
 def _sla_timers(w: Worker) -> None:

@@ -25,7 +25,9 @@ from suqiu.domain import routing as r
 from suqiu.domain.model import Actor, Role
 from suqiu.domain.refdata import Category, Department
 from suqiu.service.commands import CommandRequest
+from suqiu.service.routing import TrainingBusy, retrain_if_due
 from suqiu.service.runtime import Runtime
+from suqiu.store import routing as routing_store
 from tests.conftest import T0, Api, run_cli
 from tests.support.board import sign_in
 from tests.support.kafka import faust_worker
@@ -102,8 +104,8 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
     # Auto-dispatch is on for tax matters from a score of 0.3 (SUQIU_AUTO_DISPATCH=tax=0.3).
     async with faust_worker(dataclasses.replace(topics, auto_dispatch={"tax": 0.3}), clock):
         await eventually(lambda: query(topics, "SELECT count(*) FROM case_view")[0][0], lambda n: n == 240)
-        code, out, _ = await classify("train")
-        assert code == 0, out
+        code, out, err = await classify("train")
+        assert code == 0, (out, err)
         assert "department: accuracy" in out and "macro-F1" in out and "active: first model" in out
         first = json.loads((await classify("show", "--json"))[1])[0]
         assert first["active"] and first["cases"] == 192 and first["metrics"]["held_out"] == 48
@@ -229,6 +231,20 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
     assert await runtime.router.model() is None
     code, out, _ = await classify("train")
     assert f"the active model {first['version']} does not verify: replaced" in out
+
+    # Scheduled retraining (SUQIU_ROUTING_RETRAIN_DAYS) goes by the newest model's age in the store,
+    # and one training runs at a time.
+    master = runtime.subjects.master
+    async with runtime.pool.connection() as conn:
+        later = (await routing_store.models(conn))[0].trained_at + timedelta(days=2)  # the CLI ran on real time
+    assert await retrain_if_due(runtime.pool, runtime.context, master, later, timedelta(days=3)) is None
+    async with runtime.pool.connection() as conn:
+        assert await routing_store.try_training_lock(conn)
+        with pytest.raises(TrainingBusy):
+            await retrain_if_due(runtime.pool, runtime.context, master, later, timedelta(days=1))
+        await routing_store.training_unlock(conn)
+    again_trained = await retrain_if_due(runtime.pool, runtime.context, master, later, timedelta(days=1))
+    assert again_trained is not None and again_trained.info.trained_at == later
 
 
 def test_only_departments_and_categories_in_use_are_suggested() -> None:

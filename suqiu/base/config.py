@@ -51,6 +51,8 @@ class Settings:
     # 智能分拨 auto-dispatch: category -> the score from which the first suggestion is dispatched
     # by the system (docs/routing.md); empty, the default, never dispatches.
     auto_dispatch: dict[str, float] = field(default_factory=dict)
+    # Days after which a worker trains the routing model again (0: only `suqiu classify train`).
+    routing_retrain_days: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +81,7 @@ class Settings:
             retention_interval=float(env.get("SUQIU_RETENTION_INTERVAL") or 3600.0),
             kafka_security=KafkaSecurity.from_env(env),
             auto_dispatch=_scores(env.get("SUQIU_AUTO_DISPATCH") or ""),
+            routing_retrain_days=float(env.get("SUQIU_ROUTING_RETRAIN_DAYS") or 0),
             jurisdiction_feeds=tuple(j.strip() for j in (env.get("SUQIU_JURISDICTION_FEEDS") or "").split(",")
                                      if j.strip()),
         )
@@ -101,6 +104,7 @@ class Settings:
             "SUQIU_FEDERATION": ",".join(f"{k}={v}" for k, v in self.federation.items()),
             "SUQIU_FEDERATION_KEYS": ",".join(f"{k}={v}" for k, v in self.federation_keys.items()),
             "SUQIU_AUTO_DISPATCH": ",".join(f"{k}={v}" for k, v in self.auto_dispatch.items()),
+            "SUQIU_ROUTING_RETRAIN_DAYS": str(self.routing_retrain_days),
             **self.kafka_security.to_env(),
         }
         for key, value in (("SUQIU_KAFKA_BOOTSTRAP", self.kafka_bootstrap), ("SUQIU_DATABASE_URL", self.database_url),

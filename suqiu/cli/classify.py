@@ -25,7 +25,7 @@ def run_classify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from suqiu.service.routing import TooLittleHistory, train
+    from suqiu.service.routing import TooLittleHistory, TrainingBusy, train
     from suqiu.service.runtime import Runtime
     from suqiu.store import routing as store
 
@@ -46,7 +46,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         try:
             trained = await train(rt.pool, rt.context, rt.subjects.master, rt.clock.now())
-        except TooLittleHistory as exc:
+        except (TooLittleHistory, TrainingBusy) as exc:
             sys.stderr.write(f"{exc}\n")
             return 2
         info = trained.info

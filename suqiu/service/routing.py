@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -44,6 +44,10 @@ class TooLittleHistory(Exception):
     """Not enough answered cases to learn from; the message says how many there are."""
 
 
+class TrainingBusy(Exception):
+    """Another process is training now (one training at a time per deployment)."""
+
+
 @dataclass(frozen=True)
 class Trained:
     """A training run: the stored model, and the classes left out as too rare to learn."""
@@ -67,7 +71,29 @@ def suggestion_command_id(case_id: str) -> str:
 
 
 async def train(pool: AsyncConnectionPool[Any], context: Context, master: MasterKey, now: datetime) -> Trained:
-    """Fit, judge on the newest cases, and store a model (active when no worse than the active one)."""
+    """Fit, judge on the newest cases, and store a model (active when no worse than the active one);
+    one training at a time per deployment (TrainingBusy otherwise)."""
+    async with pool.connection() as lock:
+        if not await store.try_training_lock(lock):
+            raise TrainingBusy("another process is training a routing model now")
+        try:
+            return await _train(pool, context, master, now)
+        finally:
+            await store.training_unlock(lock)
+
+
+async def retrain_if_due(pool: AsyncConnectionPool[Any], context: Context, master: MasterKey, now: datetime,
+                         every: timedelta) -> Trained | None:
+    """Train when the newest model is at least `every` old (or there is none): the schedule lives
+    in the store, so workers that restart more often than `every` still retrain on time."""
+    async with pool.connection() as conn:
+        found = await store.models(conn)
+    if found and now - found[0].trained_at < every:
+        return None
+    return await train(pool, context, master, now)
+
+
+async def _train(pool: AsyncConnectionPool[Any], context: Context, master: MasterKey, now: datetime) -> Trained:
     async with pool.connection() as conn:
         history = await store.labelled(conn)
         org_version = await reference.version_async(conn)

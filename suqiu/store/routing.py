@@ -83,6 +83,19 @@ async def save(conn: psycopg.AsyncConnection[Any], info: ModelInfo, model: bytes
              Jsonb(info.metrics), info.active, info.decision, model, signature))
 
 
+_LOCK = 0x5351_0005  # one training at a time; migrate, relay, rebuild, org load hold 0x5351_0001 to _0004
+
+
+async def try_training_lock(conn: psycopg.AsyncConnection[Any]) -> bool:
+    cur = await conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (_LOCK,))
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def training_unlock(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute("SELECT pg_advisory_unlock(%s, hashtext(current_schema()))", (_LOCK,))
+
+
 async def active_version(conn: psycopg.AsyncConnection[Any]) -> str | None:
     cur = await conn.execute("SELECT version FROM routing_models WHERE active")
     row = await cur.fetchone()

@@ -350,9 +350,9 @@ async def window_appeals(conn: psycopg.AsyncConnection[Any], jurisdictions: Coll
     return [Appeal(*row) for row in await cur.fetchall()]
 
 
-async def routing_outcomes(conn: psycopg.AsyncConnection[Any], period: Period) -> list[Outcome]:
-    """What became of each routing suggestion made in `period` (智能分拨的效果)."""
-    start, end = period.instants()
+async def routing_outcomes(conn: psycopg.AsyncConnection[Any], start: datetime | None,
+                           end: datetime | None) -> list[Outcome]:
+    """What became of each routing suggestion made in [start, end) (智能分拨的效果; None: unbounded)."""
     cur = await conn.execute(_ROUTING_OUTCOMES, {"start": start, "end": end})
     return [Outcome(r[0], tuple(r[1]), r[2], r[3]) for r in await cur.fetchall()]
 

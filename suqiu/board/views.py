@@ -20,7 +20,7 @@ import structlog
 from aiohttp import web
 
 from suqiu.board.sessions import Session, Sessions
-from suqiu.domain import DomainError, access, inputs, refdata
+from suqiu.domain import DomainError, access, inputs, refdata, routing
 from suqiu.domain.access import Principal
 from suqiu.domain.gatherings import KINDS
 from suqiu.domain.labels import (
@@ -402,9 +402,14 @@ async def gathering(request: web.Request) -> web.Response:
 
 @page
 async def hot(request: web.Request) -> web.Response:
-    """热点, as GET /v1/hotspots gives them."""
-    return render("hotspots.html", hot=await hot_issues_of(request), names=request.app[RUNTIME].context.departments,
-                  **_frame(request))
+    """热点, as GET /v1/hotspots gives them, and how good 智能分拨 was in the same window
+    (GET /v1/routing/quality)."""
+    rt = request.app[RUNTIME]
+    found = await hot_issues_of(request)
+    async with rt.pool.connection() as conn:
+        outcomes = await queries.routing_outcomes(conn, found["from"], found["to"])
+    return render("hotspots.html", hot=found, quality=routing.quality(outcomes, rt.context.departments),
+                  names=rt.context.departments, **_frame(request))
 
 
 @page

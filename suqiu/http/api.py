@@ -614,7 +614,7 @@ async def routing_quality(request: web.Request) -> web.Response:
     q = _query(request, PERIOD_QUERY[:2])
     period = Period.parse(q.get("from"), q.get("to"))
     async with rt.pool.connection() as conn:
-        outcomes = await queries.routing_outcomes(conn, period)
+        outcomes = await queries.routing_outcomes(conn, *period.instants())
     return json_response(routing.quality(outcomes, rt.context.departments))
 
 

@@ -155,12 +155,12 @@ def duplicates(data: list[tuple[datetime, str, str]]) -> dict[str, Any]:
     rng = random.Random(2)
     tp = fn = fp = tn = 0
     for i, (_, text, label) in enumerate(data):
-        if r.duplicates_of(text, [("copy", edited(rng, text))]):
+        if r.duplicates_of(r.shingles(text), [("copy", r.shingles(edited(rng, text)))]):
             tp += 1
         else:
             fn += 1
         others = [t for j, (_, t, y) in enumerate(data) if y == label and j != i]
-        if others and r.duplicates_of(text, [("other", rng.choice(others))]):
+        if others and r.duplicates_of(r.shingles(text), [("other", r.shingles(rng.choice(others)))]):
             fp += 1
         else:
             tn += 1

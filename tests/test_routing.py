@@ -262,10 +262,11 @@ def test_only_departments_and_categories_in_use_are_suggested() -> None:
 
 def test_duplicates_are_near_identical_texts_whatever_their_width_and_punctuation() -> None:
     text = "A3区大道西行便道破损，影响车辆出入"
-    found = r.duplicates_of(text, [("same", "Ａ３区大道西行便道破损, 影响车辆出入！"), ("other", "增值税留抵退税进度"),
-                                   ("close", "A3区大道西行便道破损严重影响车辆出入")])
+    others = [("same", "Ａ３区大道西行便道破损, 影响车辆出入！"), ("other", "增值税留抵退税进度"),
+              ("close", "A3区大道西行便道破损严重影响车辆出入")]
+    found = r.duplicates_of(r.shingles(text), [(c, r.shingles(t)) for c, t in others])
     assert [d.case_id for d in found] == ["same", "close"] and found[0].similarity == 1.0
-    assert r.duplicates_of("", [("x", "")]) == ()
+    assert r.duplicates_of(r.shingles(""), [("x", r.shingles(""))]) == ()
 
 
 def test_a_worse_model_is_named_with_the_figures_that_are_worse() -> None:

@@ -109,11 +109,11 @@ def similarity(a: frozenset[str], b: frozenset[str]) -> float:
     return 2 * len(a & b) / (len(a) + len(b))
 
 
-def duplicates_of(text: str, others: Iterable[tuple[str, str]]) -> tuple[Duplicate, ...]:
-    """The open cases (case id, text) whose text is near-identical to `text`, most alike first."""
-    mine = shingles(text)
+def duplicates_of(mine: frozenset[str], others: Iterable[tuple[str, frozenset[str]]]) -> tuple[Duplicate, ...]:
+    """The open cases (case id, shingles) whose text is near-identical to the one of `mine`
+    (its shingles), most alike first."""
     found = [Duplicate(case_id, round(sim, 4)) for case_id, other in others
-             if (sim := similarity(mine, shingles(other))) >= DUPLICATE_SIMILARITY]
+             if (sim := similarity(mine, other)) >= DUPLICATE_SIMILARITY]
     return tuple(sorted(found, key=lambda d: (-d.similarity, d.case_id))[:DUPLICATES])
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import typing
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,6 +39,8 @@ from suqiu.store import routing as store
 log = structlog.get_logger(__name__)
 NAMESPACE = uuid.UUID("0c8d6a3e-5b7f-4e21-9d4a-6f2b8e1c3a95")
 RETRIES = 3
+SHINGLE_CACHE = 100_000  # cases whose shingles a worker keeps (about 30 MiB)
+CANDIDATES = 200  # open cases a new one is compared with: the newest
 
 
 class TooLittleHistory(Exception):
@@ -191,6 +194,9 @@ class Router:
                  auto_dispatch: Mapping[str, float] | None = None) -> None:
         self.pool, self.service, self.codec, self.context, self.master = pool, service, codec, context, master
         self.auto_dispatch = dict(auto_dispatch or {})
+        # A case's text never changes: its shingles are computed once, not for every newcomer it is
+        # compared with (an enterprise's open cases, a jurisdiction's week).
+        self._shingles: OrderedDict[str, frozenset[str]] = OrderedDict()
         self.actor = Actor(system_id, Role.SYSTEM, person="routing")
         self._model: tuple[str, TextModel | None] | None = None
 
@@ -228,6 +234,31 @@ class Router:
                     log.info("routing model loaded", version=version)
         return None if self._model[1] is None else (self._model[0], self._model[1])
 
+    async def _nearby(self, live: Sequence[e.Event], texts: Sequence[str]) -> list[list[str]]:
+        """Per new case, the open cases it may duplicate, with every shingle set at hand in the
+        cache: the batch's own first, then those read from the store."""
+        for ev, text in zip(live, texts, strict=True):
+            self._remember(ev.case_id, r.shingles(text))
+        async with self.pool.connection() as conn:
+            nearby = await store.open_like(conn, [(ev.case_id, typing.cast(e.AppealSubmitted, ev.payload).enterprise.uscc,
+                                                   typing.cast(e.AppealSubmitted, ev.payload).jurisdiction,
+                                                   ev.occurred_at - r.DUPLICATE_WINDOW) for ev in live], CANDIDATES)
+            missing = {c for ids in nearby for c in ids if c not in self._shingles}
+            found = await store.texts(conn, sorted(missing)) if missing else {}
+        for case_id, text in found.items():
+            self._remember(case_id, r.shingles(text))
+        return [[c for c in ids if c in self._shingles] for ids in nearby]
+
+    def _remember(self, case_id: str, shingles: frozenset[str]) -> None:
+        self._shingles[case_id] = shingles
+        self._shingles.move_to_end(case_id)
+        if len(self._shingles) > SHINGLE_CACHE:
+            self._shingles.popitem(last=False)
+
+    async def _run(self, reqs: Sequence[CommandRequest]) -> list[CommandResult | DomainError]:
+        """The commands side by side, so the group commit stores many in one round trip."""
+        return [a[0] for a in await asyncio.gather(*(self.service.run([req]) for req in reqs))]
+
     async def suggest(self, events: Sequence[e.Event]) -> list[CommandResult | DomainError]:
         """Record a suggestion on each live new appeal among `events` (imported history is not scored)."""
         live = [ev for ev in events if isinstance(ev.payload, e.AppealSubmitted) and ev.seq == 1
@@ -241,13 +272,11 @@ class Router:
         texts = [_text(ev) for ev in live]
         ranked = await asyncio.to_thread(model.ranked_all, texts)
         ctx = self.context()
+        nearby = await self._nearby(live, texts)
         reqs, dispatches = [], []
         for i, ev in enumerate(live):
             p = ev.payload
             assert isinstance(p, e.AppealSubmitted)
-            async with self.pool.connection() as conn:
-                others = await store.open_like(conn, ev.case_id, p.enterprise.uscc, p.jurisdiction,
-                                               ev.occurred_at - r.DUPLICATE_WINDOW)
             categories = r.suggestable_categories(ctx.categories, (r.Scored(c, s) for c, s in ranked["category"][i]))
             departments = r.suggestable_departments(ctx.departments,
                                                     (r.Scored(c, s) for c, s in ranked["department"][i]))
@@ -255,15 +284,15 @@ class Router:
                 "model": version,
                 "categories": [{"code": s.code, "score": s.score} for s in categories],
                 "departments": [{"code": s.code, "score": s.score} for s in departments],
-                "duplicates": [{"case_id": d.case_id, "similarity": d.similarity}
-                               for d in r.duplicates_of(texts[i], others)],
+                "duplicates": [{"case_id": d.case_id, "similarity": d.similarity} for d in r.duplicates_of(
+                    self._shingles[ev.case_id], ((c, self._shingles[c]) for c in nearby[i]))],
             }, case_id=ev.case_id, causation_id=ev.event_id, correlation_id=ev.correlation_id))
             target = r.auto_dispatch_to(p.category, departments, self.auto_dispatch)
             if target is not None:
                 dispatches.append(CommandRequest("dispatch", auto_dispatch_command_id(ev.case_id), self.actor, {
                     "department": target, "note": f"智能分拨自动派单：模型 {version}，得分 {departments[0].score:.2f}"},
                     case_id=ev.case_id, causation_id=ev.event_id, correlation_id=ev.correlation_id))
-        answers = await self.service.run(reqs)
+        answers = await self._run(reqs)
         for req, answer in zip(reqs, answers, strict=True):
             if isinstance(answer, DomainError):
                 # Usually a dispatcher was quicker than the agent: the case is dispatched already.
@@ -271,7 +300,7 @@ class Router:
                          code=answer.code, reason=answer.message)
         if dispatches:
             # After the suggestion, so the history reads suggestion, then the dispatch it caused.
-            for req, answer in zip(dispatches, await self.service.run(dispatches), strict=True):
+            for req, answer in zip(dispatches, await self._run(dispatches), strict=True):
                 if isinstance(answer, DomainError):
                     log.info("auto-dispatch not done", case_id=req.case_id, command_id=req.command_id,
                              code=answer.code, reason=answer.message)

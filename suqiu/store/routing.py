@@ -3,6 +3,7 @@ a new appeal is compared with (重复件)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,11 +18,16 @@ _LABELLED = ("SELECT v.case_id, v.submitted_at, coalesce(t.data->>'title', '') |
              "JOIN case_timeline t ON t.case_id = v.case_id AND t.seq = 1 AND t.event_type = 'AppealSubmitted' "
              "WHERE v.status IN ('replied', 'closed') AND v.state->>'replied_at' IS NOT NULL "
              "AND v.department IS NOT NULL ORDER BY v.submitted_at, v.case_id")
-_OPEN_LIKE = ("SELECT v.case_id, coalesce(t.data->>'title', '') || E'\\n' || coalesce(t.data->>'content', '') "
-              "FROM case_view v JOIN case_timeline t ON t.case_id = v.case_id AND t.seq = 1 "
-              "WHERE v.status NOT IN ('closed', 'withdrawn') AND v.case_id <> %(case)s "
-              "AND (v.enterprise_uscc = %(uscc)s OR (v.jurisdiction = %(jurisdiction)s AND v.submitted_at >= %(since)s)) "
-              "ORDER BY v.submitted_at DESC LIMIT %(limit)s")
+# For each new case (its enterprise, jurisdiction, and the start of its window): the newest open
+# cases of the same enterprise, or of the same jurisdiction within the window.
+_OPEN_LIKE = (
+    "SELECT q.i, v.case_id FROM unnest(%(cases)s::text[], %(usccs)s::text[], %(jurisdictions)s::text[], "
+    "%(sinces)s::timestamptz[]) WITH ORDINALITY AS q(case_id, uscc, jurisdiction, since, i) "
+    "CROSS JOIN LATERAL (SELECT v.case_id FROM case_view v WHERE v.status NOT IN ('closed', 'withdrawn') "
+    "AND v.case_id <> q.case_id AND (v.enterprise_uscc = q.uscc OR (v.jurisdiction = q.jurisdiction "
+    "AND v.submitted_at >= q.since)) ORDER BY v.submitted_at DESC LIMIT %(limit)s) v")
+_TEXTS = ("SELECT case_id, coalesce(data->>'title', '') || E'\\n' || coalesce(data->>'content', '') "
+          "FROM case_timeline WHERE seq = 1 AND case_id = ANY(%s)")
 _COLUMNS = "version, trained_at, window_from, window_to, org_version, cases, metrics, active, decision"
 
 
@@ -63,12 +69,23 @@ async def labelled(conn: psycopg.AsyncConnection[Any]) -> list[Labelled]:
     return [Labelled(*row) for row in await cur.fetchall()]
 
 
-async def open_like(conn: psycopg.AsyncConnection[Any], case_id: str, uscc: str, jurisdiction: str,
-                    since: datetime, limit: int = 500) -> list[tuple[str, str]]:
-    """(case id, text) of the open cases a new one may duplicate, newest first."""
-    cur = await conn.execute(_OPEN_LIKE, {"case": case_id, "uscc": uscc, "jurisdiction": jurisdiction,
-                                          "since": since, "limit": limit})
-    return [(row[0], row[1]) for row in await cur.fetchall()]
+async def open_like(conn: psycopg.AsyncConnection[Any], new: Sequence[tuple[str, str, str, datetime]],
+                    limit: int) -> list[list[str]]:
+    """For each new case (case id, USCC, jurisdiction, window start): the ids of the open cases it
+    may duplicate, newest first, at most `limit`; one query for a whole batch."""
+    cur = await conn.execute(_OPEN_LIKE, {"cases": [n[0] for n in new], "usccs": [n[1] for n in new],
+                                          "jurisdictions": [n[2] for n in new], "sinces": [n[3] for n in new],
+                                          "limit": limit})
+    out: list[list[str]] = [[] for _ in new]
+    for i, case_id in await cur.fetchall():
+        out[i - 1].append(case_id)
+    return out
+
+
+async def texts(conn: psycopg.AsyncConnection[Any], case_ids: Sequence[str]) -> dict[str, str]:
+    """Each case's text as submitted (title and content)."""
+    cur = await conn.execute(_TEXTS, (list(case_ids),))
+    return {row[0]: row[1] for row in await cur.fetchall()}
 
 
 async def save(conn: psycopg.AsyncConnection[Any], info: ModelInfo, model: bytes, signature: bytes) -> None:

@@ -23,7 +23,7 @@ from suqiu.http.api import ROUTES
 from tests.conftest import Api
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-EXAMPLES = 150  # per operation; small operations (health) run out sooner: over 1,000 requests a run
+EXAMPLES = 100  # per operation; small operations (health) run out sooner: over 1,000 requests a run
 
 
 async def test_the_document_covers_every_route_and_command(api: Api) -> None:

@@ -48,6 +48,25 @@ async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 2
     return out
 
 
+async def read_topics(bootstrap: str, topics: Sequence[str], expect: int,
+                      timeout: float = 60.0) -> dict[str, list[ConsumerRecord[bytes, bytes]]]:
+    """Every record on `topics` from the start, per topic, read by one consumer until at least
+    `expect` are there in all (or `timeout` passes)."""
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    out: dict[str, list[ConsumerRecord[bytes, bytes]]] = {t: [] for t in topics}
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and sum(len(v) for v in out.values()) < expect:
+            for tp, records in (await consumer.getmany(timeout_ms=200)).items():
+                out[tp.topic].extend(records)
+    finally:
+        await consumer.stop()
+    return out
+
+
 async def produce(bootstrap: str, topic: str,
                   messages: Sequence[tuple[bytes | None, bytes] | tuple[bytes | None, bytes, str | list[Any]]]) -> None:
     """Send (key, value) records, or (key, value, secret): signed with that API key (suqiu.streams.signing),

@@ -193,7 +193,10 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
         assert (await api.do("bh-hrss", dup_id, "merge_into", main_case_id=main_id))[0] == 403
         await caught_up(topics, dup_id)
         before = (await api.call("dispatcher", "GET", "/departments/bh-hrss/load"))[1]["counts"]
-        await api.ok("dispatcher", dup_id, "merge_into", main_case_id=main_id)
+        d = await sign_in(browser, api, "dispatcher")  # the session above has expired: two days have passed
+        await d.page.goto(f"{api.base}/board/cases/{dup_id}")
+        await d.page.click(f"#duplicates button[data-main='{main_id}']")
+        await expect(d.page.locator("#duplicates .result")).to_have_text("已提交")
         status, refused = await api.do("dispatcher", emoji["case_id"], "merge_into", main_case_id=dup_id)
         assert status == 409 and refused["error"]["code"] == "invalid_state"
         await caught_up(topics, dup_id)
@@ -213,7 +216,6 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
         assert hot["hotspots"][0]["departments"] == {"bh-market": 1, "bh-hrss": 1}
         assert (await api.call("dispatcher", "GET", "/hotspots?jurisdiction=tj&from=2026-05-01&to=2026-06-01")
                 )[1]["appeals"] == 240  # the first imported history, all in May
-        d = await sign_in(browser, api, "auditor")  # the session above has expired: two days have passed
         await d.page.goto(f"{api.base}/board/hotspots?jurisdiction=tj")
         await expect(d.page.locator("tr[data-hotspot='1']")).to_contain_text("营业执照变更登记办不下来")
         await expect(d.page.locator("tr[data-month='2026-07']")).to_contain_text("75.0%")  # 按建议派单

@@ -70,7 +70,8 @@ SESSIONS = web.AppKey("board_sessions", Sessions)
 SESSION = web.RequestKey("board_session", Session)
 TOKEN = web.RequestKey("board_token", str)
 # The board's actions (催办, 转办) and the form fields each sends as its command's body.
-ACTION_FIELDS = {"dispatch": ("department",), "urge": ("note",), "transfer": ("department", "reason")}
+ACTION_FIELDS = {"dispatch": ("department",), "urge": ("note",), "transfer": ("department", "reason"),
+                 "merge_into": ("main_case_id",)}
 ACTIONS = tuple(ACTION_FIELDS)
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _templates = jinja2.Environment(loader=jinja2.PackageLoader("suqiu.board", "templates"), autoescape=True,

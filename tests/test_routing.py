@@ -218,6 +218,7 @@ async def test_a_model_learnt_from_history_suggests_names_duplicates_and_keeps_t
                 )[1]["appeals"] == 240  # the first imported history, all in May
         await d.page.goto(f"{api.base}/board/hotspots?jurisdiction=tj")
         await expect(d.page.locator("tr[data-hotspot='1']")).to_contain_text("营业执照变更登记办不下来")
+        await expect(d.page).to_have_title("热点问题 · 诉求")
         await expect(d.page.locator("tr[data-month='2026-07']")).to_contain_text("75.0%")  # 按建议派单
         await d.fits("hotspots")
         clock.set(clock.now() + timedelta(days=8))

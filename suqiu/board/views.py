@@ -147,7 +147,7 @@ def _frame(request: web.Request) -> dict[str, Any]:
     if dept:
         who += f" · {names[dept].name if dept in names else dept}"
     # Jurisdiction-wide pages (热点) only for those who read the jurisdiction's figures.
-    wide = principal.actor.role in (Role.DISPATCHER, Role.ADMIN, Role.AUDITOR)
+    wide = access.may_read_figures(principal, None, names)
     return {"who": who, "csrf": request[SESSION].csrf, "wide": wide}
 
 
@@ -326,10 +326,9 @@ async def case(request: web.Request) -> web.Response:
     steps = [(label, reached.get(event)) for label, event in STEPS]
     template = "case_timeline.html" if request.query.get("part") == "timeline" else "case.html"
     file_link = current.enterprise is not None and access.may_read_enterprise_file(principal, current.enterprise.uscc)
-    routing = current.routing if access.sees_routing(principal) else None
-    return render(template, case=current, routing=routing, categories=rt.context.categories, entries=entries, report=report, at=at_text, shown=shown, steps=steps,
-                  offer=offer,
-                  later=later,
+    suggestion = current.routing if access.sees_routing(principal) else None
+    return render(template, case=current, routing=suggestion, categories=rt.context.categories, entries=entries,
+                  report=report, at=at_text, shown=shown, steps=steps, offer=offer, later=later,
                   actions=actions, now=rt.clock.now(), names=rt.context.departments, file_link=file_link,
                   current_department=refdata.current(rt.context.departments, current.department),
                   departments=_transfer_targets(rt.context.departments), **_frame(request))

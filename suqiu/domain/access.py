@@ -248,6 +248,16 @@ def check_enterprise_file(principal: Principal, uscc: str) -> None:
         raise DomainError("forbidden", ENTERPRISE_FILE, rule=ENTERPRISE_FILE, role=role.value)
 
 
+def may_read_figures(principal: Principal, department: str | None, departments: Mapping[str, Department]) -> bool:
+    """Whether the board offers `principal` a page of those figures (department None: a
+    jurisdiction's, as the 热点 page shows)."""
+    try:
+        check_figures(principal, department, departments)
+    except DomainError:
+        return False
+    return True
+
+
 def may_read_enterprise_file(principal: Principal, uscc: str) -> bool:
     """Whether the board links a case to its enterprise's file for `principal`."""
     try:

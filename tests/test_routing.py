@@ -19,7 +19,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from suqiu.base.clock import ManualClock
 from suqiu.base.config import Settings
-from suqiu.base.textmodel import SPACES, TextModel, fit, ngrams, prepare, tfidf
+from suqiu.base.textmodel import TextModel, fit, ngrams, prepare, tfidf
 from suqiu.domain import hotspots
 from suqiu.domain import routing as r
 from suqiu.domain.model import Actor, Role
@@ -287,15 +287,17 @@ def test_a_stored_model_scores_as_scikit_learn_and_never_unpickles() -> None:
         title, content = appeal_text(rng, names[i % 4])
         texts.append(title + "\n" + content)
         labels.append(names[i % 4])
+    # A number's mark is no word; width and case fold; white space runs become one space.
+    assert prepare("请回电\x1aP0\x1a  Ａ３区\n\n便道") == "请回电 a3区 便道"
     texts += ["", "a", "\x00\x00  b", "😀" * 5]  # no n-gram runs across texts, however short
-    prepared = [SPACES.sub(" ", prepare(t)) for t in texts]
+    prepared = [prepare(t) for t in texts]
     vocabulary, idf, x = tfidf(prepared)
     # The features scikit-learn's TfidfVectorizer gives on the same vocabulary, in training and in scoring.
     vec = TfidfVectorizer(analyzer=ngrams, sublinear_tf=True, vocabulary={t: i for i, t in enumerate(vocabulary)})
     assert abs(vec.fit_transform(prepared) - x).max() < 1e-6 and np.abs(vec.idf_ - idf).max() < 1e-5
     model = TextModel.from_bytes(fit(texts[:300], {"department": labels[:300]}).to_bytes())
     vec = TfidfVectorizer(analyzer=ngrams, sublinear_tf=True, vocabulary={t: i for i, t in enumerate(model.vocabulary)})
-    vec.fit([SPACES.sub(" ", prepare(t)) for t in texts[:300]])
+    vec.fit([prepare(t) for t in texts[:300]])
     theirs = vec.transform([prepare(t) for t in texts[300:]]).toarray()
     ours = np.zeros_like(theirs)
     for row, (cols, vals) in enumerate(model.features(texts[300:])):

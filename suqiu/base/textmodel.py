@@ -22,28 +22,27 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from suqiu.domain.personal import unmarked
+
 MAX_FEATURES = 1 << 17
 TEXT_LIMIT = 4000  # characters scored: the title and the start of the content carry the problem
 FORMAT = 1
 
 Floats = npt.NDArray[np.float32]
-# A personal-data mark (suqiu.domain.personal): which number stood there says nothing of the problem.
-_MARK = re.compile("\x1a[^\x1a]{0,8}\x1a")
-
-
-SPACES = re.compile(r"\s\s+")
+_SPACES = re.compile(r"\s\s+")
 
 
 def ngrams(text: str) -> list[str]:
     """The character 1–3-grams of a prepared text, as scikit-learn's `analyzer="char"` cuts them."""
-    text = SPACES.sub(" ", text)
     n = len(text)
     return [text[i:i + k] for k in (1, 2, 3) for i in range(n - k + 1)]
 
 
 def prepare(text: str) -> str:
-    """The text as the model reads it: marks out, width folded (Ａ３ = A3), lower case, cut."""
-    return unicodedata.normalize("NFKC", _MARK.sub(" ", text[: TEXT_LIMIT * 2])).lower()[:TEXT_LIMIT]
+    """The text as the model reads it: personal-data marks out, width folded (Ａ３ = A3), lower
+    case, cut, and runs of white space made one space (as scikit-learn's char analyzer does)."""
+    folded = unicodedata.normalize("NFKC", unmarked(text[: TEXT_LIMIT * 2])).lower()[:TEXT_LIMIT]
+    return _SPACES.sub(" ", folded)
 
 
 @dataclass(frozen=True)
@@ -188,7 +187,7 @@ def fit(texts: Sequence[str], labels: Mapping[str, Sequence[str]]) -> TextModel:
     """Fit one head per entry of `labels` (head -> one label per text) on shared features."""
     from sklearn.linear_model import SGDClassifier
 
-    prepared = [SPACES.sub(" ", prepare(t)) for t in texts]
+    prepared = [prepare(t) for t in texts]
     vocabulary, idf, x = tfidf(prepared)
     heads = {}
     for name, ys in labels.items():

@@ -131,6 +131,12 @@ def labelled(text: str) -> str:
     return _MARKED.sub(lambda m: KIND_LABELS[m.group(1)], text)
 
 
+def unmarked(text: str) -> str:
+    """A marked text with a space where each number stood: for reading what it is about (the
+    routing model), where which number it was says nothing."""
+    return _MARKED.sub(" ", text) if MARK in text else text
+
+
 def shown_contact(personal: Personal | None, plain: bool) -> dict[str, str | None]:
     """The contact as a reader may see it (personal None: erased)."""
     if personal is None:

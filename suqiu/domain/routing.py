@@ -148,6 +148,9 @@ class Outcome:
     replied_by: str | None
 
 
+_COUNTS = ("suggested", "dispatched", "followed", "answered", "top1", "top3")
+
+
 def quality(outcomes: Iterable[Outcome], departments: Mapping[str, Department]) -> dict[str, Any]:
     """How good the suggestions were, per month and overall: how often the department that finally
     replied was the first suggestion (top-1) or among the three (top-3), and how often the first
@@ -156,8 +159,7 @@ def quality(outcomes: Iterable[Outcome], departments: Mapping[str, Department]) 
     for o in outcomes:
         if not o.suggested:
             continue  # it named no department (none the model knows is in use)
-        m = months.setdefault(o.month, dict.fromkeys(
-            ("suggested", "dispatched", "followed", "answered", "top1", "top3"), 0))
+        m = months.setdefault(o.month, dict.fromkeys(_COUNTS, 0))
         m["suggested"] += 1
         if o.dispatched_to is not None:
             m["dispatched"] += 1
@@ -167,8 +169,7 @@ def quality(outcomes: Iterable[Outcome], departments: Mapping[str, Department]) 
             m["answered"] += 1
             m["top1"] += final == o.suggested[0]
             m["top3"] += final in o.suggested[:TOP]
-    total = {k: sum(m[k] for m in months.values()) for k in
-             ("suggested", "dispatched", "followed", "answered", "top1", "top3")}
+    total = {k: sum(m[k] for m in months.values()) for k in _COUNTS}
     return {"months": [{"month": month, **_rates(m)} for month, m in sorted(months.items())],
             "overall": _rates(total)}
 

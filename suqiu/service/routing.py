@@ -170,7 +170,7 @@ async def _judged(pool: AsyncConnectionPool[Any], master: MasterKey, metrics: di
 
 
 def _headline(figures: dict[str, Any]) -> dict[str, Any]:
-    return {k: figures[k] for k in ("accuracy", "macro_f1", "top3")}
+    return {k: figures[k] for k in r.FIGURES}
 
 
 def _opened(master: MasterKey, info: store.ModelInfo, data: bytes, signature: bytes) -> TextModel | None:
@@ -237,12 +237,13 @@ class Router:
     async def _nearby(self, live: Sequence[e.Event], texts: Sequence[str]) -> list[list[str]]:
         """Per new case, the open cases it may duplicate, with every shingle set at hand in the
         cache: the batch's own first, then those read from the store."""
+        new = []
         for ev, text in zip(live, texts, strict=True):
             self._remember(ev.case_id, r.shingles(text))
+            p = typing.cast(e.AppealSubmitted, ev.payload)
+            new.append((ev.case_id, p.enterprise.uscc, p.jurisdiction, ev.occurred_at - r.DUPLICATE_WINDOW))
         async with self.pool.connection() as conn:
-            nearby = await store.open_like(conn, [(ev.case_id, typing.cast(e.AppealSubmitted, ev.payload).enterprise.uscc,
-                                                   typing.cast(e.AppealSubmitted, ev.payload).jurisdiction,
-                                                   ev.occurred_at - r.DUPLICATE_WINDOW) for ev in live], CANDIDATES)
+            nearby = await store.open_like(conn, new, CANDIDATES)
             missing = {c for ids in nearby for c in ids if c not in self._shingles}
             found = await store.texts(conn, sorted(missing)) if missing else {}
         for case_id, text in found.items():

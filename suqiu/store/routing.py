@@ -11,10 +11,11 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-# Cases answered by a department: the text as submitted (seq 1), its category, and the department
-# that holds it after the reply (the one that replied).
-_LABELLED = ("SELECT v.case_id, v.submitted_at, coalesce(t.data->>'title', '') || E'\\n' || "
-             "coalesce(t.data->>'content', ''), v.category, v.department FROM case_view v "
+# A case's text as submitted (its AppealSubmitted in the timeline, t): the title, a new line, the content.
+_TEXT = "coalesce(t.data->>'title', '') || E'\\n' || coalesce(t.data->>'content', '')"
+# Cases answered by a department: the text, its category, and the department that holds it after
+# the reply (the one that replied).
+_LABELLED = (f"SELECT v.case_id, v.submitted_at, {_TEXT}, v.category, v.department FROM case_view v "
              "JOIN case_timeline t ON t.case_id = v.case_id AND t.seq = 1 AND t.event_type = 'AppealSubmitted' "
              "WHERE v.status IN ('replied', 'closed') AND v.state->>'replied_at' IS NOT NULL "
              "AND v.department IS NOT NULL ORDER BY v.submitted_at, v.case_id")
@@ -26,8 +27,7 @@ _OPEN_LIKE = (
     "CROSS JOIN LATERAL (SELECT v.case_id FROM case_view v WHERE v.status NOT IN ('closed', 'withdrawn') "
     "AND v.case_id <> q.case_id AND (v.enterprise_uscc = q.uscc OR (v.jurisdiction = q.jurisdiction "
     "AND v.submitted_at >= q.since)) ORDER BY v.submitted_at DESC LIMIT %(limit)s) v")
-_TEXTS = ("SELECT case_id, coalesce(data->>'title', '') || E'\\n' || coalesce(data->>'content', '') "
-          "FROM case_timeline WHERE seq = 1 AND case_id = ANY(%s)")
+_TEXTS = f"SELECT t.case_id, {_TEXT} FROM case_timeline t WHERE t.seq = 1 AND t.case_id = ANY(%s)"
 _COLUMNS = "version, trained_at, window_from, window_to, org_version, cases, metrics, active, decision"
 
 

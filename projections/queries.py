@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 
 from suqiu.domain.clocks import Clock
 from suqiu.domain.enterprises import file_figures
+from suqiu.domain.figures import rate
 from suqiu.domain.hotspots import MAX_APPEALS, Appeal
 from suqiu.domain.model import OPEN
 from suqiu.domain.periods import ALL_TIME, Grain, Period
@@ -213,9 +214,6 @@ async def _period_figures(conn: psycopg.AsyncConnection[Any], departments: Seque
 def _rates(c: dict[str, int], handling: tuple[float | None, float | None], awaiting: int) -> dict[str, Any]:
     """The 三率 and the rest from a period's counts; a rate is null with no denominator."""
     due = c["assigned"] - c["released"] - awaiting  # suqiu.domain.response: what a response is owed for
-
-    def rate(num: int, den: int) -> float | None:
-        return round(num / den, 4) if den else None
 
     def hours(v: float | None) -> float | None:
         return None if v is None else round(v / 60, 2)

@@ -19,6 +19,7 @@ from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 
 from suqiu.base.cells import safe_cell
+from suqiu.domain.figures import rate
 from suqiu.domain.hotspots import hotspots
 from suqiu.domain.labels import CLOCK_NAMES, DEFINITIONS, RATE_NAMES, STATE_NAMES
 from suqiu.domain.org import Organisation
@@ -119,8 +120,8 @@ def _figures(sheet: Worksheet, title: str, names: Mapping[str, str], this: Mappi
         row: list[Any] = [name]
         for count, _ in _COUNTS:
             row += [now_["counts"][count], then["counts"][count]]
-        for rate in RATE_NAMES:
-            row += [_cell(now_[rate]), _cell(then[rate])]
+        for name_of_rate in RATE_NAMES:
+            row += [_cell(now_[name_of_rate]), _cell(then[name_of_rate])]
         for point in ("median", "p90"):
             row += [_cell(now_["handling_working_hours"][point]), _cell(then["handling_working_hours"][point])]
         sheet.append([*row, code])
@@ -157,7 +158,7 @@ def _categories(sheet: Worksheet, title: str, names: Mapping[str, str], this: Ma
     codes = sorted({*this, *before}, key=lambda c: (-this.get(c, empty)["submitted"], c))
     for code in codes:
         now_, then = this.get(code, empty), before.get(code, empty)
-        share = round(now_["submitted"] / whole, 4) if whole else None
+        share = rate(now_["submitted"], whole)
         sheet.append([names.get(code, code), now_["submitted"], then["submitted"], _cell(share), now_["closed"],
                       now_["overdue"], code])
     sheet.append([TOTAL, whole, sum(k["submitted"] for k in before.values()), 1.0 if whole else NONE,

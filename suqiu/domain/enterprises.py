@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from suqiu.domain.figures import rate
 from suqiu.domain.model import HANDLED, OPEN, SATISFIED
 
 
@@ -23,7 +24,7 @@ def file_figures(cases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "counts": {"appeals": len(cases), "open": sum(c["status"] in OPEN for c in cases),
                    "handled": len(handled), "resolved": resolved, "rated": len(rated), "satisfied": satisfied},
-        "resolution_rate": round(resolved / len(handled), 4) if handled else None,
-        "satisfaction_rate": round(satisfied / len(rated), 4) if rated else None,
+        "resolution_rate": rate(resolved, len(handled)),
+        "satisfaction_rate": rate(satisfied, len(rated)),
         "channels": dict(sorted(Counter(c["channel"] for c in cases).items())),
     }

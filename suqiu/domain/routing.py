@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from suqiu.domain.figures import rate
 from suqiu.domain.refdata import Category, Department, current
 
 TOP = 3  # categories and departments named in a suggestion
@@ -175,9 +176,6 @@ def quality(outcomes: Iterable[Outcome], departments: Mapping[str, Department]) 
 
 
 def _rates(m: Mapping[str, int]) -> dict[str, Any]:
-    def share(part: int, whole: int) -> float | None:
-        return round(part / whole, 4) if whole else None
-
     return {"suggested": m["suggested"], "dispatched": m["dispatched"], "answered": m["answered"],
-            "followed_rate": share(m["followed"], m["dispatched"]), "top1_accuracy": share(m["top1"], m["answered"]),
-            "top3_accuracy": share(m["top3"], m["answered"])}
+            "followed_rate": rate(m["followed"], m["dispatched"]), "top1_accuracy": rate(m["top1"], m["answered"]),
+            "top3_accuracy": rate(m["top3"], m["answered"])}

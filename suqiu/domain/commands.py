@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
@@ -423,7 +423,7 @@ def _coerce(hint: Any, raw: Any, path: str, meta: typing.Mapping[str, Any]) -> A
         return inputs.instant(raw, path)
     if hint is float:
         return inputs.fraction(raw, path)
-    if get_origin(hint) is tuple and get_args(hint)[0] in (Scored, Duplicate):
+    if get_origin(hint) is tuple and is_dataclass(get_args(hint)[0]):  # records (a suggestion's scores)
         if not isinstance(raw, list | tuple) or len(raw) > 10:
             raise invalid(path, "must be a list of at most 10 objects")
         return tuple(_build(get_args(hint)[0], x, prefix=f"{path}[{i}].") for i, x in enumerate(raw))
@@ -433,6 +433,6 @@ def _coerce(hint: Any, raw: Any, path: str, meta: typing.Mapping[str, Any]) -> A
         if len(raw) > 100:
             raise invalid(path, "more than 100 items")
         return tuple(inputs.text(x, f"{path}[{i}]", TEXT) for i, x in enumerate(raw))
-    if hint is Enterprise:
-        return _build(Enterprise, raw, prefix=path + ".")
+    if isinstance(hint, type) and is_dataclass(hint):  # a record (a submit's enterprise)
+        return _build(hint, raw, prefix=path + ".")
     raise TypeError(f"no coercion for {hint!r}")  # a programming error, not bad input
